@@ -1,0 +1,43 @@
+"""Contracts of the audiopipe services: topics, CloudEvents headers, event models and
+the analysis server's HTTP contract. Pure data; no service logic."""
+
+from contracts import headers, topics
+from contracts.analysis import AnalysisRequest, AnalysisWebhook, AudioFeatures, WebhookStatus
+from contracts.events import (
+    CE_TYPE_OF,
+    EVENT_TYPES,
+    AnalysisCompleted,
+    AnalysisFailed,
+    AudioStored,
+    CeType,
+    Event,
+    JobStatusChanged,
+    UploadAborted,
+    UploadFinished,
+    UploadStarted,
+)
+from contracts.jobs import ErrorCode, JobError, JobStatus, stage_progress
+
+__all__ = [
+    "CE_TYPE_OF",
+    "EVENT_TYPES",
+    "AnalysisCompleted",
+    "AnalysisFailed",
+    "AnalysisRequest",
+    "AnalysisWebhook",
+    "AudioFeatures",
+    "AudioStored",
+    "CeType",
+    "ErrorCode",
+    "Event",
+    "JobError",
+    "JobStatus",
+    "JobStatusChanged",
+    "UploadAborted",
+    "UploadFinished",
+    "UploadStarted",
+    "WebhookStatus",
+    "headers",
+    "stage_progress",
+    "topics",
+]

@@ -1,0 +1,52 @@
+"""Fixtures shared by every test in the workspace.
+
+Real-service tests get their Kafka, S3 and PostgreSQL from, in this order:
+1. environment variables (``KAFKA_BOOTSTRAP_SERVERS``, ``S3_ENDPOINT_URL`` with
+   ``S3_ACCESS_KEY_ID``/``S3_SECRET_ACCESS_KEY``, ``DATABASE_URL``) naming running ones;
+2. testcontainers, when a Docker engine answers;
+3. the local stack in ``deploy/local`` (no Docker), started for the session and stopped
+   after it, unless it was already running (then it is reused and left running).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent
+INFRA_VARS = ("KAFKA_BOOTSTRAP_SERVERS", "S3_ENDPOINT_URL", "DATABASE_URL")
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker  # type: ignore[import-untyped]
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[dict[str, str]]:
+    """Environment variables naming a running Kafka, S3 and PostgreSQL."""
+    if all(os.environ.get(v) for v in INFRA_VARS):
+        yield {k: v for k, v in os.environ.items() if k.startswith(("KAFKA_", "S3_", "DATABASE_"))}
+        return
+    if os.environ.get("AUDIOPIPE_TESTCONTAINERS", "auto") != "off" and _docker_answers():
+        from tests.support.containers import containers_env
+
+        with containers_env() as env:
+            yield env
+        return
+    from devstack import Stack
+
+    stack = Stack(root=ROOT)
+    started = stack.up(apps=False)
+    try:
+        yield stack.env()
+    finally:
+        stack.down(only=started)

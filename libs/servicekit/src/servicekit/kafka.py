@@ -1,0 +1,154 @@
+"""Kafka plumbing shared by the services: the broker, topics, CloudEvents envelopes.
+
+Events travel in CloudEvents binary mode (DESIGN §4): attributes in ``ce_*`` headers,
+the JSON (or raw chunk bytes) as the value, the job id as the key.
+"""
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.structs import RecordMetadata
+from faststream.kafka import KafkaBroker
+from pydantic import ValidationError
+
+from contracts import CE_TYPE_OF, EVENT_TYPES, Event, headers, topics
+from servicekit.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+"""Largest message we produce; upload chunks stay well below it."""
+
+
+def make_broker(settings: ServiceSettings, service: str, description: str) -> KafkaBroker:
+    """A broker whose publishes are idempotent and acknowledged by all in-sync replicas,
+    so an acknowledged message survives a broker crash (DESIGN §5.1)."""
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=service,
+        enable_idempotence=True,
+        acks="all",
+        max_request_size=MAX_MESSAGE_BYTES,
+        linger_ms=2,
+        description=description,
+        logger=logging.getLogger(f"faststream.{service}"),
+        log_level=logging.DEBUG,
+    )
+
+
+async def ensure_topics(
+    bootstrap_servers: str, partitions: int, names: Iterable[str] = topics.ALL
+) -> None:
+    """Create the topics (and their dead-letter twins) that do not exist yet."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [n for name in names for n in (name, topics.dead_letter(name))]
+        missing = [
+            NewTopic(
+                name,
+                num_partitions=partitions if not name.endswith(topics.DLQ_SUFFIX) else 1,
+                replication_factor=-1,
+            )
+            for name in wanted
+            if name not in existing
+        ]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another service created them first
+            log.info("created topics %s", [t.name for t in missing])
+    finally:
+        await admin.close()
+
+
+async def wait_for_kafka(bootstrap_servers: str, timeout: float = 60.0) -> None:
+    """Block until the cluster answers a metadata request, for services that start
+    before the broker does."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return
+        except Exception:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+        finally:
+            await admin.close()
+
+
+def ce_headers(
+    ce_type: str, ce_id: str, source: str, job_id: str, content_type: str = headers.JSON
+) -> dict[str, str]:
+    return {
+        headers.SPECVERSION: headers.SPEC_VERSION,
+        headers.ID: ce_id,
+        headers.TYPE: ce_type,
+        headers.SOURCE: source,
+        headers.SUBJECT: job_id,
+        headers.TIME: datetime.now(UTC).isoformat(),
+        headers.CONTENT_TYPE: content_type,
+    }
+
+
+async def publish_event(
+    broker: KafkaBroker, topic: str, event: Event, *, source: str, ce_id: str
+) -> RecordMetadata:
+    """Publish ``event`` keyed by its job and wait for the acknowledgement.
+
+    ``ce_id`` must be derived from what happened (e.g. ``"<job>:stored"``), not random,
+    so that a redelivered input republishes the same id and readers can drop it.
+    """
+    result = await broker.publish(
+        event.model_dump_json().encode(),
+        topic,
+        key=event.job_id.encode(),
+        headers=ce_headers(CE_TYPE_OF[type(event)], ce_id, source, event.job_id),
+    )
+    assert isinstance(result, RecordMetadata)
+    return result
+
+
+class PoisonMessage(Exception):
+    """A message no retry can make processable; it belongs on the dead-letter topic."""
+
+
+def decode_event(message_headers: dict[str, Any], body: bytes) -> Event:
+    """The event model of a message, by its ``ce_type`` header."""
+    ce_type = message_headers.get(headers.TYPE)
+    model = EVENT_TYPES.get(ce_type) if isinstance(ce_type, str) else None
+    if model is None:
+        raise PoisonMessage(f"unknown ce_type {ce_type!r}")
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise PoisonMessage(f"invalid {ce_type}: {exc.errors()[:3]}") from exc
+
+
+async def dead_letter(
+    broker: KafkaBroker,
+    topic: str,
+    key: bytes | None,
+    body: bytes,
+    message_headers: dict[str, str],
+    reason: str,
+) -> None:
+    """Park a poison message on ``<topic>.dlq`` with the reason, so it neither blocks
+    its partition nor vanishes (DESIGN §4)."""
+    log.error("dead-lettering a message from %s: %s", topic, reason)
+    await broker.publish(
+        body,
+        topics.dead_letter(topic),
+        key=key,
+        headers={**message_headers, headers.DLQ_REASON: reason[:1000]},
+    )

@@ -1,0 +1,55 @@
+"""Settings every service shares, read from environment variables (pydantic-settings).
+
+Each service subclasses :class:`ServiceSettings` once, in its own ``settings.py``.
+Secrets have development defaults so that ``make run`` needs no setup; a service in
+``production`` refuses to start with one of them (DESIGN §6).
+"""
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JOB_TOKEN_SECRET = "dev-only-job-token-secret-change-me"
+DEV_S3_SECRET = "audiopipe-secret"
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8100
+    log_level: str = "INFO"
+
+    kafka_bootstrap_servers: str = "127.0.0.1:19092"
+    kafka_topic_partitions: int = Field(
+        default=6, ge=1, description="Partitions for topics this service creates if missing."
+    )
+
+    job_token_secret: SecretStr = SecretStr(DEV_JOB_TOKEN_SECRET)
+    job_token_ttl_seconds: int = 24 * 3600
+
+    @model_validator(mode="after")
+    def _no_development_secrets_in_production(self) -> "ServiceSettings":
+        if self.environment == "production":
+            for name, value in self.secrets().items():
+                if value in (DEV_JOB_TOKEN_SECRET, DEV_S3_SECRET):
+                    raise ValueError(f"{name} has its development default in production")
+        return self
+
+    def secrets(self) -> dict[str, str]:
+        return {
+            name: value.get_secret_value() for name, value in self if isinstance(value, SecretStr)
+        }
+
+
+class S3Settings(ServiceSettings):
+    s3_endpoint_url: str | None = "http://127.0.0.1:18333"
+    s3_access_key_id: str = "audiopipe"
+    s3_secret_access_key: SecretStr = SecretStr(DEV_S3_SECRET)
+    s3_region: str = "us-east-1"
+    s3_bucket: str = "audio"
+    s3_create_bucket: bool = Field(
+        default=True, description="Create the bucket at start when it does not exist."
+    )
