@@ -40,6 +40,9 @@ class UploadStarted(Event):
     content_type: str = Field(description="Media type detected from the file's bytes.")
     owner: str | None = Field(default=None, description="JWT subject of the uploader.")
     chunk_size: int = Field(gt=0, description="Size of every chunk but the last, bytes.")
+    size_hint: int | None = Field(
+        default=None, description="Expected size from the request's Content-Length (an upper bound)."
+    )
     started_at: datetime = Field(default_factory=_now)
 
 

@@ -1,0 +1,70 @@
+"""The gateway's wiring: settings, Kafka broker, routes."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from contracts import UploadAborted, UploadFinished, UploadStarted, JobStatusChanged, topics
+from gateway.ingest import UploadLimits
+from gateway.routes import router
+from gateway.settings import Settings
+from gateway.sink import KafkaUploadSink
+from servicekit.http import create_app
+from servicekit.kafka import ensure_topics, make_broker, wait_for_kafka
+from servicekit.tokens import JobTokens
+
+
+def build_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    broker = make_broker(settings, "gateway", "Accepts audio uploads and streams them into Kafka.")
+    broker.publisher(
+        topics.AUDIO_UPLOAD,
+        title="audio.upload",
+        description="UploadStarted, raw chunk messages (ce_sequence header), then "
+        "UploadFinished or UploadAborted; keyed by job id.",
+        schema=UploadStarted | UploadFinished | UploadAborted,
+    )
+    broker.publisher(topics.JOB_STATUS, description="`accepted`", schema=JobStatusChanged)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await wait_for_kafka(settings.kafka_bootstrap_servers)
+        await ensure_topics(settings.kafka_bootstrap_servers, settings.kafka_topic_partitions)
+        await broker.start()
+        try:
+            yield
+        finally:
+            await broker.stop()
+
+    async def kafka_connected() -> bool:
+        return await broker.ping(timeout=2.0)
+
+    app = create_app(
+        title="audiopipe gateway",
+        description="Validates audio uploads and puts them on Kafka.",
+        lifespan=lifespan,
+        readiness=[kafka_connected],
+    )
+    app.state.sink = KafkaUploadSink(broker)
+    app.state.limits = UploadLimits(
+        max_bytes=settings.max_upload_bytes,
+        chunk_bytes=settings.chunk_bytes,
+        max_chunks_in_flight=settings.max_chunks_in_flight,
+        ack_timeout_seconds=settings.kafka_ack_timeout_seconds,
+    )
+    app.state.tokens = JobTokens(
+        settings.job_token_secret.get_secret_value(), settings.job_token_ttl_seconds
+    )
+    app.state.broker = broker
+    if settings.cors_allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allowed_origins,
+            allow_credentials=True,
+            allow_methods=["POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.include_router(router)
+    return app

@@ -1,0 +1,238 @@
+"""Stream one upload from the request body into Kafka (DESIGN §5.1, §5.2, §5.6).
+
+The body is read as it arrives; the ``file`` field's bytes are cut into chunks and
+produced to ``audio.upload`` behind an ``UploadStarted``, with a bounded number of
+unacknowledged chunks in flight. Only after Kafka acknowledged every chunk, the
+``UploadFinished`` marker and the ``accepted`` status does the client get its 202.
+Anything that goes wrong after ``UploadStarted`` was sent is followed by
+``UploadAborted`` so that the uploader drops what it holds.
+"""
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiokafka.errors import KafkaError
+from starlette.requests import ClientDisconnect
+
+from contracts import (
+    JobStatus,
+    JobStatusChanged,
+    UploadAborted,
+    UploadFinished,
+    UploadStarted,
+    topics,
+)
+from gateway.form import FileFieldReader, MalformedForm, boundary_of
+from gateway.sink import Ack, UploadSink
+from gateway.sniff import SNIFF_BYTES, sniff_audio
+from servicekit.http import ApiError
+from servicekit.logs import job_id_var
+
+log = logging.getLogger(__name__)
+
+FORM_OVERHEAD = 64 * 1024
+"""Room for multipart boundaries and headers above the file size limit."""
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_bytes: int
+    chunk_bytes: int
+    max_chunks_in_flight: int
+    ack_timeout_seconds: float
+
+
+@dataclass(frozen=True)
+class Ingested:
+    job_id: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+class _Upload:
+    """One upload in progress: chunking, hashing and the acknowledgements in flight."""
+
+    def __init__(self, sink: UploadSink, limits: UploadLimits, job_id: str) -> None:
+        self.sink = sink
+        self.limits = limits
+        self.job_id = job_id
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+        self.sequence = 0
+        self.buffer = bytearray()
+        self.in_flight: deque[Ack] = deque()
+        self.started = False
+
+    async def add(self, piece: bytes) -> None:
+        self.size += len(piece)
+        if self.size > self.limits.max_bytes:
+            raise ApiError(
+                413, "too_large", f"the file is larger than {self.limits.max_bytes} bytes"
+            )
+        self.sha256.update(piece)
+        self.buffer += piece
+        while len(self.buffer) >= self.limits.chunk_bytes:
+            await self._send_chunk(bytes(self.buffer[: self.limits.chunk_bytes]))
+            del self.buffer[: self.limits.chunk_bytes]
+
+    async def flush(self) -> None:
+        if self.buffer:
+            await self._send_chunk(bytes(self.buffer))
+            self.buffer.clear()
+        while self.in_flight:
+            await self._await(self.in_flight.popleft())
+
+    async def _send_chunk(self, data: bytes) -> None:
+        if len(self.in_flight) >= self.limits.max_chunks_in_flight:
+            await self._await(self.in_flight.popleft())
+        self.in_flight.append(await self.sink.chunk(self.job_id, self.sequence, data))
+        self.sequence += 1
+
+    async def _await(self, ack: Ack) -> None:
+        await asyncio.wait_for(ack, self.limits.ack_timeout_seconds)
+
+    async def send_and_wait(self, topic: str, event: UploadStarted | UploadFinished | UploadAborted | JobStatusChanged, ce_id: str) -> None:
+        await self._await(await self.sink.event(topic, event, ce_id))
+
+
+async def ingest(
+    body: AsyncIterator[bytes],
+    *,
+    content_type: str | None,
+    content_length: int | None,
+    token_id: str,
+    owner: str | None,
+    sink: UploadSink,
+    limits: UploadLimits,
+) -> Ingested:
+    try:
+        boundary = boundary_of(content_type)
+    except MalformedForm as exc:
+        raise ApiError(415, "unsupported_media_type", str(exc)) from exc
+    if content_length is not None and content_length > limits.max_bytes + FORM_OVERHEAD:
+        raise ApiError(413, "too_large", f"the file is larger than {limits.max_bytes} bytes")
+
+    job_id = str(uuid.uuid4())
+    job_id_var.set(job_id)
+    reader = FileFieldReader(boundary)
+    upload = _Upload(sink, limits, job_id)
+    head = bytearray()
+    media_type = ""
+
+    async def start() -> None:
+        nonlocal media_type
+        detected = sniff_audio(bytes(head))
+        if detected is None:
+            raise ApiError(
+                415,
+                "not_audio",
+                "the file is not a supported audio format (WAV, FLAC, MP3, OGG/Opus, M4A/AAC, WebM)",
+            )
+        media_type = detected
+        started = UploadStarted(
+            job_id=job_id,
+            token_id=token_id,
+            filename=_clean_filename(reader.filename),
+            content_type=media_type,
+            owner=owner,
+            chunk_size=limits.chunk_bytes,
+            size_hint=content_length,
+        )
+        upload.in_flight.append(
+            await upload.sink.event(topics.AUDIO_UPLOAD, started, f"{job_id}:started")
+        )
+        upload.started = True
+        await upload.add(bytes(head))
+
+    try:
+        async for data in body:
+            for piece in reader.feed(data):
+                if upload.started:
+                    await upload.add(piece)
+                    continue
+                head += piece
+                if len(head) >= SNIFF_BYTES:
+                    await start()
+        reader.finish()
+        if not reader.file_seen:
+            raise ApiError(422, "missing_file", "the form has no `file` field")
+        if not head and not upload.started:
+            raise ApiError(422, "empty_file", "the file is empty")
+        if not upload.started:
+            await start()
+        await upload.flush()
+        await upload.send_and_wait(
+            topics.AUDIO_UPLOAD,
+            UploadFinished(
+                job_id=job_id,
+                chunk_count=upload.sequence,
+                size=upload.size,
+                sha256=upload.sha256.hexdigest(),
+            ),
+            f"{job_id}:finished",
+        )
+        await upload.send_and_wait(
+            topics.JOB_STATUS,
+            JobStatusChanged(
+                job_id=job_id, status=JobStatus.ACCEPTED, progress=0, detail="upload received"
+            ),
+            f"{job_id}:status:accepted",
+        )
+    except BaseException as exc:
+        if upload.started:
+            await _abort(upload, _reason(exc))
+        if isinstance(exc, MalformedForm):
+            raise ApiError(400, "malformed_form", str(exc)) from exc
+        if isinstance(exc, ClientDisconnect):
+            raise ApiError(400, "incomplete_body", "the request body ended early") from exc
+        if isinstance(exc, (KafkaError, TimeoutError)):
+            log.error("Kafka did not take the upload: %r", exc)
+            raise ApiError(
+                503, "unavailable", "the upload could not be stored; try again",
+                headers={"Retry-After": "5"},
+            ) from exc
+        raise
+    log.info("accepted upload of %d bytes as %s", upload.size, media_type)
+    return Ingested(
+        job_id=job_id,
+        filename=_clean_filename(reader.filename),
+        content_type=media_type,
+        size=upload.size,
+        sha256=upload.sha256.hexdigest(),
+    )
+
+
+async def _abort(upload: _Upload, reason: str) -> None:
+    log.warning("upload aborted: %s", reason)
+    for ack in upload.in_flight:
+        ack.cancel()
+    try:
+        await upload.send_and_wait(
+            topics.AUDIO_UPLOAD,
+            UploadAborted(job_id=upload.job_id, reason=reason),
+            f"{upload.job_id}:aborted",
+        )
+    except Exception:
+        # The uploader's stale-upload sweep is the safety net for this case.
+        log.exception("could not publish the abort marker")
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ApiError):
+        return exc.code
+    return type(exc).__name__
+
+
+def _clean_filename(name: str | None) -> str:
+    if not name:
+        return "upload"
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = "".join(ch for ch in base if ch.isprintable() and ch not in '"<>|:*?')
+    return cleaned[:255] or "upload"

@@ -1,0 +1,18 @@
+from pydantic import Field
+
+from servicekit.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    http_port: int = 8101
+    max_upload_bytes: int = Field(default=2 * 1024**3, description="Largest accepted file.")
+    chunk_bytes: int = Field(
+        default=512 * 1024, description="Size of the chunk messages on `audio.upload`."
+    )
+    max_chunks_in_flight: int = Field(
+        default=8, description="Unacknowledged chunks per upload; bounds memory per upload."
+    )
+    kafka_ack_timeout_seconds: float = 30.0
+    cors_allowed_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed to call the API from a browser."
+    )

@@ -1,0 +1,138 @@
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+
+import pytest
+from aiokafka.errors import KafkaTimeoutError
+from starlette.requests import ClientDisconnect
+
+from contracts import CeType, Event, JobStatusChanged, UploadFinished, UploadStarted, topics
+from gateway.ingest import UploadLimits, ingest
+from gateway.sink import Ack
+from servicekit.http import ApiError
+
+pytestmark = pytest.mark.unit
+
+WAV_HEAD = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 52
+LIMITS = UploadLimits(max_bytes=10_000, chunk_bytes=1000, max_chunks_in_flight=2, ack_timeout_seconds=5)
+CT = "multipart/form-data; boundary=BB"
+
+
+class FakeSink:
+    """Records what would go to Kafka; can be told to fail from the n-th message on."""
+
+    def __init__(self, fail_from: int | None = None) -> None:
+        self.messages: list[tuple[str, str, object]] = []
+        self.fail_from = fail_from
+
+    def _ack(self) -> Ack:
+        future: Ack = asyncio.get_running_loop().create_future()
+        if self.fail_from is not None and len(self.messages) >= self.fail_from:
+            future.set_exception(KafkaTimeoutError())
+        else:
+            future.set_result(None)
+        return future
+
+    async def event(self, topic: str, event: Event, ce_id: str) -> Ack:
+        ack = self._ack()
+        self.messages.append((topic, ce_id, event))
+        return ack
+
+    async def chunk(self, job_id: str, sequence: int, data: bytes) -> Ack:
+        ack = self._ack()
+        self.messages.append((topics.AUDIO_UPLOAD, CeType.UPLOAD_CHUNK, (sequence, data)))
+        return ack
+
+    def kinds(self) -> list[str]:
+        return [type(m).__name__ if isinstance(m, Event) else "chunk" for _, _, m in self.messages]
+
+
+def form(data: bytes, name: str = "file") -> bytes:
+    return (
+        b'--BB\r\nContent-Disposition: form-data; name="' + name.encode()
+        + b'"; filename="../x.wav"\r\nContent-Type: audio/wav\r\n\r\n' + data + b"\r\n--BB--\r\n"
+    )
+
+
+async def stream(body: bytes, piece: int = 333, then: BaseException | None = None) -> AsyncIterator[bytes]:
+    for i in range(0, len(body), piece):
+        yield body[i : i + piece]
+    if then:
+        raise then
+
+
+async def run(body: AsyncIterator[bytes], sink: FakeSink, content_type: str = CT):
+    return await ingest(
+        body, content_type=content_type, content_length=None, token_id="t1", owner=None,
+        sink=sink, limits=LIMITS,
+    )
+
+
+async def test_a_valid_upload_is_chunked_hashed_and_finished_before_acceptance() -> None:
+    data = WAV_HEAD + bytes(range(256)) * 14
+    sink = FakeSink()
+    done = await run(stream(form(data)), sink)
+    assert sink.kinds() == ["UploadStarted"] + ["chunk"] * 4 + ["UploadFinished", "JobStatusChanged"]
+    chunks = [m[1] for _, kind, m in sink.messages if kind == CeType.UPLOAD_CHUNK]
+    assert b"".join(chunks) == data
+    assert [len(c) for c in chunks] == [1000, 1000, 1000, len(data) - 3000]
+    started, finished, accepted = (m for _, _, m in sink.messages if isinstance(m, Event))
+    assert isinstance(started, UploadStarted) and started.filename == "x.wav"
+    assert started.content_type == "audio/wav"
+    assert isinstance(finished, UploadFinished)
+    assert (finished.size, finished.chunk_count) == (len(data), 4)
+    assert finished.sha256 == hashlib.sha256(data).hexdigest() == done.sha256
+    assert isinstance(accepted, JobStatusChanged) and accepted.status == "accepted"
+
+
+async def test_a_file_smaller_than_the_sniff_window_is_still_checked() -> None:
+    sink = FakeSink()
+    done = await run(stream(form(WAV_HEAD[:20])), sink)
+    assert done.size == 20
+    assert sink.kinds() == ["UploadStarted", "chunk", "UploadFinished", "JobStatusChanged"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "code"),
+    [
+        (form(b"%PDF-1.4 " * 20), CT, 415, "not_audio"),
+        (form(b""), CT, 422, "empty_file"),
+        (form(WAV_HEAD, name="other"), CT, 422, "missing_file"),
+        (form(WAV_HEAD)[:-8], CT, 400, "malformed_form"),
+        (b"{}", "application/json", 415, "unsupported_media_type"),
+    ],
+)
+async def test_bad_input_is_refused_and_nothing_is_sent(body, content_type, status, code) -> None:
+    sink = FakeSink()
+    with pytest.raises(ApiError) as caught:
+        await run(stream(body), sink, content_type)
+    assert (caught.value.status_code, caught.value.code) == (status, code)
+    assert sink.messages == [] or sink.kinds()[-1] == "UploadAborted"
+    assert "UploadFinished" not in sink.kinds()
+
+
+async def test_too_large_is_413_and_aborts_what_was_sent() -> None:
+    sink = FakeSink()
+    with pytest.raises(ApiError) as caught:
+        await run(stream(form(WAV_HEAD + b"\0" * 20_000)), sink)
+    assert caught.value.status_code == 413
+    assert sink.kinds()[0] == "UploadStarted" and sink.kinds()[-1] == "UploadAborted"
+    assert "UploadFinished" not in sink.kinds()
+
+
+async def test_a_body_cut_off_mid_upload_aborts_the_job() -> None:
+    sink = FakeSink()
+    body = form(WAV_HEAD + b"\0" * 5000)[:3000]
+    with pytest.raises(ApiError) as caught:
+        await run(stream(body, then=ClientDisconnect()), sink)
+    assert (caught.value.status_code, caught.value.code) == (400, "incomplete_body")
+    assert sink.kinds()[-1] == "UploadAborted"
+
+
+async def test_kafka_refusing_a_chunk_is_503_and_no_finished_marker() -> None:
+    sink = FakeSink(fail_from=2)
+    with pytest.raises(ApiError) as caught:
+        await run(stream(form(WAV_HEAD + b"\0" * 5000)), sink)
+    assert caught.value.status_code == 503
+    assert "UploadFinished" not in sink.kinds()
+    assert sink.kinds()[-1] == "UploadAborted"

@@ -1,0 +1,52 @@
+import io
+import wave
+
+import pytest
+
+from gateway.sniff import sniff_audio
+
+pytestmark = pytest.mark.unit
+
+
+def _wav_bytes() -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\0\0" * 100)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (_wav_bytes()[:64], "audio/wav"),
+        (b"fLaC\x00\x00\x00\x22" + b"\0" * 56, "audio/flac"),
+        (b"ID3\x04\x00\x00" + b"\0" * 58, "audio/mpeg"),
+        (b"\xff\xfb\x90\x64" + b"\0" * 60, "audio/mpeg"),
+        (b"\xff\xf1\x50\x80" + b"\0" * 60, "audio/aac"),
+        (b"OggS\x00\x02" + b"\0" * 22 + b"OpusHead" + b"\0" * 28, "audio/ogg; codecs=opus"),
+        (b"OggS\x00\x02" + b"\0" * 22 + b"\x01vorbis" + b"\0" * 29, "audio/ogg"),
+        (b"\0\0\0\x20ftypM4A \0\0\0\0" + b"\0" * 48, "audio/mp4"),
+        (b"\x1a\x45\xdf\xa3" + b"\0" * 60, "audio/webm"),
+    ],
+)
+def test_recognises_audio_by_its_magic_bytes(head: bytes, expected: str) -> None:
+    assert sniff_audio(head) == expected
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"%PDF-1.7\n" + b"\0" * 55,
+        b"\x89PNG\r\n\x1a\n" + b"\0" * 56,
+        b"RIFF\0\0\0\0AVI LIST" + b"\0" * 48,
+        b"\0\0\0\x20ftypqt  " + b"\0" * 52,
+        b"\xff\xfb\xf0\x00",  # MPEG sync with the invalid bitrate index 15
+        b"hello, this is text pretending to be audio",
+        b"",
+    ],
+)
+def test_rejects_what_is_not_audio(head: bytes) -> None:
+    assert sniff_audio(head) is None

@@ -1,0 +1,55 @@
+"""The uploader's wiring: S3 client, Kafka subscriber, health routes."""
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+
+from contracts import AudioStored, JobStatusChanged, topics
+from servicekit.http import create_app
+from servicekit.kafka import ensure_topics, make_broker, wait_for_kafka
+from servicekit.s3 import ensure_bucket, s3_client
+from uploader.assembly import Assembler
+from uploader.consumer import register
+from uploader.outbox import KafkaOutbox
+from uploader.settings import Settings
+from uploader.storage import S3ObjectStore
+
+
+def build_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    broker = make_broker(settings, "uploader", "Streams uploads from Kafka into S3.")
+    broker.publisher(topics.AUDIO_STORED, schema=AudioStored, description="Audio is in S3.")
+    broker.publisher(
+        topics.JOB_STATUS, schema=JobStatusChanged, description="`uploading`, `uploaded`, `failed`."
+    )
+    store = S3ObjectStore(settings.s3_bucket)
+    assembler = Assembler(
+        store, KafkaOutbox(broker), settings.s3_bucket, settings.key_prefix, settings.part_bytes
+    )
+    register(broker, assembler, settings.consumer_group)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            client = await stack.enter_async_context(s3_client(settings))
+            if settings.s3_create_bucket:
+                await ensure_bucket(client, settings.s3_bucket)
+            store.client = client
+            await wait_for_kafka(settings.kafka_bootstrap_servers)
+            await ensure_topics(settings.kafka_bootstrap_servers, settings.kafka_topic_partitions)
+            await broker.start()
+            stack.push_async_callback(broker.stop)
+            yield
+
+    async def kafka_connected() -> bool:
+        return await broker.ping(timeout=2.0)
+
+    app = create_app(
+        title="audiopipe uploader",
+        description="Consumes audio.upload and writes each job's audio to S3.",
+        lifespan=lifespan,
+        readiness=[kafka_connected],
+    )
+    app.state.broker = broker
+    return app

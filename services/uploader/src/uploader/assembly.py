@@ -1,0 +1,205 @@
+"""Reassemble each job's chunks into one S3 object, verified before it is completed.
+
+One :class:`Assembler` per process. It buffers at most one S3 part per open job,
+uploads parts as they fill, and on ``UploadFinished`` checks the chunk count, size and
+sha256 against the gateway's before completing the multipart upload (DESIGN §5.4).
+"""
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from contracts import (
+    AudioStored,
+    ErrorCode,
+    JobError,
+    JobStatus,
+    JobStatusChanged,
+    UploadAborted,
+    UploadFinished,
+    UploadStarted,
+    stage_progress,
+)
+from servicekit.logs import job_id_var
+from uploader.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+
+class Outbox(Protocol):
+    """Where the uploader's own events go (``audio.stored`` and ``job.status``)."""
+
+    async def stored(self, event: AudioStored) -> None: ...
+
+    async def status(self, event: JobStatusChanged, ce_id: str) -> None: ...
+
+
+@dataclass
+class OpenJob:
+    started: UploadStarted
+    key: str
+    upload_id: str | None
+    already_stored: str | None = None
+    next_sequence: int = 0
+    size: int = 0
+    sha256: "hashlib._Hash" = field(default_factory=hashlib.sha256)
+    buffer: bytearray = field(default_factory=bytearray)
+    etags: list[str] = field(default_factory=list)
+    broken: str | None = None
+
+
+class Assembler:
+    def __init__(self, store: ObjectStore, outbox: Outbox, bucket: str, key_prefix: str,
+                 part_bytes: int) -> None:
+        self._store = store
+        self._outbox = outbox
+        self._bucket = bucket
+        self._prefix = key_prefix
+        self._part_bytes = part_bytes
+        self.jobs: dict[str, OpenJob] = {}
+
+    async def started(self, event: UploadStarted) -> bool:
+        """Open the job; False when it was open already (a redelivered ``started``)."""
+        if event.job_id in self.jobs:
+            return False
+        key = self._prefix + event.job_id
+        stored = await self._store.stored_sha256(key)
+        upload_id = None if stored else await self._store.start(key, event.content_type)
+        self.jobs[event.job_id] = OpenJob(event, key, upload_id, already_stored=stored)
+        log.info("receiving upload" if not stored else "upload already stored; skipping it")
+        return True
+
+    async def chunk(self, job_id: str, sequence: int, data: bytes) -> None:
+        job = self.jobs.get(job_id)
+        if job is None or job.already_stored or job.broken:
+            return
+        if sequence < job.next_sequence:
+            return  # a redelivered chunk
+        if sequence > job.next_sequence:
+            job.broken = f"chunk {job.next_sequence} is missing (got {sequence})"
+            return
+        job.next_sequence += 1
+        job.size += len(data)
+        job.sha256.update(data)
+        job.buffer += data
+        if len(job.buffer) >= self._part_bytes:
+            await self._put_part(job, bytes(job.buffer[: self._part_bytes]))
+            del job.buffer[: self._part_bytes]
+
+    async def finished(self, event: UploadFinished) -> None:
+        job = self.jobs.get(event.job_id)
+        if job is None:
+            return  # finished before and forgotten, or never started here
+        if job.already_stored:
+            if job.already_stored == event.sha256:
+                await self._announce(job, event)
+            self.jobs.pop(event.job_id)
+            return
+        problem = job.broken or _mismatch(job, event)
+        if problem:
+            await self._fail(job, ErrorCode.CHECKSUM_MISMATCH, problem)
+            return
+        await self._outbox.status(
+            JobStatusChanged(
+                job_id=event.job_id,
+                status=JobStatus.UPLOADING,
+                progress=stage_progress(JobStatus.UPLOADING, len(job.etags) * self._part_bytes / job.size),
+                detail="storing the audio",
+            ),
+            f"{event.job_id}:status:uploading",
+        )
+        if job.buffer or not job.etags:
+            await self._put_part(job, bytes(job.buffer))
+            job.buffer.clear()
+        assert job.upload_id is not None
+        await self._store.complete(
+            job.key,
+            job.upload_id,
+            job.etags,
+            {"sha256": event.sha256, "size": str(event.size), "job-id": event.job_id},
+            job.started.content_type,
+        )
+        await self._announce(job, event)
+        self.jobs.pop(event.job_id)
+        log.info("stored %d bytes at s3://%s/%s", event.size, self._bucket, job.key)
+
+    async def aborted(self, event: UploadAborted) -> None:
+        job = self.jobs.pop(event.job_id, None)
+        if job and job.upload_id:
+            await self._store.abort(job.key, job.upload_id)
+            log.info("upload aborted by the gateway: %s", event.reason)
+
+    async def fail_storage(self, job_id: str, exc: Exception) -> None:
+        job = self.jobs.get(job_id)
+        if job:
+            log.error("storage failed: %r", exc)
+            await self._fail(job, ErrorCode.STORAGE_FAILED, "the audio could not be stored")
+
+    async def drop(self, job_ids: list[str]) -> None:
+        """Forget jobs whose partition went to another consumer; it redoes them."""
+        for job_id in job_ids:
+            job = self.jobs.pop(job_id, None)
+            if job and job.upload_id:
+                try:
+                    await self._store.abort(job.key, job.upload_id)
+                except (ClientError, BotoCoreError):
+                    log.warning("could not abort the upload of revoked job %s", job_id)
+
+    async def _put_part(self, job: OpenJob, data: bytes) -> None:
+        assert job.upload_id is not None
+        etag = await self._store.put_part(job.key, job.upload_id, len(job.etags) + 1, data)
+        job.etags.append(etag)
+
+    async def _announce(self, job: OpenJob, event: UploadFinished) -> None:
+        job_id_var.set(event.job_id)
+        await self._outbox.stored(
+            AudioStored(
+                job_id=event.job_id,
+                bucket=self._bucket,
+                key=job.key,
+                size=event.size,
+                sha256=event.sha256,
+                content_type=job.started.content_type,
+                filename=job.started.filename,
+            )
+        )
+        await self._outbox.status(
+            JobStatusChanged(
+                job_id=event.job_id,
+                status=JobStatus.UPLOADED,
+                progress=stage_progress(JobStatus.UPLOADED),
+                detail="audio stored",
+            ),
+            f"{event.job_id}:status:uploaded",
+        )
+
+    async def _fail(self, job: OpenJob, code: ErrorCode, message: str) -> None:
+        self.jobs.pop(job.started.job_id, None)
+        if job.upload_id:
+            try:
+                await self._store.abort(job.key, job.upload_id)
+            except (ClientError, BotoCoreError):
+                log.warning("could not abort the multipart upload of a failed job")
+        log.error("upload failed: %s: %s", code.value, message)
+        await self._outbox.status(
+            JobStatusChanged(
+                job_id=job.started.job_id,
+                status=JobStatus.FAILED,
+                progress=stage_progress(JobStatus.FAILED),
+                error=JobError(code=code.value, message=message),
+            ),
+            f"{job.started.job_id}:status:failed",
+        )
+
+
+def _mismatch(job: OpenJob, event: UploadFinished) -> str | None:
+    if job.next_sequence != event.chunk_count:
+        return f"received {job.next_sequence} chunks, the gateway sent {event.chunk_count}"
+    if job.size != event.size:
+        return f"received {job.size} bytes, the gateway sent {event.size}"
+    if job.sha256.hexdigest() != event.sha256:
+        return "the sha256 of the received bytes differs from the gateway's"
+    return None

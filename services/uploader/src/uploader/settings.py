@@ -1,0 +1,14 @@
+from pydantic import Field
+
+from servicekit.settings import S3Settings
+
+
+class Settings(S3Settings):
+    http_port: int = 8102
+    consumer_group: str = "uploader"
+    part_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=5 * 1024 * 1024,
+        description="S3 multipart part size (S3 wants 5 MiB–5 GiB for all but the last).",
+    )
+    key_prefix: str = "audio/"

@@ -1,0 +1,156 @@
+import hashlib
+
+import pytest
+
+from contracts import (
+    AudioStored,
+    JobStatusChanged,
+    UploadAborted,
+    UploadFinished,
+    UploadStarted,
+)
+from uploader.assembly import Assembler
+
+pytestmark = pytest.mark.unit
+
+PART = 10
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.uploads: dict[str, dict[int, bytes]] = {}
+        self.objects: dict[str, tuple[bytes, dict[str, str]]] = {}
+        self.aborted: list[str] = []
+
+    async def start(self, key: str, content_type: str) -> str:
+        upload_id = f"u{len(self.uploads)}"
+        self.uploads[upload_id] = {}
+        return upload_id
+
+    async def put_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+        self.uploads[upload_id][number] = data
+        return f"etag{number}"
+
+    async def complete(self, key, upload_id, etags, metadata, content_type) -> None:
+        parts = self.uploads.pop(upload_id)
+        assert all(len(parts[n]) >= PART for n in range(1, len(parts)))
+        self.objects[key] = (b"".join(parts[n] for n in sorted(parts)), metadata)
+
+    async def abort(self, key: str, upload_id: str) -> None:
+        self.uploads.pop(upload_id, None)
+        self.aborted.append(upload_id)
+
+    async def stored_sha256(self, key: str) -> str | None:
+        obj = self.objects.get(key)
+        return obj[1]["sha256"] if obj else None
+
+
+class FakeOutbox:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+
+    async def stored(self, event: AudioStored) -> None:
+        self.events.append((f"{event.job_id}:stored", event))
+
+    async def status(self, event: JobStatusChanged, ce_id: str) -> None:
+        self.events.append((ce_id, event))
+
+    def statuses(self) -> list[str]:
+        return [e.status for _, e in self.events if isinstance(e, JobStatusChanged)]
+
+
+def started(job_id: str = "j1") -> UploadStarted:
+    return UploadStarted(
+        job_id=job_id, token_id="t", filename="a.wav", content_type="audio/wav", chunk_size=4
+    )
+
+
+def finished(data: bytes, chunks: int, job_id: str = "j1") -> UploadFinished:
+    return UploadFinished(
+        job_id=job_id, chunk_count=chunks, size=len(data), sha256=hashlib.sha256(data).hexdigest()
+    )
+
+
+def setup() -> tuple[Assembler, FakeStore, FakeOutbox]:
+    store, outbox = FakeStore(), FakeOutbox()
+    return Assembler(store, outbox, "bucket", "audio/", PART), store, outbox
+
+
+async def feed(a: Assembler, data: bytes, job_id: str = "j1") -> int:
+    chunks = [data[i : i + 4] for i in range(0, len(data), 4)]
+    for n, chunk in enumerate(chunks):
+        await a.chunk(job_id, n, chunk)
+    return len(chunks)
+
+
+async def test_chunks_become_one_verified_object_with_its_checksum() -> None:
+    a, store, outbox = setup()
+    data = bytes(range(37))
+    await a.started(started())
+    n = await feed(a, data)
+    await a.finished(finished(data, n))
+    body, metadata = store.objects["audio/j1"]
+    assert body == data
+    assert metadata["sha256"] == hashlib.sha256(data).hexdigest()
+    assert outbox.statuses() == ["uploading", "uploaded"]
+    assert a.jobs == {}
+
+
+async def test_duplicate_chunks_and_markers_change_nothing() -> None:
+    a, store, outbox = setup()
+    data = bytes(range(30))
+    assert await a.started(started())
+    assert not await a.started(started())
+    await feed(a, data)
+    n = await feed(a, data)
+    await a.finished(finished(data, n))
+    await a.finished(finished(data, n))
+    assert store.objects["audio/j1"][0] == data
+    assert outbox.statuses() == ["uploading", "uploaded"]
+
+
+async def test_a_replay_after_the_object_was_stored_only_reannounces_it() -> None:
+    a, store, outbox = setup()
+    data = bytes(range(25))
+    await a.started(started())
+    n = await feed(a, data)
+    await a.finished(finished(data, n))
+    before = dict(store.objects)
+    # The consumer restarted before committing: the whole job comes again.
+    await a.started(started())
+    await feed(a, data)
+    await a.finished(finished(data, n))
+    assert store.objects == before
+    assert store.uploads == {}
+    ids = [ce_id for ce_id, _ in outbox.events]
+    assert ids.count("j1:stored") == 2  # same ce_id: readers drop the second
+
+
+async def test_a_checksum_mismatch_fails_the_job_and_aborts_the_upload() -> None:
+    a, store, outbox = setup()
+    data = bytes(range(25))
+    await a.started(started())
+    n = await feed(a, data)
+    await a.finished(finished(data[:-1] + b"x", n))
+    assert "audio/j1" not in store.objects
+    assert store.aborted == ["u0"]
+    failed = outbox.events[-1][1]
+    assert isinstance(failed, JobStatusChanged) and failed.error
+    assert failed.error.code == "checksum_mismatch"
+
+
+async def test_a_missing_chunk_is_detected() -> None:
+    a, store, outbox = setup()
+    await a.started(started())
+    await a.chunk("j1", 0, b"abcd")
+    await a.chunk("j1", 2, b"ijkl")
+    await a.finished(finished(b"abcdefghijkl", 3))
+    assert outbox.statuses() == ["failed"]
+
+
+async def test_abort_drops_the_multipart_upload() -> None:
+    a, store, outbox = setup()
+    await a.started(started())
+    await feed(a, bytes(30))
+    await a.aborted(UploadAborted(job_id="j1", reason="client went away"))
+    assert store.aborted == ["u0"] and store.objects == {} and outbox.events == []

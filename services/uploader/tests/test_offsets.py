@@ -1,0 +1,36 @@
+import pytest
+
+from uploader.offsets import CommitTracker
+
+pytestmark = pytest.mark.unit
+
+
+def test_commit_stops_at_the_earliest_open_job() -> None:
+    t = CommitTracker()
+    assert t.safe_offset("p0") is None
+    t.opened("p0", "a", 10)
+    t.processed("p0", 10)
+    t.opened("p0", "b", 11)
+    t.processed("p0", 11)
+    t.processed("p0", 12)
+    assert t.safe_offset("p0") == 10
+    t.closed("p0", "b")
+    assert t.safe_offset("p0") == 10
+    t.closed("p0", "a")
+    assert t.safe_offset("p0") == 13
+
+
+def test_a_redelivered_start_keeps_the_first_offset() -> None:
+    t = CommitTracker()
+    t.opened("p0", "a", 5)
+    t.opened("p0", "a", 9)
+    assert t.safe_offset("p0") == 5
+
+
+def test_partitions_are_independent_and_revocation_returns_open_jobs() -> None:
+    t = CommitTracker()
+    t.opened("p0", "a", 1)
+    t.processed("p1", 40)
+    assert t.safe_offset("p1") == 41
+    assert t.forget("p0") == ["a"]
+    assert t.safe_offset("p0") is None
