@@ -21,13 +21,20 @@ INFRA_VARS = ("KAFKA_BOOTSTRAP_SERVERS", "S3_ENDPOINT_URL", "DATABASE_URL")
 
 
 def _docker_answers() -> bool:
-    try:
-        import docker  # type: ignore[import-untyped]
+    if not (os.environ.get("DOCKER_HOST") or Path("/var/run/docker.sock").exists()):
+        return False
+    import docker  # type: ignore[import-untyped]
 
-        docker.from_env(timeout=3).ping()
-        return True
+    try:
+        client = docker.from_env(timeout=3)
     except Exception:
         return False
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="session")

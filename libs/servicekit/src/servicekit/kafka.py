@@ -42,9 +42,18 @@ def make_broker(settings: ServiceSettings, service: str, description: str) -> Ka
 
 
 async def ensure_topics(
-    bootstrap_servers: str, partitions: int, names: Iterable[str] = topics.ALL
+    bootstrap_servers: str,
+    partitions: int,
+    names: Iterable[str] = topics.ALL,
+    *,
+    replication_factor: int = 1,
 ) -> None:
-    """Create the topics (and their dead-letter twins) that do not exist yet."""
+    """Create the topics (and their dead-letter twins) that do not exist yet.
+
+    aiokafka's ``NewTopic`` rejects ``replication_factor=-1`` (the broker's default)
+    unless replica assignments are given, so the factor is explicit; a multi-broker
+    production cluster passes its own or creates the topics ahead of the services.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:
@@ -54,7 +63,7 @@ async def ensure_topics(
             NewTopic(
                 name,
                 num_partitions=partitions if not name.endswith(topics.DLQ_SUFFIX) else 1,
-                replication_factor=-1,
+                replication_factor=replication_factor,
             )
             for name in wanted
             if name not in existing

@@ -1,0 +1,2 @@
+"""The notifier: projects `job.status` into PostgreSQL and serves job progress as
+Server-Sent Events with replay (DESIGN §9)."""

@@ -1,0 +1,15 @@
+"""``python -m notifier``: run the service."""
+
+from servicekit.serve import serve
+
+from notifier.app import SERVICE, create_app
+from notifier.settings import Settings
+
+
+def main() -> None:
+    settings = Settings()
+    serve(create_app(settings), settings, SERVICE)
+
+
+if __name__ == "__main__":
+    main()

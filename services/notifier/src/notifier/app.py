@@ -1,0 +1,85 @@
+"""The one place where the notifier's parts are built and wired together."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+from fastapi import FastAPI
+from servicekit.http import create_app as create_http_app
+from servicekit.kafka import ensure_topics, make_broker, wait_for_kafka
+from servicekit.tokens import JobTokens
+
+from contracts import JobStatusChanged, topics
+from notifier import consumer, routes
+from notifier.deps import Services
+from notifier.fanout import FanOut
+from notifier.projector import Projector
+from notifier.settings import Settings
+from notifier.store import Store
+from notifier.streams import StreamSlots
+
+SERVICE = "notifier"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    services = Services(
+        settings=settings,
+        tokens=JobTokens(
+            settings.job_token_secret.get_secret_value(), settings.job_token_ttl_seconds
+        ),
+        fanout=FanOut(settings.sse_queue_size),
+        slots=StreamSlots(settings.sse_max_streams),
+    )
+    broker = make_broker(
+        settings, SERVICE, "Projects job status changes and serves them as SSE streams."
+    )
+
+    projector: Projector | None = None
+
+    async def project(ce_id: str, event: JobStatusChanged) -> None:
+        assert projector is not None, "the broker starts after the projector exists"
+        await projector.handle(ce_id, event)
+
+    consumer.subscribe(broker, project, settings.consumer_group)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        nonlocal projector
+        await wait_for_kafka(settings.kafka_bootstrap_servers, settings.kafka_wait_seconds)
+        await ensure_topics(
+            settings.kafka_bootstrap_servers, settings.kafka_topic_partitions, [topics.JOB_STATUS]
+        )
+        pool = await asyncpg.create_pool(
+            settings.database_url, min_size=1, max_size=settings.database_pool_size
+        )
+        try:
+            store = Store(pool, settings.database_schema)
+            await store.create_schema()
+            services.store = store
+            projector = Projector(store, services.fanout)
+            await broker.start()
+            try:
+                yield
+            finally:
+                await broker.stop()
+        finally:
+            services.store = None
+            await pool.close()
+
+    async def database_answers() -> bool:
+        return services.store is not None and await services.store.ping()
+
+    async def kafka_connected() -> bool:
+        return await broker.ping(timeout=2.0)
+
+    app = create_http_app(
+        title="notifier",
+        description="Job progress as Server-Sent Events, replayable from PostgreSQL.",
+        lifespan=lifespan,
+        readiness=[database_answers, kafka_connected],
+    )
+    app.state.services = services
+    app.state.broker = broker
+    app.include_router(routes.router)
+    return app

@@ -1,0 +1,36 @@
+"""What the HTTP routes need, built once in :mod:`notifier.app`."""
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from servicekit.http import ApiError
+from servicekit.tokens import JobTokens
+
+from notifier.fanout import FanOut
+from notifier.settings import Settings
+from notifier.store import Store
+from notifier.streams import StreamSlots
+
+
+@dataclass
+class Services:
+    settings: Settings
+    tokens: JobTokens
+    fanout: FanOut
+    slots: StreamSlots
+    store: Store | None = None
+    """Set once the database pool is open (in the app's lifespan)."""
+
+    def require_store(self) -> Store:
+        if self.store is None:
+            raise ApiError(503, "unavailable", "the database is not connected yet")
+        return self.store
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(_services)]

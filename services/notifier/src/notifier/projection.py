@@ -1,0 +1,99 @@
+"""The projection rules of `job.status` (DESIGN §3), as pure functions.
+
+A job only moves forward: an event that would lower its status rank or touch a final
+state is recorded but ignored; a redelivered event (same ``ce_id``) is dropped; the
+visible progress is the maximum ever applied.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from contracts import JobStatus, JobStatusChanged
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """A job as clients see it: the state after one applied event.
+
+    ``event_id`` increases per job; it is the SSE ``id:`` of this state.
+    """
+
+    job_id: str
+    event_id: int
+    status: JobStatus
+    progress: int
+    detail: str | None
+    result: dict[str, Any] | None
+    error: dict[str, Any] | None
+    time: datetime
+
+    @property
+    def is_final(self) -> bool:
+        return self.status.is_final
+
+    def public(self) -> dict[str, Any]:
+        """The JSON body of an SSE ``data:`` line and of ``GET /jobs/{id}``."""
+        return {
+            "job_id": self.job_id,
+            "event_id": self.event_id,
+            "status": self.status.value,
+            "progress": self.progress,
+            "detail": self.detail,
+            "result": self.result,
+            "error": self.error,
+            "time": self.time.isoformat(),
+        }
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    IGNORED = "ignored"
+    DUPLICATE = "duplicate"
+    """Already recorded under the same ``ce_id``: nothing is written."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    reason: str | None
+    snapshot: JobSnapshot
+    """What to record: for an applied event, the new current state."""
+
+
+def decide(
+    current: JobSnapshot | None,
+    event: JobStatusChanged,
+    *,
+    event_id: int,
+    duplicate: bool = False,
+) -> Decision:
+    """What ``event`` (recorded as ``event_id``) does to a job whose state is ``current``."""
+    progress = event.progress if current is None else max(current.progress, event.progress)
+    snapshot = JobSnapshot(
+        job_id=event.job_id,
+        event_id=event_id,
+        status=event.status,
+        progress=progress,
+        detail=event.detail,
+        result=event.result.model_dump(mode="json") if event.result is not None else None,
+        error=event.error.model_dump(mode="json") if event.error is not None else None,
+        # A producer that sends a naive time means UTC (every service stamps UTC).
+        time=event.time if event.time.tzinfo else event.time.replace(tzinfo=UTC),
+    )
+    if duplicate:
+        return Decision(Outcome.DUPLICATE, "duplicate ce_id", snapshot)
+    if current is None:
+        return Decision(Outcome.APPLIED, None, snapshot)
+    if current.is_final:
+        return Decision(Outcome.IGNORED, f"job is already {current.status}", snapshot)
+    if event.status.rank < current.status.rank:
+        return Decision(
+            Outcome.IGNORED,
+            f"{event.status} would move the job back from {current.status}",
+            snapshot,
+        )
+    if (event.status, progress, event.detail) == (current.status, current.progress, current.detail):
+        return Decision(Outcome.IGNORED, "changes nothing", snapshot)
+    return Decision(Outcome.APPLIED, None, snapshot)

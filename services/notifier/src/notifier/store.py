@@ -1,0 +1,150 @@
+"""The projection in PostgreSQL: the append-only event history and the current state.
+
+Writers of one job are serialised by a transaction-scoped advisory lock on the job id:
+unlike ``SELECT ... FOR UPDATE`` it also covers a job's first event, when there is no
+row to lock yet, so concurrent notifier replicas never interleave their decisions.
+"""
+
+import json
+import uuid
+from typing import Any
+
+import asyncpg
+
+from contracts import JobStatus, JobStatusChanged
+from notifier.projection import Decision, JobSnapshot, Outcome, decide
+
+_SCHEMA = """
+CREATE SCHEMA IF NOT EXISTS {schema};
+
+CREATE TABLE IF NOT EXISTS {schema}.job_events (
+    job_id            uuid        NOT NULL,
+    event_id          bigint      NOT NULL,
+    ce_id             text        NOT NULL UNIQUE,
+    status            text        NOT NULL,
+    progress          smallint    NOT NULL,
+    reported_progress smallint    NOT NULL,
+    detail            text,
+    result            jsonb,
+    error             jsonb,
+    time              timestamptz NOT NULL,
+    recorded_at       timestamptz NOT NULL DEFAULT now(),
+    outcome           text        NOT NULL CHECK (outcome IN ('applied', 'ignored')),
+    reason            text,
+    PRIMARY KEY (job_id, event_id)
+);
+
+CREATE TABLE IF NOT EXISTS {schema}.jobs (
+    job_id     uuid        PRIMARY KEY,
+    event_id   bigint      NOT NULL,
+    status     text        NOT NULL,
+    progress   smallint    NOT NULL,
+    detail     text,
+    result     jsonb,
+    error      jsonb,
+    time       timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+_COLUMNS = "job_id, event_id, status, progress, detail, result, error, time"
+
+
+def _snapshot(row: asyncpg.Record) -> JobSnapshot:
+    return JobSnapshot(
+        job_id=str(row["job_id"]),
+        event_id=row["event_id"],
+        status=JobStatus(row["status"]),
+        progress=row["progress"],
+        detail=row["detail"],
+        result=_json_or_none(row["result"]),
+        error=_json_or_none(row["error"]),
+        time=row["time"],
+    )
+
+
+def _json_or_none(value: str | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    loaded: dict[str, Any] = json.loads(value)
+    return loaded
+
+
+def _dumps(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+class Store:
+    def __init__(self, pool: "asyncpg.Pool[asyncpg.Record]", schema: str = "notifier") -> None:
+        self.pool = pool
+        self.schema = schema
+
+    async def create_schema(self) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            # Serialise concurrent starts: CREATE ... IF NOT EXISTS is not race-free.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('notifier.schema'))")
+            await conn.execute(_SCHEMA.format(schema=self.schema))
+
+    async def ping(self) -> bool:
+        return bool(await self.pool.fetchval("SELECT 1"))
+
+    async def record(self, ce_id: str, event: JobStatusChanged) -> Decision:
+        """Record ``event`` in the history and, if it applies, make it the current state."""
+        try:
+            return await self._record(ce_id, event)
+        except asyncpg.UniqueViolationError:
+            # The same ce_id recorded concurrently under another job id's lock.
+            return decide(None, event, event_id=0, duplicate=True)
+
+    async def _record(self, ce_id: str, event: JobStatusChanged) -> Decision:
+        job_id = uuid.UUID(event.job_id)
+        s = self.schema
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", str(job_id))
+            duplicate = await conn.fetchval(f"SELECT 1 FROM {s}.job_events WHERE ce_id = $1", ce_id)
+            row = await conn.fetchrow(
+                f"SELECT {_COLUMNS} FROM {s}.jobs WHERE job_id = $1 FOR UPDATE", job_id
+            )
+            last = await conn.fetchval(
+                f"SELECT coalesce(max(event_id), 0) FROM {s}.job_events WHERE job_id = $1",
+                job_id,
+            )
+            current = _snapshot(row) if row is not None else None
+            decision = decide(current, event, event_id=last + 1, duplicate=duplicate is not None)
+            if decision.outcome is Outcome.DUPLICATE:
+                return decision
+            new = decision.snapshot
+            await conn.execute(
+                f"""INSERT INTO {s}.job_events ({_COLUMNS}, ce_id, reported_progress, outcome,
+                    reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)""",
+                job_id, new.event_id, new.status.value, new.progress, new.detail,
+                _dumps(new.result), _dumps(new.error), new.time, ce_id, event.progress,
+                "applied" if decision.outcome is Outcome.APPLIED else "ignored", decision.reason,
+            )  # fmt: skip
+            if decision.outcome is Outcome.APPLIED:
+                await conn.execute(
+                    f"""INSERT INTO {s}.jobs ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                    ON CONFLICT (job_id) DO UPDATE SET event_id = excluded.event_id,
+                        status = excluded.status, progress = excluded.progress,
+                        detail = excluded.detail, result = excluded.result,
+                        error = excluded.error, time = excluded.time, updated_at = now()""",
+                    job_id, new.event_id, new.status.value, new.progress, new.detail,
+                    _dumps(new.result), _dumps(new.error), new.time,
+                )  # fmt: skip
+            return decision
+
+    async def current(self, job_id: str) -> JobSnapshot | None:
+        row = await self.pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM {self.schema}.jobs WHERE job_id = $1", uuid.UUID(job_id)
+        )
+        return _snapshot(row) if row is not None else None
+
+    async def applied_after(self, job_id: str, event_id: int) -> list[JobSnapshot]:
+        """The applied events of a job after ``event_id``, oldest first."""
+        rows = await self.pool.fetch(
+            f"""SELECT {_COLUMNS} FROM {self.schema}.job_events
+            WHERE job_id = $1 AND event_id > $2 AND outcome = 'applied' ORDER BY event_id""",
+            uuid.UUID(job_id),
+            event_id,
+        )
+        return [_snapshot(r) for r in rows]

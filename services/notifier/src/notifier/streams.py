@@ -1,0 +1,117 @@
+"""The progress stream of one job: history first, then live events, until final.
+
+Ordering guarantee (DESIGN §9): the live subscription is opened *before* the history
+is read, and every event carries its per-job id, so an event that lands between the
+two reads is sent exactly once (live copies with an id already sent are dropped).
+"""
+
+from collections.abc import AsyncGenerator, Callable
+from typing import Protocol
+
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from notifier import sse
+from notifier.fanout import FanOut, Subscription
+from notifier.projection import JobSnapshot
+
+
+class History(Protocol):
+    """The read side of the projection (:class:`notifier.store.Store`)."""
+
+    async def current(self, job_id: str) -> JobSnapshot | None: ...
+
+    async def applied_after(self, job_id: str, event_id: int) -> list[JobSnapshot]: ...
+
+
+async def job_stream(
+    store: History,
+    fanout: FanOut,
+    job_id: str,
+    *,
+    after: int | None,
+    heartbeat_seconds: float,
+    retry_ms: int,
+) -> AsyncGenerator[str, None]:
+    """SSE text for ``job_id``: the current state (or the applied events after
+    ``after``, a Last-Event-ID), then live events, heartbeats while idle."""
+    with fanout.subscribe(job_id) as live:
+        yield sse.retry(retry_ms)
+        if after is None:
+            current = await store.current(job_id)
+            pending = [current] if current is not None else []
+        else:
+            pending = await store.applied_after(job_id, after)
+        last = after or 0
+        while True:
+            for snapshot in pending:
+                if snapshot.event_id <= last:
+                    continue
+                yield sse.snapshot_event(snapshot)
+                last = snapshot.event_id
+                if snapshot.is_final:
+                    return
+            pending = await _next_events(store, live, job_id, last, heartbeat_seconds)
+            if not pending:
+                yield sse.KEEP_ALIVE
+
+
+async def _next_events(
+    store: History, live: Subscription, job_id: str, last: int, heartbeat_seconds: float
+) -> list[JobSnapshot]:
+    snapshot = await live.next(heartbeat_seconds)
+    if snapshot is not None and not live.lagged:
+        return [snapshot]
+    # Idle for a heartbeat, or fell behind: the history is the truth. Re-reading it
+    # when idle also covers an event projected by another replica (see issue 5).
+    live.drain()
+    return await store.applied_after(job_id, last)
+
+
+class StreamSlots:
+    """Counts open streams, so that a process refuses more than it can carry."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+
+    def acquire(self) -> bool:
+        if self.open >= self.limit:
+            return False
+        self.open += 1
+        return True
+
+    def release(self) -> None:
+        self.open -= 1
+
+
+class EventStreamResponse(StreamingResponse):
+    """``text/event-stream`` that runs ``on_close`` however the stream ends, even when
+    the client is gone before the first byte."""
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        content: AsyncGenerator[str, None],
+        on_close: Callable[[], None],
+        status_code: int = 200,  # FastAPI's OpenAPI reads the default status from here
+    ) -> None:
+        super().__init__(
+            content,
+            status_code,
+            headers={
+                "Cache-Control": "no-cache",
+                # nginx-style proxies would otherwise buffer the stream.
+                "X-Accel-Buffering": "no",
+            },
+        )
+        self._content = content
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._on_close()
+            await self._content.aclose()

@@ -1,0 +1,41 @@
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from notifier.fanout import FanOut
+from notifier.projection import JobSnapshot
+
+from contracts import JobStatus
+
+pytestmark = pytest.mark.unit
+
+
+def snapshot(job_id: str, event_id: int) -> JobSnapshot:
+    return JobSnapshot(
+        job_id, event_id, JobStatus.UPLOADING, event_id, None, None, None, datetime.now(UTC)
+    )
+
+
+async def test_event_reaches_only_subscribers_of_its_job():
+    fanout = FanOut()
+    job, other = str(uuid.uuid4()), str(uuid.uuid4())
+    with fanout.subscribe(job) as mine, fanout.subscribe(other) as theirs:
+        assert fanout.publish(snapshot(job, 1)) == 1
+        received = await mine.next(1.0)
+        assert received is not None
+        assert received.event_id == 1
+        assert await theirs.next(0.01) is None
+    assert fanout.subscriber_count() == 0
+
+
+async def test_full_queue_marks_the_subscriber_lagged_instead_of_growing():
+    fanout = FanOut(queue_size=2)
+    job = str(uuid.uuid4())
+    with fanout.subscribe(job) as live:
+        for event_id in (1, 2, 3):
+            fanout.publish(snapshot(job, event_id))
+        assert live.lagged
+        assert live.queue.qsize() == 2
+        live.drain()
+        assert not live.lagged
+        assert await live.next(0.01) is None

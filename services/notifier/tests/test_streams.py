@@ -1,0 +1,110 @@
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from notifier import sse
+from notifier.fanout import FanOut
+from notifier.projection import JobSnapshot
+from notifier.streams import StreamSlots, job_stream
+
+from contracts import JobStatus
+
+pytestmark = pytest.mark.unit
+
+JOB = str(uuid.uuid4())
+TIME = datetime(2026, 1, 1, tzinfo=UTC)
+STATUSES = [JobStatus.ACCEPTED, JobStatus.UPLOADING, JobStatus.UPLOADED, JobStatus.COMPLETED]
+
+
+def snapshot(event_id: int) -> JobSnapshot:
+    status = STATUSES[event_id - 1]
+    return JobSnapshot(JOB, event_id, status, event_id * 10, None, None, None, TIME)
+
+
+class FakeHistory:
+    """The projection's read side; ``on_read`` runs as a read happens, to interleave
+    live events with it."""
+
+    def __init__(self, events: list[JobSnapshot], on_read=lambda: None) -> None:
+        self.events = events
+        self.on_read = on_read
+
+    async def current(self, job_id):
+        self.on_read()
+        return self.events[-1] if self.events else None
+
+    async def applied_after(self, job_id, event_id):
+        self.on_read()
+        return [e for e in self.events if e.event_id > event_id]
+
+
+async def ids(stream, count: int) -> list[str]:
+    seen: list[str] = []
+    async for chunk in stream:
+        seen.append(chunk)
+        if len(seen) == count:
+            break
+    return seen
+
+
+def stream_of(history, fanout, after=None, heartbeat=5.0):
+    return job_stream(history, fanout, JOB, after=after, heartbeat_seconds=heartbeat, retry_ms=2000)
+
+
+async def test_live_event_racing_the_history_read_is_sent_once():
+    fanout = FanOut()
+    events = [snapshot(1), snapshot(2)]
+    # Event 2 is projected while the stream reads the history: it reaches both.
+    history = FakeHistory(events, on_read=lambda: fanout.publish(snapshot(2)))
+    stream = stream_of(history, fanout, after=0)
+    chunks = await ids(stream, 3)
+    fanout.publish(snapshot(3))
+    chunks += await ids(stream, 1)
+    await stream.aclose()
+    assert chunks == [
+        sse.retry(2000),
+        sse.snapshot_event(snapshot(1)),
+        sse.snapshot_event(snapshot(2)),
+        sse.snapshot_event(snapshot(3)),
+    ]
+
+
+async def test_stream_ends_after_the_final_event():
+    fanout = FanOut()
+    stream = stream_of(FakeHistory([snapshot(3)]), fanout)
+    assert await ids(stream, 2) == [sse.retry(2000), sse.snapshot_event(snapshot(3))]
+    fanout.publish(snapshot(4))
+    assert [chunk async for chunk in stream] == [sse.snapshot_event(snapshot(4))]
+    assert fanout.subscriber_count() == 0
+
+
+async def test_idle_stream_heartbeats_and_catches_up_from_the_history():
+    events: list[JobSnapshot] = []
+    stream = stream_of(FakeHistory(events), FanOut(), heartbeat=0.01)
+    assert await ids(stream, 2) == [sse.retry(2000), sse.KEEP_ALIVE]
+    # Projected elsewhere (no live push here): the next idle check finds it.
+    events.append(snapshot(1))
+    assert await asyncio.wait_for(ids(stream, 1), 5) == [sse.snapshot_event(snapshot(1))]
+    await stream.aclose()
+
+
+async def test_lagged_stream_re_reads_the_history_without_duplicates():
+    fanout = FanOut(queue_size=1)
+    events = [snapshot(1)]
+    stream = stream_of(FakeHistory(events), fanout)
+    assert await ids(stream, 2) == [sse.retry(2000), sse.snapshot_event(snapshot(1))]
+    events += [snapshot(2), snapshot(3)]
+    fanout.publish(snapshot(2))
+    fanout.publish(snapshot(3))  # the queue is full: the stream is marked lagged
+    chunks = await ids(stream, 2)
+    assert chunks == [sse.snapshot_event(snapshot(2)), sse.snapshot_event(snapshot(3))]
+    await stream.aclose()
+
+
+def test_stream_slots_refuse_beyond_the_limit():
+    slots = StreamSlots(limit=1)
+    assert slots.acquire()
+    assert not slots.acquire()
+    slots.release()
+    assert slots.acquire()
