@@ -1,0 +1,189 @@
+"""Ports, credentials and the environment the stack hands to the services."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devstack.errors import StackError
+
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """One service of the project, run as `python -m <module>` with HTTP_PORT=<port>."""
+
+    name: str
+    module: str
+    port: int
+    # When this variable is already set in the environment, the app is external: not started.
+    external_env: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+
+DEFAULT_APPS: tuple[AppSpec, ...] = (
+    AppSpec("gateway", "gateway", 8101),
+    AppSpec("uploader", "uploader", 8102),
+    AppSpec("analyzer-bridge", "analyzer_bridge", 8103),
+    AppSpec("notifier", "notifier", 8104),
+    AppSpec("reference-analyzer", "reference_analyzer", 8105, external_env="ANALYSIS_SERVER_URL"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
+    s3_port: int = 18333
+    # weed mini opens many more ports than S3; all of them live in 18xxx.
+    s3_internal_ports: Mapping[str, int] = field(
+        default_factory=lambda: {
+            "s3.port.grpc": 18334,
+            "master.port": 18340,
+            "master.port.grpc": 18341,
+            "volume.port": 18342,
+            "volume.port.grpc": 18343,
+            "filer.port": 18344,
+            "filer.port.grpc": 18345,
+            "admin.port": 18346,
+            "admin.port.grpc": 18347,
+        }
+    )
+    postgres_port: int = 15432
+    edge_port: int = 8000
+    s3_access_key: str = "audiopipe"
+    s3_secret_key: str = "audiopipe-secret"
+    s3_region: str = "us-east-1"
+    pg_user: str = "audiopipe"
+    pg_password: str = "audiopipe"
+    pg_database: str = "audiopipe"
+    apps: tuple[AppSpec, ...] = DEFAULT_APPS
+    port_offset: int = 0
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Defaults, shifted by AUDIOPIPE_PORT_OFFSET, with the edge on EDGE_PORT if set."""
+        environ = os.environ if environ is None else environ
+        settings = cls()
+        offset = _given(environ, "AUDIOPIPE_PORT_OFFSET")
+        if offset:
+            settings = settings.shifted(int(offset))
+        edge_port = _given(environ, "EDGE_PORT")
+        if edge_port:
+            settings = dataclasses.replace(settings, edge_port=int(edge_port))
+        return settings
+
+    def shifted(self, offset: int) -> Settings:
+        """Every port moved by `offset`, so that a second stack can run beside the first."""
+        return dataclasses.replace(
+            self,
+            kafka_port=self.kafka_port + offset,
+            kafka_controller_port=self.kafka_controller_port + offset,
+            s3_port=self.s3_port + offset,
+            s3_internal_ports={k: v + offset for k, v in self.s3_internal_ports.items()},
+            postgres_port=self.postgres_port + offset,
+            edge_port=self.edge_port + offset,
+            apps=tuple(dataclasses.replace(a, port=a.port + offset) for a in self.apps),
+            port_offset=self.port_offset + offset,
+        )
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{HOST}:{self.kafka_port}"
+
+    @property
+    def s3_endpoint(self) -> str:
+        return f"http://{HOST}:{self.s3_port}"
+
+    @property
+    def database_url(self) -> str:
+        return (
+            f"postgresql://{self.pg_user}:{self.pg_password}@{HOST}:{self.postgres_port}"
+            f"/{self.pg_database}"
+        )
+
+    @property
+    def edge_url(self) -> str:
+        return f"http://{HOST}:{self.edge_port}"
+
+    def app_port(self, name: str) -> int:
+        """The port of an app, also when a custom app list leaves it out (the edge routes it)."""
+        for spec in self.apps:
+            if spec.name == name:
+                return spec.port
+        for spec in DEFAULT_APPS:
+            if spec.name == name:
+                return spec.port + self.port_offset
+        raise KeyError(name)
+
+
+def _given(environ: Mapping[str, str], key: str) -> str | None:
+    value = environ.get(key, "").strip()
+    return value or None
+
+
+@dataclass(frozen=True)
+class StackEnv:
+    """The variables the services get, and which infrastructure is external."""
+
+    values: dict[str, str]
+    external: frozenset[str]
+
+
+def resolve_env(settings: Settings, environ: Mapping[str, str] | None = None) -> StackEnv:
+    environ = os.environ if environ is None else environ
+    values: dict[str, str] = {}
+    external: set[str] = set()
+
+    kafka = _given(environ, "KAFKA_BOOTSTRAP_SERVERS")
+    if kafka:
+        external.add("kafka")
+    values["KAFKA_BOOTSTRAP_SERVERS"] = kafka or settings.kafka_bootstrap
+
+    s3 = _given(environ, "S3_ENDPOINT_URL")
+    if s3:
+        external.add("s3")
+        key = _given(environ, "S3_ACCESS_KEY_ID") or _given(environ, "AWS_ACCESS_KEY_ID")
+        secret = _given(environ, "S3_SECRET_ACCESS_KEY") or _given(environ, "AWS_SECRET_ACCESS_KEY")
+        if not key or not secret:
+            raise StackError(
+                "S3_ENDPOINT_URL is set, but S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY are not"
+            )
+        values["S3_ENDPOINT_URL"] = s3
+        values["S3_ACCESS_KEY_ID"] = key
+        values["S3_SECRET_ACCESS_KEY"] = secret
+    else:
+        values["S3_ENDPOINT_URL"] = settings.s3_endpoint
+        values["S3_ACCESS_KEY_ID"] = settings.s3_access_key
+        values["S3_SECRET_ACCESS_KEY"] = settings.s3_secret_key
+    values["S3_REGION"] = _given(environ, "S3_REGION") or settings.s3_region
+
+    database = _given(environ, "DATABASE_URL")
+    if database:
+        external.add("postgres")
+    values["DATABASE_URL"] = database or settings.database_url
+
+    for spec in settings.apps:
+        if spec.external_env and _given(environ, spec.external_env):
+            external.add(spec.name)
+    analyzer = _given(environ, "ANALYSIS_SERVER_URL")
+    values["ANALYSIS_SERVER_URL"] = analyzer or _reference_analyzer_url(settings)
+    values["PUBLIC_BASE_URL"] = _given(environ, "PUBLIC_BASE_URL") or settings.edge_url
+    return StackEnv(values=values, external=frozenset(external))
+
+
+def _reference_analyzer_url(settings: Settings) -> str:
+    return f"http://{HOST}:{settings.app_port('reference-analyzer')}"
+
+
+def default_run_dir(root: Path, environ: Mapping[str, str] | None = None) -> Path:
+    environ = os.environ if environ is None else environ
+    given = _given(environ, "AUDIOPIPE_RUN_DIR")
+    return Path(given).resolve() if given else root / ".run"
