@@ -41,7 +41,8 @@ class UploadStarted(Event):
     owner: str | None = Field(default=None, description="JWT subject of the uploader.")
     chunk_size: int = Field(gt=0, description="Size of every chunk but the last, bytes.")
     size_hint: int | None = Field(
-        default=None, description="Expected size from the request's Content-Length (an upper bound)."
+        default=None,
+        description="Expected size from the request's Content-Length (an upper bound).",
     )
     started_at: datetime = Field(default_factory=_now)
 

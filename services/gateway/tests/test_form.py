@@ -18,9 +18,7 @@ def _body(*parts: tuple[str, str | None, bytes]) -> bytes:
 
 def _read(body: bytes, piece: int) -> tuple[FileFieldReader, bytes]:
     reader = FileFieldReader(BOUNDARY)
-    got = b"".join(
-        b"".join(reader.feed(body[i : i + piece])) for i in range(0, len(body), piece)
-    )
+    got = b"".join(b"".join(reader.feed(body[i : i + piece])) for i in range(0, len(body), piece))
     reader.finish()
     return reader, got
 

@@ -14,7 +14,9 @@ from servicekit.http import ApiError
 pytestmark = pytest.mark.unit
 
 WAV_HEAD = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 52
-LIMITS = UploadLimits(max_bytes=10_000, chunk_bytes=1000, max_chunks_in_flight=2, ack_timeout_seconds=5)
+LIMITS = UploadLimits(
+    max_bytes=10_000, chunk_bytes=1000, max_chunks_in_flight=2, ack_timeout_seconds=5
+)
 CT = "multipart/form-data; boundary=BB"
 
 
@@ -49,12 +51,17 @@ class FakeSink:
 
 def form(data: bytes, name: str = "file") -> bytes:
     return (
-        b'--BB\r\nContent-Disposition: form-data; name="' + name.encode()
-        + b'"; filename="../x.wav"\r\nContent-Type: audio/wav\r\n\r\n' + data + b"\r\n--BB--\r\n"
+        b'--BB\r\nContent-Disposition: form-data; name="'
+        + name.encode()
+        + b'"; filename="../x.wav"\r\nContent-Type: audio/wav\r\n\r\n'
+        + data
+        + b"\r\n--BB--\r\n"
     )
 
 
-async def stream(body: bytes, piece: int = 333, then: BaseException | None = None) -> AsyncIterator[bytes]:
+async def stream(
+    body: bytes, piece: int = 333, then: BaseException | None = None
+) -> AsyncIterator[bytes]:
     for i in range(0, len(body), piece):
         yield body[i : i + piece]
     if then:
@@ -63,8 +70,13 @@ async def stream(body: bytes, piece: int = 333, then: BaseException | None = Non
 
 async def run(body: AsyncIterator[bytes], sink: FakeSink, content_type: str = CT):
     return await ingest(
-        body, content_type=content_type, content_length=None, token_id="t1", owner=None,
-        sink=sink, limits=LIMITS,
+        body,
+        content_type=content_type,
+        content_length=None,
+        token_id="t1",
+        owner=None,
+        sink=sink,
+        limits=LIMITS,
     )
 
 
@@ -72,7 +84,10 @@ async def test_a_valid_upload_is_chunked_hashed_and_finished_before_acceptance()
     data = WAV_HEAD + bytes(range(256)) * 14
     sink = FakeSink()
     done = await run(stream(form(data)), sink)
-    assert sink.kinds() == ["UploadStarted"] + ["chunk"] * 4 + ["UploadFinished", "JobStatusChanged"]
+    assert sink.kinds() == ["UploadStarted"] + ["chunk"] * 4 + [
+        "UploadFinished",
+        "JobStatusChanged",
+    ]
     chunks = [m[1] for _, kind, m in sink.messages if kind == CeType.UPLOAD_CHUNK]
     assert b"".join(chunks) == data
     assert [len(c) for c in chunks] == [1000, 1000, 1000, len(data) - 3000]

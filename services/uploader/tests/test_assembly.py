@@ -140,7 +140,7 @@ async def test_a_checksum_mismatch_fails_the_job_and_aborts_the_upload() -> None
 
 
 async def test_a_missing_chunk_is_detected() -> None:
-    a, store, outbox = setup()
+    a, _, outbox = setup()
     await a.started(started())
     await a.chunk("j1", 0, b"abcd")
     await a.chunk("j1", 2, b"ijkl")

@@ -5,6 +5,7 @@ the JSON (or raw chunk bytes) as the value, the job id as the key.
 """
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -69,16 +70,14 @@ async def ensure_topics(
             if name not in existing
         ]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another service was first
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another service created them first
             log.info("created topics %s", [t.name for t in missing])
     finally:
         await admin.close()
 
 
-async def wait_for_kafka(bootstrap_servers: str, timeout: float = 60.0) -> None:
+async def wait_for_kafka(bootstrap_servers: str, timeout: float = 60.0) -> None:  # noqa: ASYNC109
     """Block until the cluster answers a metadata request, for services that start
     before the broker does."""
     deadline = asyncio.get_running_loop().time() + timeout

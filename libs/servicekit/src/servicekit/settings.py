@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JOB_TOKEN_SECRET = "dev-only-job-token-secret-change-me"
 DEV_S3_SECRET = "audiopipe-secret"
+DEV_WEBHOOK_CAPABILITY_SECRET = "dev-only-webhook-capability-secret-change-me"
+DEV_SECRETS = (DEV_JOB_TOKEN_SECRET, DEV_S3_SECRET, DEV_WEBHOOK_CAPABILITY_SECRET)
 
 
 class ServiceSettings(BaseSettings):
@@ -34,7 +36,7 @@ class ServiceSettings(BaseSettings):
     def _no_development_secrets_in_production(self) -> "ServiceSettings":
         if self.environment == "production":
             for name, value in self.secrets().items():
-                if value in (DEV_JOB_TOKEN_SECRET, DEV_S3_SECRET):
+                if value in DEV_SECRETS:
                     raise ValueError(f"{name} has its development default in production")
         return self
 

@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from contracts import UploadAborted, UploadFinished, UploadStarted, JobStatusChanged, topics
+from contracts import JobStatusChanged, UploadAborted, UploadFinished, UploadStarted, topics
 from gateway.ingest import UploadLimits
 from gateway.routes import router
 from gateway.settings import Settings

@@ -98,7 +98,12 @@ class _Upload:
     async def _await(self, ack: Ack) -> None:
         await asyncio.wait_for(ack, self.limits.ack_timeout_seconds)
 
-    async def send_and_wait(self, topic: str, event: UploadStarted | UploadFinished | UploadAborted | JobStatusChanged, ce_id: str) -> None:
+    async def send_and_wait(
+        self,
+        topic: str,
+        event: UploadStarted | UploadFinished | UploadAborted | JobStatusChanged,
+        ce_id: str,
+    ) -> None:
         await self._await(await self.sink.event(topic, event, ce_id))
 
 
@@ -133,7 +138,8 @@ async def ingest(
             raise ApiError(
                 415,
                 "not_audio",
-                "the file is not a supported audio format (WAV, FLAC, MP3, OGG/Opus, M4A/AAC, WebM)",
+                "the file is not a supported audio format "
+                "(WAV, FLAC, MP3, OGG/Opus, M4A/AAC, WebM)",
             )
         media_type = detected
         started = UploadStarted(
@@ -195,7 +201,9 @@ async def ingest(
         if isinstance(exc, (KafkaError, TimeoutError)):
             log.error("Kafka did not take the upload: %r", exc)
             raise ApiError(
-                503, "unavailable", "the upload could not be stored; try again",
+                503,
+                "unavailable",
+                "the upload could not be stored; try again",
                 headers={"Retry-After": "5"},
             ) from exc
         raise

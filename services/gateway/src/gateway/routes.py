@@ -59,10 +59,7 @@ def get_tokens(request: Request) -> JobTokens:
     "/tokens/{token_id}/upload-audio",
     status_code=202,
     response_model=UploadAccepted,
-    responses={
-        code: {"model": ErrorBody}
-        for code in (400, 401, 413, 415, 422, 503)
-    },
+    responses={code: {"model": ErrorBody} for code in (400, 401, 413, 415, 422, 503)},
     openapi_extra={
         "requestBody": {
             "required": True,

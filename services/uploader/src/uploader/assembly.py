@@ -52,8 +52,9 @@ class OpenJob:
 
 
 class Assembler:
-    def __init__(self, store: ObjectStore, outbox: Outbox, bucket: str, key_prefix: str,
-                 part_bytes: int) -> None:
+    def __init__(
+        self, store: ObjectStore, outbox: Outbox, bucket: str, key_prefix: str, part_bytes: int
+    ) -> None:
         self._store = store
         self._outbox = outbox
         self._bucket = bucket
@@ -106,7 +107,9 @@ class Assembler:
             JobStatusChanged(
                 job_id=event.job_id,
                 status=JobStatus.UPLOADING,
-                progress=stage_progress(JobStatus.UPLOADING, len(job.etags) * self._part_bytes / job.size),
+                progress=stage_progress(
+                    JobStatus.UPLOADING, len(job.etags) * self._part_bytes / job.size
+                ),
                 detail="storing the audio",
             ),
             f"{event.job_id}:status:uploading",

@@ -31,7 +31,9 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         for partition in revoked:
             dropped = self.tracker.forget(partition)
             if dropped:
-                log.info("partition %s revoked; %d open uploads handed over", partition, len(dropped))
+                log.info(
+                    "partition %s revoked; %d open uploads handed over", partition, len(dropped)
+                )
             await self.assembler.drop(dropped)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
@@ -54,7 +56,7 @@ def register(broker: KafkaBroker, assembler: Assembler, group_id: str) -> None:
     )
     async def on_upload(message: KafkaMessage, consumer: Consumer) -> None:
         nonlocal since_commit
-        record: ConsumerRecord[bytes, bytes] = message.raw_message  # type: ignore[assignment]
+        record: ConsumerRecord[bytes, bytes] = message.raw_message
         partition = TopicPartition(record.topic, record.partition)
         job_id = (record.key or b"").decode(errors="replace")
         job_id_var.set(job_id)
@@ -62,7 +64,9 @@ def register(broker: KafkaBroker, assembler: Assembler, group_id: str) -> None:
         try:
             closing = await _dispatch(assembler, tracker, partition, record, message.headers)
         except PoisonMessage as exc:
-            await dead_letter(broker, record.topic, record.key, message.body, message.headers, str(exc))
+            await dead_letter(
+                broker, record.topic, record.key, message.body, message.headers, str(exc)
+            )
         except (ClientError, BotoCoreError) as exc:
             await assembler.fail_storage(job_id, exc)
             tracker.closed(partition, job_id)
@@ -104,7 +108,9 @@ async def _dispatch(
     return True
 
 
-async def _commit(consumer: AIOKafkaConsumer, partition: TopicPartition, tracker: CommitTracker) -> None:
+async def _commit(
+    consumer: AIOKafkaConsumer, partition: TopicPartition, tracker: CommitTracker
+) -> None:
     offset = tracker.safe_offset(partition)
     if offset is not None:
         await consumer.commit({partition: offset})

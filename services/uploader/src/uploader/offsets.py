@@ -9,7 +9,7 @@ rebuilds it; messages of jobs already finished are recognised and skipped.
 """
 
 from collections import defaultdict
-from typing import Hashable
+from collections.abc import Hashable
 
 
 class CommitTracker:

@@ -17,7 +17,11 @@ class ObjectStore(Protocol):
         """Upload part ``number`` (1-based); its ETag."""
 
     async def complete(
-        self, key: str, upload_id: str, etags: list[str], metadata: dict[str, str],
+        self,
+        key: str,
+        upload_id: str,
+        etags: list[str],
+        metadata: dict[str, str],
         content_type: str,
     ) -> None:
         """Assemble the parts into the object and record ``metadata`` on it."""
@@ -57,7 +61,11 @@ class S3ObjectStore:
         return part["ETag"]
 
     async def complete(
-        self, key: str, upload_id: str, etags: list[str], metadata: dict[str, str],
+        self,
+        key: str,
+        upload_id: str,
+        etags: list[str],
+        metadata: dict[str, str],
         content_type: str,
     ) -> None:
         parts: list[CompletedPartTypeDef] = [
