@@ -1,0 +1,74 @@
+"""The app factory: wires settings, the outgoing HTTP client, the analyzer and the
+routes together; the only place where dependencies are built."""
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+
+import reference_analyzer
+from reference_analyzer import routes
+from reference_analyzer.download import Downloader
+from reference_analyzer.jobs import JobRegistry
+from reference_analyzer.routes import Services
+from reference_analyzer.settings import Settings
+from reference_analyzer.webhooks import WebhookSender
+from reference_analyzer.worker import Analyzer
+
+
+def create_app(
+    settings: Settings | None = None, *, client: httpx.AsyncClient | None = None
+) -> FastAPI:
+    """The app; ``client`` (e.g. with a ``MockTransport``) replaces the outgoing HTTP
+    client, which the app then does not close."""
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        http = client or httpx.AsyncClient(headers={"user-agent": "reference-analyzer"})
+        retry = {
+            "backoff_seconds": settings.retry_backoff_seconds,
+            "max_delay_seconds": settings.retry_max_delay_seconds,
+        }
+        registry = JobRegistry()
+        analyzer = Analyzer(
+            downloader=Downloader(
+                http,
+                attempts=settings.download_attempts,
+                timeout_seconds=settings.download_timeout_seconds,
+                chunk_bytes=settings.download_chunk_bytes,
+                **retry,
+            ),
+            sender=WebhookSender(
+                http,
+                secret=settings.signing_secret,
+                attempts=settings.webhook_attempts,
+                timeout_seconds=settings.webhook_timeout_seconds,
+                **retry,
+            ),
+            registry=registry,
+            max_concurrent=settings.max_concurrent_jobs,
+            block_frames=settings.block_frames,
+            temp_dir=settings.temp_dir,
+        )
+        services = Services(settings=settings, analyzer=analyzer, registry=registry, ready=True)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            services.ready = False
+            await analyzer.aclose()
+            if client is None:
+                await http.aclose()
+
+    app = FastAPI(
+        title="Reference analysis server",
+        description=routes.__doc__ or "",
+        version=reference_analyzer.__version__,
+        lifespan=lifespan,
+    )
+    app.include_router(routes.router)
+    app.add_exception_handler(RequestValidationError, routes.invalid_request)
+    return app

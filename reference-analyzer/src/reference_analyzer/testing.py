@@ -1,0 +1,204 @@
+"""Test helpers for this package and for the tests of its callers (the bridge).
+
+- :func:`sine` and :func:`encode` generate audio files in memory;
+- :class:`AudioServer` stands in for S3's presigned GET URLs;
+- :class:`WebhookReceiver` records webhooks and lets a test wait for them;
+- :class:`HostRouter` routes an ``httpx`` client to in-memory ASGI apps by host;
+- :func:`serve` runs any ASGI app (e.g. :func:`~reference_analyzer.app.create_app`)
+  with uvicorn on 127.0.0.1.
+"""
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import json
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+import soundfile
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from contracts import AnalysisRequest
+
+
+def sine(
+    *,
+    seconds: float = 1.0,
+    sample_rate: int = 8000,
+    frequency: float = 440.0,
+    amplitude: float = 0.5,
+    channels: int = 1,
+) -> npt.NDArray[np.float64]:
+    """A sine wave, frames x channels, the same on every channel."""
+    t = np.arange(round(seconds * sample_rate)) / sample_rate
+    mono = amplitude * np.sin(2 * np.pi * frequency * t)
+    return np.repeat(mono[:, None], channels, axis=1)
+
+
+def encode(
+    samples: npt.NDArray[np.floating],
+    sample_rate: int,
+    format: str = "WAV",
+    subtype: str = "PCM_16",
+) -> bytes:
+    """The bytes of an audio file holding ``samples``."""
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, sample_rate, format=format, subtype=subtype)
+    return buffer.getvalue()
+
+
+def analysis_request(
+    audio_url: str, data: bytes, webhook_url: str, job_id: str | None = None, **metadata: str
+) -> AnalysisRequest:
+    """An ``AnalysisRequest`` for ``data`` served at ``audio_url``."""
+    return AnalysisRequest(
+        job_id=job_id or str(uuid.uuid4()),
+        audio_url=audio_url,
+        content_type="application/octet-stream",
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        webhook_url=webhook_url,
+        metadata=metadata,
+    )
+
+
+class AudioServer:
+    """Serves audio bytes at unguessable paths, like presigned S3 GET URLs."""
+
+    def __init__(self, base_url: str = "http://audio.test") -> None:
+        self.base_url = base_url
+        self.files: dict[str, bytes] = {}
+        self.requests: dict[str, int] = {}
+        self.fail_first: dict[str, int] = {}
+        self.app = Starlette(routes=[Route("/bucket/{name}", self._get, methods=["GET"])])
+
+    def add(self, data: bytes, *, fail_first: int = 0) -> str:
+        """Serve ``data``; the first ``fail_first`` GETs answer 500. Returns its URL."""
+        name = uuid.uuid4().hex
+        self.files[name] = data
+        self.requests[name] = 0
+        self.fail_first[name] = fail_first
+        return f"{self.base_url}/bucket/{name}?X-Amz-Signature=secret-{name}"
+
+    async def _get(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in self.files:
+            return Response(status_code=404)
+        self.requests[name] += 1
+        if self.requests[name] <= self.fail_first[name]:
+            return Response(status_code=500)
+        return Response(self.files[name], media_type="application/octet-stream")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One webhook attempt as received."""
+
+    job_id: str
+    headers: dict[str, str]
+    body: bytes
+    status_code: int
+
+    @property
+    def json(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.body)
+        return data
+
+
+@dataclass
+class WebhookReceiver:
+    """Records every webhook attempt at ``/hooks/{job_id}``; answers 204, or 503 with
+    ``Retry-After: 0`` to the first ``fail_first[job_id]`` attempts of a job."""
+
+    base_url: str = "http://hooks.test"
+    attempts: list[Delivery] = field(default_factory=list)
+    fail_first: dict[str, int] = field(default_factory=dict)
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    def __post_init__(self) -> None:
+        self.app = Starlette(routes=[Route("/hooks/{job_id}", self._post, methods=["POST"])])
+
+    def url(self, job_id: str) -> str:
+        return f"{self.base_url}/hooks/{job_id}?token=capability-{job_id}"
+
+    async def _post(self, request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        body = await request.body()
+        failing = self.fail_first.get(job_id, 0) > 0
+        if failing:
+            self.fail_first[job_id] -= 1
+        status_code = 503 if failing else 204
+        async with self._changed:
+            self.attempts.append(Delivery(job_id, dict(request.headers), body, status_code))
+            self._changed.notify_all()
+        return Response(status_code=status_code, headers={"Retry-After": "0"} if failing else {})
+
+    def delivered(self, job_id: str) -> list[Delivery]:
+        """The webhooks of a job answered with 204, in order of arrival."""
+        return [d for d in self.attempts if d.job_id == job_id and d.status_code == 204]
+
+    def finals(self, job_id: str) -> list[Delivery]:
+        return [d for d in self.delivered(job_id) if d.json["status"] != "progress"]
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds; re-checked on every webhook received.
+        Bound it with ``asyncio.timeout``."""
+        async with self._changed:
+            await self._changed.wait_for(predicate)
+
+    async def wait_final(self, job_id: str, count: int = 1) -> list[Delivery]:
+        """Wait for ``count`` final webhooks of a job; returns all its deliveries."""
+        await self.wait_for(lambda: len(self.finals(job_id)) >= count)
+        return self.delivered(job_id)
+
+
+class HostRouter(httpx.AsyncBaseTransport):
+    """An ``httpx`` transport that sends each request to the ASGI app of its host."""
+
+    def __init__(self, apps: dict[str, Any]) -> None:
+        self._transports = {host: httpx.ASGITransport(app=app) for host, app in apps.items()}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        transport = self._transports.get(request.url.host)
+        if transport is None:
+            raise httpx.ConnectError("no such host", request=request)
+        return await transport.handle_async_request(request)
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Any) -> AsyncIterator[str]:
+    """Run ``app`` with uvicorn on 127.0.0.1 and yield its base URL.
+
+    The socket is bound and listening before uvicorn starts, so the URL works at once
+    (early connections wait in the backlog): no polling for readiness."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app,
+        lifespan="on",
+        ws="none",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()

@@ -1,0 +1,150 @@
+"""Sending webhooks: signed (Standard Webhooks), retried, in order.
+
+:class:`WebhookSender` delivers one message with retries: connection errors, 429 and
+5xx are retried with exponential backoff and jitter (honouring ``Retry-After``); other
+answers are final. The ``webhook-id`` stays the same across the retries of a message
+and the timestamp and signature are those of each attempt, as the spec requires.
+
+:class:`JobWebhooks` is the sequence of one analysis run: increasing ``progress``
+messages, then one final message, shaped by the run's test mode.
+"""
+
+import asyncio
+import base64
+import os
+import time
+
+import httpx
+
+from contracts import AnalysisRequest, AnalysisWebhook, WebhookStatus
+from reference_analyzer.backoff import backoff_delay, retry_after_seconds
+from reference_analyzer.jobs import JobRecord
+from reference_analyzer.logs import JobLogger, url_host
+from reference_analyzer.modes import Behaviour, Mode, Signing
+from reference_analyzer.signing import SECRET_PREFIX, new_message_id, webhook_headers
+
+# For `reference.sign=invalid`: a well-formed signature that no receiver can verify.
+_WRONG_SECRET = SECRET_PREFIX + base64.b64encode(os.urandom(32)).decode("ascii")
+
+
+class WebhookSender:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        secret: str | None,
+        attempts: int,
+        timeout_seconds: float,
+        backoff_seconds: float,
+        max_delay_seconds: float,
+    ) -> None:
+        self._client = client
+        self._secret = secret
+        self._attempts = attempts
+        self._timeout = httpx.Timeout(timeout_seconds)
+        self._backoff = backoff_seconds
+        self._max_delay = max_delay_seconds
+
+    def _secret_for(self, signing: Signing) -> str | None:
+        if signing is Signing.OFF:
+            return None
+        if signing is Signing.INVALID:
+            return _WRONG_SECRET
+        return self._secret
+
+    async def deliver(
+        self, url: str, body: bytes, msg_id: str, *, signing: Signing, log: JobLogger
+    ) -> bool:
+        """POST ``body`` to ``url`` until a 2xx or a final refusal; True if delivered."""
+        secret = self._secret_for(signing)
+        for attempt in range(1, self._attempts + 1):
+            headers = webhook_headers(secret, msg_id, int(time.time()), body)
+            headers["content-type"] = "application/json"
+            retry_after: float | None = None
+            try:
+                response = await self._client.post(
+                    url, content=body, headers=headers, timeout=self._timeout
+                )
+            except httpx.TransportError as exc:
+                reason = type(exc).__name__  # its text may quote the URL
+            else:
+                if response.is_success:
+                    return True
+                reason = f"HTTP {response.status_code}"
+                if response.status_code != 429 and response.status_code < 500:
+                    log.warning("webhook %s refused by %s: %s", msg_id, url_host(url), reason)
+                    return False
+                retry_after = retry_after_seconds(
+                    response.headers.get("retry-after"), self._max_delay
+                )
+            if attempt == self._attempts:
+                break
+            delay = retry_after
+            if delay is None:
+                delay = backoff_delay(attempt, self._backoff, self._max_delay)
+            log.info(
+                "webhook %s to %s failed (%s); retry in %.2fs", msg_id, url_host(url), reason, delay
+            )
+            await asyncio.sleep(delay)
+        log.error(
+            "webhook %s to %s not delivered after %d attempts",
+            msg_id,
+            url_host(url),
+            self._attempts,
+        )
+        return False
+
+
+class JobWebhooks:
+    """The webhooks of one analysis run. ``silent`` sends none; ``twice`` delivers the
+    final message twice, with the same id and body, as a redelivery would."""
+
+    def __init__(
+        self,
+        sender: WebhookSender,
+        request: AnalysisRequest,
+        behaviour: Behaviour,
+        record: JobRecord,
+        log: JobLogger,
+    ) -> None:
+        self._sender = sender
+        self._request = request
+        self._behaviour = behaviour
+        self._record = record
+        self._log = log
+        self._last_progress = -1
+
+    async def progress(self, value: int) -> None:
+        """Report progress; values that would not increase it are skipped."""
+        value = min(max(value, 0), 100)
+        if value <= self._last_progress:
+            return
+        self._last_progress = value
+        message = AnalysisWebhook(
+            job_id=self._request.job_id, status=WebhookStatus.PROGRESS, progress=value
+        )
+        await self._send(message, new_message_id())
+
+    async def finish(self, message: AnalysisWebhook) -> None:
+        msg_id = new_message_id()
+        times = 2 if self._behaviour.mode is Mode.TWICE else 1
+        for _ in range(times):
+            await self._send(message, msg_id)
+        self._log.info("analysis %s", message.status.value)
+
+    async def _send(self, message: AnalysisWebhook, msg_id: str) -> None:
+        if self._behaviour.mode is Mode.SILENT:
+            self._log.debug("silent mode: %s webhook not sent", message.status.value)
+            return
+        body = message.model_dump_json(exclude_none=True).encode()
+        delivered = await self._sender.deliver(
+            self._request.webhook_url,
+            body,
+            msg_id,
+            signing=self._behaviour.signing,
+            log=self._log,
+        )
+        if delivered:
+            self._record.delivered[message.status.value] += 1
+        else:
+            self._record.undelivered += 1
