@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from reference_analyzer.app import create_app
 from reference_analyzer.settings import Settings
 from reference_analyzer.testing import AudioServer, HostRouter, WebhookReceiver

@@ -3,6 +3,7 @@
 import logging
 
 import pytest
+
 from reference_analyzer.testing import analysis_request, encode, sine
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]

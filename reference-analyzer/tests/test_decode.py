@@ -3,11 +3,11 @@ import tracemalloc
 import numpy as np
 import pytest
 import soundfile
+
+from contracts import ErrorCode
 from reference_analyzer.decode import AudioDecoder
 from reference_analyzer.errors import AnalysisError
 from reference_analyzer.testing import encode, sine
-
-from contracts import ErrorCode
 
 pytestmark = pytest.mark.unit
 

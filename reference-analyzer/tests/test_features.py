@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pytest
+
 from reference_analyzer.features import FeatureAccumulator, compute_features, dbfs
 from reference_analyzer.testing import sine
 

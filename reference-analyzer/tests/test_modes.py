@@ -1,4 +1,5 @@
 import pytest
+
 from reference_analyzer.modes import Behaviour, Mode, ModeError, Signing, resolve
 
 pytestmark = pytest.mark.unit

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+
 from reference_analyzer.app import create_app
 from reference_analyzer.testing import (
     AudioServer,

@@ -1,5 +1,6 @@
 import pydantic
 import pytest
+
 from reference_analyzer.modes import Mode
 from reference_analyzer.settings import Settings
 

@@ -3,6 +3,7 @@ import hashlib
 import hmac
 
 import pytest
+
 from reference_analyzer.signing import new_message_id, secret_key, sign, webhook_headers
 
 pytestmark = pytest.mark.unit

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from devstack import AppSpec, Stack, StackError, StackInfo
 from devstack.kafka import list_topics
 

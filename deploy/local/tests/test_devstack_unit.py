@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from devstack import process
 from devstack.config import Settings, resolve_env
 from devstack.errors import StackError

@@ -11,9 +11,10 @@ import httpx
 import pytest
 import uvicorn
 from faststream.kafka import KafkaBroker
+from pydantic import SecretStr
+
 from notifier.app import create_app
 from notifier.settings import Settings
-from pydantic import SecretStr
 from servicekit.kafka import make_broker
 from servicekit.tokens import JobTokens
 

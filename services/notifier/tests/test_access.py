@@ -1,6 +1,7 @@
 import uuid
 
 import pytest
+
 from notifier.access import authorize, job_id_of
 from servicekit.http import ApiError
 from servicekit.tokens import JobTokens

@@ -1,4 +1,5 @@
 import pytest
+
 from notifier.app import create_app
 from notifier.settings import Settings
 

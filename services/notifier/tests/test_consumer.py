@@ -1,10 +1,10 @@
 import uuid
 
 import pytest
-from notifier.consumer import parse
-from servicekit.kafka import PoisonMessage, ce_headers
 
 from contracts import AudioStored, CeType, JobStatus, JobStatusChanged, headers
+from notifier.consumer import parse
+from servicekit.kafka import PoisonMessage, ce_headers
 
 pytestmark = pytest.mark.unit
 

@@ -2,10 +2,10 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from notifier.fanout import FanOut
-from notifier.projection import JobSnapshot
 
 from contracts import JobStatus
+from notifier.fanout import FanOut
+from notifier.projection import JobSnapshot
 
 pytestmark = pytest.mark.unit
 

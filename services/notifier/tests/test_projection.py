@@ -2,9 +2,9 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from notifier.projection import JobSnapshot, Outcome, decide
 
 from contracts import JobError, JobStatus, JobStatusChanged
+from notifier.projection import JobSnapshot, Outcome, decide
 
 pytestmark = pytest.mark.unit
 

@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
-from servicekit.kafka import ce_headers, publish_event
-from servicekit.tokens import COOKIE_NAME
 
 from contracts import AudioFeatures, CeType, JobError, JobStatus, JobStatusChanged, headers, topics
+from servicekit.kafka import ce_headers, publish_event
+from servicekit.tokens import COOKIE_NAME
 
 pytestmark = pytest.mark.integration
 

@@ -3,10 +3,10 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from notifier import sse
-from notifier.projection import JobSnapshot
 
 from contracts import JobStatus
+from notifier import sse
+from notifier.projection import JobSnapshot
 
 pytestmark = pytest.mark.unit
 

@@ -5,10 +5,10 @@ import uuid
 
 import asyncpg
 import pytest
-from notifier.projection import Outcome
-from notifier.store import Store
 
 from contracts import JobStatus, JobStatusChanged
+from notifier.projection import Outcome
+from notifier.store import Store
 
 pytestmark = pytest.mark.integration
 

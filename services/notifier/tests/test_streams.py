@@ -3,12 +3,12 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+
+from contracts import JobStatus
 from notifier import sse
 from notifier.fanout import FanOut
 from notifier.projection import JobSnapshot
 from notifier.streams import StreamSlots, job_stream
-
-from contracts import JobStatus
 
 pytestmark = pytest.mark.unit
 

@@ -1,9 +1,8 @@
 """``python -m notifier``: run the service."""
 
-from servicekit.serve import serve
-
 from notifier.app import SERVICE, create_app
 from notifier.settings import Settings
+from servicekit.serve import serve
 
 
 def main() -> None:

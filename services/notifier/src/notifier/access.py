@@ -8,6 +8,7 @@ is enough.
 import uuid
 
 from fastapi import Request
+
 from servicekit.http import ApiError
 from servicekit.tokens import COOKIE_NAME, JobTokens, TokenProblem
 

@@ -5,9 +5,6 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 from fastapi import FastAPI
-from servicekit.http import create_app as create_http_app
-from servicekit.kafka import ensure_topics, make_broker, wait_for_kafka
-from servicekit.tokens import JobTokens
 
 from contracts import JobStatusChanged, topics
 from notifier import consumer, routes
@@ -17,6 +14,9 @@ from notifier.projector import Projector
 from notifier.settings import Settings
 from notifier.store import Store
 from notifier.streams import StreamSlots
+from servicekit.http import create_app as create_http_app
+from servicekit.kafka import ensure_topics, make_broker, wait_for_kafka
+from servicekit.tokens import JobTokens
 
 SERVICE = "notifier"
 

@@ -15,9 +15,9 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
-from servicekit.kafka import PoisonMessage, dead_letter, decode_event
 
 from contracts import JobStatusChanged, headers, topics
+from servicekit.kafka import PoisonMessage, dead_letter, decode_event
 
 log = logging.getLogger(__name__)
 

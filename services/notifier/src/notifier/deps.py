@@ -4,13 +4,13 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
-from servicekit.http import ApiError
-from servicekit.tokens import JobTokens
 
 from notifier.fanout import FanOut
 from notifier.settings import Settings
 from notifier.store import Store
 from notifier.streams import StreamSlots
+from servicekit.http import ApiError
+from servicekit.tokens import JobTokens
 
 
 @dataclass

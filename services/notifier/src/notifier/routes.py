@@ -3,11 +3,11 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from servicekit.http import ApiError
 
 from notifier.access import authorize, job_id_of, presented_tokens
 from notifier.deps import Services, ServicesDep
 from notifier.streams import EventStreamResponse, job_stream
+from servicekit.http import ApiError
 
 router = APIRouter()
 

@@ -3,6 +3,7 @@
 import re
 
 from pydantic import Field, field_validator
+
 from servicekit.settings import ServiceSettings
 
 
