@@ -1,0 +1,12 @@
+from analyzer_bridge.app import SERVICE, create
+from analyzer_bridge.settings import Settings
+from servicekit.serve import serve
+
+
+def main() -> None:
+    settings = Settings()
+    serve(create(settings), settings, SERVICE)
+
+
+if __name__ == "__main__":
+    main()

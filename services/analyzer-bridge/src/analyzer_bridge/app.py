@@ -1,0 +1,156 @@
+"""The analyzer-bridge application: the one place its dependencies are wired."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+import httpx
+from fastapi import FastAPI
+
+from analyzer_bridge import consumer
+from analyzer_bridge.capability import Capabilities
+from analyzer_bridge.deadlines import Sweeper
+from analyzer_bridge.events import KafkaEvents, Topics
+from analyzer_bridge.finishing import Finisher
+from analyzer_bridge.presign import S3Presigner
+from analyzer_bridge.requests import HttpAnalysisServer, Requester
+from analyzer_bridge.settings import Settings
+from analyzer_bridge.store import Store
+from analyzer_bridge.webhook_routes import WebhookDeps, router
+from contracts import AnalysisCompleted, AnalysisFailed, AudioStored, JobStatusChanged
+from servicekit.http import create_app
+from servicekit.kafka import ensure_topics, make_broker, wait_for_kafka
+from servicekit.s3 import s3_client
+
+SERVICE = "analyzer-bridge"
+DESCRIPTION = (
+    "Asks the analysis server to analyse stored audio, turns its webhooks into "
+    "`analysis.result` and `job.status` events, and owns retries and deadlines."
+)
+
+
+@dataclass
+class Running:
+    store: Store
+    requester: Requester
+
+
+def create(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    broker = make_broker(settings, SERVICE, DESCRIPTION)
+    # Declared for the AsyncAPI document; events go out through publish_event.
+    broker.publisher(
+        settings.analysis_result_topic,
+        title=f"{settings.analysis_result_topic}:analyzer-bridge",
+        description="The analysis server's final answer for a job.",
+        schema=AnalysisCompleted | AnalysisFailed,
+    )
+    broker.publisher(
+        settings.job_status_topic,
+        title=f"{settings.job_status_topic}:analyzer-bridge",
+        description="`analyzing` progress and the final `completed` or `failed`.",
+        schema=JobStatusChanged,
+    )
+    running: list[Running] = []
+
+    async def on_audio_stored(event: AudioStored) -> None:
+        await consumer.accept(
+            running[0].store, running[0].requester, event, settings.analysis_deadline_seconds
+        )
+
+    consumer.register(
+        broker,
+        topic=settings.audio_stored_topic,
+        group_id=settings.consumer_group,
+        auto_offset_reset=settings.kafka_auto_offset_reset,
+        on_event=on_audio_stored,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await wait_for_kafka(settings.kafka_bootstrap_servers)
+        await ensure_topics(
+            settings.kafka_bootstrap_servers,
+            settings.kafka_topic_partitions,
+            (
+                settings.audio_stored_topic,
+                settings.analysis_result_topic,
+                settings.job_status_topic,
+            ),
+        )
+        async with contextlib.AsyncExitStack() as stack:
+            pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=10)
+            stack.push_async_callback(pool.close)
+            store = Store(pool, settings.database_schema)
+            await store.create_schema()
+            s3 = await stack.enter_async_context(
+                s3_client(settings, endpoint_url=settings.presign_endpoint_url)
+            )
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(timeout=settings.request_timeout_seconds)
+            )
+            capabilities = Capabilities(
+                settings.webhook_capability_secret.get_secret_value(),
+                # Valid past the deadline, so a late result still gets its 409, not a 401.
+                ttl_seconds=settings.analysis_deadline_seconds + 24 * 3600,
+            )
+            topics = Topics(settings.analysis_result_topic, settings.job_status_topic)
+            finisher = Finisher(store, KafkaEvents(broker), topics)
+            requester = Requester(
+                store=store,
+                server=HttpAnalysisServer(http, settings.analysis_server_url),
+                presigner=S3Presigner(s3, settings.presign_expiry_seconds),
+                capabilities=capabilities,
+                finisher=finisher,
+                public_base_url=settings.public_base_url,
+                max_attempts=settings.request_max_attempts,
+                base_delay=settings.retry_base_delay_seconds,
+                max_delay=settings.retry_max_delay_seconds,
+                lease_seconds=settings.request_lease_seconds,
+            )
+            stack.push_async_callback(requester.stop)
+            running.append(Running(store, requester))
+            signing = settings.webhook_signing_secret
+            app.state.webhook_deps = WebhookDeps(
+                store=store,
+                finisher=finisher,
+                capabilities=capabilities,
+                signing_secret=signing.get_secret_value() if signing else None,
+                tolerance_seconds=settings.webhook_tolerance_seconds,
+            )
+            app.state.requester = requester
+            await broker.start()
+            stack.push_async_callback(broker.stop)
+            sweeper = Sweeper(
+                store,
+                finisher,
+                requester,
+                interval_seconds=settings.deadline_sweep_interval_seconds,
+                deadline_seconds=settings.analysis_deadline_seconds,
+            )
+            sweeping = asyncio.create_task(sweeper.run(), name="deadline-sweeper")
+            try:
+                yield
+            finally:
+                sweeping.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeping
+                running.clear()
+
+    async def database() -> bool:
+        return bool(running) and await running[0].store.ping()
+
+    async def kafka() -> bool:
+        return await broker.ping(timeout=2.0)
+
+    app = create_app(
+        title="analyzer-bridge",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        readiness=[database, kafka],
+    )
+    app.include_router(router)
+    app.state.broker = broker
+    return app

@@ -1,0 +1,56 @@
+"""The sweeper: every few seconds it fails jobs past their deadline with
+``analysis_timeout``, republishes final events that did not get out, and resumes
+pending requests nobody holds (DESIGN §5.5: nothing waits forever)."""
+
+import asyncio
+import logging
+
+from analyzer_bridge.finishing import Finisher
+from analyzer_bridge.requests import Requester
+from analyzer_bridge.store import Outcome, Store
+from contracts import ErrorCode
+
+log = logging.getLogger(__name__)
+
+REPUBLISH_GRACE_SECONDS = 5.0
+"""A final row this old without ``published_at`` lost its publish; younger ones are
+most likely being published right now."""
+
+
+class Sweeper:
+    def __init__(
+        self,
+        store: Store,
+        finisher: Finisher,
+        requester: Requester,
+        *,
+        interval_seconds: float,
+        deadline_seconds: float,
+    ) -> None:
+        self._store = store
+        self._finisher = finisher
+        self._requester = requester
+        self._interval = interval_seconds
+        self._deadline_seconds = deadline_seconds
+
+    async def sweep(self) -> None:
+        message = f"no analysis result within {self._deadline_seconds:g} s"
+        for job_id in await self._store.expired():
+            # The same conditional claim as the webhooks: if one wins the race, this
+            # is a conflict or a replay and publishes nothing.
+            await self._finisher.finish(job_id, Outcome.failed(ErrorCode.ANALYSIS_TIMEOUT, message))
+        for row in await self._store.unpublished(REPUBLISH_GRACE_SECONDS):
+            log.warning("republishing the final events", extra={"job_id": row.job_id})
+            await self._finisher.publish_final(row)
+        for job_id in await self._store.orphaned_pending():
+            self._requester.submit(job_id)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("deadline sweep failed; trying again")
+            await asyncio.sleep(self._interval)

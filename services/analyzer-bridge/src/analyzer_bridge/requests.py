@@ -1,0 +1,265 @@
+"""Asking the analysis server to analyse a job's audio, with retries (DESIGN §5.5, §7).
+
+Connection errors, timeouts, 5xx, 408 and 429 are retried with exponential backoff and
+full jitter, never sooner than the server's ``Retry-After``, until the retry budget or
+the job's deadline runs out. Any other 4xx fails the job with ``analysis_rejected``.
+Requests run as background tasks so that a slow server never blocks a partition; the
+``pending`` row is what survives a crash, and a lease on it keeps replicas from
+requesting the same job twice.
+"""
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Protocol
+from urllib.parse import urlencode
+
+import httpx
+
+from analyzer_bridge.capability import Capabilities
+from analyzer_bridge.events import ANALYZING_START
+from analyzer_bridge.finishing import Finisher
+from analyzer_bridge.store import Outcome, Store
+from contracts import AnalysisRequest, ErrorCode
+from servicekit.logs import job_id_var
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/tokens/webhook/analysis-complete"
+
+
+# --- the analysis server ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerAnswer:
+    status: int
+    retry_after: str | None = None
+    message: str = ""
+
+
+class ServerUnreachable(Exception):
+    """No HTTP answer: connection refused or reset, or a timeout."""
+
+
+class AnalysisServer(Protocol):
+    async def analyze(self, request: AnalysisRequest) -> ServerAnswer: ...
+
+
+class HttpAnalysisServer:
+    def __init__(self, client: httpx.AsyncClient, base_url: str) -> None:
+        self._client = client
+        self._url = base_url.rstrip("/") + "/analyze"
+
+    async def analyze(self, request: AnalysisRequest) -> ServerAnswer:
+        try:
+            response = await self._client.post(self._url, json=request.model_dump(mode="json"))
+        except httpx.TransportError as exc:  # includes every timeout
+            raise ServerUnreachable(f"{type(exc).__name__}: {exc}") from exc
+        return ServerAnswer(
+            status=response.status_code,
+            retry_after=response.headers.get("retry-after"),
+            message=_message_of(response),
+        )
+
+
+def _message_of(response: httpx.Response) -> str:
+    """The server's explanation: our own error shape, FastAPI's ``detail``, or text."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500]
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])[:500]
+        if "detail" in body:
+            return str(body["detail"])[:500]
+    return response.text[:500]
+
+
+class Presigner(Protocol):
+    async def presign_get(self, bucket: str, key: str) -> str: ...
+
+
+# --- the retry policy (pure) --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Accepted:
+    pass
+
+
+@dataclass(frozen=True)
+class Retry:
+    reason: str
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class Rejected:
+    message: str
+
+
+def is_retryable(status: int) -> bool:
+    return status in (408, 429) or status >= 500
+
+
+def classify(answer: ServerAnswer, now: datetime) -> Accepted | Retry | Rejected:
+    if 200 <= answer.status < 300:
+        return Accepted()
+    if is_retryable(answer.status):
+        reason = f"HTTP {answer.status}: {answer.message}".strip(": ")
+        return Retry(reason, parse_retry_after(answer.retry_after, now))
+    return Rejected(f"HTTP {answer.status}: {answer.message or 'rejected'}")
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value: delay-seconds or an HTTP-date
+    (RFC 9110 §10.2.3). None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def backoff_delay(
+    retry: int, base: float, cap: float, retry_after: float | None, jitter: float
+) -> float:
+    """Seconds before retry number ``retry`` (1 for the first): "full jitter" over an
+    exponentially growing window (https://aws.amazon.com/blogs/architecture/
+    exponential-backoff-and-jitter/), never sooner than the server asked.
+    ``jitter`` is a uniform random number in [0, 1)."""
+    window = min(cap, base * 2.0 ** (retry - 1))
+    delay = jitter * window
+    return delay if retry_after is None else max(delay, float(retry_after))
+
+
+# --- the requester ------------------------------------------------------------------
+
+
+class Requester:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        server: AnalysisServer,
+        presigner: Presigner,
+        capabilities: Capabilities,
+        finisher: Finisher,
+        public_base_url: str,
+        max_attempts: int,
+        base_delay: float,
+        max_delay: float,
+        lease_seconds: float,
+        jitter: Callable[[], float] = random.random,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._store = store
+        self._server = server
+        self._presigner = presigner
+        self._capabilities = capabilities
+        self._finisher = finisher
+        self._public_base_url = public_base_url.rstrip("/")
+        self._max_attempts = max_attempts
+        self._base_delay = base_delay
+        self._max_delay = max_delay
+        self._lease_seconds = lease_seconds
+        self._jitter = jitter
+        self._sleep = sleep
+        self._owner = uuid.uuid4().hex
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def webhook_url(self, job_id: str) -> str:
+        query = urlencode({"job_id": job_id, "token": self._capabilities.issue(job_id)})
+        return f"{self._public_base_url}{WEBHOOK_PATH}?{query}"
+
+    def submit(self, job_id: str) -> None:
+        """Request the analysis in the background, unless already under way here."""
+        if job_id in self._tasks:
+            return
+        task = asyncio.create_task(self._run(job_id), name=f"analysis-request-{job_id}")
+        self._tasks[job_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(job_id, None))
+
+    async def stop(self) -> None:
+        """Cancel the requests under way; their rows stay pending for the next start."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._store.release_leases(self._owner)
+
+    async def _run(self, job_id: str) -> None:
+        job_id_var.set(job_id)
+        try:
+            await self.request(job_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The row stays pending; the sweeper resumes it once the lease runs out.
+            log.exception("requesting the analysis failed", extra={"job_id": job_id})
+
+    async def request(self, job_id: str) -> None:
+        """Attempt until the server accepts or rejects, the budget is spent, or the job
+        is no longer ours to request (not pending, leased elsewhere, past deadline)."""
+        while True:
+            row = await self._store.take_attempt(job_id, self._owner, self._lease_seconds)
+            if row is None:
+                return
+            request = AnalysisRequest(
+                job_id=job_id,
+                audio_url=await self._presigner.presign_get(row.bucket, row.key),
+                content_type=row.content_type,
+                size=row.size,
+                sha256=row.sha256,
+                webhook_url=self.webhook_url(job_id),
+                metadata={"filename": row.filename} if row.filename else {},
+            )
+            try:
+                verdict = classify(await self._server.analyze(request), datetime.now(UTC))
+            except ServerUnreachable as exc:
+                verdict = Retry(str(exc))
+            if isinstance(verdict, Accepted):
+                before = await self._store.mark_requested(job_id, ANALYZING_START)
+                log.info("analysis server accepted the job", extra={"job_id": job_id})
+                if before is not None and before < ANALYZING_START:
+                    await self._finisher.publish_analyzing(
+                        job_id, ANALYZING_START, "analysis requested"
+                    )
+                return
+            if isinstance(verdict, Rejected):
+                log.warning("analysis server rejected the job: %s", verdict.message)
+                await self._finisher.finish(
+                    job_id, Outcome.failed(ErrorCode.ANALYSIS_REJECTED, verdict.message)
+                )
+                return
+            if row.attempts >= self._max_attempts:
+                message = f"analysis server unavailable after {row.attempts} attempts: "
+                await self._finisher.finish(
+                    job_id, Outcome.failed(ErrorCode.ANALYSIS_FAILED, message + verdict.reason)
+                )
+                return
+            delay = backoff_delay(
+                row.attempts, self._base_delay, self._max_delay, verdict.retry_after, self._jitter()
+            )
+            remaining = (row.deadline - datetime.now(UTC)).total_seconds()
+            if delay >= remaining:
+                log.warning("no time left to retry before the deadline: %s", verdict.reason)
+                return  # the deadline sweeper fails the job with analysis_timeout
+            log.info("retrying in %.2fs: %s", delay, verdict.reason)
+            await self._store.extend_lease(job_id, self._owner, delay + self._lease_seconds)
+            await self._sleep(delay)

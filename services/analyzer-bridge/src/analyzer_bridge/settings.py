@@ -1,0 +1,66 @@
+"""The analyzer-bridge's configuration, from environment variables."""
+
+from pydantic import Field, SecretStr, field_validator
+
+from contracts import topics
+from servicekit.settings import DEV_WEBHOOK_CAPABILITY_SECRET, S3Settings
+from servicekit.webhooks import secret_key
+
+
+class Settings(S3Settings):
+    http_port: int = 8103
+
+    database_url: str = "postgresql://audiopipe:audiopipe@127.0.0.1:15432/audiopipe"
+    database_schema: str = Field(
+        default="analyzer_bridge",
+        pattern=r"^[a-z_][a-z0-9_]*$",
+        description="PostgreSQL schema owned by this service (tests use their own).",
+    )
+
+    consumer_group: str = "analyzer-bridge"
+    audio_stored_topic: str = topics.AUDIO_STORED
+    analysis_result_topic: str = topics.ANALYSIS_RESULT
+    job_status_topic: str = topics.JOB_STATUS
+    kafka_auto_offset_reset: str = Field(default="earliest", pattern="^(earliest|latest)$")
+
+    analysis_server_url: str = "http://127.0.0.1:8105"
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Origin the analysis server reaches the webhook route at (the edge).",
+    )
+    s3_presign_endpoint_url: str | None = Field(
+        default=None,
+        description="S3 endpoint as the analysis server reaches it; the S3 endpoint if unset.",
+    )
+    presign_expiry_seconds: int = Field(default=15 * 60, gt=0)
+
+    analysis_deadline_seconds: float = Field(default=600, gt=0)
+    deadline_sweep_interval_seconds: float = Field(default=2.0, gt=0)
+
+    request_timeout_seconds: float = Field(default=10.0, gt=0)
+    request_max_attempts: int = Field(default=8, ge=1, description="Retry budget per job.")
+    retry_base_delay_seconds: float = Field(default=0.5, gt=0)
+    retry_max_delay_seconds: float = Field(default=30.0, gt=0)
+
+    webhook_capability_secret: SecretStr = SecretStr(DEV_WEBHOOK_CAPABILITY_SECRET)
+    webhook_signing_secret: SecretStr | None = Field(
+        default=None, description="`whsec_<base64>`; when set, webhooks must be signed."
+    )
+    webhook_tolerance_seconds: int = 5 * 60
+
+    @field_validator("webhook_signing_secret")
+    @classmethod
+    def _signing_secret_decodes(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value():
+            secret_key(value.get_secret_value())
+            return value
+        return None
+
+    @property
+    def presign_endpoint_url(self) -> str | None:
+        return self.s3_presign_endpoint_url or self.s3_endpoint_url
+
+    @property
+    def request_lease_seconds(self) -> float:
+        """How long one replica owns a pending request: one attempt plus its backoff."""
+        return self.request_timeout_seconds + self.retry_max_delay_seconds + 10

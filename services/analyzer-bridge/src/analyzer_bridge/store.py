@@ -1,0 +1,277 @@
+"""The bridge's durable state in PostgreSQL: one row per job's analysis (DESIGN §8).
+
+A row is ``pending`` from the moment ``audio.stored`` is consumed until the analysis
+server accepts the request (``requested``), then ``completed`` or ``failed``. Every
+state change is a conditional ``UPDATE ... RETURNING``, so racing replicas, webhooks
+and the deadline sweeper agree on one winner.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+import asyncpg
+
+from contracts import AudioFeatures, AudioStored, JobError
+
+
+class State(StrEnum):
+    PENDING = "pending"
+    REQUESTED = "requested"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (State.COMPLETED, State.FAILED)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an analysis ended: a result or an error."""
+
+    result: AudioFeatures | None = None
+    error: JobError | None = None
+
+    @property
+    def state(self) -> State:
+        return State.COMPLETED if self.result is not None else State.FAILED
+
+    @classmethod
+    def failed(cls, code: str, message: str) -> "Outcome":
+        return cls(error=JobError(code=code, message=message))
+
+
+@dataclass(frozen=True)
+class Analysis:
+    job_id: str
+    state: State
+    bucket: str
+    key: str
+    size: int
+    sha256: str
+    content_type: str
+    filename: str
+    deadline: datetime
+    attempts: int
+    progress: int
+    outcome: Outcome | None
+    final_webhook_id: str | None
+    finished_at: datetime | None
+    published_at: datetime | None
+
+    @classmethod
+    def from_record(cls, r: asyncpg.Record) -> "Analysis":
+        outcome = None
+        if r["result"] is not None:
+            outcome = Outcome(result=AudioFeatures.model_validate_json(r["result"]))
+        elif r["error_code"] is not None:
+            outcome = Outcome.failed(r["error_code"], r["error_message"] or "")
+        return cls(
+            job_id=r["job_id"],
+            state=State(r["state"]),
+            bucket=r["bucket"],
+            key=r["key"],
+            size=r["size"],
+            sha256=r["sha256"],
+            content_type=r["content_type"],
+            filename=r["filename"],
+            deadline=r["deadline"],
+            attempts=r["attempts"],
+            progress=r["progress"],
+            outcome=outcome,
+            final_webhook_id=r["final_webhook_id"],
+            finished_at=r["finished_at"],
+            published_at=r["published_at"],
+        )
+
+
+_SCHEMA = """
+CREATE SCHEMA IF NOT EXISTS {s};
+CREATE TABLE IF NOT EXISTS {s}.analyses (
+    job_id           text PRIMARY KEY,
+    state            text NOT NULL
+                     CHECK (state IN ('pending', 'requested', 'completed', 'failed')),
+    bucket           text NOT NULL,
+    key              text NOT NULL,
+    size             bigint NOT NULL,
+    sha256           text NOT NULL,
+    content_type     text NOT NULL,
+    filename         text NOT NULL DEFAULT '',
+    deadline         timestamptz NOT NULL,
+    attempts         integer NOT NULL DEFAULT 0,
+    lease_owner      text,
+    lease_until      timestamptz,
+    progress         integer NOT NULL DEFAULT 0,
+    result           jsonb,
+    error_code       text,
+    error_message    text,
+    final_webhook_id text,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    requested_at     timestamptz,
+    finished_at      timestamptz,
+    published_at     timestamptz
+);
+CREATE INDEX IF NOT EXISTS analyses_open_by_deadline
+    ON {s}.analyses (deadline) WHERE state IN ('pending', 'requested');
+CREATE INDEX IF NOT EXISTS analyses_unpublished
+    ON {s}.analyses (finished_at) WHERE published_at IS NULL AND finished_at IS NOT NULL;
+"""
+
+_OPEN = "state IN ('pending', 'requested')"
+
+
+class Store:
+    def __init__(self, pool: asyncpg.Pool, schema: str = "analyzer_bridge") -> None:
+        self._pool = pool
+        self._t = f"{schema}.analyses"
+        self._schema = schema
+
+    async def create_schema(self) -> None:
+        """Idempotent; an advisory lock keeps starting replicas from racing on it."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._schema)
+            await conn.execute(_SCHEMA.format(s=self._schema))
+
+    async def ping(self) -> bool:
+        return bool(await self._pool.fetchval("SELECT true"))
+
+    async def insert_pending(self, event: AudioStored, deadline_seconds: float) -> bool:
+        """Record the job; False when it was already recorded (a redelivery)."""
+        status = await self._pool.execute(
+            f"""INSERT INTO {self._t}
+                (job_id, state, bucket, key, size, sha256, content_type, filename, deadline)
+                VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7,
+                        now() + make_interval(secs => $8))
+                ON CONFLICT (job_id) DO NOTHING""",
+            event.job_id,
+            event.bucket,
+            event.key,
+            event.size,
+            event.sha256,
+            event.content_type,
+            event.filename,
+            deadline_seconds,
+        )
+        return bool(status == "INSERT 0 1")
+
+    async def get(self, job_id: str) -> Analysis | None:
+        r = await self._pool.fetchrow(f"SELECT * FROM {self._t} WHERE job_id = $1", job_id)
+        return Analysis.from_record(r) if r else None
+
+    async def take_attempt(self, job_id: str, owner: str, lease_seconds: float) -> Analysis | None:
+        """Lease a pending job for one request attempt; None when it is not pending,
+        past its deadline, or leased by another replica."""
+        r = await self._pool.fetchrow(
+            f"""UPDATE {self._t}
+                SET attempts = attempts + 1, lease_owner = $2,
+                    lease_until = now() + make_interval(secs => $3)
+                WHERE job_id = $1 AND state = 'pending' AND deadline > now()
+                  AND (lease_until IS NULL OR lease_until < now() OR lease_owner = $2)
+                RETURNING *""",
+            job_id,
+            owner,
+            lease_seconds,
+        )
+        return Analysis.from_record(r) if r else None
+
+    async def extend_lease(self, job_id: str, owner: str, lease_seconds: float) -> None:
+        await self._pool.execute(
+            f"""UPDATE {self._t} SET lease_until = now() + make_interval(secs => $3)
+                WHERE job_id = $1 AND state = 'pending' AND lease_owner = $2""",
+            job_id,
+            owner,
+            lease_seconds,
+        )
+
+    async def release_leases(self, owner: str) -> None:
+        """Give up ``owner``'s pending jobs, so another process resumes them at once."""
+        await self._pool.execute(
+            f"""UPDATE {self._t} SET lease_owner = NULL, lease_until = NULL
+                WHERE lease_owner = $1 AND state = 'pending'""",
+            owner,
+        )
+
+    async def mark_requested(self, job_id: str, progress: int) -> int | None:
+        """``pending`` → ``requested``, raising the job progress to at least
+        ``progress``; the progress before, or None when the job was not pending."""
+        return await self._pool.fetchval(  # type: ignore[no-any-return]
+            f"""WITH old AS (
+                    SELECT job_id, progress FROM {self._t}
+                    WHERE job_id = $1 AND state = 'pending' FOR UPDATE)
+                UPDATE {self._t} a
+                SET state = 'requested', requested_at = now(), lease_owner = NULL,
+                    lease_until = NULL, progress = GREATEST(a.progress, $2)
+                FROM old WHERE a.job_id = old.job_id
+                RETURNING old.progress""",
+            job_id,
+            progress,
+        )
+
+    async def raise_progress(self, job_id: str, progress: int) -> bool:
+        """True when the job is open and ``progress`` is higher than before."""
+        r = await self._pool.fetchval(
+            f"""UPDATE {self._t} SET progress = $2
+                WHERE job_id = $1 AND {_OPEN} AND progress < $2 RETURNING job_id""",
+            job_id,
+            progress,
+        )
+        return r is not None
+
+    async def claim_final(
+        self, job_id: str, outcome: Outcome, webhook_id: str | None = None
+    ) -> Analysis | None:
+        """Make an open job final; None when it is unknown or already final, so of two
+        racing finals exactly one gets the row."""
+        error = outcome.error
+        r = await self._pool.fetchrow(
+            f"""UPDATE {self._t}
+                SET state = $2, result = $3::jsonb, error_code = $4, error_message = $5,
+                    final_webhook_id = $6, finished_at = now(), progress = 100,
+                    lease_owner = NULL, lease_until = NULL
+                WHERE job_id = $1 AND {_OPEN}
+                RETURNING *""",
+            job_id,
+            outcome.state.value,
+            outcome.result.model_dump_json() if outcome.result else None,
+            error.code if error else None,
+            error.message if error else None,
+            webhook_id,
+        )
+        return Analysis.from_record(r) if r else None
+
+    async def mark_published(self, job_id: str) -> None:
+        await self._pool.execute(
+            f"UPDATE {self._t} SET published_at = now() WHERE job_id = $1 AND published_at IS NULL",
+            job_id,
+        )
+
+    async def expired(self, limit: int = 100) -> list[str]:
+        rows = await self._pool.fetch(
+            f"""SELECT job_id FROM {self._t} WHERE {_OPEN} AND deadline < now()
+                ORDER BY deadline LIMIT $1""",
+            limit,
+        )
+        return [r["job_id"] for r in rows]
+
+    async def unpublished(self, older_than_seconds: float, limit: int = 100) -> list[Analysis]:
+        rows = await self._pool.fetch(
+            f"""SELECT * FROM {self._t}
+                WHERE published_at IS NULL AND finished_at IS NOT NULL
+                  AND finished_at < now() - make_interval(secs => $1)
+                ORDER BY finished_at LIMIT $2""",
+            older_than_seconds,
+            limit,
+        )
+        return [Analysis.from_record(r) for r in rows]
+
+    async def orphaned_pending(self, limit: int = 100) -> list[str]:
+        """Pending jobs nobody holds a lease on: new, or left by a stopped replica."""
+        rows = await self._pool.fetch(
+            f"""SELECT job_id FROM {self._t}
+                WHERE state = 'pending' AND deadline > now()
+                  AND (lease_until IS NULL OR lease_until < now())
+                ORDER BY deadline LIMIT $1""",
+            limit,
+        )
+        return [r["job_id"] for r in rows]

@@ -1,0 +1,119 @@
+"""``POST /tokens/webhook/analysis-complete``: the analysis server's callback (DESIGN §2, §6).
+
+Checks, in order: the per-job capability token (401), the Standard Webhooks signature
+when a signing secret is configured (401), the body (422), the job (404); then the
+job's state decides (see :mod:`analyzer_bridge.decisions`).
+"""
+
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import ValidationError
+
+from analyzer_bridge.capability import Capabilities
+from analyzer_bridge.decisions import Verdict, job_progress, judge, outcome_of
+from analyzer_bridge.finishing import Finish, Finisher
+from analyzer_bridge.requests import WEBHOOK_PATH
+from analyzer_bridge.store import Store
+from contracts import AnalysisWebhook
+from servicekit import webhooks
+from servicekit.http import ApiError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class WebhookDeps:
+    store: Store
+    finisher: Finisher
+    capabilities: Capabilities
+    signing_secret: str | None
+    tolerance_seconds: int
+
+
+def _deps(request: Request) -> WebhookDeps:
+    deps = getattr(request.app.state, "webhook_deps", None)
+    if deps is None:
+        raise ApiError(503, "unavailable", "the service is starting")
+    assert isinstance(deps, WebhookDeps)
+    return deps
+
+
+Deps = Annotated[WebhookDeps, Depends(_deps)]
+
+router = APIRouter(tags=["webhooks"])
+
+_UNAUTHORIZED = ApiError(401, "unauthorized", "missing or invalid webhook credentials")
+
+
+@router.post(
+    WEBHOOK_PATH,
+    summary="Progress or result of an analysis, from the analysis server",
+    responses={401: {}, 404: {}, 409: {}, 422: {}},
+)
+async def analysis_webhook(
+    request: Request, deps: Deps, job_id: str | None = None, token: str | None = None
+) -> dict[str, Any]:
+    if not job_id or not token or not deps.capabilities.allows(token, job_id):
+        raise _UNAUTHORIZED
+    body = await request.body()
+    webhook_id = request.headers.get(webhooks.ID_HEADER)
+    if deps.signing_secret is not None:
+        try:
+            webhooks.verify(
+                deps.signing_secret, request.headers, body, time.time(), deps.tolerance_seconds
+            )
+        except webhooks.WebhookVerificationError as exc:
+            log.warning("webhook signature rejected: %s", exc, extra={"job_id": job_id})
+            raise _UNAUTHORIZED from None
+    try:
+        hook = AnalysisWebhook.model_validate_json(body)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ApiError(422, "invalid_request", problems or "invalid body") from None
+    if hook.job_id != job_id:
+        raise ApiError(422, "invalid_request", "body job_id does not match the URL's")
+    return await handle(deps, hook, webhook_id)
+
+
+async def handle(
+    deps: WebhookDeps, hook: AnalysisWebhook, webhook_id: str | None
+) -> dict[str, Any]:
+    job_id = hook.job_id
+    row = await deps.store.get(job_id)
+    if row is None:
+        raise ApiError(404, "not_found", f"no analysis for job {job_id}")
+    verdict = judge(row, hook, webhook_id)
+    if verdict is Verdict.PROGRESS:
+        assert hook.progress is not None
+        progress = job_progress(hook.progress)
+        if await deps.store.raise_progress(job_id, progress):
+            # Progress is advisory: if this publish fails, the next one or the final
+            # status supersedes it, so it is not retried.
+            await _publish(deps.finisher.publish_analyzing(job_id, progress, "analyzing"))
+        return {"job_id": job_id, "outcome": "progress"}
+    if verdict is Verdict.FINALIZE:
+        outcome = outcome_of(hook)
+        assert outcome is not None
+        finish = await _publish(deps.finisher.finish(job_id, outcome, webhook_id))
+        if finish is Finish.CONFLICT:
+            raise ApiError(409, "conflict", f"job {job_id} already ended differently")
+        return {"job_id": job_id, "outcome": finish.value}
+    if verdict is Verdict.CONFLICT:
+        raise ApiError(409, "conflict", f"job {job_id} already ended as {row.state.value}")
+    return {"job_id": job_id, "outcome": verdict.value}
+
+
+async def _publish(call: Awaitable[T]) -> T:
+    """A Kafka failure becomes 503 so the analysis server learns of it; a final state
+    already claimed is republished by the sweeper with the same ids."""
+    try:
+        return await call
+    except Exception as exc:
+        log.exception("publishing failed")
+        raise ApiError(503, "unavailable", "could not record the event; retry") from exc

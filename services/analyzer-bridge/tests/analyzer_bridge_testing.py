@@ -1,0 +1,241 @@
+"""Helpers of the analyzer-bridge's real-service tests: a fake analysis server, uvicorn
+in-process on a free port, and a reader of the events the bridge publishes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import httpx
+import uvicorn
+from aiokafka import AIOKafkaConsumer
+from fastapi import FastAPI, Request, Response
+from faststream.kafka import KafkaBroker
+
+from analyzer_bridge.settings import Settings
+from contracts import AnalysisRequest, AudioStored, Event
+from servicekit import webhooks
+from servicekit.kafka import publish_event
+
+AUDIO = b"RIFF" + bytes(range(256)) * 64
+BUCKET = "analyzer-bridge-tests"
+AUDIO_KEY = f"{uuid.uuid4()}/take.wav"
+
+
+async def wait_until(condition: Callable[[], Any], within: float = 30.0, what: str = "") -> Any:
+    """Poll ``condition`` until it is truthy; fail after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        await asyncio.sleep(0.05)
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def serve(app: FastAPI, sock: socket.socket) -> AsyncIterator[str]:
+    """Run ``app`` under uvicorn on ``sock`` in this event loop; yields its base URL."""
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        await wait_until(lambda: server.started or task.done(), 60, "uvicorn to start")
+        if task.done():
+            task.result()
+            raise RuntimeError("uvicorn exited during startup")
+        host, port = sock.getsockname()
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 30)
+        sock.close()
+
+
+# --- the fake analysis server -------------------------------------------------------
+
+
+@dataclass
+class Scripted:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+class FakeAnalysisServer:
+    """Answers ``POST /analyze`` from a per-job script (202 when nothing is scripted)
+    and posts webhooks to the URL a request carried, signed when given a secret."""
+
+    def __init__(self, signing_secret: str | None = None) -> None:
+        self.requests: list[tuple[float, AnalysisRequest]] = []
+        self.script: dict[str, list[Scripted]] = {}
+        self.signing_secret = signing_secret
+        self.url = ""
+        self.app = FastAPI()
+        self.app.post("/analyze")(self._analyze)
+
+    async def _analyze(self, request: Request) -> Response:
+        body = AnalysisRequest.model_validate_json(await request.body())
+        self.requests.append((time.monotonic(), body))
+        answers = self.script.get(body.job_id)
+        answer = answers.pop(0) if answers else Scripted(202, body={"status": "accepted"})
+        return Response(
+            json.dumps(answer.body),
+            status_code=answer.status,
+            headers=answer.headers,
+            media_type="application/json",
+        )
+
+    def requests_for(self, job_id: str) -> list[AnalysisRequest]:
+        return [r for _, r in self.requests if r.job_id == job_id]
+
+    async def send(
+        self,
+        job_id: str,
+        body: dict[str, Any] | bytes,
+        *,
+        webhook_id: str | None = None,
+        headers: dict[str, str] | None = None,
+        url: str | None = None,
+    ) -> httpx.Response:
+        """POST a webhook for ``job_id`` to the URL of its last request."""
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        sent = dict(headers or {})
+        if self.signing_secret and headers is None:
+            sent = webhooks.signed_headers(
+                self.signing_secret, webhook_id or f"msg_{uuid.uuid4().hex}", int(time.time()), raw
+            )
+        elif webhook_id:
+            sent[webhooks.ID_HEADER] = webhook_id
+        target = url or self.requests_for(job_id)[-1].webhook_url
+        async with httpx.AsyncClient() as client:
+            return await client.post(
+                target, content=raw, headers={**sent, "content-type": "application/json"}
+            )
+
+
+# --- events on Kafka ----------------------------------------------------------------
+
+
+@dataclass
+class Seen:
+    topic: str
+    headers: dict[str, str]
+    value: dict[str, Any]
+
+
+class EventLog:
+    """Everything published on some topics since they were created."""
+
+    def __init__(self, bootstrap: str, names: list[str]) -> None:
+        self.seen: list[Seen] = []
+        self._consumer = AIOKafkaConsumer(
+            *names, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for record in self._consumer:
+            headers = {k: v.decode() for k, v in record.headers}
+            try:
+                value = json.loads(record.value)
+            except ValueError:
+                value = {"raw": record.value.decode(errors="replace")}
+            self.seen.append(Seen(record.topic, headers, value))
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._consumer.stop()
+
+    def of(self, job_id: str, topic: str | None = None) -> list[Seen]:
+        return [
+            s
+            for s in self.seen
+            if s.headers.get("ce_subject") == job_id and (topic is None or s.topic == topic)
+        ]
+
+
+# --- the bridge under test ----------------------------------------------------------
+
+
+@dataclass
+class Bridge:
+    url: str
+    settings: Settings
+    server: FakeAnalysisServer
+    events: EventLog
+    producer: KafkaBroker
+    pool: asyncpg.Pool
+
+    @property
+    def status_topic(self) -> str:
+        return self.settings.job_status_topic
+
+    @property
+    def result_topic(self) -> str:
+        return self.settings.analysis_result_topic
+
+    def stored(self, job_id: str | None = None) -> AudioStored:
+        return AudioStored(
+            job_id=job_id or str(uuid.uuid4()),
+            bucket=BUCKET,
+            key=AUDIO_KEY,
+            size=len(AUDIO),
+            sha256="0" * 64,
+            content_type="audio/wav",
+            filename="take.wav",
+        )
+
+    async def publish(self, event: Event, topic: str | None = None) -> None:
+        await publish_event(
+            self.producer,
+            topic or self.settings.audio_stored_topic,
+            event,
+            source="tests",
+            ce_id=f"{event.job_id}:stored",
+        )
+
+    async def row(self, job_id: str) -> dict[str, Any] | None:
+        r = await self.pool.fetchrow(
+            f"SELECT * FROM {self.settings.database_schema}.analyses WHERE job_id = $1", job_id
+        )
+        return dict(r) if r else None
+
+    async def barrier(self) -> None:
+        """Return once everything published before it on the status topic was read."""
+        marker = str(uuid.uuid4())
+        await self.producer.publish(
+            b"{}", self.status_topic, key=marker.encode(), headers={"ce_subject": marker}
+        )
+        await wait_until(lambda: self.events.of(marker), 30, "the barrier")
+
+    async def accepted(self, job_id: str) -> AnalysisRequest:
+        """Publish ``audio.stored`` for the job and wait for the analysis request."""
+        await self.publish(self.stored(job_id))
+        await wait_until(lambda: self.server.requests_for(job_id), 30, "the /analyze request")
+        await wait_until(lambda: self.events.of(job_id, self.status_topic), 30, "analyzing")
+        return self.server.requests_for(job_id)[-1]

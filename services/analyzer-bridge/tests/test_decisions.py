@@ -1,0 +1,92 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from analyzer_bridge.decisions import Verdict, job_progress, judge
+from analyzer_bridge.store import Analysis, Outcome, State
+from contracts import AnalysisWebhook, AudioFeatures, JobError
+
+pytestmark = pytest.mark.unit
+
+FEATURES = AudioFeatures(
+    duration_seconds=1.0,
+    sample_rate=8000,
+    channels=1,
+    frames=8000,
+    rms_dbfs=-20.0,
+    peak_dbfs=-6.0,
+    silence_ratio=0.0,
+)
+
+
+def row(state: State, progress: int = 51, webhook_id: str | None = None) -> Analysis:
+    outcome = None
+    if state is State.COMPLETED:
+        outcome = Outcome(result=FEATURES)
+    elif state is State.FAILED:
+        outcome = Outcome.failed("invalid_audio", "not audio")
+    return Analysis(
+        job_id="j",
+        state=state,
+        bucket="b",
+        key="k",
+        size=1,
+        sha256="0" * 64,
+        content_type="audio/wav",
+        filename="",
+        deadline=datetime.now(UTC),
+        attempts=1,
+        progress=progress,
+        outcome=outcome,
+        final_webhook_id=webhook_id,
+        finished_at=None,
+        published_at=None,
+    )
+
+
+def progress(p: int) -> AnalysisWebhook:
+    return AnalysisWebhook(job_id="j", status="progress", progress=p)
+
+
+COMPLETED = AnalysisWebhook(job_id="j", status="completed", result=FEATURES)
+FAILED = AnalysisWebhook(job_id="j", status="failed", error=JobError(code="x", message="y"))
+
+
+def test_progress_maps_into_the_analyzing_span():
+    assert job_progress(0) == 51
+    assert job_progress(50) == 75
+    assert job_progress(100) == 99
+
+
+@pytest.mark.parametrize("state", [State.PENDING, State.REQUESTED])
+def test_higher_progress_on_an_open_job_is_published(state):
+    assert judge(row(state, progress=51), progress(10), None) is Verdict.PROGRESS
+
+
+def test_lower_or_equal_progress_is_ignored():
+    assert judge(row(State.REQUESTED, progress=75), progress(50), None) is Verdict.IGNORE
+    assert judge(row(State.REQUESTED, progress=75), progress(40), None) is Verdict.IGNORE
+
+
+@pytest.mark.parametrize("hook", [COMPLETED, FAILED])
+@pytest.mark.parametrize("state", [State.PENDING, State.REQUESTED])
+def test_final_on_an_open_job_finalizes(state, hook):
+    assert judge(row(state), hook, None) is Verdict.FINALIZE
+
+
+def test_progress_after_the_final_state_is_ignored():
+    assert judge(row(State.COMPLETED), progress(99), None) is Verdict.IGNORE
+
+
+def test_same_final_again_is_a_replay():
+    assert judge(row(State.COMPLETED), COMPLETED, None) is Verdict.REPLAY
+    assert judge(row(State.FAILED), FAILED, "other-id") is Verdict.REPLAY
+
+
+def test_different_final_is_a_conflict():
+    assert judge(row(State.COMPLETED), FAILED, None) is Verdict.CONFLICT
+    assert judge(row(State.FAILED), COMPLETED, "new-id") is Verdict.CONFLICT
+
+
+def test_same_webhook_id_as_the_accepted_final_is_a_replay():
+    assert judge(row(State.COMPLETED, webhook_id="msg_1"), FAILED, "msg_1") is Verdict.REPLAY

@@ -1,0 +1,37 @@
+import pytest
+from pydantic import ValidationError
+
+from analyzer_bridge.settings import Settings
+
+pytestmark = pytest.mark.unit
+
+
+def test_defaults_point_at_the_local_stack():
+    settings = Settings()
+    assert settings.http_port == 8103
+    assert settings.analysis_deadline_seconds == 600
+    assert settings.presign_expiry_seconds == 900
+    assert settings.presign_endpoint_url == settings.s3_endpoint_url
+
+
+def test_presign_endpoint_can_differ_from_the_s3_endpoint():
+    settings = Settings(s3_presign_endpoint_url="http://s3.internal:8333")
+    assert settings.presign_endpoint_url == "http://s3.internal:8333"
+
+
+def test_production_refuses_the_development_capability_secret():
+    with pytest.raises(ValidationError, match="webhook_capability_secret"):
+        Settings(
+            environment="production",
+            job_token_secret="a-real-secret",
+            s3_secret_access_key="a-real-s3-secret",
+        )
+
+
+def test_signing_secret_must_be_whsec_base64():
+    with pytest.raises(ValidationError, match="whsec_"):
+        Settings(webhook_signing_secret="whsec_***")
+
+
+def test_empty_signing_secret_means_unsigned_webhooks():
+    assert Settings(webhook_signing_secret="").webhook_signing_secret is None
