@@ -18,6 +18,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent
 INFRA_VARS = ("KAFKA_BOOTSTRAP_SERVERS", "S3_ENDPOINT_URL", "DATABASE_URL")
+INFRA_PREFIXES = ("KAFKA_", "S3_", "DATABASE_")
+
+
+def _infra_only(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k.startswith(INFRA_PREFIXES)}
 
 
 def _docker_answers() -> bool:
@@ -41,7 +46,7 @@ def _docker_answers() -> bool:
 def infra() -> Iterator[dict[str, str]]:
     """Environment variables naming a running Kafka, S3 and PostgreSQL."""
     if all(os.environ.get(v) for v in INFRA_VARS):
-        yield {k: v for k, v in os.environ.items() if k.startswith(("KAFKA_", "S3_", "DATABASE_"))}
+        yield _infra_only(dict(os.environ))
         return
     if os.environ.get("AUDIOPIPE_TESTCONTAINERS", "auto") != "off" and _docker_answers():
         from tests.support.containers import containers_env
@@ -54,6 +59,6 @@ def infra() -> Iterator[dict[str, str]]:
     stack = Stack(root=ROOT)
     started = stack.up(apps=False)
     try:
-        yield stack.env()
+        yield _infra_only(stack.env())
     finally:
         stack.down(only=started)
