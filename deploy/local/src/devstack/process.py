@@ -104,10 +104,14 @@ def _proc_cmdline(pid: int) -> tuple[str, ...] | None:
     return tuple(part.decode(errors="replace") for part in raw.split(b"\0") if part)
 
 
-def _reap(pid: int) -> None:
+def _reap(pid: int, wait: float = 0.0) -> None:
     with _CHILDREN_LOCK:
         child = _CHILDREN.get(pid)
-        if child is not None and child.poll() is not None:
+        if child is None:
+            return
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(wait)
+        if child.returncode is not None:
             _EXIT_CODES[pid] = child.returncode
             del _CHILDREN[pid]
 
@@ -218,6 +222,9 @@ def _wait_group_gone(pgid: int, deadline: float) -> bool:
     while True:
         _reap(pgid)
         if not _group_members(pgid):
+            # The leader may have turned into a zombie after the first look; collect it
+            # so that no Popen is left to warn about a "running" child at exit.
+            _reap(pgid, wait=1.0)
             return True
         if time.monotonic() >= deadline:
             return False
