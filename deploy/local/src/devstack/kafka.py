@@ -10,7 +10,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
+from aiokafka.admin import AIOKafkaAdminClient
 
 from devstack.component import Component, NotReady, run_coroutine, tcp_connect
 from devstack.config import HOST
