@@ -26,9 +26,13 @@ async def test_an_upload_streams_progress_to_completed_with_real_features(
         assert job["status"] == "accepted"
         assert job["sha256"] == hashlib.sha256(audio).hexdigest()
 
+        progress_path = f"/tokens/analysis-progress/{job['job_id']}"
+        async with httpx.AsyncClient(base_url=edge_url) as stranger:
+            assert (await stranger.get(progress_path)).status_code == 401
+
         seen = []
-        # The access cookie set by the upload response is all the stream needs.
-        async with client.stream("GET", job["progress_url"], timeout=120) as stream:
+        # As the seed's page does: the bare path, with the cookie the upload response set.
+        async with client.stream("GET", progress_path, timeout=120) as stream:
             assert stream.status_code == 200
             assert stream.headers["content-type"].startswith("text/event-stream")
             async for event in events(stream):

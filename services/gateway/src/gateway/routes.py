@@ -20,7 +20,11 @@ class UploadAccepted(BaseModel):
     job_id: str = Field(description="The new job's id (a UUID).")
     status: str = Field(default="accepted", description="Always `accepted`.")
     progress: int = 0
-    progress_url: str = Field(description="SSE stream of the job's progress.")
+    progress_url: str = Field(
+        description="SSE stream of the job's progress. It carries the access token, so it "
+        "works as it is (curl, EventSource from another origin); a same-origin page may "
+        "also use `/tokens/analysis-progress/{job_id}` alone, with the cookie."
+    )
     status_url: str = Field(description="JSON snapshot of the job's state.")
     access_token: str = Field(
         description="Grants read access to this job; also set as an HttpOnly cookie for "
@@ -110,7 +114,7 @@ async def upload_audio(
     )
     return UploadAccepted(
         job_id=done.job_id,
-        progress_url=progress_path,
+        progress_url=f"{progress_path}?access_token={token}",
         status_url=f"/jobs/{done.job_id}",
         access_token=token,
         filename=done.filename,
