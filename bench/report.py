@@ -1,0 +1,64 @@
+"""Benchmark results as a markdown table and JSON, naming the machine, date and command
+(DESIGN §12). Every benchmark writes through :func:`write`."""
+
+import json
+import os
+import platform
+import shlex
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> str:
+    cpus = os.cpu_count()
+    mem = ""
+    try:
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kib / 1024 / 1024:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return f"{platform.node()} ({platform.machine()}, {cpus} cores{mem}, Python {platform.python_version()})"
+
+
+def write(
+    name: str, title: str, rows: list[dict[str, Any]], notes: list[str] | None = None
+) -> Path:
+    """Write ``results/<name>.md`` and ``results/<name>.json``; return the markdown path."""
+    RESULTS.mkdir(exist_ok=True)
+    meta = {
+        "title": title,
+        "machine": machine(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join(shlex.quote(a) for a in ["python", *sys.argv]),
+    }
+    (RESULTS / f"{name}.json").write_text(
+        json.dumps({**meta, "rows": rows, "notes": notes or []}, indent=2) + "\n"
+    )
+    columns = list(rows[0]) if rows else []
+    lines = [
+        f"# {title}",
+        "",
+        f"- machine: {meta['machine']}",
+        f"- date: {meta['date']}",
+        f"- command: `{meta['command']}`",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "| " + " | ".join("---" for _ in columns) + " |",
+        *("| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in rows),
+    ]
+    if notes:
+        lines += ["", *(f"- {n}" for n in notes)]
+    path = RESULTS / f"{name}.md"
+    path.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return path
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+    return "" if value is None else str(value)
