@@ -21,7 +21,8 @@ def machine() -> str:
         mem = f", {kib / 1024 / 1024:.0f} GiB"
     except (OSError, ValueError, IndexError):
         pass
-    return f"{platform.node()} ({platform.machine()}, {cpus} cores{mem}, Python {platform.python_version()})"
+    python = platform.python_version()
+    return f"{platform.node()} ({platform.machine()}, {cpus} cores{mem}, Python {python})"
 
 
 def write(
