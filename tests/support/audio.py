@@ -26,3 +26,29 @@ def sine_wav(
         w.setframerate(sample_rate)
         w.writeframes(struct.pack(f"<{frames * channels}h", *samples))
     return out.getvalue()
+
+
+def plucked_wav(
+    seconds: float, sample_rate: int = 22050, channels: int = 2, notes_per_second: float = 2.0
+) -> bytes:
+    """Decaying notes, the last second silent: a level envelope worth drawing, a known
+    duration and rate, and a silence ratio above zero."""
+    frames = int(seconds * sample_rate)
+    sounding = max(0, frames - sample_rate)
+    note = int(sample_rate / notes_per_second)
+    samples = []
+    for n in range(frames):
+        if n >= sounding:
+            value = 0
+        else:
+            t = (n % note) / sample_rate
+            pitch = 220.0 * (1 + (n // note) % 4 / 4)
+            value = int(0.8 * 32767 * math.exp(-4 * t) * math.sin(2 * math.pi * pitch * t))
+        samples.extend([value] * channels)
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(struct.pack(f"<{frames * channels}h", *samples))
+    return out.getvalue()

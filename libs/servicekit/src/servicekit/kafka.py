@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.structs import RecordMetadata
 from faststream.kafka import KafkaBroker
+from faststream.message import StreamMessage
 from pydantic import ValidationError
 
 from contracts import CE_TYPE_OF, EVENT_TYPES, Event, headers, topics
@@ -125,6 +126,13 @@ async def publish_event(
     )
     assert isinstance(result, RecordMetadata)
     return result
+
+
+async def raw_body(message: StreamMessage[Any]) -> bytes:
+    """A subscriber ``decoder`` that hands over the value untouched. Decoding is ours (by
+    ``ce_type``, :func:`decode_event`), so that a bad payload is dead-lettered; with
+    FastStream's JSON decoding it would fail before the handler and be dropped."""
+    return message.body
 
 
 class PoisonMessage(Exception):

@@ -14,10 +14,9 @@ from typing import Any
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from faststream.message import StreamMessage
 
 from contracts import JobStatusChanged, headers, topics
-from servicekit.kafka import PoisonMessage, dead_letter, decode_event
+from servicekit.kafka import PoisonMessage, dead_letter, decode_event, raw_body
 
 log = logging.getLogger(__name__)
 
@@ -43,18 +42,13 @@ def parse(message_headers: dict[str, Any], body: bytes) -> tuple[str, JobStatusC
     return ce_id, event
 
 
-async def _raw_body(message: StreamMessage[Any]) -> bytes:
-    # Decoding is ours (by ce_type), so that a bad payload is dead-lettered, not dropped.
-    return message.body
-
-
 def subscribe(broker: KafkaBroker, project: Project, group_id: str) -> None:
     @broker.subscriber(
         topics.JOB_STATUS,
         group_id=group_id,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
-        decoder=_raw_body,
+        decoder=raw_body,
         title="notifier:job.status",
         description="Projects every job status change into PostgreSQL and pushes it "
         "to the job's live SSE streams.",

@@ -10,7 +10,7 @@ from faststream.kafka.annotations import Consumer, KafkaMessage
 from faststream.middlewares import AckPolicy
 
 from contracts import CeType, UploadAborted, UploadFinished, UploadStarted, headers, topics
-from servicekit.kafka import PoisonMessage, dead_letter, decode_event
+from servicekit.kafka import PoisonMessage, dead_letter, decode_event, raw_body
 from servicekit.logs import job_id_var
 from uploader.assembly import Assembler
 from uploader.offsets import CommitTracker
@@ -51,6 +51,7 @@ def register(broker: KafkaBroker, assembler: Assembler, group_id: str) -> None:
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=4 * 1024 * 1024,
         listener=_Rebalance(assembler, tracker),
+        decoder=raw_body,
         title="audio.upload",
         description="Reassembles uploads into S3 objects.",
     )

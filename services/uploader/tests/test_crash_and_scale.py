@@ -1,0 +1,160 @@
+"""The upload path under crashes, redelivery and rebalancing, on the real broker and S3
+(issue 3: "a 202 is a promise", exactly-once effect)."""
+
+import asyncio
+import hashlib
+import random
+import uuid
+
+import pytest
+from faststream.kafka import KafkaBroker
+
+from contracts import UploadFinished, UploadStarted, headers, topics
+from servicekit.kafka import ce_headers, publish_event
+from tests.support.waiting import eventually
+
+from .conftest import PART_BYTES, UploadRig, audio_bytes
+
+pytestmark = pytest.mark.integration
+
+MiB = 1024 * 1024
+
+
+def sizes(n: int) -> list[int]:
+    rng = random.Random(n)
+    return [rng.randrange(PART_BYTES + MiB, 2 * PART_BYTES + 3 * MiB) for _ in range(n)]
+
+
+async def assert_each_stored_once(rig: UploadRig, jobs: list[dict[str, str]]) -> None:
+    objects = await rig.objects()
+    assert sorted(objects) == sorted(f"audio/{j['job_id']}" for j in jobs)
+    for job in jobs:
+        body_sha, recorded_sha = objects[f"audio/{job['job_id']}"]
+        assert body_sha == recorded_sha == job["sha256"]
+        assert len(rig.status.distinct(job["job_id"], "uploaded")) == 1
+        assert "failed" not in rig.status.statuses(job["job_id"])
+    assert await rig.multipart_uploads() == []
+
+
+async def test_uploader_killed_mid_run_of_20_uploads_loses_and_duplicates_nothing(rig: UploadRig):
+    gateway = await rig.service("gateway")
+    first = await rig.service("uploader", name="uploader-1")
+    files = [audio_bytes(size) for size in sizes(20)]
+    uploads = [asyncio.create_task(rig.upload(gateway, data)) for data in files]
+
+    def uploaded() -> int:
+        return sum(1 for job in rig.status.seen if "uploaded" in rig.status.statuses(job))
+
+    await eventually(lambda: uploaded() >= 1, within=120, what="a first stored upload")
+    first.kill()
+    assert uploaded() < 20, "the crash should land mid-run"
+
+    jobs = await asyncio.gather(*uploads)  # the gateway does not depend on the uploader
+    await rig.service("uploader", name="uploader-2")
+    await eventually(lambda: uploaded() == 20, within=180, what="all 20 uploads stored")
+    await assert_each_stored_once(rig, jobs)
+
+
+async def test_two_uploaders_share_the_work_and_a_rebalance_loses_nothing(rig: UploadRig):
+    gateway = await rig.service("gateway")
+    one = await rig.service("uploader", name="uploader-a")
+    files = [audio_bytes(size) for size in sizes(16)]
+    uploads = [asyncio.create_task(rig.upload(gateway, data)) for data in files[:8]]
+    await eventually(
+        lambda: any("uploaded" in rig.status.statuses(j) for j in rig.status.seen),
+        within=120,
+        what="the first uploader at work",
+    )
+    two = await rig.service("uploader", name="uploader-b")  # joins: partitions rebalance
+    uploads += [asyncio.create_task(rig.upload(gateway, data)) for data in files[8:]]
+    jobs = await asyncio.gather(*uploads)
+    await eventually(
+        lambda: all("uploaded" in rig.status.statuses(j["job_id"]) for j in jobs),
+        within=180,
+        what="all 16 uploads stored",
+    )
+    await assert_each_stored_once(rig, jobs)
+    assert "stored " in one.log() and "stored " in two.log(), "both uploaders did work"
+
+
+@pytest.fixture
+async def producer(rig: UploadRig):
+    from gateway.settings import Settings
+    from servicekit.kafka import make_broker
+
+    broker = make_broker(
+        Settings(kafka_bootstrap_servers=rig.infra["KAFKA_BOOTSTRAP_SERVERS"]), "tests", "tests"
+    )
+    await broker.start()
+    yield broker
+    await broker.stop()
+
+
+async def send_chunk(broker: KafkaBroker, job_id: str, seq: int, data: bytes) -> None:
+    hdrs = ce_headers(
+        "audiopipe.upload.chunk", f"{job_id}:chunk:{seq}", "tests", job_id, headers.OCTET_STREAM
+    )
+    hdrs[headers.SEQUENCE] = str(seq)
+    await broker.publish(data, topics.AUDIO_UPLOAD, key=job_id.encode(), headers=hdrs)
+
+
+async def test_chunks_and_finished_marker_delivered_twice_store_one_object(
+    rig: UploadRig, producer: KafkaBroker
+):
+    await rig.service("uploader")
+    job_id = str(uuid.uuid4())
+    data = audio_bytes(PART_BYTES + 3 * MiB)
+    chunks = [data[i : i + MiB] for i in range(0, len(data), MiB)]
+    started = UploadStarted(
+        job_id=job_id, token_id="t", filename="a.wav", content_type="audio/wav", chunk_size=MiB
+    )
+    finished = UploadFinished(
+        job_id=job_id,
+        chunk_count=len(chunks),
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+    await publish_event(producer, topics.AUDIO_UPLOAD, started, source="t", ce_id=f"{job_id}:s")
+    for seq, chunk in enumerate(chunks):
+        await send_chunk(producer, job_id, seq, chunk)
+        await send_chunk(producer, job_id, seq, chunk)
+    for _ in range(2):
+        await publish_event(
+            producer, topics.AUDIO_UPLOAD, finished, source="t", ce_id=f"{job_id}:f"
+        )
+    await eventually(lambda: "uploaded" in rig.status.statuses(job_id), what="the upload stored")
+    await assert_each_stored_once(rig, [{"job_id": job_id, "sha256": finished.sha256}])
+
+
+async def test_a_poison_message_is_dead_lettered_and_the_partition_moves_on(
+    rig: UploadRig, producer: KafkaBroker
+):
+    await rig.service("uploader")
+    job_id = str(uuid.uuid4())
+    await producer.publish(
+        b"{broken",
+        topics.AUDIO_UPLOAD,
+        key=job_id.encode(),
+        headers=ce_headers("audiopipe.upload.started", f"{job_id}:s", "tests", job_id),
+    )
+    gateway = await rig.service("gateway")
+    job = await rig.upload(gateway, audio_bytes(MiB))
+    await eventually(lambda: "uploaded" in rig.status.statuses(job["job_id"]), what="next job")
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    dlq = AIOKafkaConsumer(bootstrap_servers=rig.infra["KAFKA_BOOTSTRAP_SERVERS"])
+    await dlq.start()
+    try:
+        part = TopicPartition(topics.dead_letter(topics.AUDIO_UPLOAD), 0)
+        dlq.assign([part])
+        await dlq.seek_to_beginning(part)
+
+        async def parked() -> list[dict[str, bytes]]:
+            batch = await dlq.getmany(part, timeout_ms=500)
+            return [dict(r.headers) for r in batch.get(part, []) if r.key == job_id.encode()]
+
+        [parked_headers] = await eventually(parked, what="the poison message in the DLQ")
+        assert parked_headers[headers.DLQ_REASON].startswith(b"invalid")
+    finally:
+        await dlq.stop()
