@@ -1,15 +1,14 @@
-import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 
 import pytest
-from aiokafka.errors import KafkaTimeoutError
 from starlette.requests import ClientDisconnect
 
-from contracts import CeType, Event, JobStatusChanged, UploadFinished, UploadStarted, topics
+from contracts import CeType, Event, JobStatusChanged, UploadFinished, UploadStarted
 from gateway.ingest import UploadLimits, ingest
-from gateway.sink import Ack
 from servicekit.http import ApiError
+
+from .fakes import FakeSink
 
 pytestmark = pytest.mark.unit
 
@@ -18,35 +17,6 @@ LIMITS = UploadLimits(
     max_bytes=10_000, chunk_bytes=1000, max_chunks_in_flight=2, ack_timeout_seconds=5
 )
 CT = "multipart/form-data; boundary=BB"
-
-
-class FakeSink:
-    """Records what would go to Kafka; can be told to fail from the n-th message on."""
-
-    def __init__(self, fail_from: int | None = None) -> None:
-        self.messages: list[tuple[str, str, object]] = []
-        self.fail_from = fail_from
-
-    def _ack(self) -> Ack:
-        future: Ack = asyncio.get_running_loop().create_future()
-        if self.fail_from is not None and len(self.messages) >= self.fail_from:
-            future.set_exception(KafkaTimeoutError())
-        else:
-            future.set_result(None)
-        return future
-
-    async def event(self, topic: str, event: Event, ce_id: str) -> Ack:
-        ack = self._ack()
-        self.messages.append((topic, ce_id, event))
-        return ack
-
-    async def chunk(self, job_id: str, sequence: int, data: bytes) -> Ack:
-        ack = self._ack()
-        self.messages.append((topics.AUDIO_UPLOAD, CeType.UPLOAD_CHUNK, (sequence, data)))
-        return ack
-
-    def kinds(self) -> list[str]:
-        return [type(m).__name__ if isinstance(m, Event) else "chunk" for _, _, m in self.messages]
 
 
 def form(data: bytes, name: str = "file") -> bytes:

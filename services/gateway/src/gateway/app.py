@@ -4,14 +4,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from contracts import JobStatusChanged, UploadAborted, UploadFinished, UploadStarted, topics
+from gateway.auth import UploadAuth
 from gateway.ingest import UploadLimits
 from gateway.routes import router
 from gateway.settings import Settings
 from gateway.sink import KafkaUploadSink
-from servicekit.http import create_app
+from servicekit.http import allow_origins, create_app
 from servicekit.kafka import ensure_topics, make_broker, wait_for_kafka
 from servicekit.tokens import JobTokens
 
@@ -58,13 +58,17 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         settings.job_token_secret.get_secret_value(), settings.job_token_ttl_seconds
     )
     app.state.broker = broker
-    if settings.cors_allowed_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_allowed_origins,
-            allow_credentials=True,
-            allow_methods=["POST"],
-            allow_headers=["Authorization", "Content-Type"],
-        )
+    app.state.auth = UploadAuth(
+        key=settings.upload_jwt_key.get_secret_value() if settings.upload_jwt_key else None,
+        algorithm=settings.upload_jwt_algorithm,
+        audience=settings.upload_jwt_audience,
+        issuer=settings.upload_jwt_issuer,
+    )
+    allow_origins(
+        app,
+        settings.cors_allowed_origins,
+        methods=["POST"],
+        headers=["Authorization", "Content-Type"],
+    )
     app.include_router(router)
     return app

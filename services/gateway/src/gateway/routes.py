@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, Field
 
+from gateway.auth import UploadAuth
 from gateway.ingest import UploadLimits, ingest
 from gateway.sink import UploadSink
 from servicekit.http import ApiError
@@ -54,6 +55,11 @@ def get_limits(request: Request) -> UploadLimits:
     return limits
 
 
+def get_owner(request: Request) -> str | None:
+    auth: UploadAuth = request.app.state.auth
+    return auth.owner(request)
+
+
 def get_tokens(request: Request) -> JobTokens:
     tokens: JobTokens = request.app.state.tokens
     return tokens
@@ -86,6 +92,7 @@ async def upload_audio(
     sink: Annotated[UploadSink, Depends(get_sink)],
     limits: Annotated[UploadLimits, Depends(get_limits)],
     tokens: Annotated[JobTokens, Depends(get_tokens)],
+    owner: Annotated[str | None, Depends(get_owner)],
 ) -> UploadAccepted:
     """Accept an audio file (multipart field `file`). Answers 202 once every byte is
     durably in Kafka; progress then streams from `progress_url`."""
@@ -97,12 +104,12 @@ async def upload_audio(
         content_type=request.headers.get("content-type"),
         content_length=int(length) if length and length.isdigit() else None,
         token_id=token_id,
-        owner=None,
+        owner=owner,
         sink=sink,
         limits=limits,
     )
     progress_path = f"/tokens/analysis-progress/{done.job_id}"
-    token = tokens.issue(done.job_id)
+    token = tokens.issue(done.job_id, owner)
     response.set_cookie(
         COOKIE_NAME,
         token,

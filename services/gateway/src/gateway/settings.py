@@ -1,4 +1,4 @@
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from servicekit.settings import ServiceSettings
 
@@ -16,3 +16,11 @@ class Settings(ServiceSettings):
     cors_allowed_origins: list[str] = Field(
         default_factory=list, description="Origins allowed to call the API from a browser."
     )
+    upload_jwt_key: SecretStr | None = Field(
+        default=None,
+        description="When set, uploads need a bearer JWT verified with this key (an HMAC "
+        "secret or a PEM public key, matching upload_jwt_algorithm); its `sub` is the owner.",
+    )
+    upload_jwt_algorithm: str = "RS256"
+    upload_jwt_audience: str | None = None
+    upload_jwt_issuer: str | None = None

@@ -1,7 +1,9 @@
 """The uploader's wiring: S3 client, Kafka subscriber, health routes."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
@@ -14,6 +16,7 @@ from uploader.consumer import register
 from uploader.outbox import KafkaOutbox
 from uploader.settings import Settings
 from uploader.storage import S3ObjectStore
+from uploader.sweeper import sweep_forever
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
@@ -40,6 +43,16 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             await ensure_topics(settings.kafka_bootstrap_servers, settings.kafka_topic_partitions)
             await broker.start()
             stack.push_async_callback(broker.stop)
+            sweeper = asyncio.create_task(
+                sweep_forever(
+                    store,
+                    settings.key_prefix,
+                    timedelta(seconds=settings.stale_upload_seconds),
+                    settings.stale_sweep_interval_seconds,
+                    assembler.owned_uploads,
+                )
+            )
+            stack.callback(sweeper.cancel)
             yield
 
     async def kafka_connected() -> bool:

@@ -62,6 +62,9 @@ class Assembler:
         self._part_bytes = part_bytes
         self.jobs: dict[str, OpenJob] = {}
 
+    def owned_uploads(self) -> set[str]:
+        return {job.upload_id for job in self.jobs.values() if job.upload_id}
+
     async def started(self, event: UploadStarted) -> bool:
         """Open the job; False when it was open already (a redelivered ``started``)."""
         if event.job_id in self.jobs:

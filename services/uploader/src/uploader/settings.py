@@ -12,3 +12,8 @@ class Settings(S3Settings):
         description="S3 multipart part size (S3 wants 5 MiB–5 GiB for all but the last).",
     )
     key_prefix: str = "audio/"
+    stale_upload_seconds: float = Field(
+        default=6 * 3600,
+        description="Multipart uploads older than this that no job owns are aborted.",
+    )
+    stale_sweep_interval_seconds: float = 600

@@ -1,5 +1,6 @@
 """The S3 side of the uploader: multipart uploads behind a small interface."""
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from botocore.exceptions import ClientError
@@ -30,6 +31,9 @@ class ObjectStore(Protocol):
 
     async def stored_sha256(self, key: str) -> str | None:
         """The sha256 recorded on a complete object at ``key``, if there is one."""
+
+    async def unfinished(self, prefix: str) -> list[tuple[str, str, datetime]]:
+        """Multipart uploads in progress under ``prefix``: (key, upload id, initiated)."""
 
 
 class S3ObjectStore:
@@ -100,3 +104,12 @@ class S3ObjectStore:
                 return None
             raise
         return head.get("Metadata", {}).get("sha256")
+
+    async def unfinished(self, prefix: str) -> list[tuple[str, str, datetime]]:
+        found = []
+        paginator = self._s3.get_paginator("list_multipart_uploads")
+        async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for upload in page.get("Uploads", []):
+                if "Key" in upload and "UploadId" in upload and "Initiated" in upload:
+                    found.append((upload["Key"], upload["UploadId"], upload["Initiated"]))
+        return found

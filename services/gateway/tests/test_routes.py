@@ -1,0 +1,131 @@
+"""The upload route over HTTP (in memory: the Kafka sink is a fake)."""
+
+import time
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from gateway.app import build_app
+from gateway.settings import Settings
+from servicekit.tokens import COOKIE_NAME, JobTokens
+
+from .fakes import FakeSink
+from .test_ingest import WAV_HEAD
+
+pytestmark = pytest.mark.unit
+
+PRIVATE = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+PUBLIC_PEM = PRIVATE.public_key().public_bytes(
+    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+).decode()
+
+
+def client(**settings: object) -> tuple[httpx.AsyncClient, FakeSink]:
+    app = build_app(Settings(**settings))  # type: ignore[arg-type]
+    sink = FakeSink()
+    app.state.sink = sink
+    transport = httpx.ASGITransport(app=app)
+    return httpx.AsyncClient(transport=transport, base_url="http://gateway"), sink
+
+
+def forged_hs256_with_public_key() -> dict:
+    """The classic algorithm-confusion forgery: HS256 keyed with the public key."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps({"sub": "mallory", "exp": int(time.time()) + 60}).encode())
+    mac = hmac.new(PUBLIC_PEM.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return {"Authorization": f"Bearer {head}.{body}.{b64(mac)}"}
+
+
+def bearer(sub: str = "alice", key: object = PRIVATE, alg: str = "RS256", **claims: object) -> dict:
+    token = jwt.encode({"sub": sub, "exp": int(time.time()) + 60, **claims}, key, algorithm=alg)
+    return {"Authorization": f"Bearer {token}"}
+
+
+FILES = {"file": ("tone.wav", WAV_HEAD + b"\0" * 1000, "audio/wav")}
+
+
+async def test_anonymous_upload_is_accepted_with_a_job_token_and_cookie() -> None:
+    http, sink = client()
+    async with http:
+        answer = await http.post("/tokens/t-1/upload-audio", files=FILES)
+    assert answer.status_code == 202
+    body = answer.json()
+    tokens = JobTokens(Settings().job_token_secret.get_secret_value(), 60)
+    assert tokens.check(body["access_token"], body["job_id"]) is None
+    cookie = answer.headers["set-cookie"]
+    assert cookie.startswith(f"{COOKIE_NAME}=")
+    assert "HttpOnly" in cookie
+    assert f"Path=/tokens/analysis-progress/{body['job_id']}" in cookie
+    assert body["progress_url"].startswith(f"/tokens/analysis-progress/{body['job_id']}?")
+    assert sink.kinds()[-1] == "JobStatusChanged"
+
+
+async def test_with_a_key_configured_an_upload_without_bearer_token_is_401() -> None:
+    http, sink = client(upload_jwt_key=PUBLIC_PEM)
+    async with http:
+        answer = await http.post("/tokens/t1/upload-audio", files=FILES)
+    assert answer.status_code == 401
+    assert answer.json()["error"]["code"] == "unauthorized"
+    assert answer.headers["www-authenticate"] == "Bearer"
+    assert sink.messages == []
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer not-a-jwt"},
+        bearer(key=rsa.generate_private_key(public_exponent=65537, key_size=2048)),
+        bearer(exp=int(time.time()) - 10),
+        # The public key used as an HMAC secret: algorithm confusion is refused.
+        forged_hs256_with_public_key(),
+    ],
+)
+async def test_invalid_bearer_tokens_are_401_and_change_nothing(headers: dict) -> None:
+    http, sink = client(upload_jwt_key=PUBLIC_PEM)
+    async with http:
+        answer = await http.post("/tokens/t1/upload-audio", files=FILES, headers=headers)
+    assert answer.status_code == 401
+    assert sink.messages == []
+
+
+async def test_the_token_subject_is_recorded_as_the_owner() -> None:
+    http, sink = client(upload_jwt_key=PUBLIC_PEM)
+    async with http:
+        answer = await http.post("/tokens/t1/upload-audio", files=FILES, headers=bearer("bob"))
+    assert answer.status_code == 202
+    started = sink.messages[0][2]
+    assert started.owner == "bob"
+    claims = jwt.decode(answer.json()["access_token"], options={"verify_signature": False})
+    assert claims["owner"] == "bob"
+
+
+@pytest.mark.parametrize("token_id", ["a b", "x" * 129, "semi;colon"])
+async def test_a_bad_token_id_is_422(token_id: str) -> None:
+    http, sink = client()
+    async with http:
+        answer = await http.post(f"/tokens/{token_id}/upload-audio", files=FILES)
+    assert answer.status_code == 422
+    assert answer.json()["error"]["code"] == "invalid_token_id"
+    assert sink.messages == []
+
+
+async def test_a_declared_size_over_the_limit_is_413_before_reading_the_body() -> None:
+    http, sink = client(max_upload_bytes=1000)
+    async with http:
+        answer = await http.post(
+            "/tokens/t1/upload-audio", files={"file": ("a.wav", WAV_HEAD + b"\0" * 200_000)}
+        )
+    assert answer.status_code == 413
+    assert answer.json()["error"]["code"] == "too_large"
+    assert sink.messages == []
