@@ -1,10 +1,14 @@
 """Reassemble each job's chunks into one S3 object, verified before it is completed.
 
-One :class:`Assembler` per process. It buffers at most one S3 part per open job,
-uploads parts as they fill, and on ``UploadFinished`` checks the chunk count, size and
-sha256 against the gateway's before completing the multipart upload (DESIGN §5.4).
+One :class:`Assembler` per process. Per open job it holds the part being filled and at
+most one part being uploaded in the background, so the parts of concurrent jobs go to
+S3 in parallel while memory stays at about two parts per job. On ``UploadFinished`` it
+checks the chunk count, size and sha256 against the gateway's before completing the
+multipart upload (DESIGN §5.4).
 """
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -48,6 +52,7 @@ class OpenJob:
     sha256: "hashlib._Hash" = field(default_factory=hashlib.sha256)
     buffer: bytearray = field(default_factory=bytearray)
     etags: list[str] = field(default_factory=list)
+    uploading: "asyncio.Task[None] | None" = None
     broken: str | None = None
 
 
@@ -90,8 +95,10 @@ class Assembler:
         job.sha256.update(data)
         job.buffer += data
         if len(job.buffer) >= self._part_bytes:
-            await self._put_part(job, bytes(job.buffer[: self._part_bytes]))
+            await self._settle(job)
+            part = bytes(job.buffer[: self._part_bytes])
             del job.buffer[: self._part_bytes]
+            job.uploading = asyncio.create_task(self._put_part(job, part))
 
     async def finished(self, event: UploadFinished) -> None:
         job = self.jobs.get(event.job_id)
@@ -103,6 +110,8 @@ class Assembler:
             self.jobs.pop(event.job_id)
             return
         problem = job.broken or _mismatch(job, event)
+        if not problem:
+            await self._settle(job)
         if problem:
             await self._fail(job, ErrorCode.CHECKSUM_MISMATCH, problem)
             return
@@ -134,6 +143,8 @@ class Assembler:
 
     async def aborted(self, event: UploadAborted) -> None:
         job = self.jobs.pop(event.job_id, None)
+        if job:
+            await _cancel(job)
         if job and job.upload_id:
             await self._store.abort(job.key, job.upload_id)
             log.info("upload aborted by the gateway: %s", event.reason)
@@ -148,6 +159,8 @@ class Assembler:
         """Forget jobs whose partition went to another consumer; it redoes them."""
         for job_id in job_ids:
             job = self.jobs.pop(job_id, None)
+            if job:
+                await _cancel(job)
             if job and job.upload_id:
                 try:
                     await self._store.abort(job.key, job.upload_id)
@@ -155,9 +168,16 @@ class Assembler:
                     log.warning("could not abort the upload of revoked job %s", job_id)
 
     async def _put_part(self, job: OpenJob, data: bytes) -> None:
+        # Parts are numbered in order: at most one is in flight per job.
         assert job.upload_id is not None
         etag = await self._store.put_part(job.key, job.upload_id, len(job.etags) + 1, data)
         job.etags.append(etag)
+
+    async def _settle(self, job: OpenJob) -> None:
+        """Wait for the part in flight; its S3 error, if any, is raised here."""
+        if job.uploading is not None:
+            task, job.uploading = job.uploading, None
+            await task
 
     async def _announce(self, job: OpenJob, event: UploadFinished) -> None:
         job_id_var.set(event.job_id)
@@ -184,6 +204,7 @@ class Assembler:
 
     async def _fail(self, job: OpenJob, code: ErrorCode, message: str) -> None:
         self.jobs.pop(job.started.job_id, None)
+        await _cancel(job)
         if job.upload_id:
             try:
                 await self._store.abort(job.key, job.upload_id)
@@ -199,6 +220,14 @@ class Assembler:
             ),
             f"{job.started.job_id}:status:failed",
         )
+
+
+async def _cancel(job: OpenJob) -> None:
+    if job.uploading is not None:
+        job.uploading.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ClientError, BotoCoreError):
+            await job.uploading
+        job.uploading = None
 
 
 def _mismatch(job: OpenJob, event: UploadFinished) -> str | None:
