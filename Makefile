@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 
-.PHONY: help setup run stop status test test-unit lint format schemas
+.PHONY: help setup browser run stop status test test-unit lint format schemas docs
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -12,6 +12,22 @@ help:  ## list the targets
 setup:  ## install uv if missing and the locked Python environment
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
 	@$(UV) sync --frozen --quiet
+
+# The browser tests drive Debian's chromium (Playwright's own browser downloads are not
+# used). Installed only when missing; needs root, as CI has. Without root it says how.
+CHROMIUM ?= /usr/bin/chromium
+browser:  ## install Debian's chromium for the browser tests when it is missing
+	@if [ ! -x $(CHROMIUM) ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing chromium (apt-get) for the browser tests"; \
+			export DEBIAN_FRONTEND=noninteractive; \
+			apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
+			|| { apt-get update -qq >/dev/null && \
+			     apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; \
+		else \
+			echo "no $(CHROMIUM): the browser tests skip; install it with 'apt-get install chromium'"; \
+		fi; \
+	fi
 
 run: setup  ## start Kafka, S3, PostgreSQL, the edge, the services and the reference analyzer
 	@$(UV) run --frozen python -m devstack up
@@ -22,7 +38,7 @@ stop:  ## stop everything `make run` started
 status:  ## what is running
 	@$(UV) run --frozen python -m devstack status
 
-test: setup  ## run every test; the stack the tests need is started and stopped by them
+test: setup browser  ## run every test; the stack the tests need is started and stopped by them
 	@$(UV) run --frozen pytest
 
 test-unit: setup  ## only the in-memory tests
@@ -39,3 +55,6 @@ format: setup
 
 schemas: setup  ## regenerate contracts/schemas from the models
 	@$(UV) run --frozen python -m contracts.schemas
+
+docs: setup  ## regenerate the AsyncAPI and OpenAPI documents in docs/
+	@$(UV) run --frozen python -m docs.generate

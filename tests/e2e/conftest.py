@@ -1,10 +1,8 @@
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.stack import running_stack
 
 
 @pytest.fixture(scope="package")
@@ -13,12 +11,5 @@ def edge_url(infra: dict[str, str]) -> Iterator[str]:
 
     Package-scoped: the services stop after the e2e tests, so that they do not react to
     the events that other tests put on the real topics."""
-    from devstack import Stack
-
-    os.environ.update(infra)
-    stack = Stack(root=ROOT)
-    started = stack.up(apps=True)
-    try:
-        yield stack.edge_url
-    finally:
-        stack.down(only=started)
+    with running_stack(infra) as info:
+        yield info.edge_url

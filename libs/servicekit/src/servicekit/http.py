@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -83,6 +84,33 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
     return JSONResponse(error_body("internal", "internal error"), status_code=500)
+
+
+def allow_origins(
+    app: FastAPI,
+    origins: Sequence[str],
+    *,
+    methods: Sequence[str],
+    headers: Sequence[str] = ("Authorization",),
+) -> None:
+    """Let pages from exactly ``origins`` call ``app`` from a browser, cookies included.
+
+    CORS origins are configuration, never ``*`` (DESIGN §6): with credentials allowed,
+    Starlette would echo any origin back for ``*``, which would hand every site the job
+    cookie. No origins means same-origin only (no CORS headers at all).
+    """
+    if not origins:
+        return
+    if "*" in origins:
+        raise ValueError("CORS origins must be listed one by one, not `*`")
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(origins),
+        allow_credentials=True,
+        allow_methods=list(methods),
+        allow_headers=list(headers),
+        max_age=600,
+    )
 
 
 def create_app(

@@ -1,0 +1,71 @@
+"""What the browser tests share besides fixtures: the browser's flags, the stack's
+settings for them, and a static server for the test pages."""
+
+import threading
+from dataclasses import dataclass
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from playwright.async_api import FilePayload
+
+CHROMIUM = Path("/usr/bin/chromium")
+PAGES = Path(__file__).parent / "pages"
+# The gateway's limit for these tests: small, so that "too large" is quick to provoke.
+MAX_UPLOAD_BYTES = 2 * 1024 * 1024
+# Playwright drives the system chromium (it never downloads a browser of its own); each
+# launch gets a fresh temporary profile. Nothing runs in the background to phone home.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class PageServer:
+    """The test pages, served on a port of their own: an origin other than the edge."""
+
+    def __init__(self) -> None:
+        handler = partial(_QuietHandler, directory=str(PAGES))
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.origin = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> "PageServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
+@dataclass(frozen=True)
+class Origins:
+    allowed: str
+    refused: str
+
+
+@dataclass(frozen=True)
+class BrowserStack:
+    edge_url: str
+    # Whether gateway and notifier run with app_env; ones that were already running are
+    # reused with whatever settings they have.
+    configured: bool
+
+
+def picked(name: str, data: bytes, mime_type: str = "audio/wav") -> list[FilePayload]:
+    """A file as a person would pick it in the page's file input."""
+    return [{"name": name, "mimeType": mime_type, "buffer": data}]
