@@ -1,0 +1,1 @@
+"""The project's documentation; ``python -m docs.generate`` writes its generated part."""
