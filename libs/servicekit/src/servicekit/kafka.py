@@ -15,10 +15,13 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.structs import RecordMetadata
 from faststream.kafka import KafkaBroker
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.message import StreamMessage
 from pydantic import ValidationError
 
 from contracts import CE_TYPE_OF, EVENT_TYPES, Event, headers, topics
+from servicekit.metrics import registry
 from servicekit.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -38,8 +41,14 @@ def make_broker(settings: ServiceSettings, service: str, description: str) -> Ka
         max_request_size=MAX_MESSAGE_BYTES,
         linger_ms=2,
         description=description,
-        logger=logging.getLogger(f"faststream.{service}"),
+        logger=logging.getLogger(f"audiopipe.kafka.{service}"),
         log_level=logging.DEBUG,
+        # Trace context travels in every message's headers; consumed/produced counts
+        # and durations become faststream_* Prometheus series.
+        middlewares=[
+            KafkaTelemetryMiddleware(),
+            KafkaPrometheusMiddleware(registry=registry(), app_name=service),
+        ],
     )
 
 

@@ -43,6 +43,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
 
     app = create_app(
         title="audiopipe gateway",
+        service="gateway",
         description="Validates audio uploads and puts them on Kafka.",
         lifespan=lifespan,
         readiness=[kafka_connected],

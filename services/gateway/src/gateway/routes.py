@@ -10,6 +10,7 @@ from gateway.auth import UploadAuth
 from gateway.ingest import UploadLimits, ingest
 from gateway.sink import UploadSink
 from servicekit.http import ApiError
+from servicekit.metrics import BYTES_INGESTED, UPLOADS
 from servicekit.tokens import COOKIE_NAME, JobTokens
 
 router = APIRouter()
@@ -99,15 +100,21 @@ async def upload_audio(
     if not TOKEN_ID.match(token_id):
         raise ApiError(422, "invalid_token_id", "token_id must be 1–128 of A-Z a-z 0-9 _ . -")
     length = request.headers.get("content-length")
-    done = await ingest(
-        request.stream(),
-        content_type=request.headers.get("content-type"),
-        content_length=int(length) if length and length.isdigit() else None,
-        token_id=token_id,
-        owner=owner,
-        sink=sink,
-        limits=limits,
-    )
+    try:
+        done = await ingest(
+            request.stream(),
+            content_type=request.headers.get("content-type"),
+            content_length=int(length) if length and length.isdigit() else None,
+            token_id=token_id,
+            owner=owner,
+            sink=sink,
+            limits=limits,
+        )
+    except ApiError as error:
+        UPLOADS.labels(error.code).inc()
+        raise
+    UPLOADS.labels("accepted").inc()
+    BYTES_INGESTED.inc(done.size)
     progress_path = f"/tokens/analysis-progress/{done.job_id}"
     token = tokens.issue(done.job_id, owner)
     response.set_cookie(

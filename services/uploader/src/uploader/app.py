@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from contracts import AudioStored, JobStatusChanged, topics
 from servicekit.http import create_app
 from servicekit.kafka import ensure_topics, make_broker, wait_for_kafka
+from servicekit.metrics import watch_consumer_lag
 from servicekit.s3 import ensure_bucket, s3_client
 from uploader.assembly import Assembler
 from uploader.consumer import register
@@ -53,6 +54,8 @@ def build_app(settings: Settings | None = None) -> FastAPI:
                 )
             )
             stack.callback(sweeper.cancel)
+            lag = asyncio.create_task(watch_consumer_lag(broker))
+            stack.callback(lag.cancel)
             yield
 
     async def kafka_connected() -> bool:
@@ -60,6 +63,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
 
     app = create_app(
         title="audiopipe uploader",
+        service="uploader",
         description="Consumes audio.upload and writes each job's audio to S3.",
         lifespan=lifespan,
         readiness=[kafka_connected],

@@ -28,6 +28,7 @@ from contracts import (
     stage_progress,
 )
 from servicekit.logs import job_id_var
+from servicekit.metrics import OBJECTS_STORED, S3_PARTS
 from uploader.storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,7 @@ class Assembler:
             {"sha256": event.sha256, "size": str(event.size), "job-id": event.job_id},
             job.started.content_type,
         )
+        OBJECTS_STORED.inc()
         await self._announce(job, event)
         self.jobs.pop(event.job_id)
         log.info("stored %d bytes at s3://%s/%s", event.size, self._bucket, job.key)
@@ -172,6 +174,7 @@ class Assembler:
         assert job.upload_id is not None
         etag = await self._store.put_part(job.key, job.upload_id, len(job.etags) + 1, data)
         job.etags.append(etag)
+        S3_PARTS.inc()
 
     async def _settle(self, job: OpenJob) -> None:
         """Wait for the part in flight; its S3 error, if any, is raised here."""

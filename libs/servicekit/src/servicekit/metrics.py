@@ -1,0 +1,109 @@
+"""Prometheus metrics of every service, defined once (issue 7).
+
+Each service serves them at ``GET /metrics`` (see :func:`servicekit.http.create_app`).
+Kafka messages consumed and produced come from FastStream's Prometheus middleware
+(``faststream_*`` series, added by :func:`servicekit.kafka.make_broker`); the rest are
+here, named ``audiopipe_*``.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+
+log = logging.getLogger(__name__)
+
+HTTP_REQUESTS = Counter(
+    "audiopipe_http_requests_total",
+    "HTTP requests answered.",
+    ["service", "method", "route", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "audiopipe_http_request_duration_seconds",
+    "Time from request to response start (for SSE: until the stream opens).",
+    ["service", "method", "route"],
+)
+BYTES_INGESTED = Counter("audiopipe_bytes_ingested_total", "Audio bytes accepted by the gateway.")
+UPLOADS = Counter("audiopipe_uploads_total", "Uploads by outcome.", ["outcome"])
+S3_PARTS = Counter("audiopipe_s3_part_uploads_total", "Multipart parts uploaded to S3.")
+OBJECTS_STORED = Counter("audiopipe_objects_stored_total", "Verified objects completed in S3.")
+ANALYSIS_REQUESTS = Counter(
+    "audiopipe_analysis_requests_total", "Analysis requests by outcome.", ["outcome"]
+)
+ANALYSIS_RETRIES = Counter("audiopipe_analysis_retries_total", "Analysis request retries.")
+WEBHOOKS = Counter("audiopipe_webhooks_total", "Analysis webhooks by outcome.", ["outcome"])
+SSE_STREAMS = Gauge("audiopipe_sse_streams_open", "Open SSE progress streams.")
+JOBS_FINISHED = Counter(
+    "audiopipe_jobs_finished_total", "Jobs that reached a final state.", ["status"]
+)
+CONSUMER_LAG = Gauge(
+    "audiopipe_kafka_consumer_lag",
+    "Messages behind the end of each assigned partition.",
+    ["group", "topic", "partition"],
+)
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+UNTRACKED = frozenset({"/metrics", "/healthz", "/readyz"})
+
+
+class HttpMetrics:
+    """Pure ASGI middleware (no response buffering, so SSE streams pass untouched)."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in UNTRACKED:
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_and_measure(message: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                route = getattr(scope.get("route"), "path", "unmatched")
+                HTTP_LATENCY.labels(self.service, scope["method"], route).observe(
+                    time.perf_counter() - start
+                )
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_measure)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            HTTP_REQUESTS.labels(self.service, scope["method"], route, str(status)).inc()
+
+
+async def watch_consumer_lag(broker: Any, interval: float = 5.0) -> None:
+    """Keep :data:`CONSUMER_LAG` current for every grouped subscriber of ``broker``."""
+    while True:
+        for subscriber in broker.subscribers:
+            group, consumer = getattr(subscriber, "group_id", None), subscriber.consumer
+            if not group or consumer is None:
+                continue
+            try:
+                for tp in consumer.assignment():
+                    end = consumer.highwater(tp)
+                    if end is None:
+                        continue
+                    position = await consumer.position(tp)
+                    CONSUMER_LAG.labels(group, tp.topic, str(tp.partition)).set(
+                        max(0, end - position)
+                    )
+            except Exception:  # a rebalance in progress; next round
+                log.debug("consumer lag not available", exc_info=True)
+        await asyncio.sleep(interval)
+
+
+def registry() -> Any:
+    return REGISTRY
