@@ -2,14 +2,27 @@ from collections.abc import Iterator
 
 import pytest
 
+from devstack import StackInfo
 from tests.support.stack import running_stack
 
 
 @pytest.fixture(scope="package")
-def edge_url(infra: dict[str, str]) -> Iterator[str]:
-    """The public origin of a running stack: edge, four services, reference analyzer.
+def stack(infra: dict[str, str]) -> Iterator[StackInfo]:
+    """A running stack: edge, four services, reference analyzer.
 
     Package-scoped: the services stop after the e2e tests, so that they do not react to
     the events that other tests put on the real topics."""
     with running_stack(infra) as info:
-        yield info.edge_url
+        yield info
+
+
+@pytest.fixture(scope="package")
+def edge_url(stack: StackInfo) -> str:
+    """The public origin of the running stack."""
+    return stack.edge_url
+
+
+@pytest.fixture(scope="package")
+def service_urls(stack: StackInfo) -> dict[str, str]:
+    """Each service's own address, behind the edge (for /metrics)."""
+    return {c.name: f"http://{c.address}" for c in stack.components if c.address}
