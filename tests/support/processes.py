@@ -32,7 +32,7 @@ class ServiceProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self) -> "ServiceProcess":
+    def spawn(self) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", self.module],
@@ -42,6 +42,9 @@ class ServiceProcess:
             start_new_session=True,
         )
         log.close()
+
+    async def start(self) -> "ServiceProcess":
+        self.spawn()
 
         async def ready() -> bool:
             assert self.process is not None
