@@ -21,7 +21,7 @@ SECRET = "whsec_" + base64.b64encode(b"reference-analyzer-test-key-32b!").decode
 
 def verify_signature(secret: str, headers: Mapping[str, str], body: bytes) -> bool:
     """Standard Webhooks verification written from the spec with hmac and base64 only,
-    independent of ``reference_analyzer.signing``."""
+    independent of ``servicekit.webhooks``, which signs them."""
     key = base64.b64decode(secret.removeprefix("whsec_"))
     content = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
     expected = base64.b64encode(hmac.new(key, content, hashlib.sha256).digest()).decode()

@@ -12,7 +12,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reference_analyzer.modes import Mode
-from reference_analyzer.signing import secret_key
+from servicekit.webhooks import secret_key
 
 ENV_PREFIX = "REFERENCE_ANALYZER_"
 

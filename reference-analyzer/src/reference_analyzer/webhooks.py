@@ -13,6 +13,7 @@ import asyncio
 import base64
 import os
 import time
+import uuid
 
 import httpx
 
@@ -21,10 +22,25 @@ from reference_analyzer.backoff import backoff_delay, retry_after_seconds
 from reference_analyzer.jobs import JobRecord
 from reference_analyzer.logs import JobLogger, url_host
 from reference_analyzer.modes import Behaviour, Mode, Signing
-from reference_analyzer.signing import SECRET_PREFIX, new_message_id, webhook_headers
+from servicekit import webhooks
 
 # For `reference.sign=invalid`: a well-formed signature that no receiver can verify.
-_WRONG_SECRET = SECRET_PREFIX + base64.b64encode(os.urandom(32)).decode("ascii")
+_WRONG_SECRET = webhooks.SECRET_PREFIX + base64.b64encode(os.urandom(32)).decode("ascii")
+
+
+def new_message_id() -> str:
+    """A fresh, unique ``webhook-id``; without `.`, which the spec forbids in ids because
+    the signed content is ``{id}.{timestamp}.{body}``."""
+    return f"msg_{uuid.uuid4().hex}"
+
+
+def webhook_headers(secret: str | None, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The Standard Webhooks headers of one attempt (signed by :mod:`servicekit.webhooks`);
+    unsigned when ``secret`` is None. A retry keeps ``msg_id``, the receiver's
+    idempotency key, and gets a new timestamp and signature."""
+    if secret is not None:
+        return webhooks.signed_headers(secret, msg_id, timestamp, body)
+    return {webhooks.ID_HEADER: msg_id, webhooks.TIMESTAMP_HEADER: str(timestamp)}
 
 
 class WebhookSender:

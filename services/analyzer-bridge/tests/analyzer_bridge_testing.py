@@ -1,17 +1,20 @@
-"""Helpers of the analyzer-bridge's real-service tests: a fake analysis server, uvicorn
-in-process on a free port, and a reader of the events the bridge publishes."""
+"""Helpers of the analyzer-bridge's real-service tests: a fake analysis server, the
+reference analysis server, uvicorn in-process on a free port, and a reader of the
+events the bridge publishes."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import json
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import httpx
@@ -22,10 +25,16 @@ from faststream.kafka import KafkaBroker
 
 from analyzer_bridge.settings import Settings
 from contracts import AnalysisRequest, AudioStored, Event
+from reference_analyzer.app import create_app as create_reference_app
+from reference_analyzer.settings import Settings as ReferenceSettings
+from reference_analyzer.testing import encode, sine
 from servicekit import webhooks
 from servicekit.kafka import publish_event
 
-AUDIO = b"RIFF" + bytes(range(256)) * 64
+# Real audio, so that the reference analysis server can check and decode it.
+AUDIO = encode(sine(seconds=0.5, sample_rate=8000), 8000)
+AUDIO_SHA256 = hashlib.sha256(AUDIO).hexdigest()
+SIGNING_SECRET = "whsec_" + base64.b64encode(b"analyzer-bridge-test-signing-key").decode()
 BUCKET = "analyzer-bridge-tests"
 AUDIO_KEY = f"{uuid.uuid4()}/take.wav"
 
@@ -69,7 +78,14 @@ async def serve(app: FastAPI, sock: socket.socket) -> AsyncIterator[str]:
         sock.close()
 
 
-# --- the fake analysis server -------------------------------------------------------
+# --- analysis servers ---------------------------------------------------------------
+
+
+class AnalysisServerApp(Protocol):
+    """What the ``start_bridge`` fixture serves as the analysis server."""
+
+    app: Any
+    url: str
 
 
 @dataclass
@@ -131,6 +147,42 @@ class FakeAnalysisServer:
             )
 
 
+class ReferenceServer:
+    """The reference analysis server (``reference_analyzer``), quick to retry and signing
+    with :data:`SIGNING_SECRET`; its test modes come from the request metadata. Each
+    ``serve`` runs its lifespan anew, so what it has seen starts from nothing."""
+
+    def __init__(self, client: httpx.AsyncClient | None = None, **settings: Any) -> None:
+        values: dict[str, Any] = {
+            "webhook_signing_secret": SIGNING_SECRET,
+            "retry_backoff_seconds": 0.05,
+            "retry_max_delay_seconds": 0.5,
+            "retry_after_seconds": 1,
+            "block_frames": 4096,
+            **settings,
+        }
+        self.settings = ReferenceSettings.model_validate(values)
+        self.app = create_reference_app(self.settings, client=client)
+        self.url = ""
+
+    async def job(self, job_id: str, wait: float = 30) -> dict[str, Any]:
+        """What the server saw of a job (``GET /jobs/{id}``), once no run of it is busy."""
+        async with httpx.AsyncClient(base_url=self.url, timeout=wait + 10) as client:
+            response = await client.get(f"/jobs/{job_id}", params={"wait": wait})
+        assert response.status_code == 200, response.text
+        view: dict[str, Any] = response.json()
+        return view
+
+    async def requests(self, job_id: str) -> int:
+        """``POST /analyze`` calls for a job since the server (re)started."""
+        async with httpx.AsyncClient(base_url=self.url) as client:
+            response = await client.get(f"/jobs/{job_id}")
+        if response.status_code == 404:
+            return 0
+        assert response.status_code == 200, response.text
+        return int(response.json()["requests"])
+
+
 # --- events on Kafka ----------------------------------------------------------------
 
 
@@ -179,14 +231,49 @@ class EventLog:
         ]
 
 
+async def barrier(producer: KafkaBroker, events: EventLog, topic: str) -> None:
+    """Return once ``events`` read everything published on ``topic`` before the call
+    (one partition: a marker published now is read after all of it)."""
+    marker = str(uuid.uuid4())
+    await producer.publish(b"{}", topic, key=marker.encode(), headers={"ce_subject": marker})
+    await wait_until(lambda: events.of(marker), 30, "the barrier")
+
+
 # --- the bridge under test ----------------------------------------------------------
+
+
+def stored(job_id: str) -> AudioStored:
+    """``audio.stored`` for the test audio (the ``stored_audio`` fixture puts it in S3)."""
+    return AudioStored(
+        job_id=job_id,
+        bucket=BUCKET,
+        key=AUDIO_KEY,
+        size=len(AUDIO),
+        sha256=AUDIO_SHA256,
+        content_type="audio/wav",
+        filename="take.wav",
+    )
+
+
+async def wait_for(
+    condition: Callable[[], Awaitable[Any]], within: float = 30.0, what: str = ""
+) -> Any:
+    """Poll an async ``condition`` until it is truthy; fail after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        value = await condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        await asyncio.sleep(0.05)
 
 
 @dataclass
 class Bridge:
     url: str
     settings: Settings
-    server: FakeAnalysisServer
+    server: Any  # FakeAnalysisServer or ReferenceServer
     events: EventLog
     producer: KafkaBroker
     pool: asyncpg.Pool
@@ -200,15 +287,7 @@ class Bridge:
         return self.settings.analysis_result_topic
 
     def stored(self, job_id: str | None = None) -> AudioStored:
-        return AudioStored(
-            job_id=job_id or str(uuid.uuid4()),
-            bucket=BUCKET,
-            key=AUDIO_KEY,
-            size=len(AUDIO),
-            sha256="0" * 64,
-            content_type="audio/wav",
-            filename="take.wav",
-        )
+        return stored(job_id or str(uuid.uuid4()))
 
     async def publish(self, event: Event, topic: str | None = None) -> None:
         await publish_event(
@@ -227,11 +306,26 @@ class Bridge:
 
     async def barrier(self) -> None:
         """Return once everything published before it on the status topic was read."""
-        marker = str(uuid.uuid4())
-        await self.producer.publish(
-            b"{}", self.status_topic, key=marker.encode(), headers={"ce_subject": marker}
-        )
-        await wait_until(lambda: self.events.of(marker), 30, "the barrier")
+        await barrier(self.producer, self.events, self.status_topic)
+
+    def statuses(self, job_id: str) -> list[tuple[str, int]]:
+        return [
+            (s.value["status"], s.value["progress"])
+            for s in self.events.of(job_id, self.status_topic)
+        ]
+
+    def finals(self, job_id: str) -> list[Seen]:
+        return [
+            s
+            for s in self.events.of(job_id, self.status_topic)
+            if s.value["status"] in ("completed", "failed")
+        ]
+
+    async def final(self, job_id: str, within: float = 30) -> dict[str, Any]:
+        """The final ``job.status`` of a job, once published."""
+        finals = await wait_until(lambda: self.finals(job_id), within, "the final status")
+        value: dict[str, Any] = finals[0].value
+        return value
 
     async def accepted(self, job_id: str) -> AnalysisRequest:
         """Publish ``audio.stored`` for the job and wait for the analysis request."""

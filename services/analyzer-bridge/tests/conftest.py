@@ -10,6 +10,7 @@ import contextlib
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from analyzer_bridge_testing import (
     AUDIO,
     AUDIO_KEY,
     BUCKET,
+    AnalysisServerApp,
     Bridge,
     EventLog,
     FakeAnalysisServer,
@@ -66,23 +68,66 @@ async def producer(infra: dict[str, str]) -> AsyncIterator[KafkaBroker]:
 StartBridge = Callable[..., contextlib.AbstractAsyncContextManager[Bridge]]
 
 
+@dataclass(frozen=True)
+class Namespace:
+    """A test's own PostgreSQL schema, topics and consumer-group prefix."""
+
+    name: str
+    topics: dict[str, str]
+    """Settings field (``audio_stored_topic``, ...) → this test's topic."""
+
+
+@pytest.fixture
+async def namespace(infra: dict[str, str]) -> AsyncIterator[Namespace]:
+    """A fresh namespace; its schema and topics are dropped after the test."""
+    ns = f"abt_{uuid.uuid4().hex[:10]}"
+    yield Namespace(
+        ns,
+        {
+            "audio_stored_topic": f"{ns}.{topics.AUDIO_STORED}",
+            "analysis_result_topic": f"{ns}.{topics.ANALYSIS_RESULT}",
+            "job_status_topic": f"{ns}.{topics.JOB_STATUS}",
+        },
+    )
+    bootstrap = infra["KAFKA_BOOTSTRAP_SERVERS"]
+    conn = await asyncpg.connect(infra["DATABASE_URL"])
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {ns} CASCADE")
+    finally:
+        await conn.close()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        mine = [t for t in await admin.list_topics() if t.startswith(ns)]
+        if mine:
+            await admin.delete_topics(mine)
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def db(infra: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(infra["DATABASE_URL"], min_size=1, max_size=2)
+    yield pool
+    await pool.close()
+
+
 @pytest.fixture
 async def start_bridge(
-    infra: dict[str, str], producer: KafkaBroker, stored_audio: tuple[str, str]
-) -> AsyncIterator[StartBridge]:
-    """Start bridges on this test's own topics and schema; settings may be overridden."""
-    ns = f"abt_{uuid.uuid4().hex[:10]}"
-    names = {
-        "audio_stored_topic": f"{ns}.{topics.AUDIO_STORED}",
-        "analysis_result_topic": f"{ns}.{topics.ANALYSIS_RESULT}",
-        "job_status_topic": f"{ns}.{topics.JOB_STATUS}",
-    }
+    infra: dict[str, str],
+    producer: KafkaBroker,
+    stored_audio: tuple[str, str],
+    namespace: Namespace,
+    db: asyncpg.Pool,
+) -> StartBridge:
+    """Start bridges on this test's own topics and schema; settings may be overridden.
+    ``server`` is the analysis server to serve (a fresh fake one by default)."""
     bootstrap = infra["KAFKA_BOOTSTRAP_SERVERS"]
-    pool = await asyncpg.create_pool(infra["DATABASE_URL"], min_size=1, max_size=2)
+    ns = namespace.name
 
     @contextlib.asynccontextmanager
     async def start(
-        server: FakeAnalysisServer | None = None, group: str | None = None, **overrides: Any
+        server: AnalysisServerApp | None = None, group: str | None = None, **overrides: Any
     ) -> AsyncIterator[Bridge]:
         server = server or FakeAnalysisServer()
         async with serve(server.app, free_socket()) as server_url:
@@ -103,7 +148,7 @@ async def start_bridge(
                 "deadline_sweep_interval_seconds": 0.2,
                 "retry_base_delay_seconds": 0.05,
                 "retry_max_delay_seconds": 0.5,
-                **names,
+                **namespace.topics,
                 **overrides,
             }
             settings = Settings(**values)
@@ -113,19 +158,8 @@ async def start_bridge(
                 )
                 await events.start()
                 try:
-                    yield Bridge(url, settings, server, events, producer, pool)
+                    yield Bridge(url, settings, server, events, producer, db)
                 finally:
                     await events.stop()
 
-    yield start
-
-    await pool.execute(f"DROP SCHEMA IF EXISTS {ns} CASCADE")
-    await pool.close()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        mine = [t for t in await admin.list_topics() if t.startswith(ns)]
-        if mine:
-            await admin.delete_topics(mine)
-    finally:
-        await admin.close()
+    return start

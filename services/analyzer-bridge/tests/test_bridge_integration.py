@@ -8,7 +8,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from analyzer_bridge_testing import AUDIO, FakeAnalysisServer, Scripted, wait_until
+from analyzer_bridge_testing import (
+    AUDIO,
+    SIGNING_SECRET,
+    FakeAnalysisServer,
+    Scripted,
+    wait_until,
+)
 
 from contracts import JobStatus
 
@@ -23,7 +29,7 @@ FEATURES = {
     "peak_dbfs": -3.0,
     "silence_ratio": 0.1,
 }
-SECRET = "whsec_" + base64.b64encode(b"analyzer-bridge-test-signing-key").decode()
+SECRET = SIGNING_SECRET
 
 
 def completed(job_id):
@@ -313,3 +319,16 @@ async def test_restart_resumes_a_request_that_was_under_way(start_bridge):
         await wait_until(lambda: len(server.requests_for(job_id)) == 2, 30, "the resumed request")
         await wait_until(lambda: statuses(bridge, job_id) == [("analyzing", 51)])
         assert (await bridge.row(job_id))["state"] == "requested"
+
+
+async def test_a_job_waiting_to_retry_does_not_hold_up_the_next_one(start_bridge):
+    server = FakeAnalysisServer()
+    waiting = str(uuid.uuid4())
+    server.script[waiting] = [Scripted(503, {"retry-after": "60"})]
+    async with start_bridge(server=server) as bridge:
+        await bridge.publish(bridge.stored(waiting))
+        await wait_until(lambda: server.requests_for(waiting), 30, "the first attempt")
+        # Same partition, published after: requested while the first job waits.
+        await bridge.accepted(str(uuid.uuid4()))
+        assert len(server.requests_for(waiting)) == 1
+        assert (await bridge.row(waiting))["state"] == "pending"

@@ -35,3 +35,16 @@ def test_signing_secret_must_be_whsec_base64():
 
 def test_empty_signing_secret_means_unsigned_webhooks():
     assert Settings(webhook_signing_secret="").webhook_signing_secret is None
+
+
+def test_request_metadata_is_a_json_object_from_the_environment(monkeypatch):
+    monkeypatch.setenv("ANALYSIS_REQUEST_METADATA", '{"reference.mode": "slow"}')
+    assert Settings().analysis_request_metadata == {"reference.mode": "slow"}
+    monkeypatch.delenv("ANALYSIS_REQUEST_METADATA")
+    assert Settings().analysis_request_metadata == {}
+
+
+def test_request_metadata_must_be_an_object_of_strings(monkeypatch):
+    monkeypatch.setenv("ANALYSIS_REQUEST_METADATA", '["reference.mode"]')
+    with pytest.raises(ValidationError):
+        Settings()

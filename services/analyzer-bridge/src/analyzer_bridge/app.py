@@ -2,12 +2,14 @@
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
 import httpx
 from fastapi import FastAPI
+from faststream.kafka import KafkaBroker
 
 from analyzer_bridge import consumer
 from analyzer_bridge.capability import Capabilities
@@ -23,6 +25,8 @@ from contracts import AnalysisCompleted, AnalysisFailed, AudioStored, JobStatusC
 from servicekit.http import create_app
 from servicekit.kafka import ensure_topics, make_broker, wait_for_kafka
 from servicekit.s3 import s3_client
+
+log = logging.getLogger(__name__)
 
 SERVICE = "analyzer-bridge"
 DESCRIPTION = (
@@ -109,6 +113,7 @@ def create(settings: Settings | None = None) -> FastAPI:
                 base_delay=settings.retry_base_delay_seconds,
                 max_delay=settings.retry_max_delay_seconds,
                 lease_seconds=settings.request_lease_seconds,
+                metadata=settings.analysis_request_metadata,
             )
             stack.push_async_callback(requester.stop)
             running.append(Running(store, requester))
@@ -121,8 +126,15 @@ def create(settings: Settings | None = None) -> FastAPI:
                 tolerance_seconds=settings.webhook_tolerance_seconds,
             )
             app.state.requester = requester
-            await broker.start()
+            # The producer first, so webhooks can be served at once; the consumer joins
+            # its group in the background. After a crash that join waits for the dead
+            # member's session to time out (~10 s), and the analysis server's webhooks
+            # for jobs requested before the crash must not be refused meanwhile.
+            await broker.connect()
             stack.push_async_callback(broker.stop)
+            consuming = asyncio.create_task(_consume(broker), name="audio-stored-consumer")
+            stack.push_async_callback(_cancel, consuming)
+            app.state.consuming = consuming
             sweeper = Sweeper(
                 store,
                 finisher,
@@ -134,9 +146,7 @@ def create(settings: Settings | None = None) -> FastAPI:
             try:
                 yield
             finally:
-                sweeping.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweeping
+                await _cancel(sweeping)
                 running.clear()
 
     async def database() -> bool:
@@ -145,12 +155,36 @@ def create(settings: Settings | None = None) -> FastAPI:
     async def kafka() -> bool:
         return await broker.ping(timeout=2.0)
 
+    async def consumer_alive() -> bool:
+        """Joining the group may take a while; failing to start may not pass unseen."""
+        consuming: asyncio.Task[None] | None = getattr(app.state, "consuming", None)
+        if consuming is None:
+            return False
+        if not consuming.done():
+            return True
+        return not consuming.cancelled() and consuming.exception() is None
+
     app = create_app(
         title="analyzer-bridge",
         description=DESCRIPTION,
         lifespan=lifespan,
-        readiness=[database, kafka],
+        readiness=[database, kafka, consumer_alive],
     )
     app.include_router(router)
     app.state.broker = broker
     return app
+
+
+async def _consume(broker: KafkaBroker) -> None:
+    try:
+        await broker.start()
+    except Exception:
+        log.exception("the audio.stored consumer did not start; the service is not ready")
+        raise
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    # A task that failed was logged where it failed; stopping goes on regardless.
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task

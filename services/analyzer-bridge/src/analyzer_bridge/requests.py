@@ -165,6 +165,7 @@ class Requester:
         base_delay: float,
         max_delay: float,
         lease_seconds: float,
+        metadata: dict[str, str] | None = None,
         jitter: Callable[[], float] = random.random,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -178,6 +179,7 @@ class Requester:
         self._base_delay = base_delay
         self._max_delay = max_delay
         self._lease_seconds = lease_seconds
+        self._metadata = dict(metadata or {})
         self._jitter = jitter
         self._sleep = sleep
         self._owner = uuid.uuid4().hex
@@ -186,6 +188,10 @@ class Requester:
     def webhook_url(self, job_id: str) -> str:
         query = urlencode({"job_id": job_id, "token": self._capabilities.issue(job_id)})
         return f"{self._public_base_url}{WEBHOOK_PATH}?{query}"
+
+    def metadata_for(self, filename: str) -> dict[str, str]:
+        """The configured metadata, plus the upload's file name when it has one."""
+        return {**self._metadata, "filename": filename} if filename else dict(self._metadata)
 
     def submit(self, job_id: str) -> None:
         """Request the analysis in the background, unless already under way here."""
@@ -227,7 +233,7 @@ class Requester:
                 size=row.size,
                 sha256=row.sha256,
                 webhook_url=self.webhook_url(job_id),
-                metadata={"filename": row.filename} if row.filename else {},
+                metadata=self.metadata_for(row.filename),
             )
             try:
                 verdict = classify(await self._server.analyze(request), datetime.now(UTC))

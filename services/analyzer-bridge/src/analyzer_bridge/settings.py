@@ -48,6 +48,14 @@ class Settings(S3Settings):
     )
     webhook_tolerance_seconds: int = 5 * 60
 
+    analysis_request_metadata: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Extra `metadata` of every analysis request, as a JSON object, e.g. "
+            '`{"reference.mode": "slow"}` to put the reference analysis server in a test mode.'
+        ),
+    )
+
     @field_validator("webhook_signing_secret")
     @classmethod
     def _signing_secret_decodes(cls, value: SecretStr | None) -> SecretStr | None:
