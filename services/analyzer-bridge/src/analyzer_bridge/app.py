@@ -24,6 +24,7 @@ from analyzer_bridge.webhook_routes import WebhookDeps, router
 from contracts import AnalysisCompleted, AnalysisFailed, AudioStored, JobStatusChanged
 from servicekit.http import create_app
 from servicekit.kafka import ensure_topics, make_broker, wait_for_kafka
+from servicekit.metrics import watch_consumer_lag
 from servicekit.s3 import s3_client
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,8 @@ def create(settings: Settings | None = None) -> FastAPI:
             consuming = asyncio.create_task(_consume(broker), name="audio-stored-consumer")
             stack.push_async_callback(_cancel, consuming)
             app.state.consuming = consuming
+            lag = asyncio.create_task(watch_consumer_lag(broker), name="consumer-lag")
+            stack.push_async_callback(_cancel, lag)
             sweeper = Sweeper(
                 store,
                 finisher,
@@ -166,6 +169,7 @@ def create(settings: Settings | None = None) -> FastAPI:
 
     app = create_app(
         title="analyzer-bridge",
+        service="analyzer-bridge",
         description=DESCRIPTION,
         lifespan=lifespan,
         readiness=[database, kafka, consumer_alive],

@@ -16,7 +16,7 @@ from faststream.kafka.annotations import KafkaMessage
 from analyzer_bridge.requests import Requester
 from analyzer_bridge.store import Store
 from contracts import AudioStored
-from servicekit.kafka import PoisonMessage, dead_letter, decode_event
+from servicekit.kafka import PoisonMessage, dead_letter, decode_event, raw_body
 from servicekit.logs import job_id_var
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ def register(
         # Commit after the handler; on an exception rewind so the message comes again.
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="latest" if auto_offset_reset == "latest" else "earliest",
+        decoder=raw_body,
         title=f"{topic}:analyzer-bridge",
         description="Audio durably stored in S3: request its analysis.",
     )

@@ -27,6 +27,7 @@ from analyzer_bridge.finishing import Finisher
 from analyzer_bridge.store import Outcome, Store
 from contracts import AnalysisRequest, ErrorCode
 from servicekit.logs import job_id_var
+from servicekit.metrics import ANALYSIS_REQUESTS, ANALYSIS_RETRIES
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +240,7 @@ class Requester:
                 verdict = classify(await self._server.analyze(request), datetime.now(UTC))
             except ServerUnreachable as exc:
                 verdict = Retry(str(exc))
+            ANALYSIS_REQUESTS.labels(type(verdict).__name__.lower()).inc()
             if isinstance(verdict, Accepted):
                 before = await self._store.mark_requested(job_id, ANALYZING_START)
                 log.info("analysis server accepted the job", extra={"job_id": job_id})
@@ -267,5 +269,6 @@ class Requester:
                 log.warning("no time left to retry before the deadline: %s", verdict.reason)
                 return  # the deadline sweeper fails the job with analysis_timeout
             log.info("retrying in %.2fs: %s", delay, verdict.reason)
+            ANALYSIS_RETRIES.inc()
             await self._store.extend_lease(job_id, self._owner, delay + self._lease_seconds)
             await self._sleep(delay)

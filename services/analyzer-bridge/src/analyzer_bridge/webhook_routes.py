@@ -22,6 +22,7 @@ from analyzer_bridge.store import Store
 from contracts import AnalysisWebhook
 from servicekit import webhooks
 from servicekit.http import ApiError
+from servicekit.metrics import WEBHOOKS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -58,6 +59,19 @@ _UNAUTHORIZED = ApiError(401, "unauthorized", "missing or invalid webhook creden
 )
 async def analysis_webhook(
     request: Request, deps: Deps, job_id: str | None = None, token: str | None = None
+) -> dict[str, Any]:
+    try:
+        answer = await _receive(request, deps, job_id, token)
+    except ApiError as error:
+        WEBHOOKS.labels(error.code).inc()
+        raise
+    outcome = str(answer.get("outcome", "ok"))
+    WEBHOOKS.labels("final" if outcome == Finish.WON.value else outcome).inc()
+    return answer
+
+
+async def _receive(
+    request: Request, deps: WebhookDeps, job_id: str | None, token: str | None
 ) -> dict[str, Any]:
     if not job_id or not token or not deps.capabilities.allows(token, job_id):
         raise _UNAUTHORIZED
