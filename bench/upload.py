@@ -223,14 +223,15 @@ async def main() -> None:
         )
         watcher = StoredWatcher(env["KAFKA_BOOTSTRAP_SERVERS"])
         await watcher.start()
+        await time_to_202(edge, 3)  # warm up connections and code paths
+        # Memory first, while the services' heaps are as small as they get.
+        memory = await memory_run(edge, big, {k: v for k, v in pids.items() if v}, watcher)
         files = [audio(20 * MiB, i) for i in range(files_n)]
-        await pipeline_round(edge, files[:1], 1, watcher)  # warm up connections
         ours, direct = [], []
         for _ in range(rounds):  # interleaved, so that machine noise hits both alike
             ours.append(await pipeline_round(edge, files, 4, watcher))
             direct.append(await direct_round(s3, files, 4))
         latencies = await time_to_202(edge, uploads_202)
-        memory = await memory_run(edge, big, {k: v for k, v in pids.items() if v}, watcher)
         await watcher.stop()
     finally:
         stack.down(only=info)

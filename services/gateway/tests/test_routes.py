@@ -18,9 +18,11 @@ from .test_ingest import WAV_HEAD
 pytestmark = pytest.mark.unit
 
 PRIVATE = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-PUBLIC_PEM = PRIVATE.public_key().public_bytes(
-    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-).decode()
+PUBLIC_PEM = (
+    PRIVATE.public_key()
+    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    .decode()
+)
 
 
 def client(**settings: object) -> tuple[httpx.AsyncClient, FakeSink]:

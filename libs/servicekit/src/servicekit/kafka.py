@@ -39,7 +39,6 @@ def make_broker(settings: ServiceSettings, service: str, description: str) -> Ka
         enable_idempotence=True,
         acks="all",
         max_request_size=MAX_MESSAGE_BYTES,
-        linger_ms=2,
         description=description,
         logger=logging.getLogger(f"audiopipe.kafka.{service}"),
         log_level=logging.DEBUG,

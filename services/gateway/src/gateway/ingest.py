@@ -184,12 +184,17 @@ async def ingest(
             ),
             f"{job_id}:finished",
         )
-        await upload.send_and_wait(
-            topics.JOB_STATUS,
-            JobStatusChanged(
-                job_id=job_id, status=JobStatus.ACCEPTED, progress=0, detail="upload received"
-            ),
-            f"{job_id}:status:accepted",
+        # The 202 promise is kept: every chunk and the finished marker are acknowledged.
+        # The `accepted` status adds nothing the 202 does not say, so the answer does not
+        # wait a further round trip for it; if it is lost, the uploader's statuses follow.
+        _acknowledge_later(
+            await sink.event(
+                topics.JOB_STATUS,
+                JobStatusChanged(
+                    job_id=job_id, status=JobStatus.ACCEPTED, progress=0, detail="upload received"
+                ),
+                f"{job_id}:status:accepted",
+            )
         )
     except BaseException as exc:
         if upload.started:
@@ -215,6 +220,19 @@ async def ingest(
         size=upload.size,
         sha256=upload.sha256.hexdigest(),
     )
+
+
+_pending_acks: set[Ack] = set()
+
+
+def _acknowledge_later(ack: Ack) -> None:
+    def done(future: Ack) -> None:
+        _pending_acks.discard(future)
+        if not future.cancelled() and future.exception() is not None:
+            log.warning("the accepted status was not published: %r", future.exception())
+
+    _pending_acks.add(ack)
+    ack.add_done_callback(done)
 
 
 async def _abort(upload: _Upload, reason: str) -> None:

@@ -1,0 +1,519 @@
+"""SSE at scale (issue 5): one notifier process holding many streams, against the seed's
+once-a-second polling, side by side in one run.
+
+    uv run python -m bench.sse               # 10,000 streams
+    uv run python -m bench.sse --quick       # 1,000 streams, a short run
+
+For each side: open ``--connections`` streams spread over ``--jobs`` jobs, publish
+``--events`` status events to `job.status` at ``--rate`` per second (round-robin over
+the jobs, so each job's events are seconds apart), and take the time from just before
+each publish to the moment each client parses the event: p50 and p99 over every
+delivery. The server's RSS (``/proc``) before and after the streams are open gives the
+memory per connection.
+
+- notifier: ``python -m notifier`` as a subprocess against the stack (Kafka + PostgreSQL),
+  so the path is Kafka → projection in PostgreSQL → NOTIFY → LISTEN → fan-out → SSE.
+- baseline: the seed's design, a small Starlette app in a subprocess keeping job state
+  in a dict (fed from `job.status`) whose SSE endpoint looks at the dict once a second.
+
+The client is one process speaking HTTP/1.1 over raw asyncio protocols (no HTTP library
+per connection) and connects to the servers directly, not through the edge. The stack
+comes from ``KAFKA_BOOTSTRAP_SERVERS`` + ``DATABASE_URL`` or the local devstack.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import report
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "bench-sse-job-token-secret-0123456789abcdef"
+CONNECT_CONCURRENCY = 200
+
+
+# --- the client -------------------------------------------------------------------
+
+
+class SseClient(asyncio.Protocol):
+    """One SSE stream: sends the GET, then hands each ``data:`` line to ``on_data``.
+
+    Chunked transfer encoding is not decoded: the chunk-size lines are simply not
+    ``data:`` lines, and every SSE event is written as one chunk.
+    """
+
+    def __init__(self, request: bytes, on_data: Callable[[bytes, float], None]) -> None:
+        self.request = request
+        self.on_data = on_data
+        self.opened: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+        self._buffer = b""
+        self._in_body = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.perf_counter()
+        self._buffer += data
+        if not self._in_body:
+            head, sep, rest = self._buffer.partition(b"\r\n\r\n")
+            if not sep:
+                return
+            status = int(head.split(b" ", 2)[1])
+            self._in_body, self._buffer = True, rest
+            if not self.opened.done():
+                self.opened.set_result(status)
+            if status != 200:
+                self.close()
+                return
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            if line.startswith(b"data: "):
+                self.on_data(line[6:], now)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(exc or ConnectionError("closed before the response"))
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+@dataclass
+class Deliveries:
+    """Publish times by (job, progress) and the latency of every delivery of them."""
+
+    sent: dict[tuple[str, int], float] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    expected: int = 0
+    all_in: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def on_data(self, data: bytes, received: float) -> None:
+        event = json.loads(data)
+        sent = self.sent.get((event["job_id"], event["progress"]))
+        if sent is not None:
+            self.latencies.append(received - sent)
+            if len(self.latencies) >= self.expected:
+                self.all_in.set()
+
+
+async def open_streams(
+    host: str, port: int, paths: list[str], on_data: Callable[[bytes, float], None]
+) -> tuple[list[SseClient], list[str]]:
+    """Open one stream per path; the open ones and the reasons of those that failed."""
+    loop = asyncio.get_running_loop()
+    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+    clients: list[SseClient] = []
+    failures: list[str] = []
+
+    async def one(path: str) -> None:
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/event-stream\r\n\r\n"
+        ).encode()
+        async with gate:
+            try:
+                _, client = await loop.create_connection(
+                    lambda: SseClient(request, on_data), host, port
+                )
+                status = await asyncio.wait_for(client.opened, 60)
+            except (OSError, TimeoutError) as exc:
+                failures.append(f"{type(exc).__name__}: {exc}")
+                return
+        if status == 200:
+            clients.append(client)
+        else:
+            failures.append(f"HTTP {status}")
+
+    await asyncio.gather(*(one(p) for p in paths))
+    return clients, failures
+
+
+# --- the servers ------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _raise_fd_limit() -> None:
+    """Raise this process's open-file limit to its hard limit (not the system's)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+@contextlib.contextmanager
+def server_process(
+    args: list[str], env: dict[str, str], stop: signal.Signals = signal.SIGTERM
+) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(
+        [sys.executable, *args],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        preexec_fn=_raise_fd_limit,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(stop)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+async def wait_ready(proc: subprocess.Popen[bytes], port: int, path: str) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode()[-3000:] if proc.stderr else ""
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{err}")
+        with contextlib.suppress(OSError):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            status = (await reader.readline()).split(b" ")
+            writer.close()
+            if len(status) > 1 and status[1] == b"200":
+                return
+        await asyncio.sleep(0.2)
+    raise RuntimeError("server not ready in time")
+
+
+def baseline_app(bootstrap_servers: str) -> Any:
+    """The seed's design: job state in a dict, each SSE stream looks at it once a second.
+
+    The dict is fed from `job.status` (no consumer group: every event, from the end)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response, StreamingResponse
+    from starlette.routing import Route
+
+    from contracts import topics
+
+    state: dict[str, bytes] = {}
+    ready = asyncio.Event()
+
+    async def consume() -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None)
+        await consumer.start()
+        try:
+            partitions = consumer.partitions_for_topic(topics.JOB_STATUS) or set()
+            while not partitions:
+                await asyncio.sleep(0.2)
+                await consumer._client.force_metadata_update()
+                partitions = consumer.partitions_for_topic(topics.JOB_STATUS) or set()
+            assigned = [TopicPartition(topics.JOB_STATUS, p) for p in partitions]
+            consumer.assign(assigned)
+            await consumer.seek_to_end(*assigned)
+            for tp in assigned:
+                await consumer.position(tp)
+            ready.set()
+            async for record in consumer:
+                if record.key is not None and record.value is not None:
+                    state[record.key.decode()] = record.value
+        finally:
+            await consumer.stop()
+
+    async def progress(request: Request) -> StreamingResponse:
+        job_id = request.path_params["job_id"]
+
+        async def stream() -> AsyncIterator[bytes]:
+            yield b"retry: 2000\n\n"
+            last = None
+            while True:
+                current = state.get(job_id)
+                if current is not last and current is not None:
+                    last = current
+                    yield b"data: " + current + b"\n\n"
+                await asyncio.sleep(1)
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    async def readyz(_: Request) -> Response:
+        return Response(status_code=200 if ready.is_set() else 503)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(consume())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return Starlette(
+        routes=[Route("/progress/{job_id}", progress), Route("/readyz", readyz)],
+        lifespan=lifespan,
+    )
+
+
+def serve_baseline(port: int) -> None:
+    import uvicorn
+
+    app = baseline_app(os.environ["KAFKA_BOOTSTRAP_SERVERS"])
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1)
+
+
+# --- one side of the comparison ---------------------------------------------------
+
+
+@dataclass
+class Plan:
+    connections: int
+    jobs: int
+    events: int
+    rate: float
+
+
+@dataclass
+class Side:
+    name: str
+    port: int
+    pid: int
+    path: Callable[[str], str]
+
+
+async def warm_up(side: Side, producer: Any) -> None:
+    """One event end to end, so that the server's consumer has caught up with the topic
+    (a new consumer group starts from its beginning) before anything is measured."""
+    from contracts import JobStatus, JobStatusChanged, topics
+    from servicekit.kafka import publish_event
+
+    job = str(uuid.uuid4())
+    arrived = asyncio.Event()
+    [client], _ = await open_streams(
+        "127.0.0.1", side.port, [side.path(job)], lambda data, _: arrived.set()
+    )
+    event = JobStatusChanged(job_id=job, status=JobStatus.ACCEPTED, progress=0)
+    await publish_event(producer, topics.JOB_STATUS, event, source="bench", ce_id=f"{job}:warm")
+    await asyncio.wait_for(arrived.wait(), 300)
+    client.close()
+
+
+async def measure(side: Side, plan: Plan, producer: Any) -> tuple[dict[str, Any], list[SseClient]]:
+    """The figures of one side, and its streams, still open."""
+    from contracts import JobStatus, JobStatusChanged, topics
+    from servicekit.kafka import publish_event
+
+    await warm_up(side, producer)
+    jobs = [str(uuid.uuid4()) for _ in range(plan.jobs)]
+    deliveries = Deliveries()
+    rss_before = rss_kib(side.pid)
+    started = time.perf_counter()
+    paths = [side.path(jobs[n % plan.jobs]) for n in range(plan.connections)]
+    clients, failures = await open_streams("127.0.0.1", side.port, paths, deliveries.on_data)
+    connect_seconds = time.perf_counter() - started
+    # The client's own garbage collector would pause every stream at once and show up
+    # as latency: the streams and their buffers are long-lived, freeze them.
+    gc.collect()
+    gc.freeze()
+    await asyncio.sleep(1)  # let the server settle before reading its memory
+    rss_after = rss_kib(side.pid)
+    print(f"{side.name}: {len(clients)} streams open in {connect_seconds:.1f} s", flush=True)
+
+    subscribers = {job: 0 for job in jobs}
+    for n in range(len(clients)):
+        subscribers[jobs[n % plan.jobs]] += 1
+    plan_events = [(jobs[k % plan.jobs], 1 + k // plan.jobs) for k in range(plan.events)]
+    expected = deliveries.expected = sum(subscribers[job] for job, _ in plan_events)
+    publishes = []
+    interval = 1 / plan.rate
+    next_at = time.perf_counter()
+    for job, progress in plan_events:
+        event = JobStatusChanged(
+            job_id=job, status=JobStatus.UPLOADING, progress=progress, detail="bench"
+        )
+        await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+        next_at += interval
+        deliveries.sent[(job, progress)] = time.perf_counter()
+        publishes.append(
+            asyncio.create_task(
+                publish_event(
+                    producer, topics.JOB_STATUS, event, source="bench", ce_id=f"{job}:{progress}"
+                )
+            )
+        )
+    await asyncio.gather(*publishes)
+    with contextlib.suppress(TimeoutError):  # the baseline may miss some
+        await asyncio.wait_for(deliveries.all_in.wait(), 15)
+
+    ms = sorted(x * 1000 for x in deliveries.latencies)
+    return {
+        "server": side.name,
+        "streams": len(clients),
+        "failed": len(failures),
+        "deliveries": f"{len(ms)}/{expected}",
+        "p50 ms": statistics.median(ms) if ms else None,
+        "p99 ms": ms[min(len(ms) - 1, int(len(ms) * 0.99))] if ms else None,
+        "max ms": ms[-1] if ms else None,
+        "KiB/stream": (rss_after - rss_before) / max(1, len(clients)),
+        "RSS MiB": rss_after / 1024,
+        "connect s": connect_seconds,
+        "_failures": sorted(set(failures))[:5],
+    }, clients
+
+
+# --- the run ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def stack_env() -> Iterator[dict[str, str]]:
+    """Kafka and PostgreSQL: from the environment, or the local devstack."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("DATABASE_URL"):
+        yield {k: os.environ[k] for k in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}
+        return
+    from devstack import Stack
+
+    stack = Stack(root=ROOT)
+    started = stack.up(apps=False)
+    try:
+        yield stack.env()
+    finally:
+        stack.down(only=started)
+
+
+async def run(plan: Plan) -> list[dict[str, Any]]:
+    from contracts import topics
+    from servicekit.kafka import ensure_topics, make_broker, wait_for_kafka
+    from servicekit.settings import ServiceSettings
+    from servicekit.tokens import JobTokens
+
+    tokens = JobTokens(SECRET, 3600)
+    rows = []
+    with stack_env() as env:
+        bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+        await wait_for_kafka(bootstrap)
+        await ensure_topics(bootstrap, 6, [topics.JOB_STATUS])
+        producer = make_broker(
+            ServiceSettings(kafka_bootstrap_servers=bootstrap), "bench-sse", "SSE benchmark"
+        )
+        await producer.start()
+        try:
+            port = _free_port()
+            run_id = uuid.uuid4().hex[:10]
+            notifier_env = {
+                "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "DATABASE_URL": env["DATABASE_URL"],
+                "DATABASE_SCHEMA": f"notifier_bench_{run_id}",
+                "CONSUMER_GROUP": f"notifier-bench-{run_id}",
+                "HTTP_PORT": str(port),
+                "JOB_TOKEN_SECRET": SECRET,
+                "SSE_MAX_STREAMS": str(plan.connections + 100),
+                "LOG_LEVEL": "WARNING",
+            }
+            with server_process(["-m", "notifier"], notifier_env) as proc:
+                await wait_ready(proc, port, "/readyz")
+                side = Side(
+                    "notifier (push)",
+                    port,
+                    proc.pid,
+                    lambda job: f"/tokens/analysis-progress/{job}?access_token={tokens.issue(job)}",
+                )
+                row, clients = await measure(side, plan, producer)
+                stopping = time.perf_counter()
+            rows.append(row | {"stop s": time.perf_counter() - stopping})
+            for client in clients:
+                client.close()
+            await _drop_schema(env["DATABASE_URL"], notifier_env["DATABASE_SCHEMA"])
+
+            port = _free_port()
+            baseline_env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+            baseline = ["-m", "bench.sse", "--serve-baseline", str(port)]
+            # Killed: its shutdown is not what is measured.
+            with server_process(baseline, baseline_env, signal.SIGKILL) as proc:
+                await wait_ready(proc, port, "/readyz")
+                side = Side("seed baseline (poll 1 s)", port, proc.pid, lambda j: f"/progress/{j}")
+                row, clients = await measure(side, plan, producer)
+            rows.append(row)
+            for client in clients:
+                client.close()
+        finally:
+            await producer.stop()
+    return rows
+
+
+async def _drop_schema(database_url: str, schema: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    finally:
+        await conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--connections", type=int, default=10_000)
+    parser.add_argument("--jobs", type=int, help="distinct jobs (default: connections / 10)")
+    parser.add_argument("--events", type=int, help="events published (default: 2 per job)")
+    parser.add_argument(
+        "--rate", type=float, help="events per second (default: one per job every 2 s, ≤ 200)"
+    )
+    parser.add_argument("--quick", action="store_true", help="1,000 streams, a short run")
+    parser.add_argument("--serve-baseline", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_baseline:
+        serve_baseline(args.serve_baseline)
+        return
+    connections = 1000 if args.quick and args.connections == 10_000 else args.connections
+    jobs = args.jobs or max(1, connections // 10)
+    # Each job's events stay more than a second apart, so that polling once a second can
+    # see every one of them (the seed would merge faster ones).
+    plan = Plan(connections, jobs, args.events or 2 * jobs, args.rate or min(200.0, jobs / 2))
+    _raise_fd_limit()
+    rows = asyncio.run(run(plan))
+    notes = [
+        f"{plan.connections} streams over {plan.jobs} jobs; {plan.events} `job.status` events "
+        f"at {plan.rate:g}/s; latency = publish call → event parsed by the client, over "
+        "every delivery.",
+        "notifier: `python -m notifier` subprocess (Kafka → PostgreSQL projection → "
+        "NOTIFY/LISTEN → fan-out); baseline: the seed's dict polled once a second per "
+        "stream (Starlette subprocess fed from `job.status`).",
+        "KiB/stream: server RSS after opening the streams minus before, over the streams. "
+        "stop s: SIGTERM → exit of the notifier with every stream open.",
+        "One client process (raw asyncio HTTP/1.1), direct to the server; everything, "
+        "Kafka and PostgreSQL included, shares this machine's cores.",
+    ]
+    for row in rows:
+        failures = row.pop("_failures")
+        if failures:
+            notes.append(f"{row['server']} failures: {'; '.join(failures)}")
+    report.write("sse", "SSE: notifier push vs the seed's 1 s polling", rows, notes)
+
+
+if __name__ == "__main__":
+    main()
