@@ -49,7 +49,10 @@ def register(broker: KafkaBroker, assembler: Assembler, group_id: str) -> None:
         group_id=group_id,
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
-        max_partition_fetch_bytes=4 * 1024 * 1024,
+        # Prefetched records count against memory too: a couple of chunks per partition
+        # and a small total, instead of aiokafka's 1 MiB per partition and 50 MiB total.
+        max_partition_fetch_bytes=2 * 1024 * 1024,
+        fetch_max_bytes=8 * 1024 * 1024,
         listener=_Rebalance(assembler, tracker),
         decoder=raw_body,
         title="audio.upload",
