@@ -9,11 +9,14 @@ import uvicorn
 from reference_analyzer.app import create_app
 from reference_analyzer.logs import configure_logging
 from reference_analyzer.settings import Settings
+from servicekit.telemetry import configure_tracing
 
 
 def main() -> None:
     settings = Settings()
     configure_logging(settings.log_level)
+    # Continue the caller's trace, so that the webhooks belong to the job's trace.
+    configure_tracing("reference-analyzer")
     uvicorn.run(
         create_app(settings),
         host=settings.http_host,

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 import reference_analyzer
 from reference_analyzer import routes
@@ -68,6 +69,9 @@ def create_app(
         description=routes.__doc__ or "",
         version=reference_analyzer.__version__,
         lifespan=lifespan,
+    )
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls="healthz,readyz", exclude_spans=["receive", "send"]
     )
     app.include_router(routes.router)
     app.add_exception_handler(RequestValidationError, routes.invalid_request)

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from contracts import headers, topics
 from servicekit.kafka import ensure_topics
 from servicekit.s3 import s3_client
 from servicekit.settings import S3Settings
+from tests.support.kafka import partitions_of, start_group_at_end
 from tests.support.processes import ServiceProcess
 
 WAV_HEADER = bytes.fromhex(
@@ -30,31 +31,6 @@ PART_BYTES = 5 * 1024 * 1024
 
 def audio_bytes(size: int) -> bytes:
     return WAV_HEADER + os.urandom(size - len(WAV_HEADER))
-
-
-async def partitions_of(bootstrap: str, topic: str) -> list[TopicPartition]:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        return [TopicPartition(topic, p) for p in sorted(await producer.partitions_for(topic))]
-    finally:
-        await producer.stop()
-
-
-async def start_group_at_end(bootstrap: str, group: str, topic: str) -> None:
-    """Commit the current end of ``topic`` for a new group, so it consumes only what
-    comes next but still resumes from its commits after a crash."""
-    partitions = await partitions_of(bootstrap, topic)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        await consumer.commit(dict(ends))
-    finally:
-        await consumer.stop()
 
 
 class StatusLog:

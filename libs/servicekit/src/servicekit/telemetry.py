@@ -10,6 +10,7 @@ standard variable) to send spans over OTLP/HTTP. Tests install their own provide
 import os
 
 from opentelemetry import trace
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -25,6 +26,8 @@ def configure_tracing(service: str) -> None:
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
+    # Outgoing calls (the analysis request, its webhooks) carry the trace context.
+    HTTPXClientInstrumentor().instrument()
 
 
 def current_trace_id() -> str | None:

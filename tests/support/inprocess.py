@@ -1,0 +1,42 @@
+"""Services as uvicorn servers inside the test process (for in-memory telemetry)."""
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import uvicorn
+
+
+def bound_socket() -> socket.socket:
+    """A listening socket on a free port: its URL is known before the app exists, and
+    connections made before the server starts wait in the backlog."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@asynccontextmanager
+async def serving(app: Any, sock: socket.socket) -> AsyncIterator[str]:
+    config = uvicorn.Config(
+        app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=5
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                await task  # raises the start-up error
+                raise RuntimeError("the server stopped during start-up")
+            await asyncio.sleep(0.02)
+        yield url_of(sock)
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()

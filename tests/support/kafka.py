@@ -1,0 +1,28 @@
+"""Kafka helpers for tests on the shared broker."""
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+
+async def partitions_of(bootstrap: str, topic: str) -> list[TopicPartition]:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        return [TopicPartition(topic, p) for p in sorted(await producer.partitions_for(topic))]
+    finally:
+        await producer.stop()
+
+
+async def start_group_at_end(bootstrap: str, group: str, topic: str) -> None:
+    """Commit the current end of ``topic`` for a new group, so it consumes only what
+    comes next but still resumes from its commits after a crash."""
+    partitions = await partitions_of(bootstrap, topic)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        await consumer.commit(dict(ends))
+    finally:
+        await consumer.stop()
