@@ -1,6 +1,13 @@
-"""Job access tokens (DESIGN §6): issued by the gateway at upload, checked by the
-notifier before it shows a job. A token is a JWT (HS256) whose subject is the job id,
-with an expiry; one shared secret (``JOB_TOKEN_SECRET``) signs and verifies."""
+"""Signed, expiring tokens that grant something about one job (DESIGN §6).
+
+- Job access tokens: issued by the gateway at upload, checked by the notifier before it
+  shows a job (audience :data:`AUDIENCE`; shared secret ``JOB_TOKEN_SECRET``).
+- Webhook capabilities: issued by the analyzer-bridge into the webhook URL it hands the
+  analysis server, checked when the webhook arrives (its own audience and secret).
+
+Both are JWTs (HS256) whose subject is the job id; the audience keeps one kind of token
+from being accepted as the other.
+"""
 
 import time
 from enum import Enum
@@ -17,17 +24,18 @@ class TokenProblem(Enum):
 
 
 class JobTokens:
-    def __init__(self, secret: str, ttl_seconds: int) -> None:
+    def __init__(self, secret: str, ttl_seconds: float, audience: str = AUDIENCE) -> None:
         self._secret = secret
-        self.ttl_seconds = ttl_seconds
+        self.ttl_seconds = int(ttl_seconds)
+        self.audience = audience
 
-    def issue(self, job_id: str, owner: str | None = None) -> str:
-        now = int(time.time())
+    def issue(self, job_id: str, owner: str | None = None, now: float | None = None) -> str:
+        issued = int(time.time() if now is None else now)
         claims: dict[str, object] = {
             "sub": job_id,
-            "aud": AUDIENCE,
-            "iat": now,
-            "exp": now + self.ttl_seconds,
+            "aud": self.audience,
+            "iat": issued,
+            "exp": issued + self.ttl_seconds,
         }
         if owner:
             claims["owner"] = owner
@@ -40,9 +48,12 @@ class JobTokens:
                 token,
                 self._secret,
                 algorithms=["HS256"],
-                audience=AUDIENCE,
-                options={"require": ["sub", "exp"]},
+                audience=self.audience,
+                options={"require": ["sub", "exp", "aud"]},
             )
         except jwt.PyJWTError:
             return TokenProblem.INVALID
         return None if claims["sub"] == job_id else TokenProblem.WRONG_JOB
+
+    def allows(self, token: str, job_id: str) -> bool:
+        return self.check(token, job_id) is None
