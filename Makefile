@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 
-.PHONY: help setup browser run stop status test test-unit lint format schemas docs
+.PHONY: help setup browser run stop status test test-unit lint format schemas bench docs
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -58,3 +58,6 @@ schemas: setup  ## regenerate contracts/schemas from the models
 
 docs: setup  ## regenerate the AsyncAPI and OpenAPI documents in docs/
 	@$(UV) run --frozen python -m docs.generate
+
+bench: setup  ## run the benchmarks (results in bench/results)
+	@$(UV) run --frozen python -m bench.sse

@@ -434,6 +434,7 @@ async def run(plan: Plan) -> list[dict[str, Any]]:
                 "SSE_MAX_STREAMS": str(plan.connections + 100),
                 "LOG_LEVEL": "WARNING",
             }
+            await start_group_at_end(bootstrap, notifier_env["CONSUMER_GROUP"])
             with server_process(["-m", "notifier"], notifier_env) as proc:
                 await wait_ready(proc, port, "/readyz")
                 side = Side(
@@ -463,6 +464,29 @@ async def run(plan: Plan) -> list[dict[str, Any]]:
         finally:
             await producer.stop()
     return rows
+
+
+async def start_group_at_end(bootstrap_servers: str, group: str) -> None:
+    """Commit the new group's offsets at the end of `job.status`, so that the notifier
+    does not first project everything the topic ever held."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.structs import OffsetAndMetadata
+
+    from contracts import topics
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topics.JOB_STATUS) or set()
+        assigned = [TopicPartition(topics.JOB_STATUS, p) for p in partitions]
+        consumer.assign(assigned)
+        ends = await consumer.end_offsets(assigned)
+        await consumer.commit({tp: OffsetAndMetadata(end, "") for tp, end in ends.items()})
+    finally:
+        await consumer.stop()
 
 
 async def _drop_schema(database_url: str, schema: str) -> None:

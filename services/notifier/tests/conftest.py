@@ -1,30 +1,27 @@
-"""A notifier running in-process (real uvicorn on a free port) against the real Kafka
-and PostgreSQL, with its own schema and consumer group so that runs are independent."""
+"""Notifiers running in-process (real uvicorn on free ports) against the real Kafka and
+PostgreSQL, with their own schema and consumer group so that runs are independent."""
 
-import asyncio
-import socket
+import sys
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
-import uvicorn
 from faststream.kafka import KafkaBroker
 from pydantic import SecretStr
 
-from notifier.app import create_app
+from contracts import JobError, JobStatus, JobStatusChanged, topics
 from notifier.settings import Settings
-from servicekit.kafka import make_broker
-from servicekit.tokens import JobTokens
+from servicekit.kafka import make_broker, publish_event
+from servicekit.tokens import COOKIE_NAME, JobTokens
+
+# pytest runs with --import-mode=importlib, which puts no test folder on sys.path.
+sys.path.insert(0, str(Path(__file__).parent))
+from notifier_testing import FEATURES, drop_schema, free_port, running, start_group_at_end
 
 SECRET = "notifier-integration-test-secret-0123456789"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -35,9 +32,10 @@ def notifier_settings(infra) -> Settings:
         database_url=infra["DATABASE_URL"],
         database_schema=f"notifier_test_{run}",
         consumer_group=f"notifier-test-{run}",
-        http_port=_free_port(),
+        http_port=free_port(),
         job_token_secret=SecretStr(SECRET),
         sse_heartbeat_seconds=0.5,
+        listen_reconnect_seconds=0.1,
     )
 
 
@@ -49,34 +47,20 @@ def tokens(notifier_settings) -> JobTokens:
 @pytest.fixture(scope="session")
 async def notifier_url(notifier_settings) -> AsyncIterator[str]:
     settings = notifier_settings
-    config = uvicorn.Config(
-        create_app(settings),
-        host="127.0.0.1",
-        port=settings.http_port,
-        log_config=None,
-        ws="none",
-        lifespan="on",
-        timeout_graceful_shutdown=2,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    deadline = asyncio.get_running_loop().time() + 90
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("the notifier stopped during start")
-        assert asyncio.get_running_loop().time() < deadline, "the notifier did not start"
-        await asyncio.sleep(0.05)
+    await start_group_at_end(settings.kafka_bootstrap_servers, settings.consumer_group)
     try:
-        yield f"http://127.0.0.1:{settings.http_port}"
+        async with running(notifier_settings) as url:
+            yield url
     finally:
-        server.should_exit = True
-        await task
-        conn = await asyncpg.connect(settings.database_url)
-        try:
-            await conn.execute(f"DROP SCHEMA IF EXISTS {settings.database_schema} CASCADE")
-        finally:
-            await conn.close()
+        await drop_schema(notifier_settings)
+
+
+@pytest.fixture(scope="session")
+async def second_notifier_url(notifier_settings, notifier_url) -> AsyncIterator[str]:
+    """Another replica: same database schema and consumer group, its own port."""
+    settings = notifier_settings.model_copy(update={"http_port": free_port()})
+    async with running(settings) as url:
+        yield url
 
 
 @pytest.fixture
@@ -102,3 +86,30 @@ async def db(notifier_settings, notifier_url) -> AsyncIterator[asyncpg.Pool]:
         yield pool
     finally:
         await pool.close()
+
+
+@pytest.fixture
+def job() -> str:
+    return str(uuid.uuid4())
+
+
+@pytest.fixture
+def publish(producer, job):
+    """Publish a status of ``job``; the ce_id defaults to a fresh one."""
+
+    async def _publish(status: JobStatus, progress: int, ce_id: str | None = None, **extra):
+        if status is JobStatus.COMPLETED:
+            extra.setdefault("result", FEATURES)
+        if status is JobStatus.FAILED:
+            extra.setdefault("error", JobError(code="analysis_timeout", message="too slow"))
+        event = JobStatusChanged(job_id=job, status=status, progress=progress, **extra)
+        ce_id = ce_id or f"{job}:{uuid.uuid4().hex}"
+        await publish_event(producer, topics.JOB_STATUS, event, source="tests", ce_id=ce_id)
+        return ce_id
+
+    return _publish
+
+
+@pytest.fixture
+def auth(tokens, job) -> dict[str, str]:
+    return {"Cookie": f"{COOKIE_NAME}={tokens.issue(job)}"}

@@ -16,3 +16,8 @@ def test_openapi_documents_the_public_routes():
 def test_schema_name_must_be_a_plain_identifier():
     with pytest.raises(ValueError, match="identifier"):
         Settings(database_schema="x; DROP TABLE y")
+
+
+def test_cors_origins_come_from_a_json_list_in_the_environment(monkeypatch):
+    monkeypatch.setenv("CORS_ALLOWED_ORIGINS", '["http://app.example"]')
+    assert Settings().cors_allowed_origins == ["http://app.example"]

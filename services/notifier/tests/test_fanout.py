@@ -1,3 +1,4 @@
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
@@ -35,7 +36,27 @@ async def test_full_queue_marks_the_subscriber_lagged_instead_of_growing():
         for event_id in (1, 2, 3):
             fanout.publish(snapshot(job, event_id))
         assert live.lagged
-        assert live.queue.qsize() == 2
+        assert live.pending() == 2
         live.drain()
         assert not live.lagged
         assert await live.next(0.01) is None
+
+
+async def test_resync_wakes_a_waiting_subscriber_and_marks_it_lagged():
+    fanout = FanOut()
+    job = str(uuid.uuid4())
+    with fanout.subscribe(job) as live:
+        waiting = asyncio.create_task(live.next(5.0))
+        await asyncio.sleep(0)
+        fanout.resync(job)
+        assert await waiting is None
+        assert live.lagged
+
+
+async def test_subscribers_are_known_by_job():
+    fanout = FanOut()
+    job = str(uuid.uuid4())
+    assert not fanout.has_subscribers(job)
+    with fanout.subscribe(job):
+        assert fanout.has_subscribers(job)
+    assert not fanout.has_subscribers(job)

@@ -1,126 +1,25 @@
 """The notifier against the real Kafka and PostgreSQL, over real HTTP."""
 
 import asyncio
-import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
+from notifier_testing import (
+    LIFECYCLE,
+    PROGRESS,
+    Stream,
+    eventually,
+    follow,
+    history,
+    projected,
+)
 
-from contracts import AudioFeatures, CeType, JobError, JobStatus, JobStatusChanged, headers, topics
-from servicekit.kafka import ce_headers, publish_event
-from servicekit.tokens import COOKIE_NAME
+from contracts import CeType, JobStatus, headers, topics
+from servicekit.kafka import ce_headers
 
 pytestmark = pytest.mark.integration
-
-PROGRESS = "/tokens/analysis-progress/{}"
-FEATURES = AudioFeatures(
-    duration_seconds=1.0, sample_rate=8000, channels=1, frames=8000,
-    rms_dbfs=-10.0, peak_dbfs=-3.0, silence_ratio=0.0,
-)  # fmt: skip
-LIFECYCLE = [
-    (JobStatus.ACCEPTED, 0),
-    (JobStatus.UPLOADING, 20),
-    (JobStatus.UPLOADED, 50),
-    (JobStatus.ANALYZING, 75),
-    (JobStatus.COMPLETED, 100),
-]
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], within: float = 20.0) -> Any:
-    """The first truthy result of ``check``, polled for ``within`` seconds."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-
-
-@pytest.fixture
-def job() -> str:
-    return str(uuid.uuid4())
-
-
-@pytest.fixture
-def publish(producer, job):
-    """Publish a status of ``job``; the ce_id defaults to a fresh one."""
-
-    async def _publish(status: JobStatus, progress: int, ce_id: str | None = None, **extra):
-        if status is JobStatus.COMPLETED:
-            extra.setdefault("result", FEATURES)
-        if status is JobStatus.FAILED:
-            extra.setdefault("error", JobError(code="analysis_timeout", message="too slow"))
-        event = JobStatusChanged(job_id=job, status=status, progress=progress, **extra)
-        ce_id = ce_id or f"{job}:{uuid.uuid4().hex}"
-        await publish_event(producer, topics.JOB_STATUS, event, source="tests", ce_id=ce_id)
-        return ce_id
-
-    return _publish
-
-
-@pytest.fixture
-def auth(tokens, job) -> dict[str, str]:
-    return {"Cookie": f"{COOKIE_NAME}={tokens.issue(job)}"}
-
-
-@dataclass
-class Stream:
-    """What an EventSource would see of a ``text/event-stream`` response."""
-
-    retry: list[int] = field(default_factory=list)
-    comments: list[str] = field(default_factory=list)
-    events: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
-    ended: bool = False
-
-
-async def follow(lines: AsyncIterator[str], stream: Stream, stop: int | None = None) -> Stream:
-    """Read until the server ends the stream, or until ``stop`` events were read."""
-    event_id, data = None, []
-    async for line in lines:
-        if line == "":
-            if data:
-                assert event_id is not None
-                stream.events.append((int(event_id), json.loads("\n".join(data))))
-                if stop is not None and len(stream.events) >= stop:
-                    return stream
-            data = []
-        elif line.startswith(":"):
-            stream.comments.append(line[1:].strip())
-        else:
-            name, _, value = line.partition(": ")
-            assert name != "event", "events must use the default type"
-            if name == "id":
-                event_id = value
-            elif name == "data":
-                data.append(value)
-            elif name == "retry":
-                stream.retry.append(int(value))
-    stream.ended = True
-    return stream
-
-
-async def projected(client, job, auth, status: JobStatus) -> dict[str, Any] | None:
-    async def check():
-        response = await client.get(f"/jobs/{job}", headers=auth)
-        return (
-            response.json()
-            if response.status_code == 200 and (response.json()["status"] == status)
-            else None
-        )
-
-    return await eventually(check)
-
-
-async def history(db, schema: str, job: str) -> list[Any]:
-    return await db.fetch(
-        f"SELECT * FROM {schema}.job_events WHERE job_id = $1 ORDER BY event_id", uuid.UUID(job)
-    )
 
 
 # --- projection ------------------------------------------------------------------

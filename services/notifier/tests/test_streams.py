@@ -79,14 +79,46 @@ async def test_stream_ends_after_the_final_event():
     assert fanout.subscriber_count() == 0
 
 
-async def test_idle_stream_heartbeats_and_catches_up_from_the_history():
-    events: list[JobSnapshot] = []
-    stream = stream_of(FakeHistory(events), FanOut(), heartbeat=0.01)
-    assert await ids(stream, 2) == [sse.retry(2000), sse.KEEP_ALIVE]
-    # Projected elsewhere (no live push here): the next idle check finds it.
-    events.append(snapshot(1))
-    assert await asyncio.wait_for(ids(stream, 1), 5) == [sse.snapshot_event(snapshot(1))]
+async def test_idle_stream_sends_heartbeats_without_reading_the_history_again():
+    reads: list[None] = []
+    history = FakeHistory([], on_read=lambda: reads.append(None))
+    stream = stream_of(history, FanOut(), heartbeat=0.01)
+    assert await ids(stream, 3) == [sse.retry(2000), sse.KEEP_ALIVE, sse.KEEP_ALIVE]
+    assert len(reads) == 1  # the initial read only: live events are pushed
     await stream.aclose()
+
+
+async def test_resync_makes_a_waiting_stream_catch_up_from_the_history():
+    fanout = FanOut()
+    events = [snapshot(1)]
+    stream = stream_of(FakeHistory(events), fanout)
+    assert await ids(stream, 2) == [sse.retry(2000), sse.snapshot_event(snapshot(1))]
+    # Committed while live delivery was down (the LISTEN connection dropped).
+    events += [snapshot(2), snapshot(3)]
+    reading = asyncio.create_task(ids(stream, 2))
+    await asyncio.sleep(0)
+    fanout.resync_all()
+    assert await asyncio.wait_for(reading, 5) == [
+        sse.snapshot_event(snapshot(2)),
+        sse.snapshot_event(snapshot(3)),
+    ]
+    await stream.aclose()
+
+
+async def test_closing_the_fanout_ends_a_waiting_stream_and_refuses_later_ones():
+    fanout = FanOut()
+    stream = stream_of(FakeHistory([snapshot(1)]), fanout)
+    assert await ids(stream, 2) == [sse.retry(2000), sse.snapshot_event(snapshot(1))]
+    reading = asyncio.create_task(ids(stream, 1))
+    await asyncio.sleep(0)
+    fanout.close_all()
+    assert await asyncio.wait_for(reading, 5) == []
+    later = stream_of(FakeHistory([snapshot(1)]), fanout)
+    assert [chunk async for chunk in later] == [
+        sse.retry(2000),
+        sse.snapshot_event(snapshot(1)),
+    ]
+    assert fanout.subscriber_count() == 0
 
 
 async def test_lagged_stream_re_reads_the_history_without_duplicates():

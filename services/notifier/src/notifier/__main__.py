@@ -1,13 +1,11 @@
 """``python -m notifier``: run the service."""
 
-from notifier.app import SERVICE, create_app
+from notifier.server import serve
 from notifier.settings import Settings
-from servicekit.serve import serve
 
 
 def main() -> None:
-    settings = Settings()
-    serve(create_app(settings), settings, SERVICE)
+    serve(Settings())
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """The one place where the notifier's parts are built and wired together."""
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,10 +12,12 @@ from contracts import JobStatusChanged, topics
 from notifier import consumer, routes
 from notifier.deps import Services
 from notifier.fanout import FanOut
+from notifier.listener import Listener
 from notifier.projector import Projector
 from notifier.settings import Settings
 from notifier.store import Store
 from notifier.streams import StreamSlots
+from servicekit.http import allow_origins
 from servicekit.http import create_app as create_http_app
 from servicekit.kafka import ensure_topics, make_broker, wait_for_kafka
 from servicekit.tokens import JobTokens
@@ -36,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     projector: Projector | None = None
+    listener: Listener | None = None
 
     async def project(ce_id: str, event: JobStatusChanged) -> None:
         assert projector is not None, "the broker starts after the projector exists"
@@ -45,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        nonlocal projector
+        nonlocal projector, listener
         await wait_for_kafka(settings.kafka_bootstrap_servers, settings.kafka_wait_seconds)
         await ensure_topics(
             settings.kafka_bootstrap_servers, settings.kafka_topic_partitions, [topics.JOB_STATUS]
@@ -57,12 +62,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             store = Store(pool, settings.database_schema)
             await store.create_schema()
             services.store = store
-            projector = Projector(store, services.fanout)
-            await broker.start()
+            projector = Projector(store)
+            listener = Listener(
+                lambda: asyncpg.connect(settings.database_url),
+                store,
+                services.fanout,
+                check_seconds=settings.listen_check_seconds,
+                reconnect_seconds=settings.listen_reconnect_seconds,
+            )
+            listening = asyncio.create_task(listener.run())
             try:
-                yield
+                await broker.start()
+                try:
+                    yield
+                finally:
+                    await broker.stop()
             finally:
-                await broker.stop()
+                listening.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listening
         finally:
             services.store = None
             await pool.close()
@@ -73,11 +91,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def kafka_connected() -> bool:
         return await broker.ping(timeout=2.0)
 
+    async def listening() -> bool:
+        return listener is not None and listener.connected
+
     app = create_http_app(
         title="notifier",
         description="Job progress as Server-Sent Events, replayable from PostgreSQL.",
         lifespan=lifespan,
-        readiness=[database_answers, kafka_connected],
+        readiness=[database_answers, kafka_connected, listening],
+    )
+    # Last-Event-ID: EventSource sends it on a reconnect, so a cross-origin stream resumes.
+    allow_origins(
+        app,
+        settings.cors_allowed_origins,
+        methods=["GET"],
+        headers=["Authorization", "Last-Event-ID"],
     )
     app.state.services = services
     app.state.broker = broker

@@ -21,11 +21,19 @@ class Services:
     slots: StreamSlots
     store: Store | None = None
     """Set once the database pool is open (in the app's lifespan)."""
+    draining: bool = False
+    """Set when the process starts shutting down: no new streams."""
 
     def require_store(self) -> Store:
         if self.store is None:
             raise ApiError(503, "unavailable", "the database is not connected yet")
         return self.store
+
+    def drain(self) -> None:
+        """End every open stream now, so that its client resumes on another replica
+        by Last-Event-ID instead of holding this process's shutdown (issue 5)."""
+        self.draining = True
+        self.fanout.close_all()
 
 
 def _services(request: Request) -> Services:

@@ -1,10 +1,13 @@
 """In-process fan-out of applied job events to the live SSE streams of this process.
 
 Queues are bounded: a stream that falls behind is marked ``lagged`` instead of growing
-without limit, and catches up from the PostgreSQL history, which has every event.
+without limit, and catches up from the PostgreSQL history, which has every event. The
+same flag serves when live delivery itself may have missed events (the LISTEN connection
+dropped, see :mod:`notifier.listener`): :meth:`FanOut.resync_all`.
 """
 
 import asyncio
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -12,34 +15,62 @@ from notifier.projection import JobSnapshot
 
 
 class Subscription:
+    """The live events of one stream: a bounded buffer and at most one waiting reader.
+
+    Lighter than an ``asyncio.Queue`` read through ``asyncio.wait_for``, which keeps an
+    extra task per idle stream; with 10,000 open streams that matters.
+    """
+
     def __init__(self, job_id: str, size: int) -> None:
         self.job_id = job_id
-        self.queue: asyncio.Queue[JobSnapshot] = asyncio.Queue(maxsize=size)
+        self.size = size
+        self._events: deque[JobSnapshot] = deque()
+        self._waiter: asyncio.Future[None] | None = None
         self.lagged = False
-        """Set when an event could not be queued; the reader must re-read the history."""
+        """Set when live events may be missing; the reader must re-read the history."""
+        self.closed = False
+        """Set when the process shuts down; the reader ends its stream."""
 
     def offer(self, snapshot: JobSnapshot) -> None:
-        try:
-            self.queue.put_nowait(snapshot)
-        except asyncio.QueueFull:
+        if len(self._events) >= self.size:
             self.lagged = True
+        else:
+            self._events.append(snapshot)
+        self._wake()
+
+    def resync(self) -> None:
+        self.lagged = True
+        self._wake()
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def pending(self) -> int:
+        return len(self._events)
 
     def drain(self) -> None:
-        """Forget what is queued (the history has it) and clear ``lagged``."""
+        """Forget what is buffered (the history has it) and clear ``lagged``."""
         self.lagged = False
-        while not self.queue.empty():
-            self.queue.get_nowait()
+        self._events.clear()
 
     async def next(self, wait_seconds: float) -> JobSnapshot | None:
-        """The next live event, or None after ``wait_seconds``.
-
-        ``lagged`` is only set while the queue is full, so a reader waiting on an
-        empty queue never misses it: it checks ``lagged`` after each event.
-        """
-        try:
-            return await asyncio.wait_for(self.queue.get(), wait_seconds)
-        except TimeoutError:
-            return None
+        """The next live event, or None after ``wait_seconds`` or a wake-up (then the
+        reader looks at ``lagged`` and ``closed``)."""
+        if not self._events:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout(wait_seconds):
+                    await self._waiter
+            except TimeoutError:
+                pass
+            finally:
+                self._waiter = None
+        return self._events.popleft() if self._events else None
 
 
 class FanOut:
@@ -48,10 +79,13 @@ class FanOut:
     def __init__(self, queue_size: int = 64) -> None:
         self.queue_size = queue_size
         self._subscribers: dict[str, set[Subscription]] = {}
+        self.closed = False
 
     @contextmanager
     def subscribe(self, job_id: str) -> Iterator[Subscription]:
         subscription = Subscription(job_id, self.queue_size)
+        if self.closed:
+            subscription.close()
         self._subscribers.setdefault(job_id, set()).add(subscription)
         try:
             yield subscription
@@ -68,6 +102,25 @@ class FanOut:
         for subscription in subscribers:
             subscription.offer(snapshot)
         return len(subscribers)
+
+    def has_subscribers(self, job_id: str) -> bool:
+        return job_id in self._subscribers
+
+    def resync(self, job_id: str) -> None:
+        """Make the streams of ``job_id`` re-read the history (live events may be lost)."""
+        for subscription in self._subscribers.get(job_id, ()):
+            subscription.resync()
+
+    def resync_all(self) -> None:
+        for job_id in list(self._subscribers):
+            self.resync(job_id)
+
+    def close_all(self) -> None:
+        """End every stream, and any opened later: the process is shutting down."""
+        self.closed = True
+        for subscribers in self._subscribers.values():
+            for subscription in subscribers:
+                subscription.close()
 
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._subscribers.values())

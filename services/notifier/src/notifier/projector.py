@@ -1,24 +1,22 @@
-"""Handling one `job.status` event: project it, then fan the applied state out.
+"""Handling one `job.status` event: record it in the projection, once.
 
-The two steps are separate on purpose: the projection is written once per event (by
-the consumer group that owns the event's partition), while the fan-out must reach the
-streams of every replica (issue 5 feeds :meth:`Projector.fan_out` from elsewhere).
+Only the replica whose consumer owns the event's partition records it. Live streams,
+on every replica, learn of it from PostgreSQL once it is committed
+(:mod:`notifier.listener`), so that the SSE ids are the projection's.
 """
 
 import logging
 
 from contracts import JobStatusChanged
-from notifier.fanout import FanOut
-from notifier.projection import Decision, JobSnapshot, Outcome
+from notifier.projection import Decision, Outcome
 from notifier.store import Store
 
 log = logging.getLogger(__name__)
 
 
 class Projector:
-    def __init__(self, store: Store, fanout: FanOut) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
-        self.fanout = fanout
 
     async def handle(self, ce_id: str, event: JobStatusChanged) -> Decision:
         decision = await self.store.record(ce_id, event)
@@ -28,10 +26,6 @@ class Projector:
                 "job %s is %s (%d%%)", event.job_id, event.status, decision.snapshot.progress,
                 extra=extra,
             )  # fmt: skip
-            self.fan_out(decision.snapshot)
         else:
             log.info("ignored %s event %s: %s", event.status, ce_id, decision.reason, extra=extra)
         return decision
-
-    def fan_out(self, snapshot: JobSnapshot) -> None:
-        self.fanout.publish(snapshot)

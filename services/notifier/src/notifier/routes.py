@@ -46,7 +46,7 @@ def _event_id(raw: str | None) -> int | None:
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "The progress stream."},
         204: {"description": "The job is final and its final event was already seen."},
-        503: {"description": "Too many open streams; retry later."},
+        503: {"description": "Too many open streams, or shutting down; retry later."},
         **_ERRORS,
     },
     summary="Follow a job's progress (Server-Sent Events)",
@@ -65,6 +65,8 @@ async def analysis_progress(
     `completed` or `failed`. Each event's `id` lets a reconnect resume exactly."""
     job = _authorized_job(services, request, job_id, access_token)
     after = _event_id(last_event_id_header or last_event_id)
+    if services.draining:
+        raise ApiError(503, "shutting_down", "this notifier is shutting down", {"Retry-After": "1"})
     store = services.require_store()
     if after is not None:
         current = await store.current(job)

@@ -33,11 +33,27 @@ class Settings(ServiceSettings):
     sse_queue_size: int = Field(
         default=64, ge=1, description="Live events buffered per stream before it re-reads."
     )
+    cors_allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins whose pages may stream progress from a browser, cookie included "
+        "(`EventSource(url, {withCredentials: true})`); JSON list, e.g. "
+        '`["https://app.example.com"]`.',
+    )
+
+    listen_check_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often the LISTEN connection is checked; a dead one is replaced.",
+    )
+    listen_reconnect_seconds: float = Field(
+        default=1.0, gt=0, description="Pause before reconnecting a lost LISTEN connection."
+    )
 
     @field_validator("database_schema")
     @classmethod
     def _plain_identifier(cls, value: str) -> str:
-        # The schema name is interpolated into SQL, so it must be a plain identifier.
-        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
-            raise ValueError("database_schema must be a lowercase SQL identifier")
+        # The schema name is interpolated into SQL, so it must be a plain identifier;
+        # `<schema>_applied` names the NOTIFY channel, itself at most 63 bytes.
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,54}", value):
+            raise ValueError("database_schema must be a lowercase SQL identifier of <= 55 chars")
         return value

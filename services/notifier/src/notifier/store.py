@@ -3,6 +3,11 @@
 Writers of one job are serialised by a transaction-scoped advisory lock on the job id:
 unlike ``SELECT ... FOR UPDATE`` it also covers a job's first event, when there is no
 row to lock yet, so concurrent notifier replicas never interleave their decisions.
+
+An applied event also notifies the channel :attr:`Store.channel` inside the recording
+transaction; PostgreSQL delivers the notification to every listening replica only once
+the transaction commits, in commit order (https://www.postgresql.org/docs/current/sql-notify.html).
+That is the live feed of :mod:`notifier.listener`.
 """
 
 import json
@@ -78,6 +83,8 @@ class Store:
     def __init__(self, pool: "asyncpg.Pool[asyncpg.Record]", schema: str = "notifier") -> None:
         self.pool = pool
         self.schema = schema
+        self.channel = f"{schema}_applied"
+        """The NOTIFY channel of applied events; the payload is ``"<job_id> <event_id>"``."""
 
     async def create_schema(self) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -97,40 +104,51 @@ class Store:
             return decide(None, event, event_id=0, duplicate=True)
 
     async def _record(self, ce_id: str, event: JobStatusChanged) -> Decision:
+        # Few round trips on purpose: the projection's throughput is bounded by them,
+        # one event at a time (lock, one read, one write, commit).
         job_id = uuid.UUID(event.job_id)
         s = self.schema
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", str(job_id))
-            duplicate = await conn.fetchval(f"SELECT 1 FROM {s}.job_events WHERE ce_id = $1", ce_id)
+            # Under the job's lock nobody else writes its rows: no FOR UPDATE needed.
             row = await conn.fetchrow(
-                f"SELECT {_COLUMNS} FROM {s}.jobs WHERE job_id = $1 FOR UPDATE", job_id
-            )
-            last = await conn.fetchval(
-                f"SELECT coalesce(max(event_id), 0) FROM {s}.job_events WHERE job_id = $1",
+                f"""SELECT EXISTS (SELECT 1 FROM {s}.job_events WHERE ce_id = $2) AS duplicate,
+                    (SELECT coalesce(max(event_id), 0) FROM {s}.job_events WHERE job_id = $1)
+                        AS last,
+                    {", ".join(f"j.{c}" for c in _COLUMNS.split(", "))}
+                FROM (VALUES (1)) AS one LEFT JOIN {s}.jobs j ON j.job_id = $1""",
                 job_id,
+                ce_id,
             )
-            current = _snapshot(row) if row is not None else None
-            decision = decide(current, event, event_id=last + 1, duplicate=duplicate is not None)
+            assert row is not None
+            current = _snapshot(row) if row["job_id"] is not None else None
+            decision = decide(current, event, event_id=row["last"] + 1, duplicate=row["duplicate"])
             if decision.outcome is Outcome.DUPLICATE:
                 return decision
             new = decision.snapshot
-            await conn.execute(
-                f"""INSERT INTO {s}.job_events ({_COLUMNS}, ce_id, reported_progress, outcome,
-                    reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)""",
+            event_row = (
                 job_id, new.event_id, new.status.value, new.progress, new.detail,
                 _dumps(new.result), _dumps(new.error), new.time, ce_id, event.progress,
-                "applied" if decision.outcome is Outcome.APPLIED else "ignored", decision.reason,
             )  # fmt: skip
-            if decision.outcome is Outcome.APPLIED:
-                await conn.execute(
-                    f"""INSERT INTO {s}.jobs ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            insert_event = f"""INSERT INTO {s}.job_events ({_COLUMNS}, ce_id,
+                reported_progress, outcome, reason)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"""
+            if decision.outcome is not Outcome.APPLIED:
+                await conn.execute(insert_event, *event_row, "ignored", decision.reason)
+                return decision
+            # Applied: the history row, the current state and the notification, at once.
+            await conn.execute(
+                f"""WITH event AS ({insert_event}),
+                job AS (
+                    INSERT INTO {s}.jobs ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                     ON CONFLICT (job_id) DO UPDATE SET event_id = excluded.event_id,
                         status = excluded.status, progress = excluded.progress,
                         detail = excluded.detail, result = excluded.result,
-                        error = excluded.error, time = excluded.time, updated_at = now()""",
-                    job_id, new.event_id, new.status.value, new.progress, new.detail,
-                    _dumps(new.result), _dumps(new.error), new.time,
-                )  # fmt: skip
+                        error = excluded.error, time = excluded.time, updated_at = now()
+                )
+                SELECT pg_notify($13, $14)""",
+                *event_row, "applied", None, self.channel, f"{job_id} {new.event_id}",
+            )  # fmt: skip
             return decision
 
     async def current(self, job_id: str) -> JobSnapshot | None:
@@ -146,5 +164,17 @@ class Store:
             WHERE job_id = $1 AND event_id > $2 AND outcome = 'applied' ORDER BY event_id""",
             uuid.UUID(job_id),
             event_id,
+        )
+        return [_snapshot(r) for r in rows]
+
+    async def applied_events(self, keys: list[tuple[str, int]]) -> list[JobSnapshot]:
+        """The applied events named by ``(job_id, event_id)``, each job's oldest first."""
+        rows = await self.pool.fetch(
+            f"""SELECT {_COLUMNS} FROM {self.schema}.job_events
+            WHERE (job_id, event_id) IN (SELECT * FROM unnest($1::uuid[], $2::bigint[]))
+                AND outcome = 'applied'
+            ORDER BY job_id, event_id""",
+            [uuid.UUID(job_id) for job_id, _ in keys],
+            [event_id for _, event_id in keys],
         )
         return [_snapshot(r) for r in rows]

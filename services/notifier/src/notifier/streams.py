@@ -12,7 +12,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from notifier import sse
-from notifier.fanout import FanOut, Subscription
+from notifier.fanout import FanOut
 from notifier.projection import JobSnapshot
 
 
@@ -34,7 +34,10 @@ async def job_stream(
     retry_ms: int,
 ) -> AsyncGenerator[str, None]:
     """SSE text for ``job_id``: the current state (or the applied events after
-    ``after``, a Last-Event-ID), then live events, heartbeats while idle."""
+    ``after``, a Last-Event-ID), then live events, heartbeats while idle.
+
+    Ends after the final event, or early when the process shuts down (the client then
+    reconnects, to another replica, and resumes by Last-Event-ID)."""
     with fanout.subscribe(job_id) as live:
         yield sse.retry(retry_ms)
         if after is None:
@@ -51,21 +54,20 @@ async def job_stream(
                 last = snapshot.event_id
                 if snapshot.is_final:
                     return
-            pending = await _next_events(store, live, job_id, last, heartbeat_seconds)
-            if not pending:
+            if live.closed:
+                return
+            arrived = await live.next(heartbeat_seconds)
+            if live.closed:
+                return
+            if live.lagged:
+                # Live events may be missing: the history is the truth.
+                live.drain()
+                pending = await store.applied_after(job_id, last)
+            elif arrived is None:
+                pending = []
                 yield sse.KEEP_ALIVE
-
-
-async def _next_events(
-    store: History, live: Subscription, job_id: str, last: int, heartbeat_seconds: float
-) -> list[JobSnapshot]:
-    snapshot = await live.next(heartbeat_seconds)
-    if snapshot is not None and not live.lagged:
-        return [snapshot]
-    # Idle for a heartbeat, or fell behind: the history is the truth. Re-reading it
-    # when idle also covers an event projected by another replica (see issue 5).
-    live.drain()
-    return await store.applied_after(job_id, last)
+            else:
+                pending = [arrived]
 
 
 class StreamSlots:

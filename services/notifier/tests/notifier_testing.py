@@ -1,0 +1,153 @@
+"""Helpers of the notifier's integration tests: what a client sees of a stream."""
+
+import asyncio
+import json
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from contracts import AudioFeatures, JobStatus
+from notifier.server import build
+from notifier.settings import Settings
+
+PROGRESS = "/tokens/analysis-progress/{}"
+FEATURES = AudioFeatures(
+    duration_seconds=1.0, sample_rate=8000, channels=1, frames=8000,
+    rms_dbfs=-10.0, peak_dbfs=-3.0, silence_ratio=0.0,
+)  # fmt: skip
+LIFECYCLE = [
+    (JobStatus.ACCEPTED, 0),
+    (JobStatus.UPLOADING, 20),
+    (JobStatus.UPLOADED, 50),
+    (JobStatus.ANALYZING, 75),
+    (JobStatus.COMPLETED, 100),
+]
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], within: float = 20.0) -> Any:
+    """The first truthy result of ``check``, polled for ``within`` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        result = await check()
+        if result:
+            return result
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class Stream:
+    """What an EventSource would see of a ``text/event-stream`` response."""
+
+    retry: list[int] = field(default_factory=list)
+    comments: list[str] = field(default_factory=list)
+    events: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    ended: bool = False
+
+
+async def follow(lines: AsyncIterator[str], stream: Stream, stop: int | None = None) -> Stream:
+    """Read until the server ends the stream, or until ``stop`` events were read."""
+    event_id, data = None, []
+    async for line in lines:
+        if line == "":
+            if data:
+                assert event_id is not None
+                stream.events.append((int(event_id), json.loads("\n".join(data))))
+                if stop is not None and len(stream.events) >= stop:
+                    return stream
+            data = []
+        elif line.startswith(":"):
+            stream.comments.append(line[1:].strip())
+        else:
+            name, _, value = line.partition(": ")
+            assert name != "event", "events must use the default type"
+            if name == "id":
+                event_id = value
+            elif name == "data":
+                data.append(value)
+            elif name == "retry":
+                stream.retry.append(int(value))
+    stream.ended = True
+    return stream
+
+
+async def projected(client, job, auth, status: JobStatus) -> dict[str, Any] | None:
+    async def check():
+        response = await client.get(f"/jobs/{job}", headers=auth)
+        return (
+            response.json()
+            if response.status_code == 200 and (response.json()["status"] == status)
+            else None
+        )
+
+    return await eventually(check)
+
+
+async def history(db, schema: str, job: str) -> list[Any]:
+    return await db.fetch(
+        f"SELECT * FROM {schema}.job_events WHERE job_id = $1 ORDER BY event_id", uuid.UUID(job)
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def running(settings: Settings, **config) -> AsyncIterator[str]:
+    """A notifier (real uvicorn, as ``python -m notifier`` runs it) in this event loop,
+    on ``settings.http_port``; its base URL while it runs."""
+    server = build(settings, **({"ws": "none", "timeout_graceful_shutdown": 2} | config))
+    task = asyncio.create_task(server.serve())
+    deadline = asyncio.get_running_loop().time() + 90
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("the notifier stopped during start")
+        assert asyncio.get_running_loop().time() < deadline, "the notifier did not start"
+        await asyncio.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{settings.http_port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def drop_schema(settings: Settings) -> None:
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {settings.database_schema} CASCADE")
+    finally:
+        await conn.close()
+
+
+async def start_group_at_end(bootstrap_servers: str, group: str) -> None:
+    """Commit ``group``'s offsets at the end of `job.status`, so that a notifier of a new
+    group does not first project everything the topic ever held."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.structs import OffsetAndMetadata
+
+    from contracts import topics
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topics.JOB_STATUS) or set()
+        if not partitions:  # a new stack: the notifier creates the topic, empty
+            return
+        assigned = [TopicPartition(topics.JOB_STATUS, p) for p in partitions]
+        consumer.assign(assigned)
+        ends = await consumer.end_offsets(assigned)
+        await consumer.commit({tp: OffsetAndMetadata(end, "") for tp, end in ends.items()})
+    finally:
+        await consumer.stop()

@@ -1,0 +1,100 @@
+"""Live delivery through PostgreSQL LISTEN/NOTIFY, against the real database."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from notifier_testing import eventually
+
+from contracts import JobStatus, JobStatusChanged
+from notifier import sse
+from notifier.fanout import FanOut
+from notifier.listener import Listener
+from notifier.store import Store
+from notifier.streams import job_stream
+
+pytestmark = pytest.mark.integration
+
+
+class GatedConnect:
+    """Connects like the app does, while ``open`` is set; keeps the last connection."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.open = asyncio.Event()
+        self.open.set()
+        self.last: asyncpg.Connection | None = None
+
+    async def __call__(self) -> asyncpg.Connection:
+        await self.open.wait()
+        self.last = await asyncpg.connect(self.dsn)
+        return self.last
+
+
+@pytest.fixture
+async def store(infra) -> AsyncIterator[Store]:
+    schema = f"notifier_listen_{uuid.uuid4().hex[:10]}"
+    pool = await asyncpg.create_pool(infra["DATABASE_URL"], min_size=1, max_size=2)
+    try:
+        store = Store(pool, schema)
+        await store.create_schema()
+        yield store
+        await pool.execute(f"DROP SCHEMA {schema} CASCADE")
+    finally:
+        await pool.close()
+
+
+async def test_events_committed_while_the_listen_connection_was_down_still_reach_streams(
+    infra, store
+):
+    fanout = FanOut()
+    connect = GatedConnect(infra["DATABASE_URL"])
+    listener = Listener(connect, store, fanout, check_seconds=0.2, reconnect_seconds=0.01)
+    listening = asyncio.create_task(listener.run())
+    job = str(uuid.uuid4())
+    stream = job_stream(store, fanout, job, after=None, heartbeat_seconds=30, retry_ms=2000)
+    try:
+        assert await anext(stream) == sse.retry(2000)
+        await eventually(lambda: asyncio.sleep(0, listener.connected))
+        accepted = JobStatusChanged(job_id=job, status=JobStatus.ACCEPTED, progress=0)
+        await store.record("ce-1", accepted)
+        assert '"status":"accepted"' in await asyncio.wait_for(anext(stream), 10)
+
+        connect.open.clear()  # no reconnect until the next event is committed
+        assert connect.last is not None
+        connect.last.terminate()
+        await eventually(lambda: asyncio.sleep(0, not listener.connected))
+        uploading = JobStatusChanged(job_id=job, status=JobStatus.UPLOADING, progress=10)
+        await store.record("ce-2", uploading)  # its notification reaches no one
+        connect.open.set()
+
+        # After reconnecting, the stream catches up from the history.
+        arrived = await asyncio.wait_for(anext(stream), 10)
+        assert arrived.startswith("id: 2\n")
+        assert '"status":"uploading"' in arrived
+    finally:
+        await stream.aclose()
+        listening.cancel()
+        await asyncio.gather(listening, return_exceptions=True)
+
+
+async def test_a_notified_event_reaches_the_streams_of_its_job_only(infra, store):
+    fanout = FanOut()
+    listener = Listener(lambda: asyncpg.connect(infra["DATABASE_URL"]), store, fanout)
+    listening = asyncio.create_task(listener.run())
+    watched, other = str(uuid.uuid4()), str(uuid.uuid4())
+    try:
+        await eventually(lambda: asyncio.sleep(0, listener.connected))
+        with fanout.subscribe(watched) as live:
+            for n, job in enumerate((other, watched)):
+                event = JobStatusChanged(job_id=job, status=JobStatus.ACCEPTED, progress=0)
+                await store.record(f"ce-{n}", event)
+            snapshot = await live.next(10)
+            assert snapshot is not None
+            assert (snapshot.job_id, snapshot.event_id) == (watched, 1)
+            assert live.pending() == 0
+    finally:
+        listening.cancel()
+        await asyncio.gather(listening, return_exceptions=True)
