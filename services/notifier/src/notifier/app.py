@@ -20,6 +20,7 @@ from notifier.streams import StreamSlots
 from servicekit.http import allow_origins
 from servicekit.http import create_app as create_http_app
 from servicekit.kafka import ensure_topics, make_broker, wait_for_kafka
+from servicekit.metrics import watch_consumer_lag
 from servicekit.tokens import JobTokens
 
 SERVICE = "notifier"
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 reconnect_seconds=settings.listen_reconnect_seconds,
             )
             listening = asyncio.create_task(listener.run())
+            lag = asyncio.create_task(watch_consumer_lag(broker))
             try:
                 await broker.start()
                 try:
@@ -78,9 +80,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 finally:
                     await broker.stop()
             finally:
-                listening.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await listening
+                for task in (listening, lag):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
         finally:
             services.store = None
             await pool.close()
@@ -96,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = create_http_app(
         title="notifier",
+        service="notifier",
         description="Job progress as Server-Sent Events, replayable from PostgreSQL.",
         lifespan=lifespan,
         readiness=[database_answers, kafka_connected, listening],

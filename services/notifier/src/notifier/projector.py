@@ -10,6 +10,7 @@ import logging
 from contracts import JobStatusChanged
 from notifier.projection import Decision, Outcome
 from notifier.store import Store
+from servicekit.metrics import JOBS_FINISHED
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,8 @@ class Projector:
         decision = await self.store.record(ce_id, event)
         extra = {"job_id": event.job_id}
         if decision.outcome is Outcome.APPLIED:
+            if event.status.is_final:
+                JOBS_FINISHED.labels(event.status.value).inc()
             log.info(
                 "job %s is %s (%d%%)", event.job_id, event.status, decision.snapshot.progress,
                 extra=extra,

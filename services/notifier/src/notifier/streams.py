@@ -14,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 from notifier import sse
 from notifier.fanout import FanOut
 from notifier.projection import JobSnapshot
+from servicekit.metrics import SSE_STREAMS
 
 
 class History(Protocol):
@@ -81,10 +82,12 @@ class StreamSlots:
         if self.open >= self.limit:
             return False
         self.open += 1
+        SSE_STREAMS.inc()
         return True
 
     def release(self) -> None:
         self.open -= 1
+        SSE_STREAMS.dec()
 
 
 class EventStreamResponse(StreamingResponse):
