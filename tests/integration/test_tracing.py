@@ -130,7 +130,8 @@ async def test_one_jobs_spans_across_all_services_share_one_trace(
 
     assert consumed(topics.AUDIO_UPLOAD), "uploader"
     assert consumed(topics.AUDIO_STORED), "analyzer-bridge"
-    assert consumed(topics.JOB_STATUS), "notifier"
+    # The notifier consumes in batches; each event's recording joins the event's trace.
+    assert any(s.name == "job.status record" for s in in_trace), "notifier"
     webhook = [
         s
         for s in in_trace

@@ -43,9 +43,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     projector: Projector | None = None
     listener: Listener | None = None
 
-    async def project(ce_id: str, event: JobStatusChanged) -> None:
+    async def project(events: list[tuple[str, JobStatusChanged]]) -> None:
         assert projector is not None, "the broker starts after the projector exists"
-        await projector.handle(ce_id, event)
+        await projector.handle(events)
 
     consumer.subscribe(broker, project, settings.consumer_group)
 

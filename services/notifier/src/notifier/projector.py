@@ -19,16 +19,19 @@ class Projector:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def handle(self, ce_id: str, event: JobStatusChanged) -> Decision:
-        decision = await self.store.record(ce_id, event)
-        extra = {"job_id": event.job_id}
-        if decision.outcome is Outcome.APPLIED:
-            if event.status.is_final:
-                JOBS_FINISHED.labels(event.status.value).inc()
-            log.info(
-                "job %s is %s (%d%%)", event.job_id, event.status, decision.snapshot.progress,
-                extra=extra,
-            )  # fmt: skip
-        else:
-            log.info("ignored %s event %s: %s", event.status, ce_id, decision.reason, extra=extra)
-        return decision
+    async def handle(self, events: list[tuple[str, JobStatusChanged]]) -> list[Decision]:
+        decisions = await self.store.record_batch(events)
+        for (ce_id, event), decision in zip(events, decisions, strict=True):
+            extra = {"job_id": event.job_id}
+            if decision.outcome is Outcome.APPLIED:
+                if event.status.is_final:
+                    JOBS_FINISHED.labels(event.status.value).inc()
+                log.info(
+                    "job %s is %s (%d%%)", event.job_id, event.status,
+                    decision.snapshot.progress, extra=extra,
+                )  # fmt: skip
+            else:
+                log.info(
+                    "ignored %s event %s: %s", event.status, ce_id, decision.reason, extra=extra
+                )
+        return decisions
