@@ -60,4 +60,5 @@ docs: setup  ## regenerate the AsyncAPI and OpenAPI documents in docs/
 	@$(UV) run --frozen python -m docs.generate
 
 bench: setup  ## run the benchmarks (results in bench/results)
+	@$(UV) run --frozen python -m bench.upload
 	@$(UV) run --frozen python -m bench.sse
