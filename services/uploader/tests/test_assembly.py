@@ -154,3 +154,58 @@ async def test_abort_drops_the_multipart_upload() -> None:
     await feed(a, bytes(30))
     await a.aborted(UploadAborted(job_id="j1", reason="client went away"))
     assert store.aborted == ["u0"] and store.objects == {} and outbox.events == []
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def slow_setup() -> tuple[Assembler, FakeStore, FakeOutbox, Clock]:
+    store, outbox, clock = FakeStore(), FakeOutbox(), Clock()
+    return Assembler(store, outbox, "bucket", "audio/", PART, 1.0, clock), store, outbox, clock
+
+
+def sized(job_id: str = "j1", size: int = 100) -> UploadStarted:
+    return started(job_id).model_copy(update={"size_hint": size})
+
+
+async def test_a_long_upload_reports_increasing_progress_at_a_bounded_rate() -> None:
+    a, _, outbox, clock = slow_setup()
+    data = bytes(range(100))
+    await a.started(sized())
+    for n in range(25):  # 4 bytes a chunk; a part every 10 bytes; 0.3 s between chunks
+        clock.now += 0.3
+        await a.chunk("j1", n, data[n * 4 : n * 4 + 4])
+    progress = [e.progress for _, e in outbox.events if isinstance(e, JobStatusChanged)]
+    assert len(progress) >= 3
+    assert progress == sorted(set(progress))
+    assert len(progress) <= 25 * 0.3 / 1.0 + 1  # at most one a second
+    await a.finished(finished(data, 25))
+    statuses = outbox.statuses()
+    assert statuses[-1] == "uploaded"
+    assert set(statuses[:-1]) == {"uploading"}
+
+
+async def test_a_short_upload_reports_no_progress_before_it_finishes() -> None:
+    a, _, outbox, _ = slow_setup()
+    await a.started(sized())
+    await feed(a, bytes(30))
+    assert outbox.events == []
+
+
+async def test_an_aborted_upload_whose_progress_was_shown_ends_failed() -> None:
+    a, store, outbox, clock = slow_setup()
+    await a.started(sized())
+    clock.now += 5
+    await feed(a, bytes(40))
+    assert outbox.statuses() == ["uploading"]
+    await a.aborted(UploadAborted(job_id="j1", reason="incomplete_body"))
+    failed = outbox.events[-1][1]
+    assert isinstance(failed, JobStatusChanged)
+    assert failed.error is not None
+    assert failed.error.code == "upload_aborted"
+    assert store.aborted == ["u0"]

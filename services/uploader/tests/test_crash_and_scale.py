@@ -5,7 +5,9 @@ import asyncio
 import hashlib
 import random
 import uuid
+from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from faststream.kafka import KafkaBroker
 
@@ -158,3 +160,38 @@ async def test_a_poison_message_is_dead_lettered_and_the_partition_moves_on(
         assert parked_headers[headers.DLQ_REASON].startswith(b"invalid")
     finally:
         await dlq.stop()
+
+
+async def test_a_slow_large_upload_shows_increasing_uploading_progress(rig: UploadRig):
+    gateway = await rig.service("gateway")
+    await rig.service("uploader", PROGRESS_INTERVAL_SECONDS="0.2")
+    data = audio_bytes(4 * PART_BYTES)
+    head = (
+        b'--bb\r\nContent-Disposition: form-data; name="file"; filename="slow.wav"\r\n'
+        b"Content-Type: audio/wav\r\n\r\n"
+    )
+    tail = b"\r\n--bb--\r\n"
+
+    async def slowly() -> AsyncIterator[bytes]:
+        # A client on a slow link: the body arrives over a couple of seconds.
+        yield head
+        for i in range(0, len(data), MiB):
+            yield data[i : i + MiB]
+            await asyncio.sleep(0.1)
+        yield tail
+
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=60) as http:
+        answer = await http.post(
+            "/tokens/t1/upload-audio",
+            content=slowly(),
+            headers={
+                "Content-Type": "multipart/form-data; boundary=bb",
+                "Content-Length": str(len(head) + len(data) + len(tail)),
+            },
+        )
+    assert answer.status_code == 202, answer.text
+    job_id = answer.json()["job_id"]
+    await eventually(lambda: "uploaded" in rig.status.statuses(job_id), what="stored")
+    statuses = rig.status.statuses(job_id)
+    uploading = [s for s in statuses if s == "uploading"]
+    assert len(uploading) >= 2, statuses

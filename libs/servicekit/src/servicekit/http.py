@@ -130,7 +130,9 @@ def create_app(
     # One span per request, not one per body piece received or sent: an upload of 1 GiB
     # arrives in ~16,000 pieces and an SSE stream sends for hours.
     FastAPIInstrumentor.instrument_app(
-        app, excluded_urls="healthz,readyz,metrics,analysis-progress", exclude_spans=["receive", "send"]
+        app,
+        excluded_urls="healthz,readyz,metrics,analysis-progress",
+        exclude_spans=["receive", "send"],
     )
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

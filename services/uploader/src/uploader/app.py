@@ -29,7 +29,12 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     )
     store = S3ObjectStore(settings.s3_bucket)
     assembler = Assembler(
-        store, KafkaOutbox(broker), settings.s3_bucket, settings.key_prefix, settings.part_bytes
+        store,
+        KafkaOutbox(broker),
+        settings.s3_bucket,
+        settings.key_prefix,
+        settings.part_bytes,
+        progress_interval=settings.progress_interval_seconds,
     )
     register(broker, assembler, settings.consumer_group)
 

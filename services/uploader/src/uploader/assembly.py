@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -54,18 +56,29 @@ class OpenJob:
     buffer: bytearray = field(default_factory=bytearray)
     etags: list[str] = field(default_factory=list)
     uploading: "asyncio.Task[None] | None" = None
+    progress: int = 0
+    reported_at: float = 0.0
     broken: str | None = None
 
 
 class Assembler:
     def __init__(
-        self, store: ObjectStore, outbox: Outbox, bucket: str, key_prefix: str, part_bytes: int
+        self,
+        store: ObjectStore,
+        outbox: Outbox,
+        bucket: str,
+        key_prefix: str,
+        part_bytes: int,
+        progress_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._outbox = outbox
         self._bucket = bucket
         self._prefix = key_prefix
         self._part_bytes = part_bytes
+        self._progress_interval = progress_interval
+        self._clock = clock
         self.jobs: dict[str, OpenJob] = {}
 
     def owned_uploads(self) -> set[str]:
@@ -78,7 +91,9 @@ class Assembler:
         key = self._prefix + event.job_id
         stored = await self._store.stored_sha256(key)
         upload_id = None if stored else await self._store.start(key, event.content_type)
-        self.jobs[event.job_id] = OpenJob(event, key, upload_id, already_stored=stored)
+        self.jobs[event.job_id] = OpenJob(
+            event, key, upload_id, already_stored=stored, reported_at=self._clock()
+        )
         log.info("receiving upload" if not stored else "upload already stored; skipping it")
         return True
 
@@ -100,6 +115,29 @@ class Assembler:
             part = bytes(job.buffer[: self._part_bytes])
             del job.buffer[: self._part_bytes]
             job.uploading = asyncio.create_task(self._put_part(job, part))
+            await self._report_progress(job)
+
+    async def _report_progress(self, job: OpenJob) -> None:
+        """``uploading`` with the share of the expected size received, at most once per
+        interval and only when it grew. Only uploads that take longer than the interval
+        report before they finish: a short one that is refused leaves no status at all."""
+        now = self._clock()
+        if not job.started.size_hint or now - job.reported_at < self._progress_interval:
+            return
+        fraction = min(job.size / job.started.size_hint, 0.99)
+        progress = stage_progress(JobStatus.UPLOADING, fraction)
+        if progress <= job.progress:
+            return
+        job.progress, job.reported_at = progress, now
+        await self._outbox.status(
+            JobStatusChanged(
+                job_id=job.started.job_id,
+                status=JobStatus.UPLOADING,
+                progress=progress,
+                detail="receiving and storing the audio",
+            ),
+            f"{job.started.job_id}:status:uploading:{progress}",
+        )
 
     async def finished(self, event: UploadFinished) -> None:
         job = self.jobs.get(event.job_id)
@@ -120,8 +158,11 @@ class Assembler:
             JobStatusChanged(
                 job_id=event.job_id,
                 status=JobStatus.UPLOADING,
-                progress=stage_progress(
-                    JobStatus.UPLOADING, len(job.etags) * self._part_bytes / job.size
+                progress=max(
+                    job.progress,
+                    stage_progress(
+                        JobStatus.UPLOADING, len(job.etags) * self._part_bytes / job.size
+                    ),
                 ),
                 detail="storing the audio",
             ),
@@ -150,6 +191,17 @@ class Assembler:
         if job and job.upload_id:
             await self._store.abort(job.key, job.upload_id)
             log.info("upload aborted by the gateway: %s", event.reason)
+        if job and job.progress:
+            # Its progress was shown: end it explicitly rather than leave it `uploading`.
+            await self._outbox.status(
+                JobStatusChanged(
+                    job_id=event.job_id,
+                    status=JobStatus.FAILED,
+                    progress=stage_progress(JobStatus.FAILED),
+                    error=JobError(code=ErrorCode.UPLOAD_ABORTED.value, message=event.reason),
+                ),
+                f"{event.job_id}:status:failed",
+            )
 
     async def fail_storage(self, job_id: str, exc: Exception) -> None:
         job = self.jobs.get(job_id)

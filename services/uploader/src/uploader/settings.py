@@ -17,3 +17,8 @@ class Settings(S3Settings):
         description="Multipart uploads older than this that no job owns are aborted.",
     )
     stale_sweep_interval_seconds: float = 600
+    progress_interval_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="At most one `uploading` progress event per job per interval.",
+    )
