@@ -18,7 +18,7 @@ from servicekit.kafka import ensure_topics
 from tests.support.audio import sine_wav
 from tests.support.inprocess import bound_socket, serving, url_of
 from tests.support.kafka import start_group_at_end
-from tests.support.waiting import eventually
+from tests.support.sse import events
 
 pytestmark = pytest.mark.integration
 
@@ -101,15 +101,14 @@ async def test_one_jobs_spans_across_all_services_share_one_trace(
             )
             assert answer.status_code == 202
             job = answer.json()
-        async with httpx.AsyncClient(base_url=url_of(sockets["notifier"])) as http:
-
-            async def completed() -> bool:
-                state = await http.get(
-                    f"/jobs/{job['job_id']}", params={"access_token": job["access_token"]}
-                )
-                return state.status_code == 200 and state.json()["status"] == "completed"
-
-            await eventually(completed, within=60, every=0.2, what="the job to complete")
+        async with (
+            httpx.AsyncClient(base_url=url_of(sockets["notifier"]), timeout=60) as http,
+            http.stream("GET", job["progress_url"]) as stream,
+        ):
+            async for event in events(stream):
+                if event.json()["status"] in ("completed", "failed"):
+                    assert event.json()["status"] == "completed"
+                    break
 
     finished = spans.get_finished_spans()
     upload = [
@@ -140,3 +139,4 @@ async def test_one_jobs_spans_across_all_services_share_one_trace(
         and s.attributes.get("http.route") == "/tokens/webhook/analysis-complete"
     ]
     assert webhook, "the analysis server's webhook continues the job's trace"
+    assert any(s.name == "sse deliver" for s in in_trace), "the SSE delivery"

@@ -43,9 +43,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     projector: Projector | None = None
     listener: Listener | None = None
 
-    async def project(events: list[tuple[str, JobStatusChanged]]) -> None:
+    async def project(
+        events: list[tuple[str, JobStatusChanged]], traceparents: list[str | None]
+    ) -> None:
         assert projector is not None, "the broker starts after the projector exists"
-        await projector.handle(events)
+        await projector.handle(events, traceparents)
 
     consumer.subscribe(broker, project, settings.consumer_group)
 

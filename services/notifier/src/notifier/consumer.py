@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 _TRACER = trace.get_tracer(__name__)
 _PROPAGATOR = get_global_textmap()
 
-Project = Callable[[list[tuple[str, JobStatusChanged]]], Awaitable[object]]
-"""Records events (by their ``ce_id``) durably, in order; raises when it could not."""
+Project = Callable[[list[tuple[str, JobStatusChanged]], list[str | None]], Awaitable[object]]
+"""Records events (by their ``ce_id``, with their ``traceparent``) durably, in order;
+raises when it could not."""
 
 MAX_BATCH = 500
 
@@ -85,7 +86,10 @@ def subscribe(broker: KafkaBroker, project: Project, group_id: str) -> None:
             for _, event, hdrs in events
         ]  # fmt: skip
         try:
-            await project([(ce_id, event) for ce_id, event, _ in events])
+            await project(
+                [(ce_id, event) for ce_id, event, _ in events],
+                [hdrs.get(headers.TRACEPARENT) for _, _, hdrs in events],
+            )
         except Exception:
             log.exception("projecting %d events failed; they come again", len(events))
             await asyncio.sleep(RETRY_DELAY_SECONDS)

@@ -28,6 +28,8 @@ class JobSnapshot:
     result: dict[str, Any] | None
     error: dict[str, Any] | None
     time: datetime
+    traceparent: str | None = None
+    """The W3C trace context of the event (not shown to clients)."""
 
     @property
     def is_final(self) -> bool:

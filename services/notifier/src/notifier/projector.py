@@ -19,8 +19,12 @@ class Projector:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def handle(self, events: list[tuple[str, JobStatusChanged]]) -> list[Decision]:
-        decisions = await self.store.record_batch(events)
+    async def handle(
+        self,
+        events: list[tuple[str, JobStatusChanged]],
+        traceparents: list[str | None] | None = None,
+    ) -> list[Decision]:
+        decisions = await self.store.record_batch(events, traceparents)
         for (ce_id, event), decision in zip(events, decisions, strict=True):
             extra = {"job_id": event.job_id}
             if decision.outcome is Outcome.APPLIED:

@@ -39,6 +39,9 @@ CREATE TABLE IF NOT EXISTS {schema}.job_events (
     PRIMARY KEY (job_id, event_id)
 );
 
+-- The W3C trace context of the event, so that its SSE delivery joins the job's trace.
+ALTER TABLE {schema}.job_events ADD COLUMN IF NOT EXISTS traceparent text;
+
 CREATE TABLE IF NOT EXISTS {schema}.jobs (
     job_id     uuid        PRIMARY KEY,
     event_id   bigint      NOT NULL,
@@ -53,6 +56,7 @@ CREATE TABLE IF NOT EXISTS {schema}.jobs (
 """
 
 _COLUMNS = "job_id, event_id, status, progress, detail, result, error, time"
+_EVENT_COLUMNS = _COLUMNS + ", traceparent"
 
 
 def _snapshot(row: asyncpg.Record) -> JobSnapshot:
@@ -65,6 +69,7 @@ def _snapshot(row: asyncpg.Record) -> JobSnapshot:
         result=_json_or_none(row["result"]),
         error=_json_or_none(row["error"]),
         time=row["time"],
+        traceparent=row.get("traceparent"),
     )
 
 
@@ -100,18 +105,30 @@ class Store:
         [decision] = await self.record_batch([(ce_id, event)])
         return decision
 
-    async def record_batch(self, events: list[tuple[str, JobStatusChanged]]) -> list[Decision]:
+    async def record_batch(
+        self,
+        events: list[tuple[str, JobStatusChanged]],
+        traceparents: list[str | None] | None = None,
+    ) -> list[Decision]:
         """Record events in order, in one transaction: a handful of round trips for the
-        whole batch instead of several per event, which bounds the projection's rate."""
+        whole batch instead of several per event, which bounds the projection's rate.
+        ``traceparents`` are the events' trace contexts, kept for their delivery."""
+        contexts = traceparents or [None] * len(events)
         try:
-            return await self._record_batch(events)
+            return await self._record_batch(events, contexts)
         except asyncpg.UniqueViolationError:
             if len(events) == 1:
                 # The same ce_id recorded concurrently under another job id's lock.
                 return [decide(None, events[0][1], event_id=0, duplicate=True)]
-            return [d for item in events for d in await self.record_batch([item])]
+            return [
+                d
+                for item, context in zip(events, contexts, strict=True)
+                for d in await self.record_batch([item], [context])
+            ]
 
-    async def _record_batch(self, events: list[tuple[str, JobStatusChanged]]) -> list[Decision]:
+    async def _record_batch(
+        self, events: list[tuple[str, JobStatusChanged]], traceparents: list[str | None]
+    ) -> list[Decision]:
         s = self.schema
         job_ids = sorted({uuid.UUID(event.job_id) for _, event in events})
         async with self.pool.acquire() as conn, conn.transaction():
@@ -140,7 +157,7 @@ class Store:
             current = {r["wanted"]: _snapshot(r) for r in rows if r["job_id"] is not None}
             decisions, history, notes = [], [], []
             changed: dict[uuid.UUID, JobSnapshot] = {}
-            for ce_id, event in events:
+            for (ce_id, event), traceparent in zip(events, traceparents, strict=True):
                 job_id = uuid.UUID(event.job_id)
                 decision = decide(
                     current.get(job_id), event, event_id=last[job_id] + 1,
@@ -157,6 +174,7 @@ class Store:
                     job_id, new.event_id, new.status.value, new.progress, new.detail,
                     _dumps(new.result), _dumps(new.error), new.time, ce_id, event.progress,
                     "applied" if applied else "ignored", None if applied else decision.reason,
+                    traceparent,
                 ))  # fmt: skip
                 if applied:
                     current[job_id] = changed[job_id] = new
@@ -164,7 +182,8 @@ class Store:
             if history:
                 await conn.executemany(
                     f"""INSERT INTO {s}.job_events ({_COLUMNS}, ce_id, reported_progress,
-                    outcome, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)""",
+                    outcome, reason, traceparent)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)""",
                     history,
                 )
             if changed:
@@ -199,7 +218,7 @@ class Store:
     async def applied_after(self, job_id: str, event_id: int) -> list[JobSnapshot]:
         """The applied events of a job after ``event_id``, oldest first."""
         rows = await self.pool.fetch(
-            f"""SELECT {_COLUMNS} FROM {self.schema}.job_events
+            f"""SELECT {_EVENT_COLUMNS} FROM {self.schema}.job_events
             WHERE job_id = $1 AND event_id > $2 AND outcome = 'applied' ORDER BY event_id""",
             uuid.UUID(job_id),
             event_id,
@@ -209,7 +228,7 @@ class Store:
     async def applied_events(self, keys: list[tuple[str, int]]) -> list[JobSnapshot]:
         """The applied events named by ``(job_id, event_id)``, each job's oldest first."""
         rows = await self.pool.fetch(
-            f"""SELECT {_COLUMNS} FROM {self.schema}.job_events
+            f"""SELECT {_EVENT_COLUMNS} FROM {self.schema}.job_events
             WHERE (job_id, event_id) IN (SELECT * FROM unnest($1::uuid[], $2::bigint[]))
                 AND outcome = 'applied'
             ORDER BY job_id, event_id""",

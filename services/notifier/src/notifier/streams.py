@@ -8,6 +8,8 @@ two reads is sent exactly once (live copies with an id already sent are dropped)
 from collections.abc import AsyncGenerator, Callable
 from typing import Protocol
 
+from opentelemetry import trace
+from opentelemetry.propagate import get_global_textmap
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -15,6 +17,18 @@ from notifier import sse
 from notifier.fanout import FanOut
 from notifier.projection import JobSnapshot
 from servicekit.metrics import SSE_STREAMS
+
+_TRACER = trace.get_tracer(__name__)
+
+
+def _delivered(snapshot: JobSnapshot) -> None:
+    """A span in the event's trace for its delivery to this stream: the last step of a
+    job's path (issue 7)."""
+    if snapshot.traceparent:
+        context = get_global_textmap().extract({"traceparent": snapshot.traceparent})
+        _TRACER.start_span(
+            "sse deliver", context=context, attributes={"audiopipe.job_id": snapshot.job_id}
+        ).end()
 
 
 class History(Protocol):
@@ -51,6 +65,7 @@ async def job_stream(
             for snapshot in pending:
                 if snapshot.event_id <= last:
                     continue
+                _delivered(snapshot)
                 yield sse.snapshot_event(snapshot)
                 last = snapshot.event_id
                 if snapshot.is_final:
