@@ -41,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
+from contracts import topics
+from tests.support.kafka import start_group_at_end
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-sse-job-token-secret-0123456789abcdef"
@@ -222,8 +224,6 @@ def baseline_app(bootstrap_servers: str) -> Any:
     from starlette.responses import Response, StreamingResponse
     from starlette.routing import Route
 
-    from contracts import topics
-
     state: dict[str, bytes] = {}
     ready = asyncio.Event()
 
@@ -309,7 +309,7 @@ class Side:
 async def warm_up(side: Side, producer: Any) -> None:
     """One event end to end, so that the server's consumer has caught up with the topic
     (a new consumer group starts from its beginning) before anything is measured."""
-    from contracts import JobStatus, JobStatusChanged, topics
+    from contracts import JobStatus, JobStatusChanged
     from servicekit.kafka import publish_event
 
     job = str(uuid.uuid4())
@@ -325,7 +325,7 @@ async def warm_up(side: Side, producer: Any) -> None:
 
 async def measure(side: Side, plan: Plan, producer: Any) -> tuple[dict[str, Any], list[SseClient]]:
     """The figures of one side, and its streams, still open."""
-    from contracts import JobStatus, JobStatusChanged, topics
+    from contracts import JobStatus, JobStatusChanged
     from servicekit.kafka import publish_event
 
     await warm_up(side, producer)
@@ -406,7 +406,6 @@ def stack_env() -> Iterator[dict[str, str]]:
 
 
 async def run(plan: Plan) -> list[dict[str, Any]]:
-    from contracts import topics
     from servicekit.kafka import ensure_topics, make_broker, wait_for_kafka
     from servicekit.settings import ServiceSettings
     from servicekit.tokens import JobTokens
@@ -434,7 +433,7 @@ async def run(plan: Plan) -> list[dict[str, Any]]:
                 "SSE_MAX_STREAMS": str(plan.connections + 100),
                 "LOG_LEVEL": "WARNING",
             }
-            await start_group_at_end(bootstrap, notifier_env["CONSUMER_GROUP"])
+            await start_group_at_end(bootstrap, notifier_env["CONSUMER_GROUP"], topics.JOB_STATUS)
             with server_process(["-m", "notifier"], notifier_env) as proc:
                 await wait_ready(proc, port, "/readyz")
                 side = Side(
@@ -464,29 +463,6 @@ async def run(plan: Plan) -> list[dict[str, Any]]:
         finally:
             await producer.stop()
     return rows
-
-
-async def start_group_at_end(bootstrap_servers: str, group: str) -> None:
-    """Commit the new group's offsets at the end of `job.status`, so that the notifier
-    does not first project everything the topic ever held."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.structs import OffsetAndMetadata
-
-    from contracts import topics
-
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()
-        partitions = consumer.partitions_for_topic(topics.JOB_STATUS) or set()
-        assigned = [TopicPartition(topics.JOB_STATUS, p) for p in partitions]
-        consumer.assign(assigned)
-        ends = await consumer.end_offsets(assigned)
-        await consumer.commit({tp: OffsetAndMetadata(end, "") for tp, end in ends.items()})
-    finally:
-        await consumer.stop()
 
 
 async def _drop_schema(database_url: str, schema: str) -> None:

@@ -4,6 +4,7 @@ import io
 import math
 import struct
 import wave
+from collections.abc import Iterable
 
 
 def sine_wav(
@@ -19,13 +20,7 @@ def sine_wav(
         int(peak * math.sin(2 * math.pi * frequency * n / sample_rate)) for n in range(sample_rate)
     ]
     samples = (one[n % sample_rate] for n in range(frames) for _ in range(channels))
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(channels)
-        w.setsampwidth(2)
-        w.setframerate(sample_rate)
-        w.writeframes(struct.pack(f"<{frames * channels}h", *samples))
-    return out.getvalue()
+    return _wav(samples, channels, sample_rate)
 
 
 def plucked_wav(
@@ -45,10 +40,16 @@ def plucked_wav(
             pitch = 220.0 * (1 + (n // note) % 4 / 4)
             value = int(0.8 * 32767 * math.exp(-4 * t) * math.sin(2 * math.pi * pitch * t))
         samples.extend([value] * channels)
+    return _wav(samples, channels, sample_rate)
+
+
+def _wav(samples: "Iterable[int]", channels: int, sample_rate: int) -> bytes:
+    """16-bit PCM WAV of interleaved ``samples``."""
+    values = list(samples)
     out = io.BytesIO()
     with wave.open(out, "wb") as w:
         w.setnchannels(channels)
         w.setsampwidth(2)
         w.setframerate(sample_rate)
-        w.writeframes(struct.pack(f"<{frames * channels}h", *samples))
+        w.writeframes(struct.pack(f"<{len(values)}h", *values))
     return out.getvalue()

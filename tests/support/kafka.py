@@ -4,18 +4,29 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 
 async def partitions_of(bootstrap: str, topic: str) -> list[TopicPartition]:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
+    """The topic's partitions; none when it does not exist (yet)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
     try:
-        return [TopicPartition(topic, p) for p in sorted(await producer.partitions_for(topic))]
+        described = await consumer.topics()  # refreshes the metadata for every topic
+        if topic not in described:
+            return []
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await producer.start()
+        try:
+            return [TopicPartition(topic, p) for p in sorted(await producer.partitions_for(topic))]
+        finally:
+            await producer.stop()
     finally:
-        await producer.stop()
+        await consumer.stop()
 
 
 async def start_group_at_end(bootstrap: str, group: str, topic: str) -> None:
     """Commit the current end of ``topic`` for a new group, so it consumes only what
     comes next but still resumes from its commits after a crash."""
     partitions = await partitions_of(bootstrap, topic)
+    if not partitions:  # a new topic: the group starts at its (empty) beginning anyway
+        return
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
     )

@@ -19,7 +19,9 @@ from servicekit.tokens import COOKIE_NAME, JobTokens
 
 # pytest runs with --import-mode=importlib, which puts no test folder on sys.path.
 sys.path.insert(0, str(Path(__file__).parent))
-from notifier_testing import FEATURES, drop_schema, free_port, running, start_group_at_end
+from notifier_testing import FEATURES, drop_schema, free_port, running
+
+from tests.support.kafka import start_group_at_end
 
 SECRET = "notifier-integration-test-secret-0123456789"
 
@@ -47,7 +49,9 @@ def tokens(notifier_settings) -> JobTokens:
 @pytest.fixture(scope="session")
 async def notifier_url(notifier_settings) -> AsyncIterator[str]:
     settings = notifier_settings
-    await start_group_at_end(settings.kafka_bootstrap_servers, settings.consumer_group)
+    await start_group_at_end(
+        settings.kafka_bootstrap_servers, settings.consumer_group, topics.JOB_STATUS
+    )
     try:
         async with running(notifier_settings) as url:
             yield url

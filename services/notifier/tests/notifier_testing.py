@@ -126,28 +126,3 @@ async def drop_schema(settings: Settings) -> None:
         await conn.execute(f"DROP SCHEMA IF EXISTS {settings.database_schema} CASCADE")
     finally:
         await conn.close()
-
-
-async def start_group_at_end(bootstrap_servers: str, group: str) -> None:
-    """Commit ``group``'s offsets at the end of `job.status`, so that a notifier of a new
-    group does not first project everything the topic ever held."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.structs import OffsetAndMetadata
-
-    from contracts import topics
-
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()
-        partitions = consumer.partitions_for_topic(topics.JOB_STATUS) or set()
-        if not partitions:  # a new stack: the notifier creates the topic, empty
-            return
-        assigned = [TopicPartition(topics.JOB_STATUS, p) for p in partitions]
-        consumer.assign(assigned)
-        ends = await consumer.end_offsets(assigned)
-        await consumer.commit({tp: OffsetAndMetadata(end, "") for tp, end in ends.items()})
-    finally:
-        await consumer.stop()

@@ -16,10 +16,10 @@ from notifier_testing import (
     free_port,
     projected,
     running,
-    start_group_at_end,
 )
 
-from contracts import JobStatus
+from contracts import JobStatus, topics
+from tests.support.kafka import start_group_at_end
 
 pytestmark = pytest.mark.integration
 
@@ -96,7 +96,9 @@ async def test_clients_of_a_restarted_notifier_resume_and_see_the_final_event(
         }
     )
     url = f"http://127.0.0.1:{settings.http_port}" + PROGRESS.format(job)
-    await start_group_at_end(settings.kafka_bootstrap_servers, settings.consumer_group)
+    await start_group_at_end(
+        settings.kafka_bootstrap_servers, settings.consumer_group, topics.JOB_STATUS
+    )
     try:
         async with httpx.AsyncClient(timeout=15) as http:
             # A long graceful timeout: only ending the streams lets the shutdown end soon.
