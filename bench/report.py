@@ -34,7 +34,9 @@ def write(
         "title": title,
         "machine": machine(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join(shlex.quote(a) for a in ["python", *sys.argv]),
+        "command": " ".join(
+            shlex.quote(a) for a in ["uv", "run", "python", "-m", f"bench.{name}", *sys.argv[1:]]
+        ),
     }
     (RESULTS / f"{name}.json").write_text(
         json.dumps({**meta, "rows": rows, "notes": notes or []}, indent=2) + "\n"
