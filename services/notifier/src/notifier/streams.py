@@ -5,6 +5,7 @@ is read, and every event carries its per-job id, so an event that lands between 
 two reads is sent exactly once (live copies with an id already sent are dropped).
 """
 
+import asyncio
 from collections.abc import AsyncGenerator, Callable
 from typing import Protocol
 
@@ -130,8 +131,31 @@ class EventStreamResponse(StreamingResponse):
         self._on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Starlette runs the body and a disconnect watcher in an anyio task group (for
+        # ASGI < 2.4, which uvicorn speaks): a group, two tasks and their cancel scopes
+        # per stream. Here the body runs in the request's own task and one plain task
+        # waits for the disconnect and cancels it: less memory per open stream.
+        streaming = asyncio.current_task()
+        assert streaming is not None
+        hung_up = finished = False
+
+        async def watch() -> None:
+            nonlocal hung_up
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            if not finished:
+                hung_up = True
+                streaming.cancel()
+
+        watcher = asyncio.create_task(watch())
         try:
-            await super().__call__(scope, receive, send)
+            await self.stream_response(send)
+            finished = True  # no await since: the watcher cannot cancel a finished stream
+        except asyncio.CancelledError:
+            if not hung_up:
+                raise
+            streaming.uncancel()  # the client left: a normal end of the stream
         finally:
+            watcher.cancel()
             self._on_close()
             await self._content.aclose()
