@@ -2,9 +2,10 @@ import hashlib
 from collections.abc import AsyncIterator
 
 import pytest
+from aiokafka.errors import KafkaTimeoutError
 from starlette.requests import ClientDisconnect
 
-from contracts import CeType, Event, JobStatusChanged, UploadFinished, UploadStarted
+from contracts import CeType, Event, JobStatusChanged, UploadFinished, UploadStarted, topics
 from gateway.ingest import UploadLimits, ingest
 from servicekit.http import ApiError
 
@@ -121,3 +122,20 @@ async def test_kafka_refusing_a_chunk_is_503_and_no_finished_marker() -> None:
     assert caught.value.status_code == 503
     assert "UploadFinished" not in sink.kinds()
     assert sink.kinds()[-1] == "UploadAborted"
+
+
+class StatusRefusingSink(FakeSink):
+    async def event(self, topic: str, event: Event, ce_id: str):
+        if topic == topics.JOB_STATUS:
+            raise KafkaTimeoutError()
+        return await super().event(topic, event, ce_id)
+
+
+@pytest.mark.parametrize("sink", [FakeSink(fail_from=4), StatusRefusingSink()])
+async def test_once_the_finished_marker_is_acknowledged_the_upload_is_accepted(sink) -> None:
+    data = WAV_HEAD + b"\0" * 1500
+    # started, 2 chunks and finished go through; the accepted status cannot be sent.
+    done = await run(stream(form(data)), sink)
+    assert done.size == len(data)
+    assert sink.kinds()[-1] in ("UploadFinished", "JobStatusChanged")
+    assert "UploadAborted" not in sink.kinds()

@@ -184,18 +184,6 @@ async def ingest(
             ),
             f"{job_id}:finished",
         )
-        # The 202 promise is kept: every chunk and the finished marker are acknowledged.
-        # The `accepted` status adds nothing the 202 does not say, so the answer does not
-        # wait a further round trip for it; if it is lost, the uploader's statuses follow.
-        _acknowledge_later(
-            await sink.event(
-                topics.JOB_STATUS,
-                JobStatusChanged(
-                    job_id=job_id, status=JobStatus.ACCEPTED, progress=0, detail="upload received"
-                ),
-                f"{job_id}:status:accepted",
-            )
-        )
     except BaseException as exc:
         if upload.started:
             await _abort(upload, _reason(exc))
@@ -212,6 +200,22 @@ async def ingest(
                 headers={"Retry-After": "5"},
             ) from exc
         raise
+    # The 202 promise is kept: every chunk and the finished marker are acknowledged, so
+    # from here on nothing may turn the answer into an error. The `accepted` status adds
+    # nothing the 202 does not say: the answer does not wait a round trip for it, and if
+    # it is lost, the uploader's statuses follow.
+    try:
+        _acknowledge_later(
+            await sink.event(
+                topics.JOB_STATUS,
+                JobStatusChanged(
+                    job_id=job_id, status=JobStatus.ACCEPTED, progress=0, detail="upload received"
+                ),
+                f"{job_id}:status:accepted",
+            )
+        )
+    except Exception as exc:
+        log.warning("the accepted status was not published: %r", exc)
     log.info("accepted upload of %d bytes as %s", upload.size, media_type)
     return Ingested(
         job_id=job_id,
