@@ -7,7 +7,7 @@ the JSON (or raw chunk bytes) as the value, the job id as the key.
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,6 +49,15 @@ def make_broker(settings: ServiceSettings, service: str, description: str) -> Ka
             KafkaPrometheusMiddleware(registry=registry(), app_name=service),
         ],
     )
+
+
+def broker_connected(broker: KafkaBroker) -> Callable[[], Awaitable[bool]]:
+    """The readiness check every service has: the broker answers."""
+
+    async def kafka_connected() -> bool:
+        return await broker.ping(timeout=2.0)
+
+    return kafka_connected
 
 
 async def ensure_topics(

@@ -23,7 +23,7 @@ from analyzer_bridge.store import Store
 from analyzer_bridge.webhook_routes import WebhookDeps, router
 from contracts import AnalysisCompleted, AnalysisFailed, AudioStored, JobStatusChanged
 from servicekit.http import create_app
-from servicekit.kafka import ensure_topics, make_broker, wait_for_kafka
+from servicekit.kafka import broker_connected, ensure_topics, make_broker, wait_for_kafka
 from servicekit.metrics import watch_consumer_lag
 from servicekit.s3 import s3_client
 
@@ -155,9 +155,6 @@ def create(settings: Settings | None = None) -> FastAPI:
     async def database() -> bool:
         return bool(running) and await running[0].store.ping()
 
-    async def kafka() -> bool:
-        return await broker.ping(timeout=2.0)
-
     async def consumer_alive() -> bool:
         """Joining the group may take a while; failing to start may not pass unseen."""
         consuming: asyncio.Task[None] | None = getattr(app.state, "consuming", None)
@@ -172,7 +169,7 @@ def create(settings: Settings | None = None) -> FastAPI:
         service="analyzer-bridge",
         description=DESCRIPTION,
         lifespan=lifespan,
-        readiness=[database, kafka, consumer_alive],
+        readiness=[database, broker_connected(broker), consumer_alive],
     )
     app.include_router(router)
     app.state.broker = broker

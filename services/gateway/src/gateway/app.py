@@ -12,7 +12,7 @@ from gateway.routes import router
 from gateway.settings import Settings
 from gateway.sink import KafkaUploadSink
 from servicekit.http import allow_origins, create_app
-from servicekit.kafka import ensure_topics, make_broker, wait_for_kafka
+from servicekit.kafka import broker_connected, ensure_topics, make_broker, wait_for_kafka
 from servicekit.tokens import JobTokens
 
 
@@ -38,15 +38,12 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await broker.stop()
 
-    async def kafka_connected() -> bool:
-        return await broker.ping(timeout=2.0)
-
     app = create_app(
         title="audiopipe gateway",
         service="gateway",
         description="Validates audio uploads and puts them on Kafka.",
         lifespan=lifespan,
-        readiness=[kafka_connected],
+        readiness=[broker_connected(broker)],
     )
     app.state.sink = KafkaUploadSink(broker)
     app.state.limits = UploadLimits(

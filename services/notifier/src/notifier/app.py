@@ -19,7 +19,7 @@ from notifier.store import Store
 from notifier.streams import StreamSlots
 from servicekit.http import allow_origins
 from servicekit.http import create_app as create_http_app
-from servicekit.kafka import ensure_topics, make_broker, wait_for_kafka
+from servicekit.kafka import broker_connected, ensure_topics, make_broker, wait_for_kafka
 from servicekit.metrics import watch_consumer_lag
 from servicekit.tokens import JobTokens
 
@@ -93,9 +93,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def database_answers() -> bool:
         return services.store is not None and await services.store.ping()
 
-    async def kafka_connected() -> bool:
-        return await broker.ping(timeout=2.0)
-
     async def listening() -> bool:
         return listener is not None and listener.connected
 
@@ -104,7 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service="notifier",
         description="Job progress as Server-Sent Events, replayable from PostgreSQL.",
         lifespan=lifespan,
-        readiness=[database_answers, kafka_connected, listening],
+        readiness=[database_answers, broker_connected(broker), listening],
     )
     # Last-Event-ID: EventSource sends it on a reconnect, so a cross-origin stream resumes.
     allow_origins(

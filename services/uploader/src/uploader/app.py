@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from contracts import AudioStored, JobStatusChanged, topics
 from servicekit.http import create_app
-from servicekit.kafka import ensure_topics, make_broker, wait_for_kafka
+from servicekit.kafka import broker_connected, ensure_topics, make_broker, wait_for_kafka
 from servicekit.metrics import watch_consumer_lag
 from servicekit.s3 import ensure_bucket, s3_client
 from uploader.assembly import Assembler
@@ -63,15 +63,12 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             stack.callback(lag.cancel)
             yield
 
-    async def kafka_connected() -> bool:
-        return await broker.ping(timeout=2.0)
-
     app = create_app(
         title="audiopipe uploader",
         service="uploader",
         description="Consumes audio.upload and writes each job's audio to S3.",
         lifespan=lifespan,
-        readiness=[kafka_connected],
+        readiness=[broker_connected(broker)],
     )
     app.state.broker = broker
     return app
