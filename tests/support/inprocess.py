@@ -9,12 +9,15 @@ from typing import Any
 import uvicorn
 
 
-def bound_socket() -> socket.socket:
-    """A listening socket on a free port: its URL is known before the app exists, and
-    connections made before the server starts wait in the backlog."""
+def bound_socket(listen: bool = True) -> socket.socket:
+    """A socket on a free port: its URL is known before the app exists. Listening,
+    connections made before the server starts wait in the backlog; not listening, they
+    are refused until :func:`serving` starts on it."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
+    if listen:
+        sock.listen(128)
     return sock
 
 

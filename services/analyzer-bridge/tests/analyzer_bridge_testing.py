@@ -9,16 +9,14 @@ import base64
 import contextlib
 import hashlib
 import json
-import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import asyncpg
 import httpx
-import uvicorn
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI, Request, Response
 from faststream.kafka import KafkaBroker
@@ -30,6 +28,7 @@ from reference_analyzer.settings import Settings as ReferenceSettings
 from reference_analyzer.testing import encode, sine
 from servicekit import webhooks
 from servicekit.kafka import publish_event
+from tests.support.waiting import eventually
 
 # Real audio, so that the reference analysis server can check and decode it.
 AUDIO = encode(sine(seconds=0.5, sample_rate=8000), 8000)
@@ -41,41 +40,7 @@ AUDIO_KEY = f"{uuid.uuid4()}/take.wav"
 
 async def wait_until(condition: Callable[[], Any], within: float = 30.0, what: str = "") -> Any:
     """Poll ``condition`` until it is truthy; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or condition}")
-        await asyncio.sleep(0.05)
-
-
-def free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
-@contextlib.asynccontextmanager
-async def serve(app: FastAPI, sock: socket.socket) -> AsyncIterator[str]:
-    """Run ``app`` under uvicorn on ``sock`` in this event loop; yields its base URL."""
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        await wait_until(lambda: server.started or task.done(), 60, "uvicorn to start")
-        if task.done():
-            task.result()
-            raise RuntimeError("uvicorn exited during startup")
-        host, port = sock.getsockname()
-        yield f"http://{host}:{port}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 30)
-        sock.close()
+    return await eventually(condition, within, what=what or str(condition))
 
 
 # --- analysis servers ---------------------------------------------------------------

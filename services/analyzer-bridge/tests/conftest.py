@@ -25,6 +25,7 @@ from contracts import topics
 from servicekit.kafka import make_broker
 from servicekit.s3 import ensure_bucket, s3_client
 from servicekit.settings import S3Settings
+from tests.support.inprocess import bound_socket, serving
 
 # pytest runs with --import-mode=importlib, which puts no test folder on sys.path.
 sys.path.insert(0, str(Path(__file__).parent))
@@ -36,8 +37,6 @@ from analyzer_bridge_testing import (
     Bridge,
     EventLog,
     FakeAnalysisServer,
-    free_socket,
-    serve,
 )
 
 
@@ -130,9 +129,9 @@ async def start_bridge(
         server: AnalysisServerApp | None = None, group: str | None = None, **overrides: Any
     ) -> AsyncIterator[Bridge]:
         server = server or FakeAnalysisServer()
-        async with serve(server.app, free_socket()) as server_url:
+        async with serving(server.app, bound_socket()) as server_url:
             server.url = server_url
-            sock = free_socket()
+            sock = bound_socket()
             host, port = sock.getsockname()
             values: dict[str, Any] = {
                 "kafka_bootstrap_servers": bootstrap,
@@ -152,7 +151,7 @@ async def start_bridge(
                 **overrides,
             }
             settings = Settings(**values)
-            async with serve(create(settings), sock) as url:
+            async with serving(create(settings), sock) as url:
                 events = EventLog(
                     bootstrap, [settings.analysis_result_topic, settings.job_status_topic]
                 )

@@ -24,8 +24,6 @@ from analyzer_bridge_testing import (
     EventLog,
     ReferenceServer,
     barrier,
-    free_socket,
-    serve,
     stored,
     wait_for,
     wait_until,
@@ -33,6 +31,7 @@ from analyzer_bridge_testing import (
 
 from analyzer_bridge.settings import Settings
 from servicekit.kafka import publish_event
+from tests.support.inprocess import bound_socket, serving
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +101,7 @@ async def bridge_process(
 async def test_killed_bridge_restarts_and_brings_20_pending_analyses_to_one_final_state(
     infra, namespace, producer, stored_audio, db, tmp_path
 ):
-    sock = free_socket()
+    sock = bound_socket()
     port = sock.getsockname()[1]
     sock.close()  # the bridge processes bind it; both use it, as the webhook URLs name it
     url = f"http://127.0.0.1:{port}"
@@ -124,7 +123,7 @@ async def test_killed_bridge_restarts_and_brings_20_pending_analyses_to_one_fina
     ):
         stack.callback(released.set)  # never leave the server's runs waiting
         reference = ReferenceServer(outgoing, max_concurrent_jobs=JOBS, webhook_attempts=20)
-        reference.url = await stack.enter_async_context(serve(reference.app, free_socket()))
+        reference.url = await stack.enter_async_context(serving(reference.app, bound_socket()))
         env = bridge_env(
             {
                 "KAFKA_BOOTSTRAP_SERVERS": infra["KAFKA_BOOTSTRAP_SERVERS"],

@@ -13,14 +13,13 @@ import pytest
 from analyzer_bridge_testing import (
     SIGNING_SECRET,
     ReferenceServer,
-    free_socket,
-    serve,
     wait_for,
     wait_until,
 )
 
 from analyzer_bridge.capability import Capabilities
 from servicekit import webhooks
+from tests.support.inprocess import bound_socket, serving
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +74,7 @@ async def test_server_failing_first_requests_is_retried_until_it_completes(start
 
 
 async def test_unreachable_server_is_retried_until_it_answers(start_bridge):
-    sock = free_socket()  # bound but not listening: connections are refused
+    sock = bound_socket(listen=False)  # connections are refused until it serves
     host, port = sock.getsockname()
     settings = in_mode() | {
         "analysis_server_url": f"http://{host}:{port}",
@@ -91,7 +90,7 @@ async def test_unreachable_server_is_retried_until_it_answers(start_bridge):
 
         await wait_for(refused_twice, 30, "two refused attempts")
         reference = ReferenceServer()
-        async with serve(reference.app, sock) as url:
+        async with serving(reference.app, sock) as url:
             reference.url = url
             final = await bridge.final(job_id)
             assert final["status"] == "completed"

@@ -19,9 +19,10 @@ from servicekit.tokens import COOKIE_NAME, JobTokens
 
 # pytest runs with --import-mode=importlib, which puts no test folder on sys.path.
 sys.path.insert(0, str(Path(__file__).parent))
-from notifier_testing import FEATURES, drop_schema, free_port, running
+from notifier_testing import FEATURES, drop_schema, running
 
 from tests.support.kafka import start_group_at_end
+from tests.support.processes import free_port
 
 SECRET = "notifier-integration-test-secret-0123456789"
 

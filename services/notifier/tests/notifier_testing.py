@@ -2,9 +2,8 @@
 
 import asyncio
 import json
-import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +13,7 @@ import asyncpg
 from contracts import AudioFeatures, JobStatus
 from notifier.server import build
 from notifier.settings import Settings
+from tests.support.waiting import eventually
 
 PROGRESS = "/tokens/analysis-progress/{}"
 FEATURES = AudioFeatures(
@@ -27,17 +27,6 @@ LIFECYCLE = [
     (JobStatus.ANALYZING, 75),
     (JobStatus.COMPLETED, 100),
 ]
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], within: float = 20.0) -> Any:
-    """The first truthy result of ``check``, polled for ``within`` seconds."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 @dataclass
@@ -92,12 +81,6 @@ async def history(db, schema: str, job: str) -> list[Any]:
     return await db.fetch(
         f"SELECT * FROM {schema}.job_events WHERE job_id = $1 ORDER BY event_id", uuid.UUID(job)
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @asynccontextmanager

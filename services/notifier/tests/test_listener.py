@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from notifier_testing import eventually
 
 from contracts import JobStatus, JobStatusChanged
 from notifier import sse
@@ -14,6 +13,7 @@ from notifier.fanout import FanOut
 from notifier.listener import Listener
 from notifier.store import Store
 from notifier.streams import job_stream
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 

@@ -13,13 +13,13 @@ from notifier_testing import (
     Stream,
     drop_schema,
     follow,
-    free_port,
     projected,
     running,
 )
 
 from contracts import JobStatus, topics
 from tests.support.kafka import start_group_at_end
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.integration
 

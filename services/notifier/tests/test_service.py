@@ -10,7 +10,6 @@ from notifier_testing import (
     LIFECYCLE,
     PROGRESS,
     Stream,
-    eventually,
     follow,
     history,
     projected,
@@ -18,6 +17,7 @@ from notifier_testing import (
 
 from contracts import CeType, JobStatus, headers, topics
 from servicekit.kafka import ce_headers
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
