@@ -14,26 +14,56 @@ from contracts.jobs import JobError
 
 
 class AudioFeatures(BaseModel):
-    """Features computed from the decoded audio."""
+    """The analysis server's result: its own JSON object, carried through unchanged.
 
-    model_config = ConfigDict(frozen=True)
+    Any analysis server may report any fields; the bridge, the events, SSE and
+    ``GET /jobs`` pass the object on as it came (docs/architecture.md, "Analysis server
+    contract"). The fields below are the well-known ones, those the reference analysis
+    server computes: each is optional, and typed where present, so that a reader can
+    rely on ``duration_seconds`` being a number whenever it is there. Unknown fields
+    are kept.
+    """
 
-    duration_seconds: float = Field(ge=0, description="Length of the audio in seconds.")
-    sample_rate: int = Field(gt=0, description="Samples per second per channel (Hz).")
-    channels: int = Field(gt=0, description="Number of audio channels.")
-    frames: int = Field(ge=0, description="Samples per channel.")
-    rms_dbfs: float = Field(
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    duration_seconds: float | None = Field(
+        default=None, ge=0, description="Length of the audio in seconds, from the decoded samples."
+    )
+    sample_rate: int | None = Field(
+        default=None, gt=0, description="Samples per second per channel (Hz)."
+    )
+    channels: int | None = Field(default=None, gt=0, description="Number of audio channels.")
+    frames: int | None = Field(default=None, ge=0, description="Samples per channel.")
+    rms_dbfs: float | None = Field(
+        default=None,
         description="Root-mean-square level over all samples, dB relative to full scale "
-        "(-inf for digital silence is reported as -120)."
+        "(-inf for digital silence is reported as -120).",
     )
-    peak_dbfs: float = Field(description="Highest absolute sample level, dBFS.")
-    silence_ratio: float = Field(
-        ge=0, le=1, description="Share of 10 ms windows whose RMS is below -60 dBFS."
+    peak_dbfs: float | None = Field(
+        default=None, description="Highest absolute sample level, dBFS."
     )
-    format: str = Field(default="", description="Container format, e.g. `WAV`, `FLAC`.")
-    subtype: str = Field(default="", description="Sample encoding, e.g. `PCM_16`.")
-    envelope: list[float] = Field(
-        default_factory=list,
+    silence_ratio: float | None = Field(
+        default=None, ge=0, le=1, description="Share of 10 ms windows whose RMS is below -60 dBFS."
+    )
+    integrated_lufs: float | None = Field(
+        default=None,
+        description="Integrated loudness, LUFS (ITU-R BS.1770-4, EBU R128: K-weighted, "
+        "gated 400 ms blocks); -70 or below when the audio is (almost) silent.",
+    )
+    loudness_range_lu: float | None = Field(
+        default=None,
+        ge=0,
+        description="Loudness range, LU (EBU Tech 3342: spread of the 3 s short-term "
+        "loudness between its 10th and 95th percentile, gated).",
+    )
+    true_peak_dbtp: float | None = Field(
+        default=None,
+        description="True peak, dBTP (ITU-R BS.1770-4 Annex 2: 4x oversampled peak).",
+    )
+    format: str | None = Field(default=None, description="Container format, e.g. `WAV`, `FLAC`.")
+    subtype: str | None = Field(default=None, description="Sample encoding, e.g. `PCM_16`.")
+    envelope: list[float] | None = Field(
+        default=None,
         description="Peak level per equal slice of the audio, 0..1 of full scale, "
         "at most 200 points; for drawing a waveform overview.",
     )

@@ -46,6 +46,8 @@ class ErrorCode(StrEnum):
     ANALYSIS_REJECTED = "analysis_rejected"
     ANALYSIS_FAILED = "analysis_failed"
     ANALYSIS_TIMEOUT = "analysis_timeout"
+    ANALYSIS_INVALID_RESULT = "analysis_invalid_result"
+    UPLOAD_EXPIRED = "upload_expired"
 
 
 class JobError(BaseModel):
