@@ -27,7 +27,12 @@ from servicekit.settings import ServiceSettings
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 2 * 1024 * 1024
-"""Largest message we produce; upload chunks stay well below it."""
+"""Largest message we produce; upload chunks and the events carrying an analysis
+result (at most 1 MiB, the webhook body limit) stay well below it."""
+
+TOPIC_MAX_MESSAGE_BYTES = MAX_MESSAGE_BYTES + 64 * 1024
+"""``max.message.bytes`` of the topics we create: a record batch of one largest
+message with room for its headers (the broker default is 1 MiB)."""
 
 
 def make_broker(settings: ServiceSettings, service: str, description: str) -> KafkaBroker:
@@ -83,6 +88,7 @@ async def ensure_topics(
                 name,
                 num_partitions=partitions if not name.endswith(topics.DLQ_SUFFIX) else 1,
                 replication_factor=replication_factor,
+                topic_configs={"max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES)},
             )
             for name in wanted
             if name not in existing
