@@ -18,14 +18,16 @@ from uploader.offsets import CommitTracker
 log = logging.getLogger(__name__)
 
 COMMIT_EVERY = 64
-"""Also commit after this many messages, so a long upload does not hold back others'."""
+"""Besides when a job closes, commit after this many messages, so that the jobs that
+finished meanwhile are committed promptly. The committed offset still never passes the
+first message of the earliest job not yet finished (offsets.CommitTracker): a long open
+upload holds it back, and a crash replays from there."""
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, assembler: Assembler, tracker: CommitTracker) -> None:
         self.assembler = assembler
         self.tracker = tracker
-        self.job_partition: dict[str, TopicPartition] = {}
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         for partition in revoked:
