@@ -1,5 +1,5 @@
-"""The analysis result is the analysis server's own object (DESIGN §7): it travels in
-the events as it came, with no well-known field added as ``null``."""
+"""The analysis result is the analysis server's own object (docs/architecture.md §7):
+it travels in the events as it came, with no well-known field added as ``null``."""
 
 import json
 

@@ -1,4 +1,5 @@
-"""A second analysis server, written from the analysis contract alone (DESIGN §7, §6).
+"""A second analysis server, written from the analysis contract alone
+(docs/architecture.md §7, §6).
 
 It stands for an analysis server built apart from this project: it imports nothing
 of audiopipe (no ``contracts``, no ``servicekit``), signs its webhooks itself as

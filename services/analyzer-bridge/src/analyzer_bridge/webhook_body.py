@@ -1,11 +1,11 @@
 """Reading a webhook's body: bounded in size, then the envelope and the result apart.
 
 The ``result`` of a ``completed`` webhook is the analysis server's own JSON object
-(DESIGN §7): any fields, the well-known ones typed where present. So the envelope
-(``job_id``, ``status``, ...) and the result are judged separately: a bad envelope is
-a bad request that changes nothing, while a well-formed ``completed`` call whose result
-is unusable is the analysis server's final answer, and fails the job at once with
-``analysis_invalid_result`` instead of leaving it to its deadline.
+(docs/architecture.md §7): any fields, the well-known ones typed where present. So the
+envelope (``job_id``, ``status``, ...) and the result are judged separately: a bad
+envelope is a bad request that changes nothing, while a well-formed ``completed`` call
+whose result is unusable is the analysis server's final answer, and fails the job at
+once with ``analysis_invalid_result`` instead of leaving it to its deadline.
 """
 
 import math
