@@ -64,6 +64,19 @@ def test_silence_reads_minus_70_lufs_and_minus_120_dbtp_in_valid_json():
     assert body["true_peak_dbtp"] == -120.0
 
 
+def test_nan_and_infinite_samples_count_as_silence():
+    samples = sine(seconds=2, sample_rate=SR, channels=2)
+    samples[1000:1010] = np.nan
+    samples[5000, 1] = np.inf
+    samples[7000, 0] = -np.inf
+    features = compute_features(blocks(samples), sample_rate=SR, channels=2, frames_hint=2 * SR)
+    body = _json_without_nan_or_inf(features)
+    numbers = [v for v in body.values() if isinstance(v, float)] + body["envelope"]
+    assert all(math.isfinite(v) for v in numbers)
+    assert features.peak_dbfs == pytest.approx(20 * math.log10(0.5), abs=0.01)
+    assert features.integrated_lufs is not None and features.integrated_lufs > -20
+
+
 def test_loudness_is_left_out_below_8_khz():
     features = compute_features([sine(sample_rate=4000)], sample_rate=4000, channels=1)
     body = _json_without_nan_or_inf(features)

@@ -88,6 +88,10 @@ class FeatureAccumulator:
             raise ValueError(f"expected blocks of shape (n, {self.channels}), got {block.shape}")
         if samples.shape[0] == 0:
             return
+        if not np.isfinite(samples).all():
+            # Only a corrupt float file holds NaN or infinite samples: they count as
+            # silence, so that no level or loudness in the result is NaN or infinite.
+            samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
         # Channels as rows: numpy reduces across rows fast, along a short axis 1 slowly.
         planar = samples.T.copy()
         squares = np.square(planar)
