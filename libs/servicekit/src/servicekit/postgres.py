@@ -62,9 +62,12 @@ def unavailable_on_outage(
 
 
 async def create_pool(
-    dsn: str, *, max_size: int, timeout_seconds: float, min_size: int = 1
+    dsn: str, *, max_size: int, timeout_seconds: float, min_size: int = 0
 ) -> "asyncpg.Pool[asyncpg.Record]":
-    """A pool whose connects and statements each give up after ``timeout_seconds``."""
+    """A pool whose connects and statements each give up after ``timeout_seconds``.
+
+    No connection floor by default: asyncpg would keep re-opening it through an outage,
+    logging a traceback each time; connections are made on demand and kept anyway."""
     pool: asyncpg.Pool[asyncpg.Record] = await asyncpg.create_pool(
         dsn,
         min_size=min(min_size, max_size),
