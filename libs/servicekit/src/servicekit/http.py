@@ -41,29 +41,29 @@ class ApiError(Exception):
         self.headers = headers
 
 
-class DependencyUnavailable(Exception):
+class DependencyUnavailable(ApiError):
     """A system this work needs (PostgreSQL, Kafka, S3, ...) does not answer right now.
 
     Adapters raise it for an outage, never for a bug. Over HTTP it is a 503 in the one
     error shape with ``Retry-After`` (the handler :func:`create_app` installs), so a
     client retries instead of reading a 500; a Kafka handler lets it propagate, so the
-    message is not committed and comes again once the dependency is back.
+    message is not committed and comes again once the dependency is back. ``detail``
+    is for the log, not for clients.
     """
 
     def __init__(self, dependency: str, retry_after: int = 5, detail: str = "") -> None:
-        super().__init__(f"{dependency} is unavailable" + (f": {detail}" if detail else ""))
+        super().__init__(
+            503,
+            "unavailable",
+            f"{dependency} is unavailable; retry later",
+            {"Retry-After": str(retry_after)},
+        )
         self.dependency = dependency
         self.retry_after = retry_after
         self.detail = detail
 
-
-def unavailable_response(exc: DependencyUnavailable) -> JSONResponse:
-    """The 503 of an outage: which dependency, not its internals (those go to the log)."""
-    return JSONResponse(
-        error_body("unavailable", f"{exc.dependency} is unavailable; retry later"),
-        status_code=503,
-        headers={"Retry-After": str(exc.retry_after)},
-    )
+    def __str__(self) -> str:
+        return f"{self.dependency} is unavailable" + (f": {self.detail}" if self.detail else "")
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:
@@ -74,6 +74,11 @@ def error_response(error: ApiError) -> JSONResponse:
     return JSONResponse(
         error_body(error.code, error.message), status_code=error.status_code, headers=error.headers
     )
+
+
+def unavailable_response(exc: DependencyUnavailable) -> JSONResponse:
+    """The 503 of an outage: which dependency, not its internals (those go to the log)."""
+    return error_response(exc)
 
 
 _HTTP_CODES = {
