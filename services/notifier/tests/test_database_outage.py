@@ -95,8 +95,9 @@ def assert_unavailable(response: httpx.Response) -> None:
 
 
 async def test_with_the_database_down_every_route_that_needs_it_is_503_then_recovers(
-    http, proxy, publish, job, auth
+    http, proxy, proxied, publish, job, auth
 ):
+    services = proxied[1].state.services
     await publish(JobStatus.ACCEPTED, 0)
     await eventually(lambda: _status(http, f"/jobs/{job}", auth, 200))
     await proxy.cut()
@@ -107,6 +108,9 @@ async def test_with_the_database_down_every_route_that_needs_it_is_503_then_reco
     resume = {**auth, "Last-Event-ID": "1"}
     assert_unavailable(await http.get(PROGRESS.format(job), headers=resume))
     assert (await http.get("/readyz")).status_code == 503
+    # The refused streams left nothing behind: no subscription, no stream slot.
+    assert not services.fanout.has_subscribers(job)
+    assert services.slots.open == 0
 
     await proxy.restore()
     snapshot = await eventually(lambda: _status(http, f"/jobs/{job}", auth, 200))
