@@ -6,7 +6,9 @@ two reads is sent exactly once (live copies with an id already sent are dropped)
 
 Where the stream starts (:func:`start`) is read before the response begins, so that a
 database outage is a 503 JSON answer, not a 200 whose body breaks off (issue 11). Once
-streaming, an outage ends the stream cleanly: the client reconnects with Last-Event-ID.
+streaming, a stream that must read the history while the database is down ends
+cleanly and its client reconnects with Last-Event-ID; one that needs nothing from it
+carries on (heartbeats) and catches up when the LISTEN connection is back.
 """
 
 import asyncio
@@ -59,11 +61,8 @@ class Start:
     @property
     def seen_final(self) -> bool:
         """The client already has the final event: nothing is left to send (204)."""
-        return (
-            self.current is not None
-            and self.current.is_final
-            and self.last >= (self.current.event_id)
-        )
+        current = self.current
+        return current is not None and current.is_final and self.last >= current.event_id
 
 
 async def start(store: History, job_id: str, after: int | None) -> Start:
