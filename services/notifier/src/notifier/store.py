@@ -53,10 +53,15 @@ ALTER TABLE {schema}.job_events
 -- Histories written before issue 11 gave ignored events ids too (gaps in the live
 -- stream that a replay filled): take those ids back, once. Applied ids stay as they
 -- were, so a client's Last-Event-ID keeps naming the same event.
-ALTER TABLE {schema}.job_events DROP CONSTRAINT IF EXISTS job_events_pkey;
-ALTER TABLE {schema}.job_events ALTER COLUMN event_id DROP NOT NULL;
-UPDATE {schema}.job_events SET event_id = NULL
-    WHERE outcome = 'ignored' AND event_id IS NOT NULL;
+-- (The old primary key on (job_id, event_id) says it is such a history.)
+DO $$ BEGIN
+    IF EXISTS (SELECT FROM pg_constraint WHERE conname = 'job_events_pkey'
+               AND conrelid = '{schema}.job_events'::regclass) THEN
+        ALTER TABLE {schema}.job_events DROP CONSTRAINT job_events_pkey;
+        ALTER TABLE {schema}.job_events ALTER COLUMN event_id DROP NOT NULL;
+        UPDATE {schema}.job_events SET event_id = NULL WHERE outcome = 'ignored';
+    END IF;
+END $$;
 CREATE UNIQUE INDEX IF NOT EXISTS job_events_applied
     ON {schema}.job_events (job_id, event_id) WHERE event_id IS NOT NULL;
 DO $$ BEGIN
