@@ -37,3 +37,14 @@ async def start_group_at_end(bootstrap: str, group: str, topic: str) -> None:
         await consumer.commit(dict(ends))
     finally:
         await consumer.stop()
+
+
+async def committed_offset(bootstrap: str, group: str, partition: TopicPartition) -> int | None:
+    """The offset ``group`` has committed on ``partition`` (the next one it will read),
+    read without joining the group."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+    await consumer.start()
+    try:
+        return await consumer.committed(partition)
+    finally:
+        await consumer.stop()

@@ -11,6 +11,8 @@ from typing import Any
 import asyncpg
 
 from contracts import AudioFeatures, JobStatus
+from notifier import streams
+from notifier.fanout import FanOut
 from notifier.server import build
 from notifier.settings import Settings
 from tests.support.waiting import eventually
@@ -27,6 +29,28 @@ LIFECYCLE = [
     (JobStatus.ANALYZING, 75),
     (JobStatus.COMPLETED, 100),
 ]
+
+
+async def job_stream(
+    store: streams.History,
+    fanout: FanOut,
+    job_id: str,
+    *,
+    after: int | None,
+    heartbeat_seconds: float,
+    retry_ms: int,
+) -> AsyncIterator[str]:
+    """One job's SSE text as the route serves it: subscribe, read the start, follow,
+    leave (the route leaves in the response's close instead)."""
+    live = fanout.join(job_id)
+    try:
+        begin = await streams.start(store, job_id, after)
+        async for chunk in streams.follow(
+            store, live, begin, heartbeat_seconds=heartbeat_seconds, retry_ms=retry_ms
+        ):
+            yield chunk
+    finally:
+        fanout.leave(live)
 
 
 @dataclass
@@ -79,7 +103,7 @@ async def projected(client, job, auth, status: JobStatus) -> dict[str, Any] | No
 
 async def history(db, schema: str, job: str) -> list[Any]:
     return await db.fetch(
-        f"SELECT * FROM {schema}.job_events WHERE job_id = $1 ORDER BY event_id", uuid.UUID(job)
+        f"SELECT * FROM {schema}.job_events WHERE job_id = $1 ORDER BY seq", uuid.UUID(job)
     )
 
 
@@ -87,6 +111,13 @@ async def history(db, schema: str, job: str) -> list[Any]:
 async def running(settings: Settings, **config) -> AsyncIterator[str]:
     """A notifier (real uvicorn, as ``python -m notifier`` runs it) in this event loop,
     on ``settings.http_port``; its base URL while it runs."""
+    async with running_server(settings, **config) as (url, _):
+        yield url
+
+
+@asynccontextmanager
+async def running_server(settings: Settings, **config) -> AsyncIterator[tuple[str, Any]]:
+    """As :func:`running`, with the uvicorn server (its app: ``server.config.app``)."""
     server = build(settings, **({"ws": "none", "timeout_graceful_shutdown": 2} | config))
     task = asyncio.create_task(server.serve())
     deadline = asyncio.get_running_loop().time() + 90
@@ -97,7 +128,7 @@ async def running(settings: Settings, **config) -> AsyncIterator[str]:
         assert asyncio.get_running_loop().time() < deadline, "the notifier did not start"
         await asyncio.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{settings.http_port}"
+        yield f"http://127.0.0.1:{settings.http_port}", server
     finally:
         server.should_exit = True
         await task

@@ -1,8 +1,10 @@
 """Live delivery through PostgreSQL LISTEN/NOTIFY, against the real database."""
 
 import asyncio
+import sys
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -12,8 +14,10 @@ from notifier import sse
 from notifier.fanout import FanOut
 from notifier.listener import Listener
 from notifier.store import Store
-from notifier.streams import job_stream
 from tests.support.waiting import eventually
+
+sys.path.insert(0, str(Path(__file__).parent))
+from notifier_testing import job_stream
 
 pytestmark = pytest.mark.integration
 

@@ -57,3 +57,21 @@ def test_retry_and_keep_alive_lines():
     assert sse.retry(2000) == "retry: 2000\n\n"
     assert sse.KEEP_ALIVE == ": keep-alive\n\n"
     assert sse.comment("two\nlines") == ": two\n: lines\n\n"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(None, None), ("", None), ("0", 0), ("7", 7), ("007", 7), (str(2**63 - 1), 2**63 - 1)],
+)
+def test_an_event_id_is_ascii_digits_within_int64(raw, expected):
+    assert sse.parse_event_id(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["+3", "-0", "-1", "1_000", " 7", "7 ", "1.0", "0x1", "x", "\u0663", "\uff13", "\u00b3",
+     str(2**63), "9" * 40, "0" * 30 + "9" * 20],
+)  # fmt: skip
+def test_anything_else_is_not_an_event_id(raw):
+    with pytest.raises(ValueError, match="event id"):
+        sse.parse_event_id(raw)

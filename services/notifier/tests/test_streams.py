@@ -1,6 +1,8 @@
 import asyncio
+import sys
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -8,7 +10,11 @@ from contracts import JobStatus
 from notifier import sse
 from notifier.fanout import FanOut
 from notifier.projection import JobSnapshot
-from notifier.streams import StreamSlots, job_stream
+from notifier.streams import StreamSlots, start
+from servicekit.http import DependencyUnavailable
+
+sys.path.insert(0, str(Path(__file__).parent))
+from notifier_testing import job_stream
 
 pytestmark = pytest.mark.unit
 
@@ -140,3 +146,48 @@ def test_stream_slots_refuse_beyond_the_limit():
     assert not slots.acquire()
     slots.release()
     assert slots.acquire()
+
+
+async def test_an_id_beyond_the_latest_starts_from_the_current_state_and_goes_on():
+    fanout = FanOut()
+    stream = stream_of(FakeHistory([snapshot(1), snapshot(2)]), fanout, after=1000)
+    assert await ids(stream, 2) == [sse.retry(2000), sse.snapshot_event(snapshot(2))]
+    fanout.publish(snapshot(3))
+    fanout.publish(snapshot(4))
+    assert [chunk async for chunk in stream] == [
+        sse.snapshot_event(snapshot(3)),
+        sse.snapshot_event(snapshot(4)),
+    ]
+
+
+async def test_an_id_for_a_job_without_events_waits_for_its_first_event():
+    fanout = FanOut()
+    stream = stream_of(FakeHistory([]), fanout, after=5)
+    assert await ids(stream, 1) == [sse.retry(2000)]
+    fanout.publish(snapshot(1))
+    assert await ids(stream, 1) == [sse.snapshot_event(snapshot(1))]
+    await stream.aclose()
+
+
+async def test_the_final_event_seen_means_nothing_is_left_and_a_later_one_is_not():
+    final = FakeHistory([snapshot(3), snapshot(4)])
+    assert (await start(final, JOB, 4)).seen_final
+    assert not (await start(final, JOB, 3)).seen_final
+    assert not (await start(final, JOB, 1000)).seen_final  # a foreign id: sent again
+
+
+class GoneHistory(FakeHistory):
+    """The database went away after the stream started."""
+
+    async def applied_after(self, job_id, event_id):
+        raise DependencyUnavailable("postgresql")
+
+
+async def test_a_database_outage_mid_stream_ends_it_cleanly_with_a_comment():
+    fanout = FanOut()
+    stream = stream_of(GoneHistory([snapshot(1)]), fanout)
+    assert await ids(stream, 2) == [sse.retry(2000), sse.snapshot_event(snapshot(1))]
+    fanout.resync_all()  # the stream must re-read the history, which is gone
+    rest = [chunk async for chunk in stream]
+    assert len(rest) == 1 and rest[0].startswith(": ")
+    assert fanout.subscriber_count() == 0

@@ -41,6 +41,31 @@ class ApiError(Exception):
         self.headers = headers
 
 
+class DependencyUnavailable(ApiError):
+    """A system this work needs (PostgreSQL, Kafka, S3, ...) does not answer right now.
+
+    Adapters raise it for an outage, never for a bug. Over HTTP it is a 503 in the one
+    error shape with ``Retry-After`` (the handler :func:`create_app` installs), so a
+    client retries instead of reading a 500; a Kafka handler lets it propagate, so the
+    message is not committed and comes again once the dependency is back. ``detail``
+    is for the log, not for clients.
+    """
+
+    def __init__(self, dependency: str, retry_after: int = 5, detail: str = "") -> None:
+        super().__init__(
+            503,
+            "unavailable",
+            f"{dependency} is unavailable; retry later",
+            {"Retry-After": str(retry_after)},
+        )
+        self.dependency = dependency
+        self.retry_after = retry_after
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.dependency} is unavailable" + (f": {self.detail}" if self.detail else "")
+
+
 def error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
@@ -49,6 +74,11 @@ def error_response(error: ApiError) -> JSONResponse:
     return JSONResponse(
         error_body(error.code, error.message), status_code=error.status_code, headers=error.headers
     )
+
+
+def unavailable_response(exc: DependencyUnavailable) -> JSONResponse:
+    """The 503 of an outage: which dependency, not its internals (those go to the log)."""
+    return error_response(exc)
 
 
 _HTTP_CODES = {
@@ -69,6 +99,13 @@ _HTTP_CODES = {
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     return error_response(exc)
+
+
+async def _dependency_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DependencyUnavailable)
+    # An outage is expected operation, not a bug: one line, no traceback.
+    log.warning("%s %s answered 503: %s", request.method, request.url.path, exc)
+    return unavailable_response(exc)
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
@@ -135,6 +172,7 @@ def create_app(
         exclude_spans=["receive", "send"],
     )
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(DependencyUnavailable, _dependency_unavailable)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
@@ -157,12 +195,17 @@ def create_app(
         for check in checks:
             try:
                 ok = await check()
+            except DependencyUnavailable as exc:
+                log.warning("readiness check %s: %s", check.__name__, exc)
+                ok = False
             except Exception:
                 log.warning("readiness check %s raised", check.__name__, exc_info=True)
                 ok = False
             if not ok:
                 return JSONResponse(
-                    error_body("not_ready", f"{check.__name__} is not ready"), status_code=503
+                    error_body("not_ready", f"{check.__name__} is not ready"),
+                    status_code=503,
+                    headers={"Retry-After": "5"},
                 )
         return JSONResponse({"status": "ready"})
 

@@ -6,7 +6,6 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import asyncpg
 import httpx
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
@@ -25,6 +24,7 @@ from contracts import AnalysisCompleted, AnalysisFailed, AudioStored, JobStatusC
 from servicekit.http import create_app
 from servicekit.kafka import broker_connected, ensure_topics, make_broker, wait_for_kafka
 from servicekit.metrics import watch_consumer_lag
+from servicekit.postgres import create_pool
 from servicekit.s3 import s3_client
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,11 @@ def create(settings: Settings | None = None) -> FastAPI:
             ),
         )
         async with contextlib.AsyncExitStack() as stack:
-            pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=10)
+            pool = await create_pool(
+                settings.database_url,
+                max_size=settings.database_pool_size,
+                timeout_seconds=settings.database_timeout_seconds,
+            )
             stack.push_async_callback(pool.close)
             store = Store(pool, settings.database_schema)
             await store.create_schema()

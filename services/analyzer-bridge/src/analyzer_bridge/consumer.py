@@ -16,6 +16,7 @@ from faststream.kafka.annotations import KafkaMessage
 from analyzer_bridge.requests import Requester
 from analyzer_bridge.store import Store
 from contracts import AudioStored
+from servicekit.http import DependencyUnavailable
 from servicekit.kafka import PoisonMessage, dead_letter, decode_event, raw_body
 from servicekit.logs import job_id_var
 
@@ -64,6 +65,11 @@ def register(
         job_id_var.set(event.job_id)
         try:
             await on_event(event)
+        except DependencyUnavailable as exc:
+            # Not committed: it comes again, from this offset, once the database is back.
+            log.warning("could not record the job (%s); it will be redelivered", exc)
+            await asyncio.sleep(RETRY_PAUSE_SECONDS)
+            raise
         except Exception:
             log.exception("could not record the job; it will be redelivered")
             await asyncio.sleep(RETRY_PAUSE_SECONDS)

@@ -9,6 +9,7 @@ from analyzer_bridge.finishing import Finisher
 from analyzer_bridge.requests import Requester
 from analyzer_bridge.store import Outcome, Store
 from contracts import ErrorCode
+from servicekit.http import DependencyUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ class Sweeper:
                 await self.sweep()
             except asyncio.CancelledError:
                 raise
+            except DependencyUnavailable as exc:
+                log.warning("deadline sweep failed (%s); trying again", exc)
             except Exception:
                 log.exception("deadline sweep failed; trying again")
             await asyncio.sleep(self._interval)

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 from urllib.parse import urlencode
 
 import httpx
@@ -26,12 +26,14 @@ from analyzer_bridge.events import ANALYZING_START
 from analyzer_bridge.finishing import Finisher
 from analyzer_bridge.store import Outcome, Store
 from contracts import AnalysisRequest, ErrorCode
+from servicekit.http import DependencyUnavailable
 from servicekit.logs import job_id_var
 from servicekit.metrics import ANALYSIS_REQUESTS, ANALYSIS_RETRIES
 
 log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/tokens/webhook/analysis-complete"
+T = TypeVar("T")
 
 
 # --- the analysis server ------------------------------------------------------------
@@ -216,9 +218,26 @@ class Requester:
             await self.request(job_id)
         except asyncio.CancelledError:
             raise
+        except DependencyUnavailable as exc:
+            # The row stays pending; the sweeper resumes it once the database is back.
+            log.warning("requesting the analysis failed: %s", exc, extra={"job_id": job_id})
         except Exception:
             # The row stays pending; the sweeper resumes it once the lease runs out.
             log.exception("requesting the analysis failed", extra={"job_id": job_id})
+
+    async def _until_recorded(self, write: Callable[[], Awaitable[T]]) -> T:
+        """``write``, retried through a database outage. Once the analysis server has
+        accepted, giving up would leave the row pending and, when its lease ran out,
+        request the analysis a second time (DESIGN §5.3). Another replica could still
+        take it over if the outage outlasts the lease."""
+        delay = self._base_delay
+        while True:
+            try:
+                return await write()
+            except DependencyUnavailable as exc:
+                log.warning("recording the request failed (%s); again in %.2fs", exc, delay)
+                await self._sleep(delay)
+                delay = min(self._max_delay, delay * 2)
 
     async def request(self, job_id: str) -> None:
         """Attempt until the server accepts or rejects, the budget is spent, or the job
@@ -242,7 +261,9 @@ class Requester:
                 verdict = Retry(str(exc))
             ANALYSIS_REQUESTS.labels(type(verdict).__name__.lower()).inc()
             if isinstance(verdict, Accepted):
-                before = await self._store.mark_requested(job_id, ANALYZING_START)
+                before = await self._until_recorded(
+                    lambda: self._store.mark_requested(job_id, ANALYZING_START)
+                )
                 log.info("analysis server accepted the job", extra={"job_id": job_id})
                 if before is not None and before < ANALYZING_START:
                     await self._finisher.publish_analyzing(

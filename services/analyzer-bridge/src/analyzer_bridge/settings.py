@@ -16,6 +16,13 @@ class Settings(S3Settings):
         pattern=r"^[a-z_][a-z0-9_]*$",
         description="PostgreSQL schema owned by this service (tests use their own).",
     )
+    database_pool_size: int = Field(default=10, ge=1)
+    database_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Bound on each PostgreSQL connect and statement; beyond it, or with the "
+        "database down, webhooks get 503 with `Retry-After` and events are retried.",
+    )
 
     consumer_group: str = "analyzer-bridge"
     audio_stored_topic: str = topics.AUDIO_STORED

@@ -3,7 +3,8 @@
 A row is ``pending`` from the moment ``audio.stored`` is consumed until the analysis
 server accepts the request (``requested``), then ``completed`` or ``failed``. Every
 state change is a conditional ``UPDATE ... RETURNING``, so racing replicas, webhooks
-and the deadline sweeper agree on one winner.
+and the deadline sweeper agree on one winner. A database outage leaves every method
+as ``DependencyUnavailable`` (a 503 for a webhook, a redelivery for the consumer).
 """
 
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from enum import StrEnum
 import asyncpg
 
 from contracts import AudioFeatures, AudioStored, JobError
+from servicekit.postgres import unavailable_on_outage
 
 
 class State(StrEnum):
@@ -127,15 +129,18 @@ class Store:
         self._t = f"{schema}.analyses"
         self._schema = schema
 
+    @unavailable_on_outage
     async def create_schema(self) -> None:
         """Idempotent; an advisory lock keeps starting replicas from racing on it."""
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._schema)
             await conn.execute(_SCHEMA.format(s=self._schema))
 
+    @unavailable_on_outage
     async def ping(self) -> bool:
         return bool(await self._pool.fetchval("SELECT true"))
 
+    @unavailable_on_outage
     async def insert_pending(self, event: AudioStored, deadline_seconds: float) -> bool:
         """Record the job; False when it was already recorded (a redelivery)."""
         status = await self._pool.execute(
@@ -155,10 +160,12 @@ class Store:
         )
         return bool(status == "INSERT 0 1")
 
+    @unavailable_on_outage
     async def get(self, job_id: str) -> Analysis | None:
         r = await self._pool.fetchrow(f"SELECT * FROM {self._t} WHERE job_id = $1", job_id)
         return Analysis.from_record(r) if r else None
 
+    @unavailable_on_outage
     async def take_attempt(self, job_id: str, owner: str, lease_seconds: float) -> Analysis | None:
         """Lease a pending job for one request attempt; None when it is not pending,
         past its deadline, or leased by another replica."""
@@ -175,6 +182,7 @@ class Store:
         )
         return Analysis.from_record(r) if r else None
 
+    @unavailable_on_outage
     async def extend_lease(self, job_id: str, owner: str, lease_seconds: float) -> None:
         await self._pool.execute(
             f"""UPDATE {self._t} SET lease_until = now() + make_interval(secs => $3)
@@ -184,6 +192,7 @@ class Store:
             lease_seconds,
         )
 
+    @unavailable_on_outage
     async def release_leases(self, owner: str) -> None:
         """Give up ``owner``'s pending jobs, so another process resumes them at once."""
         await self._pool.execute(
@@ -192,6 +201,7 @@ class Store:
             owner,
         )
 
+    @unavailable_on_outage
     async def mark_requested(self, job_id: str, progress: int) -> int | None:
         """``pending`` → ``requested``, raising the job progress to at least
         ``progress``; the progress before, or None when the job was not pending."""
@@ -208,6 +218,7 @@ class Store:
             progress,
         )
 
+    @unavailable_on_outage
     async def raise_progress(self, job_id: str, progress: int) -> bool:
         """True when the job is open and ``progress`` is higher than before."""
         r = await self._pool.fetchval(
@@ -218,6 +229,7 @@ class Store:
         )
         return r is not None
 
+    @unavailable_on_outage
     async def claim_final(
         self, job_id: str, outcome: Outcome, webhook_id: str | None = None
     ) -> Analysis | None:
@@ -240,12 +252,14 @@ class Store:
         )
         return Analysis.from_record(r) if r else None
 
+    @unavailable_on_outage
     async def mark_published(self, job_id: str) -> None:
         await self._pool.execute(
             f"UPDATE {self._t} SET published_at = now() WHERE job_id = $1 AND published_at IS NULL",
             job_id,
         )
 
+    @unavailable_on_outage
     async def expired(self, limit: int = 100) -> list[str]:
         rows = await self._pool.fetch(
             f"""SELECT job_id FROM {self._t} WHERE {_OPEN} AND deadline < now()
@@ -254,6 +268,7 @@ class Store:
         )
         return [r["job_id"] for r in rows]
 
+    @unavailable_on_outage
     async def unpublished(self, older_than_seconds: float, limit: int = 100) -> list[Analysis]:
         rows = await self._pool.fetch(
             f"""SELECT * FROM {self._t}
@@ -265,6 +280,7 @@ class Store:
         )
         return [Analysis.from_record(r) for r in rows]
 
+    @unavailable_on_outage
     async def orphaned_pending(self, limit: int = 100) -> list[str]:
         """Pending jobs nobody holds a lease on: new, or left by a stopped replica."""
         rows = await self._pool.fetch(

@@ -168,6 +168,10 @@ async def _publish(call: Awaitable[T]) -> T:
     already claimed is republished by the sweeper with the same ids."""
     try:
         return await call
+    except ApiError:
+        raise  # e.g. DependencyUnavailable: the database is down, already a 503
     except Exception as exc:
         log.exception("publishing failed")
-        raise ApiError(503, "unavailable", "could not record the event; retry") from exc
+        raise ApiError(
+            503, "unavailable", "could not record the event; retry", {"Retry-After": "5"}
+        ) from exc

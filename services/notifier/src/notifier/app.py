@@ -5,7 +5,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import asyncpg
 from fastapi import FastAPI
 
 from contracts import JobStatusChanged, topics
@@ -21,6 +20,7 @@ from servicekit.http import allow_origins
 from servicekit.http import create_app as create_http_app
 from servicekit.kafka import broker_connected, ensure_topics, make_broker, wait_for_kafka
 from servicekit.metrics import watch_consumer_lag
+from servicekit.postgres import connect, create_pool
 from servicekit.tokens import JobTokens
 
 SERVICE = "notifier"
@@ -58,8 +58,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await ensure_topics(
             settings.kafka_bootstrap_servers, settings.kafka_topic_partitions, [topics.JOB_STATUS]
         )
-        pool = await asyncpg.create_pool(
-            settings.database_url, min_size=1, max_size=settings.database_pool_size
+        timeout = settings.database_timeout_seconds
+        pool = await create_pool(
+            settings.database_url, max_size=settings.database_pool_size, timeout_seconds=timeout
         )
         try:
             store = Store(pool, settings.database_schema)
@@ -67,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             services.store = store
             projector = Projector(store)
             listener = Listener(
-                lambda: asyncpg.connect(settings.database_url),
+                lambda: connect(settings.database_url, timeout_seconds=timeout),
                 store,
                 services.fanout,
                 check_seconds=settings.listen_check_seconds,

@@ -22,6 +22,7 @@ from opentelemetry import trace
 from opentelemetry.propagate import get_global_textmap
 
 from contracts import JobStatusChanged, headers, topics
+from servicekit.http import DependencyUnavailable
 from servicekit.kafka import PoisonMessage, dead_letter, decode_event, raw_body
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,11 @@ def subscribe(broker: KafkaBroker, project: Project, group_id: str) -> None:
                 [(ce_id, event) for ce_id, event, _ in events],
                 [hdrs.get(headers.TRACEPARENT) for _, _, hdrs in events],
             )
+        except DependencyUnavailable as exc:
+            # Not committed: the batch comes again from its first offset (DESIGN §5.3).
+            log.warning("projecting %d events failed (%s); they come again", len(events), exc)
+            await asyncio.sleep(RETRY_DELAY_SECONDS)
+            raise
         except Exception:
             log.exception("projecting %d events failed; they come again", len(events))
             await asyncio.sleep(RETRY_DELAY_SECONDS)

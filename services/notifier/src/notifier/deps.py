@@ -9,7 +9,8 @@ from notifier.fanout import FanOut
 from notifier.settings import Settings
 from notifier.store import Store
 from notifier.streams import StreamSlots
-from servicekit.http import ApiError
+from servicekit.http import DependencyUnavailable
+from servicekit.postgres import DEPENDENCY
 from servicekit.tokens import JobTokens
 
 
@@ -26,7 +27,7 @@ class Services:
 
     def require_store(self) -> Store:
         if self.store is None:
-            raise ApiError(503, "unavailable", "the database is not connected yet")
+            raise DependencyUnavailable(DEPENDENCY, 1, "the pool is not open (start or stop)")
         return self.store
 
     def drain(self) -> None:

@@ -81,20 +81,29 @@ class FanOut:
         self._subscribers: dict[str, set[Subscription]] = {}
         self.closed = False
 
-    @contextmanager
-    def subscribe(self, job_id: str) -> Iterator[Subscription]:
+    def join(self, job_id: str) -> Subscription:
+        """Start receiving ``job_id``'s events; :meth:`leave` when done."""
         subscription = Subscription(job_id, self.queue_size)
         if self.closed:
             subscription.close()
         self._subscribers.setdefault(job_id, set()).add(subscription)
+        return subscription
+
+    def leave(self, subscription: Subscription) -> None:
+        """Stop delivering to ``subscription``; a second call does nothing."""
+        subscribers = self._subscribers.get(subscription.job_id)
+        if subscribers is not None:
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._subscribers[subscription.job_id]
+
+    @contextmanager
+    def subscribe(self, job_id: str) -> Iterator[Subscription]:
+        subscription = self.join(job_id)
         try:
             yield subscription
         finally:
-            subscribers = self._subscribers.get(job_id)
-            if subscribers is not None:
-                subscribers.discard(subscription)
-                if not subscribers:
-                    del self._subscribers[job_id]
+            self.leave(subscription)
 
     def publish(self, snapshot: JobSnapshot) -> int:
         """Offer ``snapshot`` to every subscriber of its job; how many there were."""

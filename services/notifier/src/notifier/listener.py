@@ -61,7 +61,9 @@ class Listener:
                 try:
                     await self._listen_once()
                 except Exception as exc:
-                    log.warning("LISTEN connection lost (%s); reconnecting", exc)
+                    log.warning(
+                        "LISTEN connection lost (%s: %s); reconnecting", type(exc).__name__, exc
+                    )
                 await asyncio.sleep(self._reconnect_seconds)
         finally:
             pump.cancel()
@@ -108,8 +110,9 @@ class Listener:
                 batch = pending[start : start + BATCH]
                 try:
                     snapshots = await self._store.applied_events(batch)
-                except Exception:
-                    log.exception("reading %d notified events failed", len(batch))
+                except Exception as exc:
+                    # Their streams re-read the history (and end, if the database is gone).
+                    log.warning("reading %d notified events failed: %s", len(batch), exc)
                     for job_id in {job_id for job_id, _ in batch}:
                         self._fanout.resync(job_id)
                     continue

@@ -1,8 +1,9 @@
 """The projection rules of `job.status` (DESIGN §3), as pure functions.
 
 A job only moves forward: an event that would lower its status rank or touch a final
-state is recorded but ignored; a redelivered event (same ``ce_id``) is dropped; the
-visible progress is the maximum ever applied.
+state is recorded but ignored, and gets no event id (only applied events are numbered,
+so the SSE ids have no gaps; DESIGN §9); a redelivered event (same ``ce_id``) is
+dropped; the visible progress is the maximum ever applied.
 """
 
 from dataclasses import dataclass
@@ -61,7 +62,8 @@ class Decision:
     outcome: Outcome
     reason: str | None
     snapshot: JobSnapshot
-    """What to record: for an applied event, the new current state."""
+    """What to record: for an applied event, the new current state. Its ``event_id``
+    names an event only when applied; an ignored event is recorded without one."""
 
 
 def decide(

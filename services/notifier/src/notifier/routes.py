@@ -4,9 +4,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
+from notifier import sse, streams
 from notifier.access import authorize, job_id_of, presented_tokens
 from notifier.deps import Services, ServicesDep
-from notifier.streams import EventStreamResponse, job_stream
+from notifier.streams import EventStreamResponse
 from servicekit.http import ApiError
 
 router = APIRouter()
@@ -15,6 +16,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "No valid job access token."},
     403: {"description": "The token is for another job."},
     422: {"description": "The job id is not a UUID, or Last-Event-ID is not an event id."},
+    503: {
+        "description": "The database is unavailable (or, for streams: too many open "
+        "streams, shutting down); retry after `Retry-After` seconds."
+    },
 }
 
 AccessToken = Annotated[
@@ -28,16 +33,18 @@ def _authorized_job(services: Services, request: Request, raw_id: str, token: st
     return job_id
 
 
-def _event_id(raw: str | None) -> int | None:
-    if raw is None or raw.strip() == "":
-        return None
+def _event_id(header: str | None, query: str | None) -> int | None:
+    """The id to resume after: the header (EventSource sends it on every reconnect, to
+    the URL it first opened), else the query. Both must be ids when present."""
     try:
-        value = int(raw.strip())
+        from_header, from_query = sse.parse_event_id(header), sse.parse_event_id(query)
     except ValueError:
-        value = -1
-    if value < 0:
-        raise ApiError(422, "invalid_last_event_id", "Last-Event-ID is not an event id")
-    return value
+        raise ApiError(
+            422,
+            "invalid_last_event_id",
+            "Last-Event-ID must be ASCII digits, at most 9223372036854775807",
+        ) from None
+    return from_header if from_header is not None else from_query
 
 
 @router.get(
@@ -46,7 +53,6 @@ def _event_id(raw: str | None) -> int | None:
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "The progress stream."},
         204: {"description": "The job is final and its final event was already seen."},
-        503: {"description": "Too many open streams, or shutting down; retry later."},
         **_ERRORS,
     },
     summary="Follow a job's progress (Server-Sent Events)",
@@ -64,28 +70,39 @@ async def analysis_progress(
     """The current state first, then every change as it happens; ends after
     `completed` or `failed`. Each event's `id` lets a reconnect resume exactly."""
     job = _authorized_job(services, request, job_id, access_token)
-    after = _event_id(last_event_id_header or last_event_id)
+    after = _event_id(last_event_id_header, last_event_id)
     if services.draining:
         raise ApiError(503, "shutting_down", "this notifier is shutting down", {"Retry-After": "1"})
     store = services.require_store()
-    if after is not None:
-        current = await store.current(job)
-        if current is not None and current.is_final and current.event_id <= after:
+    fanout = services.fanout
+    live = fanout.join(job)  # before the read: nothing committed in between is missed
+    try:
+        # Before any byte is sent: a database outage is a 503, not a broken 200.
+        begin = await streams.start(store, job, after)
+        if begin.seen_final:
+            fanout.leave(live)
             return Response(status_code=204)
-    if not services.slots.acquire():
-        raise ApiError(
-            503, "too_many_streams", "too many open progress streams", {"Retry-After": "5"}
-        )
+        if not services.slots.acquire():
+            raise ApiError(
+                503, "too_many_streams", "too many open progress streams", {"Retry-After": "5"}
+            )
+    except BaseException:
+        fanout.leave(live)
+        raise
+
+    def closed() -> None:
+        fanout.leave(live)
+        services.slots.release()
+
     settings = services.settings
-    stream = job_stream(
+    stream = streams.follow(
         store,
-        services.fanout,
-        job,
-        after=after,
+        live,
+        begin,
         heartbeat_seconds=settings.sse_heartbeat_seconds,
         retry_ms=settings.sse_retry_ms,
     )
-    return EventStreamResponse(stream, on_close=services.slots.release)
+    return EventStreamResponse(stream, on_close=closed)
 
 
 @router.get("/jobs/{job_id}", responses={404: {"description": "No event yet."}, **_ERRORS})

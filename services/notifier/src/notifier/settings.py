@@ -15,6 +15,12 @@ class Settings(ServiceSettings):
         default="notifier", description="PostgreSQL schema holding the projection."
     )
     database_pool_size: int = Field(default=10, ge=1)
+    database_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Bound on each PostgreSQL connect and statement; beyond it, or with the "
+        "database down, requests get 503 with `Retry-After` and events are retried.",
+    )
 
     consumer_group: str = Field(
         default="notifier", description="Kafka consumer group that writes the projection."

@@ -8,6 +8,9 @@ An applied event also notifies the channel :attr:`Store.channel` inside the reco
 transaction; PostgreSQL delivers the notification to every listening replica only once
 the transaction commits, in commit order (https://www.postgresql.org/docs/current/sql-notify.html).
 That is the live feed of :mod:`notifier.listener`.
+
+A database outage leaves every method as ``DependencyUnavailable`` (a 503 over HTTP, a
+message not committed in the consumer).
 """
 
 import json
@@ -18,13 +21,16 @@ import asyncpg
 
 from contracts import JobStatus, JobStatusChanged
 from notifier.projection import Decision, JobSnapshot, Outcome, decide
+from servicekit.postgres import unavailable_on_outage
 
 _SCHEMA = """
 CREATE SCHEMA IF NOT EXISTS {schema};
 
+-- event_id is the SSE id: only an applied event has one, ignored events are kept for
+-- the record without an id (DESIGN §9), so live, replay and snapshot name the same events.
 CREATE TABLE IF NOT EXISTS {schema}.job_events (
     job_id            uuid        NOT NULL,
-    event_id          bigint      NOT NULL,
+    event_id          bigint,
     ce_id             text        NOT NULL UNIQUE,
     status            text        NOT NULL,
     progress          smallint    NOT NULL,
@@ -35,12 +41,34 @@ CREATE TABLE IF NOT EXISTS {schema}.job_events (
     time              timestamptz NOT NULL,
     recorded_at       timestamptz NOT NULL DEFAULT now(),
     outcome           text        NOT NULL CHECK (outcome IN ('applied', 'ignored')),
-    reason            text,
-    PRIMARY KEY (job_id, event_id)
+    reason            text
 );
 
 -- The W3C trace context of the event, so that its SSE delivery joins the job's trace.
 ALTER TABLE {schema}.job_events ADD COLUMN IF NOT EXISTS traceparent text;
+-- The order of recording, which ignored events (without an event_id) also have.
+ALTER TABLE {schema}.job_events
+    ADD COLUMN IF NOT EXISTS seq bigint GENERATED ALWAYS AS IDENTITY;
+
+-- Histories written before issue 11 gave ignored events ids too (gaps in the live
+-- stream that a replay filled): take those ids back, once. Applied ids stay as they
+-- were, so a client's Last-Event-ID keeps naming the same event.
+-- (The old primary key on (job_id, event_id) says it is such a history.)
+DO $$ BEGIN
+    IF EXISTS (SELECT FROM pg_constraint WHERE conname = 'job_events_pkey'
+               AND conrelid = '{schema}.job_events'::regclass) THEN
+        ALTER TABLE {schema}.job_events DROP CONSTRAINT job_events_pkey;
+        ALTER TABLE {schema}.job_events ALTER COLUMN event_id DROP NOT NULL;
+        UPDATE {schema}.job_events SET event_id = NULL WHERE outcome = 'ignored';
+    END IF;
+END $$;
+CREATE UNIQUE INDEX IF NOT EXISTS job_events_applied
+    ON {schema}.job_events (job_id, event_id) WHERE event_id IS NOT NULL;
+DO $$ BEGIN
+    ALTER TABLE {schema}.job_events ADD CONSTRAINT job_events_id_iff_applied
+        CHECK ((event_id IS NOT NULL) = (outcome = 'applied'));
+EXCEPTION WHEN duplicate_object THEN NULL;
+END $$;
 
 CREATE TABLE IF NOT EXISTS {schema}.jobs (
     job_id     uuid        PRIMARY KEY,
@@ -91,12 +119,14 @@ class Store:
         self.channel = f"{schema}_applied"
         """The NOTIFY channel of applied events; the payload is ``"<job_id> <event_id>"``."""
 
+    @unavailable_on_outage
     async def create_schema(self) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             # Serialise concurrent starts: CREATE ... IF NOT EXISTS is not race-free.
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('notifier.schema'))")
             await conn.execute(_SCHEMA.format(schema=self.schema))
 
+    @unavailable_on_outage
     async def ping(self) -> bool:
         return bool(await self.pool.fetchval("SELECT 1"))
 
@@ -105,6 +135,7 @@ class Store:
         [decision] = await self.record_batch([(ce_id, event)])
         return decision
 
+    @unavailable_on_outage
     async def record_batch(
         self,
         events: list[tuple[str, JobStatusChanged]],
@@ -146,21 +177,17 @@ class Store:
                 )
             }
             rows = await conn.fetch(
-                f"""SELECT q.job_id AS wanted,
-                    (SELECT coalesce(max(e.event_id), 0) FROM {s}.job_events e
-                     WHERE e.job_id = q.job_id) AS last,
-                    {", ".join(f"j.{c}" for c in _COLUMNS.split(", "))}
-                FROM unnest($1::uuid[]) AS q(job_id) LEFT JOIN {s}.jobs j USING (job_id)""",
-                job_ids,
+                f"SELECT {_COLUMNS} FROM {s}.jobs WHERE job_id = ANY($1::uuid[])", job_ids
             )
-            last = {r["wanted"]: r["last"] for r in rows}
-            current = {r["wanted"]: _snapshot(r) for r in rows if r["job_id"] is not None}
+            current = {r["job_id"]: _snapshot(r) for r in rows}
+            # Only applied events take ids, so a job's last id is its current state's.
+            last = {job_id: snap.event_id for job_id, snap in current.items()}
             decisions, history, notes = [], [], []
             changed: dict[uuid.UUID, JobSnapshot] = {}
             for (ce_id, event), traceparent in zip(events, traceparents, strict=True):
                 job_id = uuid.UUID(event.job_id)
                 decision = decide(
-                    current.get(job_id), event, event_id=last[job_id] + 1,
+                    current.get(job_id), event, event_id=last.get(job_id, 0) + 1,
                     duplicate=ce_id in seen,
                 )  # fmt: skip
                 decisions.append(decision)
@@ -168,15 +195,16 @@ class Store:
                     continue
                 seen.add(ce_id)
                 new = decision.snapshot
-                last[job_id] = new.event_id
                 applied = decision.outcome is Outcome.APPLIED
                 history.append((
-                    job_id, new.event_id, new.status.value, new.progress, new.detail,
-                    _dumps(new.result), _dumps(new.error), new.time, ce_id, event.progress,
+                    job_id, new.event_id if applied else None, new.status.value,
+                    new.progress, new.detail, _dumps(new.result), _dumps(new.error), new.time,
+                    ce_id, event.progress,
                     "applied" if applied else "ignored", None if applied else decision.reason,
                     traceparent,
                 ))  # fmt: skip
                 if applied:
+                    last[job_id] = new.event_id
                     current[job_id] = changed[job_id] = new
                     notes.append(f"{job_id} {new.event_id}")
             if history:
@@ -209,12 +237,14 @@ class Store:
                 )
             return decisions
 
+    @unavailable_on_outage
     async def current(self, job_id: str) -> JobSnapshot | None:
         row = await self.pool.fetchrow(
             f"SELECT {_COLUMNS} FROM {self.schema}.jobs WHERE job_id = $1", uuid.UUID(job_id)
         )
         return _snapshot(row) if row is not None else None
 
+    @unavailable_on_outage
     async def applied_after(self, job_id: str, event_id: int) -> list[JobSnapshot]:
         """The applied events of a job after ``event_id``, oldest first."""
         rows = await self.pool.fetch(
@@ -225,6 +255,7 @@ class Store:
         )
         return [_snapshot(r) for r in rows]
 
+    @unavailable_on_outage
     async def applied_events(self, keys: list[tuple[str, int]]) -> list[JobSnapshot]:
         """The applied events named by ``(job_id, event_id)``, each job's oldest first."""
         rows = await self.pool.fetch(

@@ -3,10 +3,18 @@
 Ordering guarantee (DESIGN §9): the live subscription is opened *before* the history
 is read, and every event carries its per-job id, so an event that lands between the
 two reads is sent exactly once (live copies with an id already sent are dropped).
+
+Where the stream starts (:func:`start`) is read before the response begins, so that a
+database outage is a 503 JSON answer, not a 200 whose body breaks off (issue 11). Once
+streaming, a stream that must read the history while the database is down ends
+cleanly and its client reconnects with Last-Event-ID; one that needs nothing from it
+carries on (heartbeats) and catches up when the LISTEN connection is back.
 """
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from opentelemetry import trace
@@ -15,10 +23,12 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from notifier import sse
-from notifier.fanout import FanOut
+from notifier.fanout import Subscription
 from notifier.projection import JobSnapshot
+from servicekit.http import DependencyUnavailable
 from servicekit.metrics import SSE_STREAMS
 
+log = logging.getLogger(__name__)
 _TRACER = trace.get_tracer(__name__)
 
 
@@ -40,28 +50,53 @@ class History(Protocol):
     async def applied_after(self, job_id: str, event_id: int) -> list[JobSnapshot]: ...
 
 
-async def job_stream(
+@dataclass(frozen=True)
+class Start:
+    """Where a stream begins: the events to send first, and the id already seen."""
+
+    current: JobSnapshot | None
+    pending: list[JobSnapshot]
+    last: int
+
+    @property
+    def seen_final(self) -> bool:
+        """The client already has the final event: nothing is left to send (204)."""
+        current = self.current
+        return current is not None and current.is_final and self.last >= current.event_id
+
+
+async def start(store: History, job_id: str, after: int | None) -> Start:
+    """The current state, or the applied events after ``after`` (a Last-Event-ID).
+
+    An id beyond the job's latest names no event of this job (a stale or foreign id):
+    the stream starts over from the current state instead of waiting for an id that
+    may never come (issue 11)."""
+    current = await store.current(job_id)
+    if current is None:
+        return Start(None, [], 0)
+    if after is None or after > current.event_id:
+        return Start(current, [current], 0)
+    return Start(current, await store.applied_after(job_id, after), after)
+
+
+async def follow(
     store: History,
-    fanout: FanOut,
-    job_id: str,
+    live: Subscription,
+    begin: Start,
     *,
-    after: int | None,
     heartbeat_seconds: float,
     retry_ms: int,
 ) -> AsyncGenerator[str, None]:
-    """SSE text for ``job_id``: the current state (or the applied events after
-    ``after``, a Last-Event-ID), then live events, heartbeats while idle.
+    """SSE text for ``live.job_id`` from ``begin``: then live events, heartbeats while
+    idle.
 
-    Ends after the final event, or early when the process shuts down (the client then
-    reconnects, to another replica, and resumes by Last-Event-ID)."""
-    with fanout.subscribe(job_id) as live:
-        yield sse.retry(retry_ms)
-        if after is None:
-            current = await store.current(job_id)
-            pending = [current] if current is not None else []
-        else:
-            pending = await store.applied_after(job_id, after)
-        last = after or 0
+    Ends after the final event; early when the process shuts down or the database
+    goes away mid-stream (the client then reconnects, maybe to another replica, and
+    resumes by Last-Event-ID)."""
+    job_id = live.job_id
+    yield sse.retry(retry_ms)
+    pending, last = begin.pending, begin.last
+    try:
         while True:
             for snapshot in pending:
                 if snapshot.event_id <= last:
@@ -85,6 +120,9 @@ async def job_stream(
                 yield sse.KEEP_ALIVE
             else:
                 pending = [arrived]
+    except DependencyUnavailable as exc:
+        log.warning("ending the stream after id %d: %s", last, exc, extra={"job_id": job_id})
+        yield sse.comment("the database is unavailable; reconnect to resume")
 
 
 class StreamSlots:
