@@ -1,0 +1,97 @@
+"""What a file's own bytes say about its completeness, where FFmpeg does not tell.
+
+FFmpeg decodes what is there and stops quietly at a cut: a WAV whose data chunk runs
+past the end of the file gets its length from the file size, and an Ogg stream simply
+ends early. Formats that state their extent are checked here against the file: the
+RIFF/FORM chunk size of WAV and AIFF, and the end-of-stream flag that the last page of
+an Ogg stream carries (RFC 3533 §6). The head also tells whether an MP3 announces its
+exact length (a Xing, Info or VBRI frame) and whether a Matroska file is WebM.
+"""
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+HEAD_BYTES: Final = 4096
+_OGG_MAX_PAGE: Final = 27 + 255 + 255 * 255
+# Some writers count the 8-byte chunk header in the RIFF size; allow for it.
+_RIFF_SLACK: Final = 8
+_RIFF_UNKNOWN: Final = (0, 0xFFFFFFFF)  # streaming writers, RF64
+
+
+@dataclass(frozen=True)
+class FileHead:
+    size: int
+    webm: bool
+    """A Matroska file whose EBML DocType is ``webm``."""
+    mp3_length: bool
+    """An MP3 whose first frame is a Xing/Info/VBRI frame, i.e. whose length is exact."""
+    cut_off: str | None
+    """Why the file is evidently incomplete, or None."""
+    flac_bits: int | None = None
+    """Bits per sample of a FLAC file (its STREAMINFO block), e.g. 16 or 24."""
+
+
+def read_head(path: Path) -> FileHead:
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        head = file.read(HEAD_BYTES)
+        cut_off = _riff_cut_off(head, size)
+        mp3_length = False
+        if head.startswith(b"OggS"):
+            file.seek(max(0, size - _OGG_MAX_PAGE))
+            cut_off = _ogg_cut_off(file.read())
+        else:
+            file.seek(_id3_size(head))
+            mp3_length = _has_length_frame(file.read(256))
+    webm = head.startswith(b"\x1a\x45\xdf\xa3") and b"webm" in head[:64]
+    return FileHead(
+        size=size, webm=webm, mp3_length=mp3_length, cut_off=cut_off, flac_bits=_flac_bits(head)
+    )
+
+
+def _riff_cut_off(head: bytes, size: int) -> str | None:
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"FORM"):
+        return None
+    (declared,) = struct.unpack("<I" if head[:4] == b"RIFF" else ">I", head[4:8])
+    if declared in _RIFF_UNKNOWN or declared + 8 <= size + _RIFF_SLACK:
+        return None
+    return f"its header announces {declared + 8} bytes, the file holds {size}"
+
+
+def _ogg_cut_off(tail: bytes) -> str | None:
+    page = tail.rfind(b"OggS")
+    if page < 0:
+        return "no complete Ogg page at its end"
+    header = tail[page : page + 27]
+    if len(header) < 27:
+        return "its last Ogg page is incomplete"
+    segments = header[26]
+    lacing = tail[page + 27 : page + 27 + segments]
+    if len(lacing) < segments or page + 27 + segments + sum(lacing) > len(tail):
+        return "its last Ogg page is incomplete"
+    if not header[5] & 0x04:
+        return "the Ogg stream has no end-of-stream page"
+    return None
+
+
+def _id3_size(head: bytes) -> int:
+    """Where the audio starts: after an ID3v2 tag (syncsafe size, optional footer)."""
+    if len(head) < 10 or not head.startswith(b"ID3"):
+        return 0
+    body = (head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]
+    return 10 + body + (10 if head[5] & 0x10 else 0)
+
+
+def _has_length_frame(frame: bytes) -> bool:
+    # The tag sits after the side information (offset 4 + 9..32), VBRI at offset 36.
+    return frame[:1] == b"\xff" and any(tag in frame[:64] for tag in (b"Xing", b"Info", b"VBRI"))
+
+
+def _flac_bits(head: bytes) -> int | None:
+    # STREAMINFO follows "fLaC" and its block header; its 5-bit "bits per sample - 1"
+    # straddles bytes 20 and 21 of the file (RFC 9639 §8.2).
+    if len(head) < 22 or not head.startswith(b"fLaC") or head[4] & 0x7F != 0:
+        return None
+    return (((head[20] & 0x01) << 4) | (head[21] >> 4)) + 1
