@@ -11,6 +11,9 @@ FFmpeg repairs quietly what it can, so besides its errors the decoder compares w
 decoded with what the file announces (:mod:`reference_analyzer.probe`).
 """
 
+# PyAV's stubs make Packet generic, the class itself is not: annotations stay unevaluated.
+from __future__ import annotations
+
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -18,12 +21,12 @@ from typing import Any, Final, Self
 
 import av
 import av.error
+import numpy as np
+import numpy.typing as npt
 from av.audio.frame import AudioFrame
 from av.audio.stream import AudioStream
 from av.container import InputContainer
 from av.packet import Packet
-import numpy as np
-import numpy.typing as npt
 
 from contracts import ErrorCode
 from reference_analyzer.errors import AnalysisError
