@@ -4,8 +4,11 @@ FFmpeg decodes what is there and stops quietly at a cut: a WAV whose data chunk 
 past the end of the file gets its length from the file size, and an Ogg stream simply
 ends early. Formats that state their extent are checked here against the file: the
 RIFF/FORM chunk size of WAV and AIFF, and the end-of-stream flag that the last page of
-an Ogg stream carries (RFC 3533 §6). The head also tells whether an MP3 announces its
-exact length (a Xing, Info or VBRI frame) and whether a Matroska file is WebM.
+an Ogg stream carries (RFC 3533 §6). Matroska/WebM as MediaRecorder writes it states no
+length at all, but each of its elements states its own size (RFC 8794 §4): from the
+last Cluster on, every element must fit in the file. The head also tells whether an MP3
+announces its exact length (a Xing, Info or VBRI frame) and whether a Matroska file is
+WebM.
 """
 
 import struct
@@ -18,6 +21,9 @@ _OGG_MAX_PAGE: Final = 27 + 255 + 255 * 255
 # Some writers count the 8-byte chunk header in the RIFF size; allow for it.
 _RIFF_SLACK: Final = 8
 _RIFF_UNKNOWN: Final = (0, 0xFFFFFFFF)  # streaming writers, RF64
+_EBML_MAGIC: Final = b"\x1a\x45\xdf\xa3"
+_CLUSTER_ID: Final = b"\x1f\x43\xb6\x75"
+_MATROSKA_TAIL: Final = 4 * 1024 * 1024  # more than an audio cluster holds
 
 
 @dataclass(frozen=True)
@@ -42,10 +48,14 @@ def read_head(path: Path) -> FileHead:
         if head.startswith(b"OggS"):
             file.seek(max(0, size - _OGG_MAX_PAGE))
             cut_off = _ogg_cut_off(file.read())
+        elif head.startswith(_EBML_MAGIC):
+            start = max(0, size - _MATROSKA_TAIL)
+            file.seek(start)
+            cut_off = _matroska_cut_off(file.read(), start, size)
         else:
             file.seek(_id3_size(head))
             mp3_length = _has_length_frame(file.read(256))
-    webm = head.startswith(b"\x1a\x45\xdf\xa3") and b"webm" in head[:64]
+    webm = head.startswith(_EBML_MAGIC) and b"webm" in head[:64]
     return FileHead(
         size=size, webm=webm, mp3_length=mp3_length, cut_off=cut_off, flac_bits=_flac_bits(head)
     )
@@ -95,3 +105,46 @@ def _flac_bits(head: bytes) -> int | None:
     if len(head) < 22 or not head.startswith(b"fLaC") or head[4] & 0x7F != 0:
         return None
     return (((head[20] & 0x01) << 4) | (head[21] >> 4)) + 1
+
+
+def _matroska_cut_off(tail: bytes, offset: int, size: int) -> str | None:
+    """Walk the elements from the last Cluster to the end of the file: entering Clusters
+    (their size may be unknown, as in a live recording), skipping everything else by its
+    size. One that runs past the end means the file was cut; anything unparsable, or no
+    Cluster in the tail, means nothing can be told."""
+    at = tail.rfind(_CLUSTER_ID)
+    if at < 0:
+        return None
+    while at < len(tail):
+        element = _ebml_element(tail, at)
+        if element is None:
+            return None
+        is_cluster, data_start, length = element
+        end = None if length is None else data_start + length
+        if end is not None and offset + end > size:
+            return "its last Matroska element is incomplete"
+        at = data_start if is_cluster or end is None else end
+    return None
+
+
+def _ebml_element(data: bytes, at: int) -> tuple[bool, int, int | None] | None:
+    """(is a Cluster, where its data starts, its size or None if unknown), or None when
+    the bytes at ``at`` are no element header (or are cut off)."""
+    id_length = _vint_length(data, at)
+    if id_length is None or id_length > 4 or at + id_length >= len(data):
+        return None
+    size_at = at + id_length
+    size_length = _vint_length(data, size_at)
+    if size_length is None or size_at + size_length > len(data):
+        return None
+    raw = int.from_bytes(data[size_at : size_at + size_length], "big")
+    value = raw & ((1 << (7 * size_length)) - 1)
+    unknown = value == (1 << (7 * size_length)) - 1  # all ones: size unknown
+    is_cluster = data[at : at + id_length] == _CLUSTER_ID
+    return is_cluster, size_at + size_length, None if unknown else value
+
+
+def _vint_length(data: bytes, at: int) -> int | None:
+    if at >= len(data) or data[at] == 0:
+        return None
+    return 9 - data[at].bit_length()
