@@ -135,11 +135,7 @@ def test_blocks_handed_to_the_accumulator_are_full_except_the_last(tmp_path):
 @pytest.mark.parametrize(("format", "subtype", "options"), CASES, ids=IDS)
 def test_a_file_cut_in_half_is_invalid_audio_that_says_so(tmp_path, format, subtype, options):
     data = clip(format, subtype, options)
-    message = refusal(tmp_path, data[: len(data) // 2])
-    if format == "MP4":  # the index (moov) is written last: half a file has none
-        assert "not WAV" in message or "damaged" in message
-    else:
-        assert "cut off" in message
+    assert "cut off" in refusal(tmp_path, data[: len(data) // 2])
 
 
 @pytest.mark.parametrize(("format", "subtype", "options"), CASES, ids=IDS)

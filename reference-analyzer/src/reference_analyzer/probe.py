@@ -2,19 +2,23 @@
 
 FFmpeg decodes what is there and stops quietly at a cut: a WAV whose data chunk runs
 past the end of the file gets its length from the file size, and an Ogg stream simply
-ends early. Formats that state their extent are checked here against the file: the
-RIFF/FORM chunk size of WAV and AIFF, and the end-of-stream flag that the last page of
-an Ogg stream carries (RFC 3533 §6). Matroska/WebM as MediaRecorder writes it states no
-length at all, but each of its elements states its own size (RFC 8794 §4): from the
-last Cluster on, every element must fit in the file. The head also tells whether an MP3
-announces its exact length (a Xing, Info or VBRI frame) and whether a Matroska file is
-WebM.
+ends early. Formats that state their extent are checked here against the file:
+
+- WAV and AIFF: the RIFF/FORM chunk size;
+- Ogg: the end-of-stream flag that the last page of a stream carries (RFC 3533 §6);
+- MP4/M4A: a sequence of boxes that each state their size (ISO/IEC 14496-12 §4.2);
+- Matroska/WebM: as MediaRecorder writes it, it states no length at all, but each
+  element states its own size (RFC 8794 §4): from the last Cluster on, every element
+  must fit in the file.
+
+The head also tells whether an MP3 announces its exact length (a Xing, Info or VBRI
+frame), whether a Matroska file is WebM, and a FLAC file's bit depth.
 """
 
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 HEAD_BYTES: Final = 4096
 _OGG_MAX_PAGE: Final = 27 + 255 + 255 * 255
@@ -48,6 +52,8 @@ def read_head(path: Path) -> FileHead:
         if head.startswith(b"OggS"):
             file.seek(max(0, size - _OGG_MAX_PAGE))
             cut_off = _ogg_cut_off(file.read())
+        elif head[4:8] == b"ftyp":
+            cut_off = _mp4_cut_off(file, size)
         elif head.startswith(_EBML_MAGIC):
             start = max(0, size - _MATROSKA_TAIL)
             file.seek(start)
@@ -148,3 +154,23 @@ def _vint_length(data: bytes, at: int) -> int | None:
     if at >= len(data) or data[at] == 0:
         return None
     return 9 - data[at].bit_length()
+
+
+def _mp4_cut_off(file: BinaryIO, size: int) -> str | None:
+    """Step over the top-level boxes (ftyp, mdat, moov, ...): one that runs past the end
+    of the file means it was cut (an M4A cut in half usually loses its moov index)."""
+    at = 0
+    while at + 8 <= size:
+        file.seek(at)
+        header = file.read(16)
+        length = int.from_bytes(header[:4], "big")
+        if length == 1 and len(header) == 16:  # a 64-bit size follows the type
+            length = int.from_bytes(header[8:16], "big")
+        elif length == 0:  # the box extends to the end of the file
+            return None
+        if length < 8:
+            return None  # not boxes after all: nothing to tell
+        at += length
+    if at > size:
+        return "its last MP4 box is incomplete"
+    return None
