@@ -87,6 +87,18 @@ def test_mediarecorder_webm_announces_no_length_and_its_duration_is_what_decodes
     assert decode_file(path).frames == 72_000
 
 
+@pytest.mark.parametrize(
+    ("format", "subtype"), [("OGG", "OPUS"), ("OGG", "VORBIS"), ("WEBM", "OPUS"), ("MP4", "AAC")]
+)
+def test_a_stream_that_starts_late_is_not_mistaken_for_a_cut_off_one(tmp_path, format, subtype):
+    # Some demuxers then announce the stream's end (12 s here), others its length (2 s).
+    rate = rate_of(subtype)
+    samples = sine(seconds=2, sample_rate=rate, channels=2)
+    path = tmp_path / "late"
+    path.write_bytes(encode(samples, rate, format, subtype, start_seconds=10))
+    assert decode_file(path).frames == pytest.approx(2 * rate, abs=2048)
+
+
 def test_mp3_without_a_length_frame_is_not_mistaken_for_a_cut_off_one(tmp_path):
     rate = 44_100
     data = encode(

@@ -154,11 +154,13 @@ class AudioDecoder:
         return stream
 
     def _announced_frames(self) -> int:
-        stream = self._stream
+        stream, container = self._stream, self._container
         if stream.duration and stream.time_base:
-            return max(round(stream.duration * stream.time_base * self._rate), 0)
-        if self._container.duration:
-            return max(round(self._container.duration * self._rate / av.time_base), 0)
+            length = _without_start(stream.duration, stream.start_time)
+            return max(round(length * stream.time_base * self._rate), 0)
+        if container.duration:
+            length = _without_start(container.duration, container.start_time)
+            return max(round(length * self._rate / av.time_base), 0)
         return self._scan_length()
 
     def _scan_length(self) -> int:
@@ -296,6 +298,15 @@ class AudioDecoder:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _without_start(duration: int, start: int | None) -> int:
+    """A stream that starts later than 0 (a capture begun mid-stream): some demuxers
+    (Ogg/Opus, Matroska) then announce its end, others its length. Taking the shorter
+    reading never mistakes a whole file for a cut one."""
+    if start and 0 < start < duration:
+        return duration - start
+    return duration
 
 
 def _as_float_frames(frame: AudioFrame, channels: int) -> npt.NDArray[np.floating]:

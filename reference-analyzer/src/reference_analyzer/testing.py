@@ -77,10 +77,12 @@ def encode(
     subtype: str = "PCM_16",
     *,
     muxer_options: Mapping[str, str] | None = None,
+    start_seconds: float = 0.0,
 ) -> bytes:
     """The bytes of an audio file holding ``samples`` (frames x channels, or frames),
     encoded with PyAV; ``(format, subtype)`` is a key of :data:`ENCODINGS`.
-    ``muxer_options`` go to FFmpeg's muxer, e.g. :data:`MEDIARECORDER_WEBM`."""
+    ``muxer_options`` go to FFmpeg's muxer, e.g. :data:`MEDIARECORDER_WEBM`;
+    ``start_seconds`` is the first sample's timestamp (a capture begun mid-stream)."""
     muxer, codec, sample_format = ENCODINGS[(format.upper(), subtype.upper())]
     frames = np.asarray(samples, dtype=np.float32)
     if frames.ndim == 1:
@@ -98,7 +100,7 @@ def encode(
             np.ascontiguousarray(frames).reshape(1, -1), format="flt", layout=layout
         )
         frame.sample_rate = sample_rate
-        frame.pts = 0
+        frame.pts = round(start_seconds * sample_rate)
         # The encoder re-cuts the frame to its own frame size and sample format.
         for packet in [*stream.encode(frame), *stream.encode(None)]:
             out.mux(packet)
