@@ -28,6 +28,23 @@ _RIFF_UNKNOWN: Final = (0, 0xFFFFFFFF)  # streaming writers, RF64
 _EBML_MAGIC: Final = b"\x1a\x45\xdf\xa3"
 _CLUSTER_ID: Final = b"\x1f\x43\xb6\x75"
 _MATROSKA_TAIL: Final = 4 * 1024 * 1024  # more than an audio cluster holds
+_TIMESTAMP_ID: Final = b"\xe7"
+_MAX_CANDIDATES: Final = 16  # capture patterns tried from the end before giving up
+# What may follow a Cluster's start up to the end of the file (Matroska's element IDs):
+# Cluster children (Timestamp, SimpleBlock, BlockGroup, Position, PrevSize,
+# SilentTracks, EncryptedBlock, Void, CRC-32) and the top-level elements after Clusters.
+_CLUSTER_LEVEL: Final = frozenset(
+    {
+        _CLUSTER_ID,
+        *(bytes([b]) for b in (0xE7, 0xA3, 0xA0, 0xA7, 0xAB, 0xAF, 0xEC, 0xBF)),
+        b"\x58\x54",
+        b"\x1c\x53\xbb\x6b",  # Cues
+        b"\x12\x54\xc3\x67",  # Tags
+        b"\x10\x43\xa7\x70",  # Chapters
+        b"\x19\x41\xa4\x69",  # Attachments
+        b"\x11\x4d\x9b\x74",  # SeekHead
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -77,18 +94,25 @@ def _riff_cut_off(head: bytes, size: int) -> str | None:
 
 
 def _ogg_cut_off(tail: bytes) -> str | None:
-    page = tail.rfind(b"OggS")
-    if page < 0:
-        return "no complete Ogg page at its end"
-    header = tail[page : page + 27]
-    if len(header) < 27:
-        return "its last Ogg page is incomplete"
-    segments = header[26]
-    lacing = tail[page + 27 : page + 27 + segments]
-    if len(lacing) < segments or page + 27 + segments + sum(lacing) > len(tail):
-        return "its last Ogg page is incomplete"
-    if not header[5] & 0x04:
-        return "the Ogg stream has no end-of-stream page"
+    """Judge the last page: the last capture pattern whose header is plausible (version
+    0, known flags), so that "OggS" inside packet data does not pass for a page."""
+    page = len(tail)
+    for _ in range(_MAX_CANDIDATES):
+        page = tail.rfind(b"OggS", 0, page)
+        if page < 0:
+            return None
+        header = tail[page : page + 27]
+        if len(header) < 27:
+            return "its last Ogg page is incomplete"
+        if header[4] != 0 or header[5] & 0xF8:
+            continue
+        segments = header[26]
+        lacing = tail[page + 27 : page + 27 + segments]
+        if len(lacing) < segments or page + 27 + segments + sum(lacing) > len(tail):
+            return "its last Ogg page is incomplete"
+        if not header[5] & 0x04:
+            return "the Ogg stream has no end-of-stream page"
+        return None
     return None
 
 
@@ -116,26 +140,47 @@ def _flac_bits(head: bytes) -> int | None:
 def _matroska_cut_off(tail: bytes, offset: int, size: int) -> str | None:
     """Walk the elements from the last Cluster to the end of the file: entering Clusters
     (their size may be unknown, as in a live recording), skipping everything else by its
-    size. One that runs past the end means the file was cut; anything unparsable, or no
-    Cluster in the tail, means nothing can be told."""
-    at = tail.rfind(_CLUSTER_ID)
-    if at < 0:
-        return None
-    while at < len(tail):
-        element = _ebml_element(tail, at)
-        if element is None:
+    size. One that runs past the end means the file was cut. The walk must meet only
+    element IDs that belong there, starting with the Cluster's Timestamp, or the Cluster
+    ID was a coincidence in block data and an earlier one is tried; when none passes,
+    nothing can be told."""
+    start = len(tail)
+    for _ in range(_MAX_CANDIDATES):
+        start = tail.rfind(_CLUSTER_ID, 0, start)
+        if start < 0:
             return None
-        is_cluster, data_start, length = element
-        end = None if length is None else data_start + length
-        if end is not None and offset + end > size:
-            return "its last Matroska element is incomplete"
-        at = data_start if is_cluster or end is None else end
+        try:
+            return _walk_clusters(tail, start, offset, size)
+        except _NotElements:
+            continue
     return None
 
 
-def _ebml_element(data: bytes, at: int) -> tuple[bool, int, int | None] | None:
-    """(is a Cluster, where its data starts, its size or None if unknown), or None when
-    the bytes at ``at`` are no element header (or are cut off)."""
+class _NotElements(Exception):
+    """The bytes walked are not Matroska elements after all."""
+
+
+def _walk_clusters(tail: bytes, at: int, offset: int, size: int) -> str | None:
+    """None when every element fits in the file, else why not."""
+    while at < len(tail):
+        element = _ebml_element(tail, at)
+        if element is None or element[0] not in _CLUSTER_LEVEL:
+            raise _NotElements
+        element_id, data_start, length = element
+        if element_id == _CLUSTER_ID and data_start < len(tail):
+            child = _ebml_element(tail, data_start)  # a Cluster starts with its Timestamp
+            if child is None or child[0] != _TIMESTAMP_ID:
+                raise _NotElements
+        end = None if length is None else data_start + length
+        if end is not None and offset + end > size:
+            return "its last Matroska element is incomplete"
+        at = data_start if element_id == _CLUSTER_ID or end is None else end
+    return None
+
+
+def _ebml_element(data: bytes, at: int) -> tuple[bytes, int, int | None] | None:
+    """(its ID, where its data starts, its size or None if unknown), or None when the
+    bytes at ``at`` are no element header (or are cut off)."""
     id_length = _vint_length(data, at)
     if id_length is None or id_length > 4 or at + id_length >= len(data):
         return None
@@ -146,8 +191,7 @@ def _ebml_element(data: bytes, at: int) -> tuple[bool, int, int | None] | None:
     raw = int.from_bytes(data[size_at : size_at + size_length], "big")
     value = raw & ((1 << (7 * size_length)) - 1)
     unknown = value == (1 << (7 * size_length)) - 1  # all ones: size unknown
-    is_cluster = data[at : at + id_length] == _CLUSTER_ID
-    return is_cluster, size_at + size_length, None if unknown else value
+    return data[at : at + id_length], size_at + size_length, None if unknown else value
 
 
 def _vint_length(data: bytes, at: int) -> int | None:
@@ -168,7 +212,7 @@ def _mp4_cut_off(file: BinaryIO, size: int) -> str | None:
             length = int.from_bytes(header[8:16], "big")
         elif length == 0:  # the box extends to the end of the file
             return None
-        if length < 8:
+        if length < 8 or not header[4:8].isascii() or not header[4:8].strip(b" ").isalnum():
             return None  # not boxes after all: nothing to tell
         at += length
     if at > size:
