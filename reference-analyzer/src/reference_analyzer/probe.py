@@ -5,6 +5,7 @@ past the end of the file gets its length from the file size, and an Ogg stream s
 ends early. Formats that state their extent are checked here against the file:
 
 - WAV and AIFF: the RIFF/FORM chunk size;
+- MP3: the byte count of a Xing/Info frame, where it has one;
 - Ogg: the end-of-stream flag that the last page of a stream carries (RFC 3533 §6);
 - MP4/M4A: a sequence of boxes that each state their size (ISO/IEC 14496-12 §4.2);
 - Matroska/WebM: as MediaRecorder writes it, it states no length at all, but each
@@ -77,7 +78,9 @@ def read_head(path: Path) -> FileHead:
             cut_off = _matroska_cut_off(file.read(), start, size)
         else:
             file.seek(_id3_size(head))
-            mp3_length = _has_length_frame(file.read(256))
+            frame = file.read(256)
+            mp3_length = _has_length_frame(frame)
+            cut_off = cut_off or _xing_cut_off(frame, size)
     webm = head.startswith(_EBML_MAGIC) and b"webm" in head[:64]
     return FileHead(
         size=size, webm=webm, mp3_length=mp3_length, cut_off=cut_off, flac_bits=_flac_bits(head)
@@ -127,6 +130,26 @@ def _id3_size(head: bytes) -> int:
 def _has_length_frame(frame: bytes) -> bool:
     # The tag sits after the side information (offset 4 + 9..32), VBRI at offset 36.
     return frame[:1] == b"\xff" and any(tag in frame[:64] for tag in (b"Xing", b"Info", b"VBRI"))
+
+
+def _xing_cut_off(frame: bytes, size: int) -> str | None:
+    """A Xing/Info frame may state the stream's byte count (flag 2, after the frame
+    count of flag 1): an MP3 holding fewer bytes was cut, which is known at once.
+    Encoders differ on whether the count includes the ID3 tag, so it is held against
+    the whole file: never refuse a whole file."""
+    if frame[:1] != b"\xff":
+        return None
+    at = max(frame.find(b"Xing", 0, 64), frame.find(b"Info", 0, 64))
+    if at < 0 or len(frame) < at + 16:
+        return None
+    flags = int.from_bytes(frame[at + 4 : at + 8], "big")
+    if not flags & 0x02:
+        return None
+    field = at + 8 + (4 if flags & 0x01 else 0)
+    declared = int.from_bytes(frame[field : field + 4], "big")
+    if declared <= size + _RIFF_SLACK:
+        return None
+    return f"its Xing header announces {declared} bytes of audio, the file holds {size}"
 
 
 def _flac_bits(head: bytes) -> int | None:
