@@ -66,6 +66,10 @@ async def test_undecodable_audio_fails_with_invalid_audio(in_memory):
     assert final["status"] == "failed"
     assert final["error"]["code"] == "invalid_audio"
     assert "result" not in final
+    # In words, and without the spool file's name (issue 10 saw the server's temp path).
+    message = final["error"]["message"]
+    assert "not WAV" in message
+    assert "reference-analyzer-" not in message and "/tmp" not in message
 
 
 async def test_missing_audio_fails_the_job_without_leaking_the_url(in_memory):

@@ -1,10 +1,17 @@
-"""Generated test audio: known duration, rate and channels, no fixtures on disk."""
+"""Generated test audio: known duration, rate and channels, no fixtures on disk.
+
+``sine_wav``/``plucked_wav`` write 16-bit WAV with the standard library; :data:`CLIPS`
+holds every other format clients send, encoded with PyAV (``reference_analyzer.testing``).
+"""
 
 import io
 import math
 import struct
 import wave
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from reference_analyzer.testing import MEDIARECORDER_WEBM, encode, sine
 
 
 def sine_wav(
@@ -53,3 +60,48 @@ def _wav(samples: "Iterable[int]", channels: int, sample_rate: int) -> bytes:
         w.setframerate(sample_rate)
         w.writeframes(struct.pack(f"<{len(values)}h", *values))
     return out.getvalue()
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One audio format as clients send it, generated with PyAV's encoders."""
+
+    format: str
+    subtype: str
+    sample_rate: int
+    extension: str
+    media_type: str
+    """What the gateway's sniffing must call it."""
+    codec_frame: int = 0
+    """Samples per codec frame, for lossy codecs that may keep up to one of padding."""
+    muxer_options: Mapping[str, str] | None = None
+
+    def tone(self, seconds: float, channels: int = 2) -> bytes:
+        samples = sine(seconds=seconds, sample_rate=self.sample_rate, channels=channels)
+        return encode(
+            samples, self.sample_rate, self.format, self.subtype, muxer_options=self.muxer_options
+        )
+
+
+# Every format the reference analyzer decodes. WebM is written as MediaRecorder writes it
+# (no duration); Opus always decodes at 48 kHz, so that is its rate here.
+CLIPS: dict[str, Clip] = {
+    "wav-pcm16": Clip("WAV", "PCM_16", 44_100, "wav", "audio/wav"),
+    "wav-pcm24": Clip("WAV", "PCM_24", 48_000, "wav", "audio/wav"),
+    "wav-pcm32": Clip("WAV", "PCM_32", 22_050, "wav", "audio/wav"),
+    "wav-float": Clip("WAV", "FLOAT", 44_100, "wav", "audio/wav"),
+    "aiff": Clip("AIFF", "PCM_16", 44_100, "aiff", "audio/aiff"),
+    "flac": Clip("FLAC", "PCM_16", 44_100, "flac", "audio/flac"),
+    "mp3": Clip("MP3", "MP3", 44_100, "mp3", "audio/mpeg", codec_frame=1152),
+    "ogg-vorbis": Clip("OGG", "VORBIS", 44_100, "ogg", "audio/ogg", codec_frame=2048),
+    "ogg-opus": Clip("OGG", "OPUS", 48_000, "opus", "audio/ogg; codecs=opus", codec_frame=960),
+    "webm-opus": Clip(
+        "WEBM", "OPUS", 48_000, "webm", "audio/webm", codec_frame=960,
+        muxer_options=MEDIARECORDER_WEBM,
+    ),
+    "webm-vorbis": Clip(
+        "WEBM", "VORBIS", 44_100, "webm", "audio/webm", codec_frame=2048,
+        muxer_options=MEDIARECORDER_WEBM,
+    ),
+    "m4a-aac": Clip("MP4", "AAC", 44_100, "m4a", "audio/mp4", codec_frame=1024),
+}  # fmt: skip

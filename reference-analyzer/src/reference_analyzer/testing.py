@@ -1,6 +1,7 @@
 """Test helpers for this package and for the tests of its callers (the bridge).
 
-- :func:`sine` and :func:`encode` generate audio files in memory;
+- :func:`sine` and :func:`encode` generate audio files in memory (every format the
+  decoder reads, with PyAV's encoders);
 - :class:`AudioServer` stands in for S3's presigned GET URLs;
 - :class:`WebhookReceiver` records webhooks and lets a test wait for them;
 - :class:`HostRouter` routes an ``httpx`` client to in-memory ASGI apps by host;
@@ -15,14 +16,14 @@ import io
 import json
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
+import av
 import httpx
 import numpy as np
 import numpy.typing as npt
-import soundfile
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -46,15 +47,63 @@ def sine(
     return np.repeat(mono[:, None], channels, axis=1)
 
 
+# (format, subtype) -> FFmpeg muxer, encoder, encoder sample format (None: its default).
+# The names follow the features' `format`/`subtype`; MP4 is written as .m4a (`ipod`).
+ENCODINGS: Final[dict[tuple[str, str], tuple[str, str, str | None]]] = {
+    ("WAV", "PCM_16"): ("wav", "pcm_s16le", None),
+    ("WAV", "PCM_24"): ("wav", "pcm_s24le", None),
+    ("WAV", "PCM_32"): ("wav", "pcm_s32le", None),
+    ("WAV", "FLOAT"): ("wav", "pcm_f32le", None),
+    ("AIFF", "PCM_16"): ("aiff", "pcm_s16be", None),
+    ("AIFF", "PCM_24"): ("aiff", "pcm_s24be", None),
+    ("FLAC", "PCM_16"): ("flac", "flac", "s16"),
+    ("MP3", "MP3"): ("mp3", "libmp3lame", None),
+    ("OGG", "VORBIS"): ("ogg", "vorbis", None),
+    ("OGG", "OPUS"): ("ogg", "libopus", None),
+    ("WEBM", "OPUS"): ("webm", "libopus", None),
+    ("WEBM", "VORBIS"): ("webm", "vorbis", None),
+    ("MP4", "AAC"): ("ipod", "aac", None),
+}
+
+
+MEDIARECORDER_WEBM: Final = {"live": "1"}
+"""WebM as a browser's MediaRecorder writes it: no duration, no cues (FFmpeg's `live`)."""
+
+
 def encode(
     samples: npt.NDArray[np.floating],
     sample_rate: int,
     format: str = "WAV",
     subtype: str = "PCM_16",
+    *,
+    muxer_options: Mapping[str, str] | None = None,
+    start_seconds: float = 0.0,
 ) -> bytes:
-    """The bytes of an audio file holding ``samples``."""
+    """The bytes of an audio file holding ``samples`` (frames x channels, or frames),
+    encoded with PyAV; ``(format, subtype)`` is a key of :data:`ENCODINGS`.
+    ``muxer_options`` go to FFmpeg's muxer, e.g. :data:`MEDIARECORDER_WEBM`;
+    ``start_seconds`` is the first sample's timestamp (a capture begun mid-stream)."""
+    muxer, codec, sample_format = ENCODINGS[(format.upper(), subtype.upper())]
+    frames = np.asarray(samples, dtype=np.float32)
+    if frames.ndim == 1:
+        frames = frames[:, None]
+    layout = {1: "mono", 2: "stereo"}.get(frames.shape[1], f"{frames.shape[1]}c")
     buffer = io.BytesIO()
-    soundfile.write(buffer, samples, sample_rate, format=format, subtype=subtype)
+    options = dict(muxer_options or {})
+    with av.open(buffer, mode="w", format=muxer, container_options=options) as out:
+        stream: Any = out.add_stream(codec, rate=sample_rate, layout=layout)
+        if sample_format:
+            stream.codec_context.format = sample_format
+        if codec == "vorbis":  # FFmpeg's own Vorbis encoder counts as experimental
+            stream.codec_context.options = {"strict": "experimental"}
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(frames).reshape(1, -1), format="flt", layout=layout
+        )
+        frame.sample_rate = sample_rate
+        frame.pts = round(start_seconds * sample_rate)
+        # The encoder re-cuts the frame to its own frame size and sample format.
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
     return buffer.getvalue()
 
 

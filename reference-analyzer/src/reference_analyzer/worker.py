@@ -161,8 +161,6 @@ class Analyzer:
                 if value - reported >= _REPORT_EVERY or value == DECODED:
                     reported = value
                     await webhooks.progress(value)
-            if accumulator.frames == 0 and info.frames > 0:
-                raise AnalysisError(ErrorCode.INVALID_AUDIO, "the audio holds no decodable frames")
             return accumulator.result(format=info.format, subtype=info.subtype)
         finally:
             await in_thread(decoder.close)

@@ -1,6 +1,6 @@
 import pytest
 
-from gateway.form import FileFieldReader, MalformedForm, boundary_of
+from gateway.form import FileFieldReader, MalformedForm, NoFileField, NotAForm, boundary_of
 
 pytestmark = pytest.mark.unit
 
@@ -52,9 +52,17 @@ def test_garbage_is_malformed() -> None:
         reader.feed(b"this is not multipart at all\r\n" * 4)
 
 
-@pytest.mark.parametrize(
-    "content_type", [None, "application/json", "multipart/form-data", "text/plain; boundary=x"]
-)
-def test_only_multipart_with_a_boundary_is_accepted(content_type: str | None) -> None:
-    with pytest.raises(MalformedForm):
+@pytest.mark.parametrize("content_type", [None, "application/json", "text/plain; boundary=x"])
+def test_a_body_that_is_not_a_form_is_told_apart(content_type: str | None) -> None:
+    with pytest.raises(NotAForm):
         boundary_of(content_type)
+
+
+def test_a_urlencoded_form_is_a_form_without_a_file_field() -> None:
+    with pytest.raises(NoFileField, match="`file`"):
+        boundary_of("application/x-www-form-urlencoded")
+
+
+def test_multipart_without_a_boundary_is_malformed() -> None:
+    with pytest.raises(MalformedForm, match="boundary"):
+        boundary_of("multipart/form-data")

@@ -73,9 +73,47 @@ async def test_a_valid_upload_is_chunked_hashed_and_finished_before_acceptance()
 
 async def test_a_file_smaller_than_the_sniff_window_is_still_checked() -> None:
     sink = FakeSink()
-    done = await run(stream(form(WAV_HEAD[:20])), sink)
-    assert done.size == 20
+    data = WAV_HEAD[:44] + b"\0" * 4  # a whole header and one stereo 16-bit frame
+    done = await run(stream(form(data)), sink)
+    assert done.size == 48
     assert sink.kinds() == ["UploadStarted", "chunk", "UploadFinished", "JobStatusChanged"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"RIFF\x04\x00\x00\x00WAVE",  # the 12-byte RIFF/WAVE header and nothing else
+        WAV_HEAD[:43],
+        b"fLaC\x00\x00\x00\x22" + b"\0" * 20,
+        b"OggS\x00\x02" + b"\0" * 22 + b"OpusHead",
+        b"FORM\x00\x00\x00\x30AIFFCOMM",
+    ],
+    ids=["riff-wave-only", "wav-43", "flac-28", "ogg-36", "aiff-16"],
+)
+async def test_a_file_too_short_for_its_header_is_422_before_anything_is_sent(data) -> None:
+    sink = FakeSink()
+    with pytest.raises(ApiError) as caught:
+        await run(stream(form(data)), sink)
+    assert (caught.value.status_code, caught.value.code) == (422, "truncated_audio")
+    assert f"{len(data)} bytes" in caught.value.message
+    assert sink.messages == []
+
+
+@pytest.mark.parametrize("piece", [50, 4096])
+async def test_a_header_longer_than_the_sniff_window_is_checked_too(piece: int) -> None:
+    # An ID3 tag that announces 1000 bytes, in a file of 200: refused. Arriving whole, it
+    # is refused before anything is sent; in pieces, what was sent is aborted (the
+    # uploader then drops it).
+    tag = b"ID3\x04\x00\x00\x00\x00\x07\x68"  # syncsafe 1000
+    sink = FakeSink()
+    with pytest.raises(ApiError) as caught:
+        await run(stream(form(tag + b"\0" * 190), piece=piece), sink)
+    assert (caught.value.status_code, caught.value.code) == (422, "truncated_audio")
+    assert "UploadFinished" not in sink.kinds()
+    if piece > 200:
+        assert sink.messages == []
+    else:
+        assert sink.kinds()[0] == "UploadStarted" and sink.kinds()[-1] == "UploadAborted"
 
 
 @pytest.mark.parametrize(
@@ -85,8 +123,11 @@ async def test_a_file_smaller_than_the_sniff_window_is_still_checked() -> None:
         (form(b""), CT, 422, "empty_file"),
         (form(WAV_HEAD, name="other"), CT, 422, "missing_file"),
         (form(WAV_HEAD)[:-8], CT, 400, "malformed_form"),
+        (form(WAV_HEAD), "multipart/form-data", 400, "malformed_form"),
         (b"{}", "application/json", 415, "unsupported_media_type"),
+        (b"file=x", "application/x-www-form-urlencoded", 422, "missing_file"),
     ],
+    ids=["pdf", "empty", "other-field", "unclosed", "no-boundary", "json", "urlencoded"],
 )
 async def test_bad_input_is_refused_and_nothing_is_sent(body, content_type, status, code) -> None:
     sink = FakeSink()

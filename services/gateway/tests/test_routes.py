@@ -131,3 +131,32 @@ async def test_a_declared_size_over_the_limit_is_413_before_reading_the_body() -
     assert answer.status_code == 413
     assert answer.json()["error"]["code"] == "too_large"
     assert sink.messages == []
+
+
+@pytest.mark.parametrize(
+    "request_args",
+    [
+        {"data": {"name": "song"}},  # a form, urlencoded as clients send one without files
+        {"files": {"upload": ("a.wav", WAV_HEAD, "audio/wav")}},  # the wrong field name
+        {},  # no body at all
+    ],
+    ids=["urlencoded", "other-field", "no-body"],
+)
+async def test_a_request_without_a_file_field_is_422_naming_the_field(request_args) -> None:
+    http, sink = client()
+    async with http:
+        answer = await http.post("/tokens/t1/upload-audio", **request_args)
+    assert answer.status_code == 422
+    assert answer.json()["error"]["code"] == "missing_file"
+    assert "`file`" in answer.json()["error"]["message"]
+    assert sink.messages == []
+
+
+async def test_a_riff_wave_header_alone_is_422_and_nothing_is_sent() -> None:
+    http, sink = client()
+    files = {"file": ("tone.wav", b"RIFF\x04\x00\x00\x00WAVE", "audio/wav")}
+    async with http:
+        answer = await http.post("/tokens/t1/upload-audio", files=files)
+    assert answer.status_code == 422
+    assert answer.json()["error"]["code"] == "truncated_audio"
+    assert sink.messages == []

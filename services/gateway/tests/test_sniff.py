@@ -3,7 +3,8 @@ import wave
 
 import pytest
 
-from gateway.sniff import sniff_audio
+from gateway.sniff import SNIFF_BYTES, header_bytes, sniff_audio
+from tests.support.audio import CLIPS
 
 pytestmark = pytest.mark.unit
 
@@ -30,6 +31,9 @@ def _wav_bytes() -> bytes:
         (b"OggS\x00\x02" + b"\0" * 22 + b"\x01vorbis" + b"\0" * 29, "audio/ogg"),
         (b"\0\0\0\x20ftypM4A \0\0\0\0" + b"\0" * 48, "audio/mp4"),
         (b"\x1a\x45\xdf\xa3" + b"\0" * 60, "audio/webm"),
+        (b"FORM\x00\x01\x00\x00AIFFCOMM" + b"\0" * 48, "audio/aiff"),
+        (b"FORM\x00\x01\x00\x00AIFCFVER" + b"\0" * 48, "audio/aiff"),
+        (b"\0\0\0\x18ftypiso5\0\0\0\0" + b"\0" * 48, "audio/mp4"),
     ],
 )
 def test_recognises_audio_by_its_magic_bytes(head: bytes, expected: str) -> None:
@@ -50,3 +54,25 @@ def test_recognises_audio_by_its_magic_bytes(head: bytes, expected: str) -> None
 )
 def test_rejects_what_is_not_audio(head: bytes) -> None:
     assert sniff_audio(head) is None
+
+
+@pytest.mark.parametrize("name", sorted(CLIPS))
+def test_every_format_the_analyzer_decodes_is_recognised(name: str) -> None:
+    clip = CLIPS[name]
+    data = clip.tone(seconds=0.2)
+    media_type = sniff_audio(data[:SNIFF_BYTES])
+    assert media_type == clip.media_type
+    assert len(data) >= header_bytes(media_type, data[:SNIFF_BYTES])
+
+
+@pytest.mark.parametrize(
+    ("media_type", "head", "needed"),
+    [
+        ("audio/wav", b"RIFF\x04\x00\x00\x00WAVE", 44),
+        ("audio/mpeg", b"ID3\x04\x00\x00\x00\x00\x07\x68", 10 + 1000 + 4),
+        ("audio/mp4", b"\x00\x00\x00\x20ftypM4A ", 0x20 + 8),
+        ("audio/webm", b"\x1a\x45\xdf\xa3\x9f" + b"\0" * 8, 5 + 31 + 5),
+    ],
+)
+def test_header_bytes_reads_the_sizes_a_header_announces(media_type, head, needed) -> None:
+    assert header_bytes(media_type, head) == needed

@@ -11,10 +11,21 @@ class MalformedForm(ValueError):
     pass
 
 
+class NotAForm(ValueError):
+    """The body is not a form at all (JSON, raw bytes, ...): the media type is wrong."""
+
+
+class NoFileField(ValueError):
+    """The body is a form, but one that holds no `file` field (or cannot hold one)."""
+
+
 def boundary_of(content_type: str | None) -> bytes:
     kind, params = parse_options_header(content_type)
+    if kind == b"application/x-www-form-urlencoded":
+        # A form, just not one that can carry a file: what is missing is the field.
+        raise NoFileField("the form has no `file` field (send it as multipart/form-data)")
     if kind != b"multipart/form-data":
-        raise MalformedForm("the body must be multipart/form-data with a `file` field")
+        raise NotAForm("the body must be multipart/form-data with a `file` field")
     boundary = params.get(b"boundary")
     if not boundary or len(boundary) > 200:
         raise MalformedForm("the multipart body has no valid boundary")

@@ -27,9 +27,9 @@ from contracts import (
     UploadStarted,
     topics,
 )
-from gateway.form import FileFieldReader, MalformedForm, boundary_of
+from gateway.form import FileFieldReader, MalformedForm, NoFileField, NotAForm, boundary_of
 from gateway.sink import Ack, UploadSink
-from gateway.sniff import SNIFF_BYTES, sniff_audio
+from gateway.sniff import SNIFF_BYTES, header_bytes, sniff_audio
 from servicekit.http import ApiError
 from servicekit.logs import job_id_var
 
@@ -118,9 +118,15 @@ async def ingest(
     limits: UploadLimits,
 ) -> Ingested:
     try:
+        if content_type is None and content_length == 0:
+            raise NoFileField("the request has no body, so no `file` field")
         boundary = boundary_of(content_type)
-    except MalformedForm as exc:
+    except NotAForm as exc:
         raise ApiError(415, "unsupported_media_type", str(exc)) from exc
+    except NoFileField as exc:
+        raise ApiError(422, "missing_file", str(exc)) from exc
+    except MalformedForm as exc:
+        raise ApiError(400, "malformed_form", str(exc)) from exc
     if content_length is not None and content_length > limits.max_bytes + FORM_OVERHEAD:
         raise ApiError(413, "too_large", f"the file is larger than {limits.max_bytes} bytes")
 
@@ -130,18 +136,24 @@ async def ingest(
     upload = _Upload(sink, limits, job_id)
     head = bytearray()
     media_type = ""
+    header_needed = 0
 
     async def start() -> None:
-        nonlocal media_type
+        nonlocal media_type, header_needed
         detected = sniff_audio(bytes(head))
         if detected is None:
             raise ApiError(
                 415,
                 "not_audio",
                 "the file is not a supported audio format "
-                "(WAV, FLAC, MP3, OGG/Opus, M4A/AAC, WebM)",
+                "(WAV, AIFF, FLAC, MP3, OGG/Vorbis/Opus, M4A/AAC, WebM)",
             )
         media_type = detected
+        header_needed = header_bytes(detected, bytes(head))
+        if reader.file_complete and len(head) < header_needed:
+            # The whole file is in hand and cannot hold its own header: refused before
+            # anything reaches Kafka, so nothing is left behind.
+            raise _too_short(len(head), media_type, header_needed)
         started = UploadStarted(
             job_id=job_id,
             token_id=token_id,
@@ -173,6 +185,8 @@ async def ingest(
             raise ApiError(422, "empty_file", "the file is empty")
         if not upload.started:
             await start()
+        if upload.size < header_needed:  # a header longer than the sniffed head
+            raise _too_short(upload.size, media_type, header_needed)
         await upload.flush()
         await upload.send_and_wait(
             topics.AUDIO_UPLOAD,
@@ -258,6 +272,15 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, ApiError):
         return exc.code
     return type(exc).__name__
+
+
+def _too_short(size: int, media_type: str, needed: int) -> ApiError:
+    return ApiError(
+        422,
+        "truncated_audio",
+        f"the file is {size} bytes, too short to hold even the header of its format "
+        f"({media_type} needs at least {needed})",
+    )
 
 
 def _clean_filename(name: str | None) -> str:
