@@ -13,6 +13,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.structs import RecordMetadata
 from faststream.kafka import KafkaBroker
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
@@ -134,18 +135,20 @@ def ce_headers(
 
 async def publish_event(
     broker: KafkaBroker, topic: str, event: Event, *, source: str, ce_id: str
-) -> None:
+) -> RecordMetadata | None:
     """Publish ``event`` keyed by its job and wait for the acknowledgement.
 
     ``ce_id`` must be derived from what happened (e.g. ``"<job>:stored"``), not random,
     so that a redelivered input republishes the same id and readers can drop it.
     """
-    await broker.publish(
+    result = await broker.publish(
         event.model_dump_json().encode(),
         topic,
         key=event.job_id.encode(),
         headers=ce_headers(CE_TYPE_OF[type(event)], ce_id, source, event.job_id),
     )
+    # Where the broker put it; FastStream's in-memory TestKafkaBroker has no such thing.
+    return result if isinstance(result, RecordMetadata) else None
 
 
 async def raw_body(message: StreamMessage[Any]) -> bytes:
