@@ -41,6 +41,23 @@ class ApiError(Exception):
         self.headers = headers
 
 
+RETRY_AFTER_SECONDS = 5
+"""What a 503 for a dependency outage tells clients to wait before trying again."""
+
+
+def dependency_unavailable(
+    dependency: str, message: str | None = None, retry_after_seconds: int = RETRY_AFTER_SECONDS
+) -> ApiError:
+    """The answer while a dependency (Kafka, PostgreSQL) is down: 503 with the JSON error
+    shape and ``Retry-After`` (RFC 9110 §10.2.3), never a 500 and never a long wait."""
+    return ApiError(
+        503,
+        "unavailable",
+        message or f"{dependency} is unavailable; try again later",
+        headers={"Retry-After": str(retry_after_seconds)},
+    )
+
+
 def error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
