@@ -8,6 +8,7 @@ from starlette.requests import ClientDisconnect
 from contracts import CeType, Event, JobStatusChanged, UploadFinished, UploadStarted, topics
 from gateway.ingest import UploadLimits, ingest
 from servicekit.http import ApiError
+from tests.support.waiting import eventually
 
 from .fakes import FakeSink
 
@@ -120,8 +121,44 @@ async def test_kafka_refusing_a_chunk_is_503_and_no_finished_marker() -> None:
     with pytest.raises(ApiError) as caught:
         await run(stream(form(WAV_HEAD + b"\0" * 5000)), sink)
     assert caught.value.status_code == 503
+    assert caught.value.headers == {"Retry-After": "5"}
+    # The abort marker is queued without keeping the client waiting for it.
+    await eventually(lambda: "UploadAborted" in sink.kinds(), within=5, what="the abort")
     assert "UploadFinished" not in sink.kinds()
     assert sink.kinds()[-1] == "UploadAborted"
+
+
+class FullBufferSink(FakeSink):
+    """The producer's send buffer is full (the broker is down) for the first ``full``
+    publishes after the ``n``-th: they time out, as aiokafka's ``send`` does."""
+
+    def __init__(self, n: int, full: int) -> None:
+        super().__init__()
+        self.n, self.full, self.publishes = n, full, 0
+
+    async def _maybe_full(self) -> None:
+        self.publishes += 1
+        if self.n < self.publishes <= self.n + self.full:
+            raise KafkaTimeoutError()
+
+    async def event(self, topic: str, event: Event, ce_id: str):
+        await self._maybe_full()
+        return await super().event(topic, event, ce_id)
+
+    async def chunk(self, job_id: str, sequence: int, data: bytes):
+        await self._maybe_full()
+        return await super().chunk(job_id, sequence, data)
+
+
+async def test_an_abort_marker_the_producer_cannot_take_yet_is_queued_once_it_can() -> None:
+    # started and one chunk are taken; the second chunk and the first abort attempt time
+    # out; the retried abort goes through, after the chunks already sent.
+    sink = FullBufferSink(n=2, full=2)
+    with pytest.raises(ApiError) as caught:
+        await run(stream(form(WAV_HEAD + b"\0" * 5000)), sink)
+    assert caught.value.status_code == 503
+    await eventually(lambda: "UploadAborted" in sink.kinds(), within=10, what="the abort")
+    assert sink.kinds() == ["UploadStarted", "chunk", "UploadAborted"]
 
 
 class StatusRefusingSink(FakeSink):

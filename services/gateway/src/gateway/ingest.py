@@ -15,6 +15,7 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka.errors import KafkaError
 from starlette.requests import ClientDisconnect
@@ -30,7 +31,7 @@ from contracts import (
 from gateway.form import FileFieldReader, MalformedForm, boundary_of
 from gateway.sink import Ack, UploadSink
 from gateway.sniff import SNIFF_BYTES, sniff_audio
-from servicekit.http import ApiError
+from servicekit.http import ApiError, dependency_unavailable
 from servicekit.logs import job_id_var
 
 log = logging.getLogger(__name__)
@@ -185,19 +186,22 @@ async def ingest(
             f"{job_id}:finished",
         )
     except BaseException as exc:
-        if upload.started:
+        kafka_failed = isinstance(exc, (KafkaError, TimeoutError))
+        if upload.started and kafka_failed:
+            # The client is not kept waiting for a broker that does not answer: the
+            # marker is queued behind the chunks (same key, same partition, so in order)
+            # as soon as the producer takes it, and delivered when the broker returns.
+            _abort_later(upload, _reason(exc))
+        elif upload.started:
             await _abort(upload, _reason(exc))
         if isinstance(exc, MalformedForm):
             raise ApiError(400, "malformed_form", str(exc)) from exc
         if isinstance(exc, ClientDisconnect):
             raise ApiError(400, "incomplete_body", "the request body ended early") from exc
-        if isinstance(exc, (KafkaError, TimeoutError)):
+        if kafka_failed:
             log.error("Kafka did not take the upload: %r", exc)
-            raise ApiError(
-                503,
-                "unavailable",
-                "the upload could not be stored; try again",
-                headers={"Retry-After": "5"},
+            raise dependency_unavailable(
+                "Kafka", "the upload could not be stored; try again"
             ) from exc
         raise
     # The 202 promise is kept: every chunk and the finished marker are acknowledged, so
@@ -226,17 +230,25 @@ async def ingest(
     )
 
 
-_pending_acks: set[Ack] = set()
+_pending: set[asyncio.Future[Any]] = set()
+"""Acknowledgements and abort tasks nobody awaits; held so they are not collected."""
+
+ABORT_RETRY_SECONDS = 600.0
+"""How long a queued abort marker keeps trying to reach the producer while Kafka is down."""
+
+
+def _keep(future: asyncio.Future[Any], what: str) -> None:
+    def done(finished: asyncio.Future[Any]) -> None:
+        _pending.discard(finished)
+        if not finished.cancelled() and finished.exception() is not None:
+            log.warning("%s was not published: %r", what, finished.exception())
+
+    _pending.add(future)
+    future.add_done_callback(done)
 
 
 def _acknowledge_later(ack: Ack) -> None:
-    def done(future: Ack) -> None:
-        _pending_acks.discard(future)
-        if not future.cancelled() and future.exception() is not None:
-            log.warning("the accepted status was not published: %r", future.exception())
-
-    _pending_acks.add(ack)
-    ack.add_done_callback(done)
+    _keep(ack, "the accepted status")
 
 
 async def _abort(upload: _Upload, reason: str) -> None:
@@ -252,6 +264,34 @@ async def _abort(upload: _Upload, reason: str) -> None:
     except Exception:
         # The uploader's stale-upload sweep is the safety net for this case.
         log.exception("could not publish the abort marker")
+
+
+def _abort_later(upload: _Upload, reason: str) -> None:
+    log.warning("upload aborted: %s", reason)
+    for ack in upload.in_flight:
+        ack.cancel()
+    _keep(asyncio.create_task(_queue_abort(upload, reason)), "the abort marker")
+
+
+async def _queue_abort(upload: _Upload, reason: str) -> None:
+    """Hand the abort marker to the producer, retrying while its send buffer is full
+    (the broker is down). Once handed over, the idempotent producer retries it until the
+    broker takes it, behind the chunks already queued for the job."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ABORT_RETRY_SECONDS
+    marker = UploadAborted(job_id=upload.job_id, reason=reason)
+    while True:
+        try:
+            ack = await upload.sink.event(topics.AUDIO_UPLOAD, marker, f"{upload.job_id}:aborted")
+        except (KafkaError, TimeoutError):
+            if loop.time() > deadline:
+                # The uploader's stale-upload sweep is the safety net for this case.
+                log.error("gave up publishing the abort marker of %s", upload.job_id)
+                return
+            await asyncio.sleep(1.0)
+            continue
+        _keep(ack, "the abort marker")
+        return
 
 
 def _reason(exc: BaseException) -> str:

@@ -4,9 +4,11 @@ acceptance). An interface so that the ingest logic is unit-tested without Kafka.
 import asyncio
 from typing import Protocol
 
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from faststream.kafka import KafkaBroker
 
 from contracts import CE_TYPE_OF, CeType, Event, headers, topics
+from gateway.reachability import Reachability
 from servicekit.kafka import ce_headers
 
 SOURCE = "/services/gateway"
@@ -16,14 +18,25 @@ Ack = asyncio.Future[object]
 
 
 class UploadSink(Protocol):
+    def available(self) -> bool:
+        """False when the broker is known to be down: refuse before reading a body."""
+        ...
+
     async def event(self, topic: str, event: Event, ce_id: str) -> Ack: ...
 
     async def chunk(self, job_id: str, sequence: int, data: bytes) -> Ack: ...
 
 
 class KafkaUploadSink:
-    def __init__(self, broker: KafkaBroker) -> None:
+    def __init__(
+        self, broker: KafkaBroker, reachability: Reachability, timeout_seconds: float
+    ) -> None:
         self._broker = broker
+        self._reachability = reachability
+        self._timeout = timeout_seconds
+
+    def available(self) -> bool:
+        return self._reachability.up
 
     async def event(self, topic: str, event: Event, ce_id: str) -> Ack:
         return await self._send(
@@ -42,9 +55,27 @@ class KafkaUploadSink:
 
     async def _send(self, topic: str, job_id: str, value: bytes, hdrs: dict[str, str]) -> Ack:
         # no_confirm: the returned future is the acknowledgement, so chunks are pipelined
-        # instead of waiting one round trip each.
-        future = await self._broker.publish(
-            value, topic, key=job_id.encode(), headers=hdrs, no_confirm=True
-        )
+        # instead of waiting one round trip each. The publish itself waits while the
+        # partition's send buffer is full (the broker is not taking batches): bounded,
+        # and a sign that the broker is down. Cancelling it drops the message unsent.
+        try:
+            future = await asyncio.wait_for(
+                self._broker.publish(
+                    value, topic, key=job_id.encode(), headers=hdrs, no_confirm=True
+                ),
+                self._timeout,
+            )
+        except (KafkaError, TimeoutError) as exc:
+            if _is_outage(exc):
+                self._reachability.mark_down(repr(exc))
+            raise
         assert isinstance(future, asyncio.Future)
         return future
+
+
+def _is_outage(exc: Exception) -> bool:
+    """A timeout or a retriable error (no connection, no leader), not a refusal of this
+    one message (e.g. too large)."""
+    return isinstance(exc, (TimeoutError, KafkaTimeoutError)) or bool(
+        getattr(exc, "retriable", False)
+    )
