@@ -35,5 +35,8 @@ class FakeSink:
         self.messages.append((topics.AUDIO_UPLOAD, CeType.UPLOAD_CHUNK, (sequence, data)))
         return ack
 
+    async def confirmed(self, ack: Ack) -> None:
+        await ack
+
     def kinds(self) -> list[str]:
         return [type(m).__name__ if isinstance(m, Event) else "chunk" for _, _, m in self.messages]

@@ -176,3 +176,32 @@ async def test_once_the_finished_marker_is_acknowledged_the_upload_is_accepted(s
     assert done.size == len(data)
     assert sink.kinds()[-1] in ("UploadFinished", "JobStatusChanged")
     assert "UploadAborted" not in sink.kinds()
+
+
+class DownSink(FakeSink):
+    """Kafka goes down once the upload started: every later publish fails at once."""
+
+    async def _maybe_down(self) -> None:
+        if not self.up:
+            raise KafkaTimeoutError()
+
+    async def event(self, topic: str, event: Event, ce_id: str):
+        await self._maybe_down()
+        return await super().event(topic, event, ce_id)
+
+    async def chunk(self, job_id: str, sequence: int, data: bytes):
+        await self._maybe_down()
+        self.up = len(self.messages) < 1  # down after the first chunk
+        return await super().chunk(job_id, sequence, data)
+
+
+async def test_a_body_cut_off_while_kafka_is_down_still_gets_its_abort_once_kafka_returns() -> None:
+    sink = DownSink()
+    body = form(WAV_HEAD + b"\0" * 5000)[:1800]
+    with pytest.raises(ApiError) as caught:
+        await run(stream(body, then=ClientDisconnect()), sink)
+    assert caught.value.code == "incomplete_body"
+    assert "UploadAborted" not in sink.kinds()
+    sink.up = True
+    await eventually(lambda: "UploadAborted" in sink.kinds(), within=10, what="the abort")
+    assert sink.kinds() == ["UploadStarted", "chunk", "UploadAborted"]

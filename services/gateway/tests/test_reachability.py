@@ -1,8 +1,11 @@
 """The gateway's view of whether Kafka answers (in memory: the probe is a stub)."""
 
-import pytest
+import asyncio
 
-from gateway.reachability import Reachability
+import pytest
+from aiokafka.errors import KafkaTimeoutError
+
+from gateway.reachability import KafkaUnreachable, Reachability
 
 pytestmark = pytest.mark.unit
 
@@ -45,3 +48,31 @@ async def test_a_failed_publish_marks_down_until_a_probe_answers() -> None:
     assert not view.up
     await view.check()
     assert view.up
+
+
+async def test_a_wait_ends_as_soon_as_kafka_is_seen_down() -> None:
+    view = Reachability(Probe(), interval_seconds=1)
+    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    waiting = asyncio.create_task(view.unless_down(never, timeout=600))
+    await asyncio.sleep(0)
+    view.mark_down("probe failed")
+    with pytest.raises(KafkaUnreachable):
+        await waiting
+    assert never.cancelled()
+
+
+async def test_with_kafka_known_down_a_wait_fails_at_once_and_a_slow_one_times_out() -> None:
+    view = Reachability(Probe(), interval_seconds=1)
+    loop = asyncio.get_running_loop()
+    with pytest.raises(KafkaTimeoutError):
+        await view.unless_down(loop.create_future(), timeout=0.01)
+    view.mark_down("probe failed")
+    with pytest.raises(KafkaUnreachable):
+        await view.unless_down(loop.create_future(), timeout=600)
+
+
+async def test_a_wait_that_completes_gives_its_result() -> None:
+    view = Reachability(Probe(), interval_seconds=1)
+    done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    done.set_result("acknowledged")
+    assert await view.unless_down(done, timeout=1) == "acknowledged"

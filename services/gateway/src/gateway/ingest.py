@@ -88,16 +88,18 @@ class _Upload:
             await self._send_chunk(bytes(self.buffer))
             self.buffer.clear()
         while self.in_flight:
-            await self._await(self.in_flight.popleft())
+            await self.confirm(self.in_flight.popleft())
 
     async def _send_chunk(self, data: bytes) -> None:
         if len(self.in_flight) >= self.limits.max_chunks_in_flight:
-            await self._await(self.in_flight.popleft())
+            await self.confirm(self.in_flight.popleft())
         self.in_flight.append(await self.sink.chunk(self.job_id, self.sequence, data))
         self.sequence += 1
 
-    async def _await(self, ack: Ack) -> None:
-        await asyncio.wait_for(ack, self.limits.ack_timeout_seconds)
+    async def confirm(self, ack: Ack) -> None:
+        # The sink ends the wait as soon as it sees the broker down; the timeout here is
+        # the bound whatever the sink.
+        await asyncio.wait_for(self.sink.confirmed(ack), self.limits.ack_timeout_seconds)
 
     async def send_and_wait(
         self,
@@ -105,7 +107,7 @@ class _Upload:
         event: UploadStarted | UploadFinished | UploadAborted | JobStatusChanged,
         ce_id: str,
     ) -> None:
-        await self._await(await self.sink.event(topic, event, ce_id))
+        await self.confirm(await self.sink.event(topic, event, ce_id))
 
 
 async def ingest(
@@ -187,13 +189,9 @@ async def ingest(
         )
     except BaseException as exc:
         kafka_failed = isinstance(exc, (KafkaError, TimeoutError))
-        if upload.started and kafka_failed:
-            # The client is not kept waiting for a broker that does not answer: the
-            # marker is queued behind the chunks (same key, same partition, so in order)
-            # as soon as the producer takes it, and delivered when the broker returns.
-            _abort_later(upload, _reason(exc))
-        elif upload.started:
-            await _abort(upload, _reason(exc))
+        if upload.started:
+            # With Kafka failing, the client is not kept waiting for the marker too.
+            await _abort(upload, _reason(exc), wait=not kafka_failed)
         if isinstance(exc, MalformedForm):
             raise ApiError(400, "malformed_form", str(exc)) from exc
         if isinstance(exc, ClientDisconnect):
@@ -251,35 +249,35 @@ def _acknowledge_later(ack: Ack) -> None:
     _keep(ack, "the accepted status")
 
 
-async def _abort(upload: _Upload, reason: str) -> None:
+async def _abort(upload: _Upload, reason: str, *, wait: bool) -> None:
+    """Follow what was sent of the upload with ``UploadAborted`` so that the uploader
+    drops it. The marker goes behind the job's chunks (same key, same partition, so in
+    order); with ``wait``, the acknowledgement is awaited, bounded."""
     log.warning("upload aborted: %s", reason)
     for ack in upload.in_flight:
         ack.cancel()
+    marker = UploadAborted(job_id=upload.job_id, reason=reason)
+    if not wait:
+        _keep(asyncio.create_task(_queue_abort(upload, marker)), "the abort marker")
+        return
     try:
-        await upload.send_and_wait(
-            topics.AUDIO_UPLOAD,
-            UploadAborted(job_id=upload.job_id, reason=reason),
-            f"{upload.job_id}:aborted",
-        )
-    except Exception:
-        # The uploader's stale-upload sweep is the safety net for this case.
-        log.exception("could not publish the abort marker")
+        ack = await upload.sink.event(topics.AUDIO_UPLOAD, marker, f"{upload.job_id}:aborted")
+    except (KafkaError, TimeoutError):
+        # Not handed over: the broker is down. Keep trying in the background.
+        _keep(asyncio.create_task(_queue_abort(upload, marker)), "the abort marker")
+        return
+    try:
+        await upload.confirm(ack)
+    except Exception as exc:
+        # Handed over: the idempotent producer delivers it when the broker answers.
+        log.warning("the abort marker is not acknowledged yet: %r", exc)
 
 
-def _abort_later(upload: _Upload, reason: str) -> None:
-    log.warning("upload aborted: %s", reason)
-    for ack in upload.in_flight:
-        ack.cancel()
-    _keep(asyncio.create_task(_queue_abort(upload, reason)), "the abort marker")
-
-
-async def _queue_abort(upload: _Upload, reason: str) -> None:
-    """Hand the abort marker to the producer, retrying while its send buffer is full
-    (the broker is down). Once handed over, the idempotent producer retries it until the
-    broker takes it, behind the chunks already queued for the job."""
+async def _queue_abort(upload: _Upload, marker: UploadAborted) -> None:
+    """Hand the abort marker to the producer, retrying while the broker is down. Once
+    handed over, the idempotent producer retries it until the broker takes it."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + ABORT_RETRY_SECONDS
-    marker = UploadAborted(job_id=upload.job_id, reason=reason)
     while True:
         try:
             ack = await upload.sink.event(topics.AUDIO_UPLOAD, marker, f"{upload.job_id}:aborted")

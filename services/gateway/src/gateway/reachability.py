@@ -3,18 +3,26 @@
 An upload that starts while Kafka is down would read its body and then wait for a
 broker that does not answer. Instead, a background task asks the broker every
 ``interval`` seconds, and a request reads the last answer: with the broker known down,
-the upload is refused at once, before its body is read. A failed publish marks the
-broker down at once too; only a successful probe marks it up again, so the gateway
-recovers by itself when the broker returns.
+the upload is refused at once, before its body is read, and the waits of uploads in
+progress end at once. A failed publish marks the broker down too; only a successful
+probe marks it up again, so the gateway recovers by itself when the broker returns.
 """
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 log = logging.getLogger(__name__)
 
 Probe = Callable[[], Awaitable[bool]]
+T = TypeVar("T")
+
+
+class KafkaUnreachable(KafkaConnectionError):  # type: ignore[misc]  # aiokafka is untyped
+    """The broker was seen down while this wait was on."""
 
 
 class Reachability:
@@ -23,6 +31,7 @@ class Reachability:
         self._interval = interval_seconds
         # The service starts only once the broker answered (wait_for_kafka).
         self._up = True
+        self._went_down: asyncio.Future[None] | None = None
 
     @property
     def up(self) -> bool:
@@ -32,6 +41,8 @@ class Reachability:
         if self._up:
             log.warning("Kafka is unreachable (%s); refusing uploads until it answers", why)
         self._up = False
+        if self._went_down is not None and not self._went_down.done():
+            self._went_down.set_result(None)
 
     async def check(self) -> bool:
         """One probe; a probe that raises counts as down."""
@@ -59,3 +70,29 @@ class Reachability:
     async def kafka_connected(self) -> bool:
         """The readiness check: the same answer uploads get, without a round trip."""
         return self._up
+
+    async def unless_down(self, waiting: Awaitable[T], timeout: float) -> T:  # noqa: ASYNC109
+        """``waiting``'s result, unless the broker is seen down first (KafkaUnreachable)
+        or ``timeout`` passes (KafkaTimeoutError); ``waiting`` is cancelled then."""
+        task = asyncio.ensure_future(waiting)
+        if not self._up:
+            task.cancel()
+            raise KafkaUnreachable()
+        went_down = self._signal()
+        racing: set[asyncio.Future[Any]] = {task, went_down}
+        try:
+            done, _ = await asyncio.wait(
+                racing, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        except BaseException:
+            task.cancel()
+            raise
+        if task in done:
+            return task.result()
+        task.cancel()
+        raise KafkaUnreachable() if went_down in done else KafkaTimeoutError()
+
+    def _signal(self) -> asyncio.Future[None]:
+        if self._went_down is None or self._went_down.done():
+            self._went_down = asyncio.get_running_loop().create_future()
+        return self._went_down

@@ -26,6 +26,10 @@ class UploadSink(Protocol):
 
     async def chunk(self, job_id: str, sequence: int, data: bytes) -> Ack: ...
 
+    async def confirmed(self, ack: Ack) -> None:
+        """Wait, bounded, until the broker acknowledged; raise if it could not."""
+        ...
+
 
 class KafkaUploadSink:
     def __init__(
@@ -58,19 +62,27 @@ class KafkaUploadSink:
         # instead of waiting one round trip each. The publish itself waits while the
         # partition's send buffer is full (the broker is not taking batches): bounded,
         # and a sign that the broker is down. Cancelling it drops the message unsent.
+        publish = self._broker.publish(
+            value, topic, key=job_id.encode(), headers=hdrs, no_confirm=True
+        )
         try:
-            future = await asyncio.wait_for(
-                self._broker.publish(
-                    value, topic, key=job_id.encode(), headers=hdrs, no_confirm=True
-                ),
-                self._timeout,
-            )
+            future = await self._reachability.unless_down(publish, self._timeout)
         except (KafkaError, TimeoutError) as exc:
             if _is_outage(exc):
                 self._reachability.mark_down(repr(exc))
             raise
         assert isinstance(future, asyncio.Future)
         return future
+
+    async def confirmed(self, ack: Ack) -> None:
+        # Cancelling the acknowledgement does not take the message back: the idempotent
+        # producer still delivers it when the broker returns, in order.
+        try:
+            await self._reachability.unless_down(ack, self._timeout)
+        except (KafkaError, TimeoutError) as exc:
+            if _is_outage(exc):
+                self._reachability.mark_down(repr(exc))
+            raise
 
 
 def _is_outage(exc: Exception) -> bool:
