@@ -41,20 +41,28 @@ class ApiError(Exception):
         self.headers = headers
 
 
-RETRY_AFTER_SECONDS = 5
-"""What a 503 for a dependency outage tells clients to wait before trying again."""
+class DependencyUnavailable(Exception):
+    """A system this work needs (PostgreSQL, Kafka, S3, ...) does not answer right now.
+
+    Adapters raise it for an outage, never for a bug. Over HTTP it is a 503 in the one
+    error shape with ``Retry-After`` (the handler :func:`create_app` installs), so a
+    client retries instead of reading a 500; a Kafka handler lets it propagate, so the
+    message is not committed and comes again once the dependency is back.
+    """
+
+    def __init__(self, dependency: str, retry_after: int = 5, detail: str = "") -> None:
+        super().__init__(f"{dependency} is unavailable" + (f": {detail}" if detail else ""))
+        self.dependency = dependency
+        self.retry_after = retry_after
+        self.detail = detail
 
 
-def dependency_unavailable(
-    dependency: str, message: str | None = None, retry_after_seconds: int = RETRY_AFTER_SECONDS
-) -> ApiError:
-    """The answer while a dependency (Kafka, PostgreSQL) is down: 503 with the JSON error
-    shape and ``Retry-After`` (RFC 9110 §10.2.3), never a 500 and never a long wait."""
-    return ApiError(
-        503,
-        "unavailable",
-        message or f"{dependency} is unavailable; try again later",
-        headers={"Retry-After": str(retry_after_seconds)},
+def unavailable_response(exc: DependencyUnavailable) -> JSONResponse:
+    """The 503 of an outage: which dependency, not its internals (those go to the log)."""
+    return JSONResponse(
+        error_body("unavailable", f"{exc.dependency} is unavailable; retry later"),
+        status_code=503,
+        headers={"Retry-After": str(exc.retry_after)},
     )
 
 
@@ -86,6 +94,13 @@ _HTTP_CODES = {
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     return error_response(exc)
+
+
+async def _dependency_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DependencyUnavailable)
+    # An outage is expected operation, not a bug: one line, no traceback.
+    log.warning("%s %s answered 503: %s", request.method, request.url.path, exc)
+    return unavailable_response(exc)
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
@@ -152,6 +167,7 @@ def create_app(
         exclude_spans=["receive", "send"],
     )
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(DependencyUnavailable, _dependency_unavailable)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
@@ -174,12 +190,17 @@ def create_app(
         for check in checks:
             try:
                 ok = await check()
+            except DependencyUnavailable as exc:
+                log.warning("readiness check %s: %s", check.__name__, exc)
+                ok = False
             except Exception:
                 log.warning("readiness check %s raised", check.__name__, exc_info=True)
                 ok = False
             if not ok:
                 return JSONResponse(
-                    error_body("not_ready", f"{check.__name__} is not ready"), status_code=503
+                    error_body("not_ready", f"{check.__name__} is not ready"),
+                    status_code=503,
+                    headers={"Retry-After": "5"},
                 )
         return JSONResponse({"status": "ready"})
 

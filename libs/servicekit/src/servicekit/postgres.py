@@ -1,0 +1,83 @@
+"""PostgreSQL through asyncpg as every service uses it: bounded waits, and an outage
+told apart from a bug.
+
+asyncpg waits 60 s for a connection by default and forever for a statement; with the
+server gone, every request would hang that long before failing with a 500 (issue 11).
+:func:`create_pool` bounds both, and :func:`unavailable_on_outage` turns what an
+outage raises into :class:`~servicekit.http.DependencyUnavailable` (a 503 with
+``Retry-After`` over HTTP, an uncommitted message in a Kafka handler). The pool
+replaces broken connections by itself, so a service recovers when the server is back.
+"""
+
+import functools
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+import asyncpg
+
+from servicekit.http import DependencyUnavailable
+
+DEPENDENCY = "postgresql"
+RETRY_AFTER_SECONDS = 5
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_OUTAGES: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable; TimeoutError (connect or statement) is one
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08, and a connection lost mid-query
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: shutting down, starting up
+    asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, disk
+)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` says the server cannot be reached or cannot serve now, rather
+    than that a statement is wrong."""
+    if isinstance(exc, _OUTAGES):
+        return True
+    # A connection (or the pool) closed under a caller: asyncpg says so only in words.
+    return isinstance(exc, asyncpg.InterfaceError) and any(
+        word in str(exc) for word in ("closed", "closing")
+    )
+
+
+def unavailable_on_outage(
+    func: Callable[P, Awaitable[R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Decorates an adapter method: an outage leaves it as ``DependencyUnavailable``."""
+
+    @functools.wraps(func)
+    async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await func(*args, **kwargs)
+        except Exception as exc:
+            if is_outage(exc):
+                raise DependencyUnavailable(
+                    DEPENDENCY, RETRY_AFTER_SECONDS, f"{type(exc).__name__}: {exc}"
+                ) from exc
+            raise
+
+    return guarded
+
+
+async def create_pool(
+    dsn: str, *, max_size: int, timeout_seconds: float, min_size: int = 1
+) -> "asyncpg.Pool[asyncpg.Record]":
+    """A pool whose connects and statements each give up after ``timeout_seconds``."""
+    pool: asyncpg.Pool[asyncpg.Record] = await asyncpg.create_pool(
+        dsn,
+        min_size=min(min_size, max_size),
+        max_size=max_size,
+        timeout=timeout_seconds,
+        command_timeout=timeout_seconds,
+    )
+    return pool
+
+
+async def connect(dsn: str, *, timeout_seconds: float) -> "asyncpg.Connection[asyncpg.Record]":
+    """One connection outside a pool (e.g. for ``LISTEN``), with the same bounds."""
+    conn: asyncpg.Connection[asyncpg.Record] = await asyncpg.connect(
+        dsn, timeout=timeout_seconds, command_timeout=timeout_seconds
+    )
+    return conn
