@@ -31,7 +31,7 @@ from contracts import (
 from gateway.form import FileFieldReader, MalformedForm, boundary_of
 from gateway.sink import Ack, UploadSink
 from gateway.sniff import SNIFF_BYTES, sniff_audio
-from servicekit.http import ApiError, dependency_unavailable
+from servicekit.http import ApiError, DependencyUnavailable
 from servicekit.logs import job_id_var
 
 log = logging.getLogger(__name__)
@@ -197,10 +197,8 @@ async def ingest(
         if isinstance(exc, ClientDisconnect):
             raise ApiError(400, "incomplete_body", "the request body ended early") from exc
         if kafka_failed:
-            log.error("Kafka did not take the upload: %r", exc)
-            raise dependency_unavailable(
-                "Kafka", "the upload could not be stored; try again"
-            ) from exc
+            # Answered 503 with Retry-After by create_app's handler, which logs it.
+            raise DependencyUnavailable("Kafka", detail=repr(exc)) from exc
         raise
     # The 202 promise is kept: every chunk and the finished marker are acknowledged, so
     # from here on nothing may turn the answer into an error. The `accepted` status adds
