@@ -70,7 +70,7 @@ class Settings(S3Settings):
     @model_validator(mode="after")
     def _signed_webhooks_in_production(self) -> "Settings":
         # A capability URL leaks through logs and proxies; the signature proves that the
-        # analysis server itself sent the call (DESIGN §6, issue 11).
+        # analysis server itself sent the call (docs/architecture.md §6, issue 11).
         if self.environment == "production" and self.webhook_signing_secret is None:
             raise ValueError("webhook_signing_secret is required in production")
         return self
