@@ -6,6 +6,7 @@ import pytest
 from aiokafka.errors import KafkaTimeoutError
 
 from gateway.reachability import KafkaUnreachable, Reachability
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.unit
 
@@ -76,3 +77,14 @@ async def test_a_wait_that_completes_gives_its_result() -> None:
     done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     done.set_result("acknowledged")
     assert await view.unless_down(done, timeout=1) == "acknowledged"
+
+
+async def test_the_probe_loop_ends_when_stopped() -> None:
+    probe = Probe()
+    probe.answers = [True] * 100
+    view = Reachability(probe, interval_seconds=0.01)
+    running = asyncio.create_task(view.run())
+    await eventually(lambda: len(probe.answers) < 98, within=10, what="two probes")
+    view.stop()
+    await asyncio.wait_for(running, 5)
+    assert running.done() and not running.cancelled()

@@ -13,9 +13,9 @@ from gateway.ingest import UploadLimits
 from gateway.reachability import Reachability
 from gateway.routes import router
 from gateway.settings import Settings
-from gateway.sink import KafkaUploadSink
+from gateway.sink import KafkaUploadSink, kafka_answers
 from servicekit.http import allow_origins, create_app
-from servicekit.kafka import broker_connected, ensure_topics, make_broker, wait_for_kafka
+from servicekit.kafka import ensure_topics, make_broker, wait_for_kafka
 from servicekit.tokens import JobTokens
 
 
@@ -27,7 +27,10 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         "Accepts audio uploads and streams them into Kafka.",
         request_timeout_seconds=settings.kafka_timeout_seconds,
     )
-    reachability = Reachability(broker_connected(broker), settings.kafka_probe_interval_seconds)
+    reachability = Reachability(
+        kafka_answers(broker, settings.kafka_timeout_seconds),
+        settings.kafka_probe_interval_seconds,
+    )
     broker.publisher(
         topics.AUDIO_UPLOAD,
         title="audio.upload",
@@ -46,6 +49,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            reachability.stop()
             probing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await probing

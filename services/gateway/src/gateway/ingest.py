@@ -99,7 +99,8 @@ class _Upload:
     async def confirm(self, ack: Ack) -> None:
         # The sink ends the wait as soon as it sees the broker down; the timeout here is
         # the bound whatever the sink.
-        await asyncio.wait_for(self.sink.confirmed(ack), self.limits.ack_timeout_seconds)
+        async with asyncio.timeout(self.limits.ack_timeout_seconds):
+            await self.sink.confirmed(ack)
 
     async def send_and_wait(
         self,

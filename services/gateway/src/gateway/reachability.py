@@ -32,6 +32,7 @@ class Reachability:
         # The service starts only once the broker answered (wait_for_kafka).
         self._up = True
         self._went_down: asyncio.Future[None] | None = None
+        self._running = False
 
     @property
     def up(self) -> bool:
@@ -62,10 +63,15 @@ class Reachability:
         return answered
 
     async def run(self) -> None:
-        """Probe forever (a task the app's lifespan starts and cancels)."""
-        while True:
+        """Probe until :meth:`stop` (a task the app's lifespan starts, stops and cancels;
+        the flag ends the loop even if a probe's library swallowed the cancellation)."""
+        self._running = True
+        while self._running:
             await self.check()
             await asyncio.sleep(self._interval)
+
+    def stop(self) -> None:
+        self._running = False
 
     async def kafka_connected(self) -> bool:
         """The readiness check: the same answer uploads get, without a round trip."""

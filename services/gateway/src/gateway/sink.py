@@ -2,6 +2,7 @@
 acceptance). An interface so that the ingest logic is unit-tested without Kafka."""
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from aiokafka.errors import KafkaError, KafkaTimeoutError
@@ -83,6 +84,32 @@ class KafkaUploadSink:
             if _is_outage(exc):
                 self._reachability.mark_down(repr(exc))
             raise
+
+
+def kafka_answers(broker: KafkaBroker, timeout_seconds: float) -> Callable[[], Awaitable[bool]]:
+    """The reachability probe: one metadata round trip (DescribeCluster), bounded.
+
+    A broker that died refuses the connection, so the probe fails at once instead of
+    after a timeout; one retry on a fresh connection keeps a connection the broker
+    closed while idle from being taken for an outage."""
+
+    async def kafka_answers() -> bool:
+        for attempt in (1, 2):
+            try:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
+                # cancellation that stops the probe (cpython gh-86296).
+                async with asyncio.timeout(timeout_seconds):
+                    await broker.config.admin_client.describe_cluster()
+            except TimeoutError:
+                return False
+            except Exception:
+                if attempt == 2:
+                    return False
+            else:
+                return True
+        return False
+
+    return kafka_answers
 
 
 def _is_outage(exc: Exception) -> bool:
