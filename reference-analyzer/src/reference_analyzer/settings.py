@@ -29,7 +29,9 @@ class Settings(BaseSettings):
     webhook_signing_secret: SecretStr | None = Field(
         None,
         validation_alias=_env("WEBHOOK_SIGNING_SECRET", "WEBHOOK_SIGNING_SECRET"),
-        description="`whsec_<base64>`; webhooks are signed (Standard Webhooks) when set.",
+        description="`whsec_<base64>`; webhooks are signed (Standard Webhooks) when set. The "
+        "analyzer-bridge must verify with the same secret (required in its production mode); "
+        "`make run` generates one for both.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -1,7 +1,10 @@
+import base64
+
 import pytest
 from pydantic import ValidationError
 
 from analyzer_bridge.settings import Settings
+from servicekit.settings import DEV_WEBHOOK_CAPABILITY_SECRET
 
 pytestmark = pytest.mark.unit
 
@@ -19,13 +22,34 @@ def test_presign_endpoint_can_differ_from_the_s3_endpoint():
     assert settings.presign_endpoint_url == "http://s3.internal:8333"
 
 
+PRODUCTION = {
+    "environment": "production",
+    "job_token_secret": "a-real-secret",
+    "s3_secret_access_key": "a-real-s3-secret",
+    "webhook_capability_secret": "a-real-capability-secret",
+}
+SIGNING_SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
+
+
 def test_production_refuses_the_development_capability_secret():
     with pytest.raises(ValidationError, match="webhook_capability_secret"):
-        Settings(
-            environment="production",
-            job_token_secret="a-real-secret",
-            s3_secret_access_key="a-real-s3-secret",
-        )
+        Settings(**{**PRODUCTION, "webhook_capability_secret": DEV_WEBHOOK_CAPABILITY_SECRET})
+
+
+@pytest.mark.parametrize("unset", [{}, {"webhook_signing_secret": ""}])
+def test_production_refuses_to_start_without_a_signing_secret(unset):
+    with pytest.raises(ValidationError, match="webhook_signing_secret is required"):
+        Settings(**PRODUCTION, **unset)
+
+
+def test_production_starts_with_real_secrets_and_a_signing_secret():
+    settings = Settings(**PRODUCTION, webhook_signing_secret=SIGNING_SECRET)
+    assert settings.webhook_signing_secret is not None
+
+
+def test_development_may_leave_webhooks_unsigned(monkeypatch):
+    monkeypatch.delenv("WEBHOOK_SIGNING_SECRET", raising=False)
+    assert Settings().webhook_signing_secret is None
 
 
 def test_signing_secret_must_be_whsec_base64():

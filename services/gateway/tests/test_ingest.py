@@ -7,7 +7,8 @@ from starlette.requests import ClientDisconnect
 
 from contracts import CeType, Event, JobStatusChanged, UploadFinished, UploadStarted, topics
 from gateway.ingest import UploadLimits, ingest
-from servicekit.http import ApiError
+from servicekit.http import ApiError, DependencyUnavailable
+from tests.support.waiting import eventually
 
 from .fakes import FakeSink
 
@@ -158,11 +159,45 @@ async def test_a_body_cut_off_mid_upload_aborts_the_job() -> None:
 
 async def test_kafka_refusing_a_chunk_is_503_and_no_finished_marker() -> None:
     sink = FakeSink(fail_from=2)
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(DependencyUnavailable) as caught:
         await run(stream(form(WAV_HEAD + b"\0" * 5000)), sink)
-    assert caught.value.status_code == 503
+    assert caught.value.dependency == "Kafka"
+    # The abort marker is queued without keeping the client waiting for it.
+    await eventually(lambda: "UploadAborted" in sink.kinds(), within=5, what="the abort")
     assert "UploadFinished" not in sink.kinds()
     assert sink.kinds()[-1] == "UploadAborted"
+
+
+class FullBufferSink(FakeSink):
+    """The producer's send buffer is full (the broker is down) for the first ``full``
+    publishes after the ``n``-th: they time out, as aiokafka's ``send`` does."""
+
+    def __init__(self, n: int, full: int) -> None:
+        super().__init__()
+        self.n, self.full, self.publishes = n, full, 0
+
+    async def _maybe_full(self) -> None:
+        self.publishes += 1
+        if self.n < self.publishes <= self.n + self.full:
+            raise KafkaTimeoutError()
+
+    async def event(self, topic: str, event: Event, ce_id: str):
+        await self._maybe_full()
+        return await super().event(topic, event, ce_id)
+
+    async def chunk(self, job_id: str, sequence: int, data: bytes):
+        await self._maybe_full()
+        return await super().chunk(job_id, sequence, data)
+
+
+async def test_an_abort_marker_the_producer_cannot_take_yet_is_queued_once_it_can() -> None:
+    # started and one chunk are taken; the second chunk and the first abort attempt time
+    # out; the retried abort goes through, after the chunks already sent.
+    sink = FullBufferSink(n=2, full=2)
+    with pytest.raises(DependencyUnavailable):
+        await run(stream(form(WAV_HEAD + b"\0" * 5000)), sink)
+    await eventually(lambda: "UploadAborted" in sink.kinds(), within=10, what="the abort")
+    assert sink.kinds() == ["UploadStarted", "chunk", "UploadAborted"]
 
 
 class StatusRefusingSink(FakeSink):
@@ -180,3 +215,32 @@ async def test_once_the_finished_marker_is_acknowledged_the_upload_is_accepted(s
     assert done.size == len(data)
     assert sink.kinds()[-1] in ("UploadFinished", "JobStatusChanged")
     assert "UploadAborted" not in sink.kinds()
+
+
+class DownSink(FakeSink):
+    """Kafka goes down once the upload started: every later publish fails at once."""
+
+    async def _maybe_down(self) -> None:
+        if not self.up:
+            raise KafkaTimeoutError()
+
+    async def event(self, topic: str, event: Event, ce_id: str):
+        await self._maybe_down()
+        return await super().event(topic, event, ce_id)
+
+    async def chunk(self, job_id: str, sequence: int, data: bytes):
+        await self._maybe_down()
+        self.up = len(self.messages) < 1  # down after the first chunk
+        return await super().chunk(job_id, sequence, data)
+
+
+async def test_a_body_cut_off_while_kafka_is_down_still_gets_its_abort_once_kafka_returns() -> None:
+    sink = DownSink()
+    body = form(WAV_HEAD + b"\0" * 5000)[:1800]
+    with pytest.raises(ApiError) as caught:
+        await run(stream(body, then=ClientDisconnect()), sink)
+    assert caught.value.code == "incomplete_body"
+    assert "UploadAborted" not in sink.kinds()
+    sink.up = True
+    await eventually(lambda: "UploadAborted" in sink.kinds(), within=10, what="the abort")
+    assert sink.kinds() == ["UploadStarted", "chunk", "UploadAborted"]

@@ -160,3 +160,56 @@ async def test_a_riff_wave_header_alone_is_422_and_nothing_is_sent() -> None:
     assert answer.status_code == 422
     assert answer.json()["error"]["code"] == "truncated_audio"
     assert sink.messages == []
+
+
+async def test_with_kafka_known_down_an_upload_is_503_before_its_body_is_read() -> None:
+    app = build_app(Settings())
+    app.state.sink = sink = FakeSink(up=False)
+    body_reads = 0
+
+    async def receive() -> dict:
+        nonlocal body_reads
+        body_reads += 1
+        return {"type": "http.request", "body": b"x" * 1024, "more_body": True}
+
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/tokens/t-1/upload-audio",
+        "raw_path": b"/tokens/t-1/upload-audio",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"gateway"),
+            (b"content-type", b"multipart/form-data; boundary=BB"),
+            (b"content-length", b"1000000"),
+        ],
+        "client": ("127.0.0.1", 1234),
+        "server": ("gateway", 80),
+    }
+    await app(scope, receive, send)
+    start = sent[0]
+    assert start["status"] == 503
+    headers = dict(start["headers"])
+    assert headers[b"retry-after"] == b"5"
+    assert b'"code":"unavailable"' in b"".join(m.get("body", b"") for m in sent[1:])
+    assert body_reads == 0
+    assert sink.messages == []
+
+
+async def test_once_kafka_answers_again_uploads_are_accepted() -> None:
+    http, sink = client()
+    sink.up = False
+    async with http:
+        refused = await http.post("/tokens/t-1/upload-audio", files=FILES)
+        sink.up = True
+        accepted = await http.post("/tokens/t-1/upload-audio", files=FILES)
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "unavailable"
+    assert accepted.status_code == 202

@@ -23,6 +23,7 @@ from devstack.kafka import Kafka
 from devstack.postgres import Postgres
 from devstack.process import RunPaths
 from devstack.s3 import S3
+from devstack.signing import signing_env
 
 INFRA: tuple[Callable[[Context], Component], ...] = (Kafka, S3, Postgres, Edge)
 INFRA_NAMES: tuple[str, ...] = ("kafka", "s3", "postgres", "edge")
@@ -108,8 +109,10 @@ class Stack:
     # -- what the services get -------------------------------------------------------------
 
     def env(self) -> dict[str, str]:
-        """The variables the services need to reach the stack."""
-        return dict(resolve_env(self.settings, self._environ).values)
+        """The variables the services need to reach the stack (and each other)."""
+        values = dict(resolve_env(self.settings, self._environ).values)
+        values.update(signing_env(self.run_dir, self._environ))
+        return values
 
     @property
     def edge_url(self) -> str:

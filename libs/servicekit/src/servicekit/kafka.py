@@ -35,15 +35,26 @@ TOPIC_MAX_MESSAGE_BYTES = MAX_MESSAGE_BYTES + 64 * 1024
 message with room for its headers (the broker default is 1 MiB)."""
 
 
-def make_broker(settings: ServiceSettings, service: str, description: str) -> KafkaBroker:
+def make_broker(
+    settings: ServiceSettings,
+    service: str,
+    description: str,
+    *,
+    request_timeout_seconds: float = 40.0,
+) -> KafkaBroker:
     """A broker whose publishes are idempotent and acknowledged by all in-sync replicas,
-    so an acknowledged message survives a broker crash (DESIGN §5.1)."""
+    so an acknowledged message survives a broker crash (DESIGN §5.1).
+
+    ``request_timeout_seconds`` bounds each request to the cluster and, in aiokafka, also
+    a publish's wait for metadata and for a free slot in the send buffer (aiokafka's
+    default is 40 s); a service that answers clients while Kafka is down lowers it."""
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id=service,
         enable_idempotence=True,
         acks="all",
         max_request_size=MAX_MESSAGE_BYTES,
+        request_timeout_ms=round(request_timeout_seconds * 1000),
         description=description,
         logger=logging.getLogger(f"audiopipe.kafka.{service}"),
         log_level=logging.DEBUG,

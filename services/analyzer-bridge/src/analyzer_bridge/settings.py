@@ -1,6 +1,6 @@
 """The analyzer-bridge's configuration, from environment variables."""
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from contracts import topics
 from servicekit.settings import DEV_WEBHOOK_CAPABILITY_SECRET, S3Settings
@@ -51,7 +51,10 @@ class Settings(S3Settings):
 
     webhook_capability_secret: SecretStr = SecretStr(DEV_WEBHOOK_CAPABILITY_SECRET)
     webhook_signing_secret: SecretStr | None = Field(
-        default=None, description="`whsec_<base64>`; when set, webhooks must be signed."
+        default=None,
+        description="`whsec_<base64>` (Standard Webhooks); webhooks must be signed with it. "
+        "Required in production; `make run` generates one. Unset in development: unsigned "
+        "webhooks with a valid capability URL are accepted.",
     )
     webhook_tolerance_seconds: int = 5 * 60
 
@@ -70,6 +73,14 @@ class Settings(S3Settings):
             secret_key(value.get_secret_value())
             return value
         return None
+
+    @model_validator(mode="after")
+    def _signed_webhooks_in_production(self) -> "Settings":
+        # A capability URL leaks through logs and proxies; the signature proves that the
+        # analysis server itself sent the call (docs/architecture.md §6, issue 11).
+        if self.environment == "production" and self.webhook_signing_secret is None:
+            raise ValueError("webhook_signing_secret is required in production")
+        return self
 
     @property
     def presign_endpoint_url(self) -> str | None:

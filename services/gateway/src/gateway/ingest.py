@@ -15,6 +15,7 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka.errors import KafkaError
 from starlette.requests import ClientDisconnect
@@ -30,7 +31,7 @@ from contracts import (
 from gateway.form import FileFieldReader, MalformedForm, NoFileField, NotAForm, boundary_of
 from gateway.sink import Ack, UploadSink
 from gateway.sniff import SNIFF_BYTES, header_bytes, sniff_audio
-from servicekit.http import ApiError
+from servicekit.http import ApiError, DependencyUnavailable
 from servicekit.logs import job_id_var
 
 log = logging.getLogger(__name__)
@@ -87,16 +88,19 @@ class _Upload:
             await self._send_chunk(bytes(self.buffer))
             self.buffer.clear()
         while self.in_flight:
-            await self._await(self.in_flight.popleft())
+            await self.confirm(self.in_flight.popleft())
 
     async def _send_chunk(self, data: bytes) -> None:
         if len(self.in_flight) >= self.limits.max_chunks_in_flight:
-            await self._await(self.in_flight.popleft())
+            await self.confirm(self.in_flight.popleft())
         self.in_flight.append(await self.sink.chunk(self.job_id, self.sequence, data))
         self.sequence += 1
 
-    async def _await(self, ack: Ack) -> None:
-        await asyncio.wait_for(ack, self.limits.ack_timeout_seconds)
+    async def confirm(self, ack: Ack) -> None:
+        # The sink ends the wait as soon as it sees the broker down; the timeout here is
+        # the bound whatever the sink.
+        async with asyncio.timeout(self.limits.ack_timeout_seconds):
+            await self.sink.confirmed(ack)
 
     async def send_and_wait(
         self,
@@ -104,7 +108,7 @@ class _Upload:
         event: UploadStarted | UploadFinished | UploadAborted | JobStatusChanged,
         ce_id: str,
     ) -> None:
-        await self._await(await self.sink.event(topic, event, ce_id))
+        await self.confirm(await self.sink.event(topic, event, ce_id))
 
 
 async def ingest(
@@ -199,20 +203,17 @@ async def ingest(
             f"{job_id}:finished",
         )
     except BaseException as exc:
+        kafka_failed = isinstance(exc, (KafkaError, TimeoutError))
         if upload.started:
-            await _abort(upload, _reason(exc))
+            # With Kafka failing, the client is not kept waiting for the marker too.
+            await _abort(upload, _reason(exc), wait=not kafka_failed)
         if isinstance(exc, MalformedForm):
             raise ApiError(400, "malformed_form", str(exc)) from exc
         if isinstance(exc, ClientDisconnect):
             raise ApiError(400, "incomplete_body", "the request body ended early") from exc
-        if isinstance(exc, (KafkaError, TimeoutError)):
-            log.error("Kafka did not take the upload: %r", exc)
-            raise ApiError(
-                503,
-                "unavailable",
-                "the upload could not be stored; try again",
-                headers={"Retry-After": "5"},
-            ) from exc
+        if kafka_failed:
+            # Answered 503 with Retry-After by create_app's handler, which logs it.
+            raise DependencyUnavailable("Kafka", detail=repr(exc)) from exc
         raise
     # The 202 promise is kept: every chunk and the finished marker are acknowledged, so
     # from here on nothing may turn the answer into an error. The `accepted` status adds
@@ -240,32 +241,68 @@ async def ingest(
     )
 
 
-_pending_acks: set[Ack] = set()
+_pending: set[asyncio.Future[Any]] = set()
+"""Acknowledgements and abort tasks nobody awaits; held so they are not collected."""
+
+ABORT_RETRY_SECONDS = 600.0
+"""How long a queued abort marker keeps trying to reach the producer while Kafka is down."""
+
+
+def _keep(future: asyncio.Future[Any], what: str) -> None:
+    def done(finished: asyncio.Future[Any]) -> None:
+        _pending.discard(finished)
+        if not finished.cancelled() and finished.exception() is not None:
+            log.warning("%s was not published: %r", what, finished.exception())
+
+    _pending.add(future)
+    future.add_done_callback(done)
 
 
 def _acknowledge_later(ack: Ack) -> None:
-    def done(future: Ack) -> None:
-        _pending_acks.discard(future)
-        if not future.cancelled() and future.exception() is not None:
-            log.warning("the accepted status was not published: %r", future.exception())
-
-    _pending_acks.add(ack)
-    ack.add_done_callback(done)
+    _keep(ack, "the accepted status")
 
 
-async def _abort(upload: _Upload, reason: str) -> None:
+async def _abort(upload: _Upload, reason: str, *, wait: bool) -> None:
+    """Follow what was sent of the upload with ``UploadAborted`` so that the uploader
+    drops it. The marker goes behind the job's chunks (same key, same partition, so in
+    order); with ``wait``, the acknowledgement is awaited, bounded."""
     log.warning("upload aborted: %s", reason)
     for ack in upload.in_flight:
         ack.cancel()
+    marker = UploadAborted(job_id=upload.job_id, reason=reason)
+    if not wait:
+        _keep(asyncio.create_task(_queue_abort(upload, marker)), "the abort marker")
+        return
     try:
-        await upload.send_and_wait(
-            topics.AUDIO_UPLOAD,
-            UploadAborted(job_id=upload.job_id, reason=reason),
-            f"{upload.job_id}:aborted",
-        )
-    except Exception:
-        # The uploader's stale-upload sweep is the safety net for this case.
-        log.exception("could not publish the abort marker")
+        ack = await upload.sink.event(topics.AUDIO_UPLOAD, marker, f"{upload.job_id}:aborted")
+    except (KafkaError, TimeoutError):
+        # Not handed over: the broker is down. Keep trying in the background.
+        _keep(asyncio.create_task(_queue_abort(upload, marker)), "the abort marker")
+        return
+    try:
+        await upload.confirm(ack)
+    except Exception as exc:
+        # Handed over: the idempotent producer delivers it when the broker answers.
+        log.warning("the abort marker is not acknowledged yet: %r", exc)
+
+
+async def _queue_abort(upload: _Upload, marker: UploadAborted) -> None:
+    """Hand the abort marker to the producer, retrying while the broker is down. Once
+    handed over, the idempotent producer retries it until the broker takes it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ABORT_RETRY_SECONDS
+    while True:
+        try:
+            ack = await upload.sink.event(topics.AUDIO_UPLOAD, marker, f"{upload.job_id}:aborted")
+        except (KafkaError, TimeoutError):
+            if loop.time() > deadline:
+                # The uploader's stale-upload sweep is the safety net for this case.
+                log.error("gave up publishing the abort marker of %s", upload.job_id)
+                return
+            await asyncio.sleep(1.0)
+            continue
+        _keep(ack, "the abort marker")
+        return
 
 
 def _reason(exc: BaseException) -> str:

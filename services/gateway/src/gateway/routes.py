@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from gateway.auth import UploadAuth
 from gateway.ingest import UploadLimits, ingest
 from gateway.sink import UploadSink
-from servicekit.http import ApiError
+from servicekit.http import ApiError, DependencyUnavailable
 from servicekit.metrics import BYTES_INGESTED, UPLOADS
 from servicekit.tokens import COOKIE_NAME, JobTokens
 
@@ -99,6 +99,11 @@ async def upload_audio(
     durably in Kafka; progress then streams from `progress_url`."""
     if not TOKEN_ID.match(token_id):
         raise ApiError(422, "invalid_token_id", "token_id must be 1–128 of A-Z a-z 0-9 _ . -")
+    if not sink.available():
+        # Answered before the body is read: the client learns at once, and an upload of
+        # a gigabyte is not sent only to be refused (issue 11).
+        UPLOADS.labels("unavailable").inc()
+        raise DependencyUnavailable("Kafka", detail="known down, refused before the body")
     length = request.headers.get("content-length")
     try:
         done = await ingest(
@@ -112,6 +117,9 @@ async def upload_audio(
         )
     except ApiError as error:
         UPLOADS.labels(error.code).inc()
+        raise
+    except DependencyUnavailable:
+        UPLOADS.labels("unavailable").inc()
         raise
     UPLOADS.labels("accepted").inc()
     BYTES_INGESTED.inc(done.size)

@@ -12,7 +12,19 @@ class Settings(ServiceSettings):
     max_chunks_in_flight: int = Field(
         default=8, description="Unacknowledged chunks per upload; bounds memory per upload."
     )
-    kafka_ack_timeout_seconds: float = 30.0
+    kafka_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Bound on every wait for Kafka during an upload (metadata, a free send "
+        "slot, an acknowledgement, one request): with the broker down, an upload in "
+        "progress is refused with 503 within about this long.",
+    )
+    kafka_probe_interval_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often the gateway asks whether Kafka answers; while it does not, "
+        "uploads are refused with 503 before their body is read.",
+    )
     cors_allowed_origins: list[str] = Field(
         default_factory=list, description="Origins allowed to call the API from a browser."
     )

@@ -2,11 +2,14 @@
 acceptance). An interface so that the ingest logic is unit-tested without Kafka."""
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from faststream.kafka import KafkaBroker
 
 from contracts import CE_TYPE_OF, CeType, Event, headers, topics
+from gateway.reachability import Reachability
 from servicekit.kafka import ce_headers
 
 SOURCE = "/services/gateway"
@@ -16,14 +19,29 @@ Ack = asyncio.Future[object]
 
 
 class UploadSink(Protocol):
+    def available(self) -> bool:
+        """False when the broker is known to be down: refuse before reading a body."""
+        ...
+
     async def event(self, topic: str, event: Event, ce_id: str) -> Ack: ...
 
     async def chunk(self, job_id: str, sequence: int, data: bytes) -> Ack: ...
 
+    async def confirmed(self, ack: Ack) -> None:
+        """Wait, bounded, until the broker acknowledged; raise if it could not."""
+        ...
+
 
 class KafkaUploadSink:
-    def __init__(self, broker: KafkaBroker) -> None:
+    def __init__(
+        self, broker: KafkaBroker, reachability: Reachability, timeout_seconds: float
+    ) -> None:
         self._broker = broker
+        self._reachability = reachability
+        self._timeout = timeout_seconds
+
+    def available(self) -> bool:
+        return self._reachability.up
 
     async def event(self, topic: str, event: Event, ce_id: str) -> Ack:
         return await self._send(
@@ -42,9 +60,61 @@ class KafkaUploadSink:
 
     async def _send(self, topic: str, job_id: str, value: bytes, hdrs: dict[str, str]) -> Ack:
         # no_confirm: the returned future is the acknowledgement, so chunks are pipelined
-        # instead of waiting one round trip each.
-        future = await self._broker.publish(
+        # instead of waiting one round trip each. The publish itself waits while the
+        # partition's send buffer is full (the broker is not taking batches): bounded,
+        # and a sign that the broker is down. Cancelling it drops the message unsent.
+        publish = self._broker.publish(
             value, topic, key=job_id.encode(), headers=hdrs, no_confirm=True
         )
+        try:
+            future = await self._reachability.unless_down(publish, self._timeout)
+        except (KafkaError, TimeoutError) as exc:
+            if _is_outage(exc):
+                self._reachability.mark_down(repr(exc))
+            raise
         assert isinstance(future, asyncio.Future)
         return future
+
+    async def confirmed(self, ack: Ack) -> None:
+        # Cancelling the acknowledgement does not take the message back: the idempotent
+        # producer still delivers it when the broker returns, in order.
+        try:
+            await self._reachability.unless_down(ack, self._timeout)
+        except (KafkaError, TimeoutError) as exc:
+            if _is_outage(exc):
+                self._reachability.mark_down(repr(exc))
+            raise
+
+
+def kafka_answers(broker: KafkaBroker, timeout_seconds: float) -> Callable[[], Awaitable[bool]]:
+    """The reachability probe: one metadata round trip (DescribeCluster), bounded.
+
+    A broker that died refuses the connection, so the probe fails at once instead of
+    after a timeout; one retry on a fresh connection keeps a connection the broker
+    closed while idle from being taken for an outage."""
+
+    async def kafka_answers() -> bool:
+        for attempt in (1, 2):
+            try:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
+                # cancellation that stops the probe (cpython gh-86296).
+                async with asyncio.timeout(timeout_seconds):
+                    await broker.config.admin_client.describe_cluster()
+            except TimeoutError:
+                return False
+            except Exception:
+                if attempt == 2:
+                    return False
+            else:
+                return True
+        return False
+
+    return kafka_answers
+
+
+def _is_outage(exc: Exception) -> bool:
+    """A timeout or a retriable error (no connection, no leader), not a refusal of this
+    one message (e.g. too large)."""
+    return isinstance(exc, (TimeoutError, KafkaTimeoutError)) or bool(
+        getattr(exc, "retriable", False)
+    )
