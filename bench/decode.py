@@ -5,10 +5,10 @@
 
 Each format of ``tests.support.audio.CLIPS`` is encoded once (a stereo tone with a
 little noise, so that lossless codecs have something to code). Then, in interleaved
-rounds (DESIGN §12), each file is decoded (a) by PyAV alone, frames converted to arrays
-and dropped, and (b) by the analyzer's own path: ``AudioDecoder`` feeding the
-``FeatureAccumulator`` in blocks, i.e. every feature the server reports, loudness
-included once it is in. The process is pinned to one CPU; × real time is audio seconds
+rounds (docs/architecture.md §13), each file is decoded (a) by PyAV alone, frames
+converted to arrays and dropped, and (b) by the analyzer's own path: ``AudioDecoder``
+feeding the ``FeatureAccumulator`` in blocks, i.e. every feature the server reports,
+loudness and true peak included. The process is pinned to one CPU; × real time is audio seconds
 per CPU second (the machine is shared: wall-clock time would measure the neighbours),
 the median and the slowest round, with the wall-clock median beside it. Target: ≥ 100×
 for every format.

@@ -1,5 +1,5 @@
 """Benchmark results as a markdown table and JSON, naming the machine, date and command
-(DESIGN §12). Every benchmark writes through :func:`write`."""
+(docs/architecture.md §13). Every benchmark writes through :func:`write`."""
 
 import json
 import os

@@ -6,7 +6,7 @@ and the memory of the gateway and uploader while 1 GiB goes through.
 Runs against the local stack (started if needed, with only the gateway and uploader, and
 stopped again if this started it), through the edge, as a client would. Throughput is
 compared side by side with a direct aiobotocore ``put_object`` of the same files to the
-same S3 server at the same concurrency, in interleaved rounds (DESIGN §12).
+same S3 server at the same concurrency, in interleaved rounds (docs/architecture.md §13).
 """
 
 import argparse

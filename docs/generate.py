@@ -5,7 +5,7 @@
 - ``docs/openapi/<service>.json``: the OpenAPI document of each service with public
   HTTP routes (the uploader has none beyond its probes).
 
-Other teams subscribe from these alone (DESIGN §4), so they are checked in, and
+Other teams subscribe from these alone (docs/architecture.md §4), so they are checked in, and
 ``--check`` (run by ``tests/docs``) fails when one is out of date. Settings come from
 the defaults only, never the environment, so the output is the same on every machine.
 """

@@ -1,4 +1,4 @@
-"""A page written for the seed works unchanged against the edge (DESIGN §2)."""
+"""A page written for the seed works unchanged against the edge (docs/architecture.md §2)."""
 
 import pytest
 from playwright.async_api import BrowserContext, Route, expect

@@ -1,4 +1,4 @@
-"""The HTTP contract between the analyzer-bridge and an analysis server (DESIGN §7).
+"""The HTTP contract between the analyzer-bridge and an analysis server (docs/architecture.md §7).
 
 The bridge calls ``POST {ANALYSIS_SERVER_URL}/analyze`` with an :class:`AnalysisRequest`
 and expects ``202``. The analysis server later POSTs :class:`AnalysisWebhook` bodies to

@@ -1,4 +1,4 @@
-"""Events on the Kafka topics (DESIGN §4).
+"""Events on the Kafka topics (docs/architecture.md §4).
 
 Each model is the JSON value of one CloudEvents type; :data:`EVENT_TYPES` maps the
 ``ce_type`` header to its model. Upload chunks are the one exception: their value is

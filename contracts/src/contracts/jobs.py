@@ -1,4 +1,4 @@
-"""The job lifecycle (DESIGN §3) and the stable error codes of failed jobs."""
+"""The job lifecycle (docs/architecture.md §3) and the stable error codes of failed jobs."""
 
 from enum import StrEnum
 

@@ -1,5 +1,5 @@
 """Kafka topic names. Every topic is keyed by ``job_id`` so that one job's events stay
-in order in one partition (DESIGN §4)."""
+in order in one partition (docs/architecture.md §4)."""
 
 from typing import Final
 

@@ -1,4 +1,4 @@
-"""CORS by configured origins (DESIGN §6): listed origins only, cookies included."""
+"""CORS by configured origins (docs/architecture.md §6): listed origins only, cookies included."""
 
 import pytest
 from fastapi import FastAPI

@@ -1,4 +1,4 @@
-"""Reference analysis server: a stand-in for the external analysis server (DESIGN §7).
+"""Reference analysis server: a stand-in for the external analysis server (docs/architecture.md §7).
 
 It exists for development, demos and tests; production points the analyzer-bridge at a
 real analysis server. It speaks the same HTTP contract (``contracts.analysis``),

@@ -1,4 +1,4 @@
-"""HTTP routes of the reference analysis server (DESIGN §7).
+"""HTTP routes of the reference analysis server (docs/architecture.md §7).
 
 ``POST /analyze`` answers ``202`` and analyses in the background; ``GET /healthz`` and
 ``GET /readyz`` are the probes; ``GET /jobs/{job_id}`` is a debug view for tests.

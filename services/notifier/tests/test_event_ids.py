@@ -1,4 +1,4 @@
-"""One event sequence (DESIGN §9, issue 11): an event id names the same event live, in
+"""One event sequence (docs/architecture.md §9, issue 11): an event id names the same event live, in
 a replay and in ``GET /jobs``; a move that is not applied gets no id and is not sent;
 ``Last-Event-ID`` is parsed strictly and never makes a stream hang. Real Kafka and
 PostgreSQL, SSE over HTTP."""

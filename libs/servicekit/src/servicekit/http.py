@@ -136,7 +136,7 @@ def allow_origins(
 ) -> None:
     """Let pages from exactly ``origins`` call ``app`` from a browser, cookies included.
 
-    CORS origins are configuration, never ``*`` (DESIGN §6): with credentials allowed,
+    CORS origins are configuration, never ``*`` (docs/architecture.md §6): with credentials allowed,
     Starlette would echo any origin back for ``*``, which would hand every site the job
     cookie. No origins means same-origin only (no CORS headers at all).
     """

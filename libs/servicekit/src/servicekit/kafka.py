@@ -1,6 +1,6 @@
 """Kafka plumbing shared by the services: the broker, topics, CloudEvents envelopes.
 
-Events travel in CloudEvents binary mode (DESIGN §4): attributes in ``ce_*`` headers,
+Events travel in CloudEvents binary mode (docs/architecture.md §4): attributes in ``ce_*`` headers,
 the JSON (or raw chunk bytes) as the value, the job id as the key.
 """
 
@@ -43,7 +43,7 @@ def make_broker(
     request_timeout_seconds: float = 40.0,
 ) -> KafkaBroker:
     """A broker whose publishes are idempotent and acknowledged by all in-sync replicas,
-    so an acknowledged message survives a broker crash (DESIGN §5.1).
+    so an acknowledged message survives a broker crash (docs/architecture.md §5.1).
 
     ``request_timeout_seconds`` bounds each request to the cluster and, in aiokafka, also
     a publish's wait for metadata and for a free slot in the send buffer (aiokafka's
@@ -194,7 +194,7 @@ async def dead_letter(
     reason: str,
 ) -> None:
     """Park a poison message on ``<topic>.dlq`` with the reason, so it neither blocks
-    its partition nor vanishes (DESIGN §4)."""
+    its partition nor vanishes (docs/architecture.md §4)."""
     log.error("dead-lettering a message from %s: %s", topic, reason)
     await broker.publish(
         body,

@@ -1,4 +1,4 @@
-"""An S3 client configured for any S3-compatible server (DESIGN §11)."""
+"""An S3 client configured for any S3-compatible server (docs/architecture.md §11)."""
 
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING

@@ -2,7 +2,7 @@
 
 Each service subclasses :class:`ServiceSettings` once, in its own ``settings.py``.
 Secrets have development defaults so that ``make run`` needs no setup; a service in
-``production`` refuses to start with one of them (DESIGN §6).
+``production`` refuses to start with one of them (docs/architecture.md §6).
 """
 
 from typing import Literal

@@ -1,4 +1,4 @@
-"""Signed, expiring tokens that grant something about one job (DESIGN §6).
+"""Signed, expiring tokens that grant something about one job (docs/architecture.md §6).
 
 - Job access tokens: issued by the gateway at upload, checked by the notifier before it
   shows a job (audience :data:`AUDIENCE`; shared secret ``JOB_TOKEN_SECRET``).

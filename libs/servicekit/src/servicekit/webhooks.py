@@ -1,4 +1,4 @@
-"""Standard Webhooks signatures (https://www.standardwebhooks.com/, DESIGN §6).
+"""Standard Webhooks signatures (https://www.standardwebhooks.com/, docs/architecture.md §6).
 
 A sender signs ``"{webhook-id}.{webhook-timestamp}.{raw body}"`` with HMAC-SHA256 under
 the shared secret and sends ``webhook-signature: v1,<base64>`` (several space-separated

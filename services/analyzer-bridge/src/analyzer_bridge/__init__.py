@@ -1,2 +1,2 @@
 """The analyzer-bridge: asks the analysis server to analyse stored audio and turns its
-webhooks into events, owning retries and deadlines (DESIGN §1)."""
+webhooks into events, owning retries and deadlines (docs/architecture.md §1)."""

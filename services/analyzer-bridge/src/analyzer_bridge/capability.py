@@ -1,4 +1,4 @@
-"""Per-job capability tokens for the webhook URL (DESIGN §6).
+"""Per-job capability tokens for the webhook URL (docs/architecture.md §6).
 
 The analysis server gets ``.../webhook/analysis-complete?job_id=<id>&token=<jwt>``: a
 :class:`servicekit.tokens.JobTokens` token with its own audience and secret, so it

@@ -1,6 +1,6 @@
 """The sweeper: every few seconds it fails jobs past their deadline with
 ``analysis_timeout``, republishes final events that did not get out, and resumes
-pending requests nobody holds (DESIGN §5.5: nothing waits forever)."""
+pending requests nobody holds (docs/architecture.md §5.5: nothing waits forever)."""
 
 import asyncio
 import logging

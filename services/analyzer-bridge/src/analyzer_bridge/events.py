@@ -1,4 +1,4 @@
-"""Where the bridge's events go: ``analysis.result`` and ``job.status`` (DESIGN §4).
+"""Where the bridge's events go: ``analysis.result`` and ``job.status`` (docs/architecture.md §4).
 
 Every ``ce_id`` is derived from what happened, so a republished event carries the id
 of the first publish and readers drop the duplicate.

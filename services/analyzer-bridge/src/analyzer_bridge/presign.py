@@ -1,5 +1,6 @@
-"""Presigned GET URLs for the analysis server (DESIGN §6, §11): short-lived, and signed
-for the S3 endpoint as the analysis server reaches it (the Host header is signed)."""
+"""Presigned GET URLs for the analysis server (docs/architecture.md §6, §11):
+short-lived, and signed for the S3 endpoint as the analysis server reaches it (the Host
+header is signed)."""
 
 from typing import TYPE_CHECKING
 

@@ -1,4 +1,5 @@
-"""Asking the analysis server to analyse a job's audio, with retries (DESIGN §5.5, §7).
+"""Asking the analysis server to analyse a job's audio, with retries
+(docs/architecture.md §5.5, §7).
 
 Connection errors, timeouts, 5xx, 408 and 429 are retried with exponential backoff and
 full jitter, never sooner than the server's ``Retry-After``, until the retry budget or
@@ -228,7 +229,7 @@ class Requester:
     async def _until_recorded(self, write: Callable[[], Awaitable[T]]) -> T:
         """``write``, retried through a database outage. Once the analysis server has
         accepted, giving up would leave the row pending and, when its lease ran out,
-        request the analysis a second time (DESIGN §5.3). Another replica could still
+        request the analysis a second time (docs/architecture.md §5.3). Another replica could still
         take it over if the outage outlasts the lease."""
         delay = self._base_delay
         while True:

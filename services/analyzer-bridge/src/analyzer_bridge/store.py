@@ -1,4 +1,4 @@
-"""The bridge's durable state in PostgreSQL: one row per job's analysis (DESIGN §8).
+"""The bridge's durable state in PostgreSQL: one row per job's analysis (docs/architecture.md §8).
 
 A row is ``pending`` from the moment ``audio.stored`` is consumed until the analysis
 server accepts the request (``requested``), then ``completed`` or ``failed``. Every

@@ -1,4 +1,5 @@
-"""``POST /tokens/webhook/analysis-complete``: the analysis server's callback (DESIGN §2, §6).
+"""``POST /tokens/webhook/analysis-complete``: the analysis server's callback
+(docs/architecture.md §2, §6).
 
 Checks, in order: the per-job capability token (401), the body's size while reading
 it (413), the Standard Webhooks signature when a signing secret is configured (401),

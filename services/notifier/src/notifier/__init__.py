@@ -1,2 +1,2 @@
 """The notifier: projects `job.status` into PostgreSQL and serves job progress as
-Server-Sent Events with replay (DESIGN §9)."""
+Server-Sent Events with replay (docs/architecture.md §9)."""

@@ -1,4 +1,4 @@
-"""Who may read a job (DESIGN §6): the holder of its job access token.
+"""Who may read a job (docs/architecture.md §6): the holder of its job access token.
 
 The token comes from the HttpOnly cookie the gateway sets, the ``access_token`` query
 parameter, or an ``Authorization: Bearer`` header; any one of them that grants access

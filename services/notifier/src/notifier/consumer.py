@@ -4,7 +4,7 @@ Messages come in batches (whatever has arrived, up to :data:`MAX_BATCH`) and eac
 is recorded in one transaction, so the projection keeps up with bursts. Offsets are
 committed only after the batch is written (``AckPolicy.NACK_ON_ERROR``: ack on success,
 seek back on an error so the events come again). Redelivery is harmless: the
-projection drops a ``ce_id`` it has already recorded (DESIGN §5.3). Each event's
+projection drops a ``ce_id`` it has already recorded (docs/architecture.md §5.3). Each event's
 recording is a span in its job's trace (the batch's own span only links to them).
 """
 
@@ -92,7 +92,8 @@ def subscribe(broker: KafkaBroker, project: Project, group_id: str) -> None:
                 [hdrs.get(headers.TRACEPARENT) for _, _, hdrs in events],
             )
         except DependencyUnavailable as exc:
-            # Not committed: the batch comes again from its first offset (DESIGN §5.3).
+            # Not committed: the batch comes again from its first offset
+            # (docs/architecture.md §5.3).
             log.warning("projecting %d events failed (%s); they come again", len(events), exc)
             await asyncio.sleep(RETRY_DELAY_SECONDS)
             raise

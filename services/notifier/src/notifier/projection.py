@@ -1,8 +1,8 @@
-"""The projection rules of `job.status` (DESIGN §3), as pure functions.
+"""The projection rules of `job.status` (docs/architecture.md §3), as pure functions.
 
 A job only moves forward: an event that would lower its status rank or touch a final
 state is recorded but ignored, and gets no event id (only applied events are numbered,
-so the SSE ids have no gaps; DESIGN §9); a redelivered event (same ``ce_id``) is
+so the SSE ids have no gaps; docs/architecture.md §9); a redelivered event (same ``ce_id``) is
 dropped; the visible progress is the maximum ever applied.
 """
 

@@ -1,7 +1,7 @@
 """Server-Sent Events wire format (https://html.spec.whatwg.org/multipage/server-sent-events.html).
 
 Events use the default type (no ``event:`` line) so that ``EventSource.onmessage``
-fires, as the seed's browser code expects (DESIGN §2).
+fires, as the seed's browser code expects (docs/architecture.md §2).
 """
 
 import json
@@ -15,7 +15,7 @@ MAX_EVENT_ID = 2**63 - 1
 
 
 def parse_event_id(raw: str | None) -> int | None:
-    """A ``Last-Event-ID`` as sent back: ASCII digits within int64 (DESIGN §9), else
+    """A ``Last-Event-ID`` as sent back: ASCII digits within int64 (docs/architecture.md §9), else
     ValueError. ``int()`` alone would take ``+3``, ``-0``, ``1_000``, `` 7`` and
     non-ASCII digits. Empty means none, as an EventSource without a last id sends none.
     """

@@ -27,7 +27,8 @@ _SCHEMA = """
 CREATE SCHEMA IF NOT EXISTS {schema};
 
 -- event_id is the SSE id: only an applied event has one, ignored events are kept for
--- the record without an id (DESIGN §9), so live, replay and snapshot name the same events.
+-- the record without an id (docs/architecture.md §9), so live, replay and snapshot
+-- name the same events.
 CREATE TABLE IF NOT EXISTS {schema}.job_events (
     job_id            uuid        NOT NULL,
     event_id          bigint,

@@ -1,6 +1,6 @@
 """The progress stream of one job: history first, then live events, until final.
 
-Ordering guarantee (DESIGN §9): the live subscription is opened *before* the history
+Ordering guarantee (docs/architecture.md §9): the live subscription is opened *before* the history
 is read, and every event carries its per-job id, so an event that lands between the
 two reads is sent exactly once (live copies with an id already sent are dropped).
 
