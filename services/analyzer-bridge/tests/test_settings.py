@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from analyzer_bridge.settings import Settings
-from servicekit.settings import DEV_WEBHOOK_CAPABILITY_SECRET
+from servicekit.settings import DEV_DATABASE_URL, DEV_WEBHOOK_CAPABILITY_SECRET
 
 pytestmark = pytest.mark.unit
 
@@ -27,6 +27,7 @@ PRODUCTION = {
     "job_token_secret": "a-real-secret",
     "s3_secret_access_key": "a-real-s3-secret",
     "webhook_capability_secret": "a-real-capability-secret",
+    "database_url": "postgresql://bridge:a-real-password@db:5432/audiopipe",
 }
 SIGNING_SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 
@@ -72,3 +73,17 @@ def test_request_metadata_must_be_an_object_of_strings(monkeypatch):
     monkeypatch.setenv("ANALYSIS_REQUEST_METADATA", '["reference.mode"]')
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_production_refuses_the_development_database_url_and_never_shows_the_dsn():
+    with pytest.raises(ValueError, match="database_url has its development default"):
+        Settings(
+            **{
+                **PRODUCTION,
+                "database_url": DEV_DATABASE_URL,
+                "webhook_signing_secret": SIGNING_SECRET,
+            }
+        )
+    settings = Settings(**{**PRODUCTION, "webhook_signing_secret": SIGNING_SECRET})
+    assert "a-real-password" not in repr(settings)
+    assert settings.database_dsn == PRODUCTION["database_url"]

@@ -86,7 +86,7 @@ async def producer(notifier_settings) -> AsyncIterator[KafkaBroker]:
 
 @pytest.fixture(scope="session")
 async def db(notifier_settings, notifier_url) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(notifier_settings.database_url, min_size=1, max_size=2)
+    pool = await asyncpg.create_pool(notifier_settings.database_dsn, min_size=1, max_size=2)
     try:
         yield pool
     finally:

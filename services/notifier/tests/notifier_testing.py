@@ -135,7 +135,7 @@ async def running_server(settings: Settings, **config) -> AsyncIterator[tuple[st
 
 
 async def drop_schema(settings: Settings) -> None:
-    conn = await asyncpg.connect(settings.database_url)
+    conn = await asyncpg.connect(settings.database_dsn)
     try:
         await conn.execute(f"DROP SCHEMA IF EXISTS {settings.database_schema} CASCADE")
     finally:

@@ -23,6 +23,7 @@ from notifier_testing import (
     history,
     running_server,
 )
+from pydantic import SecretStr
 
 from contracts import JobStatus, JobStatusChanged, topics
 from notifier.settings import Settings
@@ -48,11 +49,11 @@ async def proxied(notifier_settings, proxy) -> AsyncIterator[tuple[str, object, 
     base URL, its app and its settings."""
     run = uuid.uuid4().hex[:10]
     run_schema = f"notifier_outage_{run}"
-    direct = urlsplit(notifier_settings.database_url)
+    direct = urlsplit(notifier_settings.database_dsn)
     netloc = direct.netloc.rsplit("@", 1)[0] + f"@127.0.0.1:{proxy.port}"
     settings = notifier_settings.model_copy(
         update={
-            "database_url": direct._replace(netloc=netloc).geturl(),
+            "database_url": SecretStr(direct._replace(netloc=netloc).geturl()),
             "database_schema": run_schema,
             "consumer_group": f"notifier-outage-{run}",
             "http_port": free_port(),

@@ -18,7 +18,7 @@ async def test_two_replicas_recording_the_same_events_concurrently_stay_consiste
 ):
     settings = notifier_settings
     pools = [
-        await asyncpg.create_pool(settings.database_url, min_size=4, max_size=4) for _ in range(2)
+        await asyncpg.create_pool(settings.database_dsn, min_size=4, max_size=4) for _ in range(2)
     ]
     try:
         replicas = [Store(pool, settings.database_schema) for pool in pools]

@@ -5,15 +5,22 @@ Secrets have development defaults so that ``make run`` needs no setup; a service
 ``production`` refuses to start with one of them (docs/architecture.md §6).
 """
 
+import re
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JOB_TOKEN_SECRET = "dev-only-job-token-secret-change-me"
 DEV_S3_SECRET = "audiopipe-secret"
 DEV_WEBHOOK_CAPABILITY_SECRET = "dev-only-webhook-capability-secret-change-me"
-DEV_SECRETS = (DEV_JOB_TOKEN_SECRET, DEV_S3_SECRET, DEV_WEBHOOK_CAPABILITY_SECRET)
+DEV_DATABASE_URL = "postgresql://audiopipe:audiopipe@127.0.0.1:15432/audiopipe"
+DEV_SECRETS = (
+    DEV_JOB_TOKEN_SECRET,
+    DEV_S3_SECRET,
+    DEV_WEBHOOK_CAPABILITY_SECRET,
+    DEV_DATABASE_URL,
+)
 
 
 class ServiceSettings(BaseSettings):
@@ -55,3 +62,37 @@ class S3Settings(ServiceSettings):
     s3_create_bucket: bool = Field(
         default=True, description="Create the bucket at start when it does not exist."
     )
+
+
+class DatabaseSettings(ServiceSettings):
+    """PostgreSQL, for the services that keep state there (docs/architecture.md §8). The
+    DSN carries the password, so it is a secret: never logged, checked in production."""
+
+    database_url: SecretStr = Field(
+        default=SecretStr(DEV_DATABASE_URL),
+        description="PostgreSQL DSN, `postgresql://user:password@host:port/database`.",
+    )
+    database_schema: str = Field(
+        default="public",
+        description="PostgreSQL schema owned by this service (tests use their own).",
+    )
+    database_pool_size: int = Field(default=10, ge=1)
+    database_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Bound on each PostgreSQL connect and statement; beyond it, or with the "
+        "database down, requests get 503 with `Retry-After` and events are retried.",
+    )
+
+    @field_validator("database_schema")
+    @classmethod
+    def _plain_identifier(cls, value: str) -> str:
+        # Interpolated into SQL, so a plain identifier; `<schema>_applied` (a NOTIFY
+        # channel of the notifier's) must stay within PostgreSQL's 63 bytes.
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,54}", value):
+            raise ValueError("database_schema must be a lowercase SQL identifier of <= 55 chars")
+        return value
+
+    @property
+    def database_dsn(self) -> str:
+        return self.database_url.get_secret_value()

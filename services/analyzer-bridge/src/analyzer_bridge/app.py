@@ -87,7 +87,7 @@ def create(settings: Settings | None = None) -> FastAPI:
         )
         async with contextlib.AsyncExitStack() as stack:
             pool = await create_pool(
-                settings.database_url,
+                settings.database_dsn,
                 max_size=settings.database_pool_size,
                 timeout_seconds=settings.database_timeout_seconds,
             )

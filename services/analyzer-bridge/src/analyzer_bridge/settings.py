@@ -3,25 +3,14 @@
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from contracts import topics
-from servicekit.settings import DEV_WEBHOOK_CAPABILITY_SECRET, S3Settings
+from servicekit.settings import DEV_WEBHOOK_CAPABILITY_SECRET, DatabaseSettings, S3Settings
 from servicekit.webhooks import secret_key
 
 
-class Settings(S3Settings):
+class Settings(S3Settings, DatabaseSettings):
     http_port: int = 8103
-
-    database_url: str = "postgresql://audiopipe:audiopipe@127.0.0.1:15432/audiopipe"
     database_schema: str = Field(
-        default="analyzer_bridge",
-        pattern=r"^[a-z_][a-z0-9_]*$",
-        description="PostgreSQL schema owned by this service (tests use their own).",
-    )
-    database_pool_size: int = Field(default=10, ge=1)
-    database_timeout_seconds: float = Field(
-        default=5.0,
-        gt=0,
-        description="Bound on each PostgreSQL connect and statement; beyond it, or with the "
-        "database down, webhooks get 503 with `Retry-After` and events are retried.",
+        default="analyzer_bridge", description="PostgreSQL schema owned by this service."
     )
 
     consumer_group: str = "analyzer-bridge"

@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         timeout = settings.database_timeout_seconds
         pool = await create_pool(
-            settings.database_url, max_size=settings.database_pool_size, timeout_seconds=timeout
+            settings.database_dsn, max_size=settings.database_pool_size, timeout_seconds=timeout
         )
         try:
             store = Store(pool, settings.database_schema)
@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             services.store = store
             projector = Projector(store)
             listener = Listener(
-                lambda: connect(settings.database_url, timeout_seconds=timeout),
+                lambda: connect(settings.database_dsn, timeout_seconds=timeout),
                 store,
                 services.fanout,
                 check_seconds=settings.listen_check_seconds,

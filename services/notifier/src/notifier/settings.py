@@ -1,25 +1,14 @@
 """Configuration of the notifier, from environment variables."""
 
-import re
+from pydantic import Field
 
-from pydantic import Field, field_validator
-
-from servicekit.settings import ServiceSettings
+from servicekit.settings import DatabaseSettings
 
 
-class Settings(ServiceSettings):
+class Settings(DatabaseSettings):
     http_port: int = 8104
-
-    database_url: str = "postgresql://audiopipe:audiopipe@127.0.0.1:15432/audiopipe"
     database_schema: str = Field(
         default="notifier", description="PostgreSQL schema holding the projection."
-    )
-    database_pool_size: int = Field(default=10, ge=1)
-    database_timeout_seconds: float = Field(
-        default=5.0,
-        gt=0,
-        description="Bound on each PostgreSQL connect and statement; beyond it, or with the "
-        "database down, requests get 503 with `Retry-After` and events are retried.",
     )
 
     consumer_group: str = Field(
@@ -54,12 +43,3 @@ class Settings(ServiceSettings):
     listen_reconnect_seconds: float = Field(
         default=1.0, gt=0, description="Pause before reconnecting a lost LISTEN connection."
     )
-
-    @field_validator("database_schema")
-    @classmethod
-    def _plain_identifier(cls, value: str) -> str:
-        # The schema name is interpolated into SQL, so it must be a plain identifier;
-        # `<schema>_applied` names the NOTIFY channel, itself at most 63 bytes.
-        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,54}", value):
-            raise ValueError("database_schema must be a lowercase SQL identifier of <= 55 chars")
-        return value
