@@ -46,7 +46,12 @@ def build_app(settings: Settings | None = None) -> FastAPI:
                 await ensure_bucket(client, settings.s3_bucket)
             store.client = client
             await wait_for_kafka(settings.kafka_bootstrap_servers)
-            await ensure_topics(settings.kafka_bootstrap_servers, settings.kafka_topic_partitions)
+            await ensure_topics(
+                settings.kafka_bootstrap_servers,
+                settings.kafka_topic_partitions,
+                replication_factor=settings.kafka_replication_factor,
+                min_insync_replicas=settings.kafka_min_insync_replicas,
+            )
             await broker.start()
             stack.push_async_callback(broker.stop)
             sweeper = asyncio.create_task(
