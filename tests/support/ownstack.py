@@ -10,10 +10,10 @@ other), and inside the same thousand as the session's Kafka.
 import contextlib
 import os
 import signal
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from devstack import Stack, StackInfo
+from devstack import AppSpec, Stack, StackInfo
 from devstack import process as devprocess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,13 +46,16 @@ def own_stack(
     shift: int,
     extra: Mapping[str, str] | None = None,
     *,
-    apps: bool = True,
+    app_specs: Sequence[AppSpec] | None = None,
     timeout: float = 120.0,
 ) -> Iterator[tuple[Stack, StackInfo]]:
-    """Start the stack (up to ``timeout`` s per component) and stop all of it after."""
-    stack = Stack(root=ROOT, run_dir=run_dir, environ=own_environ(shift, extra))
+    """Start the stack (up to ``timeout`` s per component) and stop all of it after.
+
+    ``app_specs``: only these apps (take them from ``Settings.from_environ(own_environ(...))``
+    so that their ports are shifted too); all of them by default."""
+    stack = Stack(root=ROOT, run_dir=run_dir, environ=own_environ(shift, extra), apps=app_specs)
     try:
-        info = stack.up(apps=apps, timeout=timeout)
+        info = stack.up(apps=True, timeout=timeout)
         yield stack, info
     finally:
         # Everything recorded in the run folder, restarted processes included.

@@ -2,7 +2,7 @@
 
 import pytest
 
-from servicekit.kafka import replication_for
+from servicekit.kafka import bootstrap_list, make_broker, replication_for
 from servicekit.settings import ServiceSettings
 
 pytestmark = pytest.mark.unit
@@ -26,3 +26,10 @@ def test_the_settings_name_them_from_the_environment(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("KAFKA_REPLICATION_FACTOR", "0")
     with pytest.raises(ValueError, match="greater than or equal to 1"):
         ServiceSettings()
+
+
+def test_a_cluster_address_list_reaches_the_broker_as_one_address_each() -> None:
+    settings = ServiceSettings(kafka_bootstrap_servers="a:1, b:2,c:3")
+    assert bootstrap_list(settings.kafka_bootstrap_servers) == ["a:1", "b:2", "c:3"]
+    broker = make_broker(settings, "test", "a test broker")
+    assert broker._connection_kwargs["bootstrap_servers"] == ["a:1", "b:2", "c:3"]

@@ -29,11 +29,17 @@ MAX_MESSAGE_BYTES = 2 * 1024 * 1024
 """Largest message we produce; upload chunks stay well below it."""
 
 
+def bootstrap_list(servers: str) -> list[str]:
+    """``host:port,host:port`` as a list: FastStream takes a string for one address and
+    hands it to aiokafka whole, so a comma-separated cluster would be one unknown host."""
+    return [s.strip() for s in servers.split(",") if s.strip()]
+
+
 def make_broker(settings: ServiceSettings, service: str, description: str) -> KafkaBroker:
     """A broker whose publishes are idempotent and acknowledged by all in-sync replicas,
     so an acknowledged message survives a broker crash (DESIGN §5.1)."""
     return KafkaBroker(
-        settings.kafka_bootstrap_servers,
+        bootstrap_list(settings.kafka_bootstrap_servers),
         client_id=service,
         enable_idempotence=True,
         acks="all",
