@@ -223,3 +223,13 @@ def test_the_edge_balances_over_every_notifier_replica(tmp_path: Path) -> None:
     edge = Edge(_context(tmp_path, {"AUDIOPIPE_PORT_OFFSET": "6000"}))
     assert edge.process_env()["NOTIFIER_ADDR"] == "127.0.0.1:14104 127.0.0.1:14106"
     assert [a.name for a in DEFAULT_APPS if a.module == "notifier"] == ["notifier", "notifier-2"]
+
+
+def test_storage_formatted_for_one_broker_is_not_reused_by_a_cluster(tmp_path: Path) -> None:
+    (single,) = kafka_nodes(_context(tmp_path, {}))
+    single.data_dir.mkdir(parents=True)
+    (single.data_dir / "meta.properties").write_text("node.id=1\n")
+    first = kafka_nodes(_context(tmp_path, {"KAFKA_BROKERS": "3"}))[0]
+    with pytest.raises(StackError, match="formatted for 1 broker"):
+        first._check_formatted_for()
+    single._check_formatted_for()  # the setting it was made with is fine

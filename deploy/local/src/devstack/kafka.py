@@ -201,6 +201,27 @@ class Kafka(Component):
         (self.conf_dir / "log4j2.properties").write_text(LOG4J2)
         if not (self.data_dir / "meta.properties").exists():
             self._format()
+            self._formatted_for.write_text(f"{self.ctx.settings.kafka_brokers}\n")
+        else:
+            self._check_formatted_for()
+
+    @property
+    def _formatted_for(self) -> Path:
+        """How many nodes the storage was formatted for (one quorum, one cluster id)."""
+        return self.data_dir / ".audiopipe-brokers"
+
+    def _check_formatted_for(self) -> None:
+        path = self._formatted_for
+        # Storage from before this file existed was always a single node.
+        formatted = int(path.read_text()) if path.exists() else 1
+        wanted = self.ctx.settings.kafka_brokers
+        if formatted != wanted:
+            raise ComponentError(
+                self.name,
+                f"its storage ({self.data_dir}) was formatted for {formatted} broker(s), "
+                f"KAFKA_BROKERS asks for {wanted}: delete the run folder's data/kafka* "
+                "folders (their topics go with them) or keep the old setting",
+            )
 
     def _cluster_id(self) -> str:
         """One id for every node of the cluster, made once per run dir."""
