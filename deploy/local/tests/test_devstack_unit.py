@@ -233,3 +233,19 @@ def test_storage_formatted_for_one_broker_is_not_reused_by_a_cluster(tmp_path: P
     with pytest.raises(StackError, match="formatted for 1 broker"):
         first._check_formatted_for()
     single._check_formatted_for()  # the setting it was made with is fine
+
+
+def test_a_process_between_two_execs_still_counts_as_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = process.RunPaths(tmp_path)
+    record = _sleeper(paths)
+    try:
+        # /proc/<pid>/cmdline reads empty while an exec replaces the program.
+        monkeypatch.setattr(process, "_proc_cmdline", lambda pid: ())
+        assert process.is_running(record)
+        monkeypatch.setattr(process, "_proc_cmdline", lambda pid: ("/bin/other",))
+        assert not process.is_running(record)
+    finally:
+        monkeypatch.undo()
+        process.stop(paths, "sleeper", timeout=5)
