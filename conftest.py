@@ -6,6 +6,11 @@ Real-service tests get their Kafka, S3 and PostgreSQL from, in this order:
 2. testcontainers, when a Docker engine answers;
 3. the local stack in ``deploy/local`` (no Docker), started for the session and stopped
    after it, unless it was already running (then it is reused and left running).
+
+The tests' local stack is their own: its run folder is ``.run/test`` and its ports are
+those of ``make run`` shifted by ``TEST_PORT_OFFSET``, so ``make test`` neither reuses
+nor disturbs a stack that ``make run`` started (``AUDIOPIPE_RUN_DIR`` and
+``AUDIOPIPE_PORT_OFFSET`` still choose others).
 """
 
 from __future__ import annotations
@@ -19,6 +24,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent
 INFRA_VARS = ("KAFKA_BOOTSTRAP_SERVERS", "S3_ENDPOINT_URL", "DATABASE_URL")
 INFRA_PREFIXES = ("KAFKA_", "S3_", "DATABASE_")
+TEST_PORT_OFFSET = 500
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Set before any fixture builds a Stack, and inherited by every process the tests
+    # start, so that all of them agree on the tests' own ports and run folder.
+    os.environ.setdefault("AUDIOPIPE_RUN_DIR", str(ROOT / ".run" / "test"))
+    os.environ.setdefault("AUDIOPIPE_PORT_OFFSET", str(TEST_PORT_OFFSET))
 
 
 def _infra_only(env: dict[str, str]) -> dict[str, str]:

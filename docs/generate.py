@@ -45,10 +45,10 @@ def _gateway() -> FastAPI:
 
 
 def _uploader() -> FastAPI:
-    from uploader.app import build_app
+    from uploader.app import create_app
     from uploader.settings import Settings
 
-    return build_app(Settings.model_validate({"kafka_bootstrap_servers": KAFKA}))
+    return create_app(Settings.model_validate({"kafka_bootstrap_servers": KAFKA}))
 
 
 def _analyzer_bridge() -> FastAPI:

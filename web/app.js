@@ -28,12 +28,23 @@ const JOB_ERRORS = {
   invalid_audio: "The file could not be decoded as audio.",
   checksum_mismatch: "The stored file did not match what was sent.",
   storage_failed: "The file could not be stored.",
+  analysis_failed: "The analysis server could not be reached.",
+  analysis_invalid_result: "The analysis server sent a result that could not be used.",
+};
+// MediaRecorder records in the browser's own format: WebM/Opus in Chromium, Ogg/Opus in
+// Firefox, MP4/AAC in Safari. The first one it supports is used, uploaded as it is.
+const RECORDING_TYPES = ["audio/webm;codecs=opus", "audio/ogg;codecs=opus", "audio/webm", "audio/mp4"];
+const MICROPHONE_ERRORS = {
+  NotAllowedError: "Microphone access was refused.",
+  NotFoundError: "No microphone was found.",
+  NotReadableError: "The microphone is in use by another program.",
 };
 
 const queue = [];
 let active = 0;
 
 setUpPicker(document.getElementById("drop"), document.getElementById("file"));
+setUpRecorder(document.getElementById("record"), document.getElementById("record-note"));
 
 function setUpPicker(drop, input) {
   input.addEventListener("change", () => { addFiles(input.files); input.value = ""; });
@@ -49,8 +60,107 @@ function setUpPicker(drop, input) {
   window.addEventListener("drop", (e) => e.preventDefault());
 }
 
-function addFiles(files) {
-  for (const file of files) queue.push({ file, card: new Card(file) });
+// One button: Record, then Stop; each recording becomes a file and a job of its own.
+function setUpRecorder(button, note) {
+  const label = button.querySelector(".record-label");
+  if (!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia && window.MediaRecorder)) {
+    button.disabled = true;
+    note.textContent = "This browser cannot record from a microphone here.";
+    return;
+  }
+  let recording = null;
+  const idle = () => {
+    recording = null;
+    button.disabled = false;
+    button.classList.remove("recording");
+    button.setAttribute("aria-pressed", "false");
+    label.textContent = "Record";
+  };
+  button.addEventListener("click", async () => {
+    if (recording) {
+      const current = recording;
+      button.disabled = true;
+      try {
+        const file = await current.stop();
+        addFiles([file], { recordedSeconds: current.seconds });
+        note.textContent = `Recorded ${current.seconds.toFixed(1)} s; uploading it as a job.`;
+      } catch (problem) {
+        note.textContent = `The recording failed: ${problem.message}`;
+      }
+      idle();
+      return;
+    }
+    button.disabled = true;
+    try {
+      recording = await Recording.start((seconds) => {
+        label.textContent = `Stop · ${seconds.toFixed(1)} s`;
+      });
+    } catch (problem) {
+      note.textContent = MICROPHONE_ERRORS[problem.name] || `The microphone could not be used: ${problem.message}`;
+      idle();
+      return;
+    }
+    button.disabled = false;
+    button.classList.add("recording");
+    button.setAttribute("aria-pressed", "true");
+    label.textContent = "Stop · 0.0 s";
+    note.textContent = "Recording… press Stop to upload it.";
+  });
+}
+
+class Recording {
+  static async start(onTick) {
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    const mimeType = RECORDING_TYPES.find((type) => MediaRecorder.isTypeSupported(type));
+    try {
+      const recorder = new MediaRecorder(stream, mimeType ? { mimeType } : undefined);
+      const recording = new Recording(stream, recorder, onTick);
+      await recording.started;
+      return recording;
+    } catch (problem) {
+      for (const track of stream.getTracks()) track.stop();
+      throw problem;
+    }
+  }
+
+  constructor(stream, recorder, onTick) {
+    this.recorder = recorder;
+    this.chunks = [];
+    this.seconds = 0;
+    recorder.ondataavailable = (e) => { if (e.data.size) this.chunks.push(e.data); };
+    this.started = new Promise((resolve) => {
+      recorder.onstart = () => { this.startedAt = performance.now(); resolve(); };
+    });
+    this.stopped = new Promise((resolve, reject) => {
+      recorder.onstop = () => { for (const track of stream.getTracks()) track.stop(); resolve(); };
+      recorder.onerror = (e) => reject(e.error || new Error("the recorder stopped"));
+    });
+    recorder.start();
+    this.timer = setInterval(() => onTick(this.elapsed()), 100);
+  }
+
+  elapsed() {
+    return this.startedAt === undefined ? 0 : (performance.now() - this.startedAt) / 1000;
+  }
+
+  async stop() {
+    this.seconds = this.elapsed();
+    clearInterval(this.timer);
+    this.recorder.stop();
+    await this.stopped;
+    const type = (this.recorder.mimeType || (this.chunks[0] && this.chunks[0].type) || "audio/webm");
+    const extension = type.includes("ogg") ? "ogg" : type.includes("mp4") ? "m4a" : "webm";
+    const stamp = new Date().toTimeString().slice(0, 8).replaceAll(":", "-");
+    return new File(this.chunks, `recording-${stamp}.${extension}`, { type: type.split(";")[0] });
+  }
+}
+
+function addFiles(files, { recordedSeconds } = {}) {
+  for (const file of files) {
+    const card = new Card(file);
+    if (recordedSeconds !== undefined) card.recorded(recordedSeconds);
+    queue.push({ file, card });
+  }
   next();
 }
 
@@ -142,6 +252,11 @@ class Card {
 
   $(selector) { return this.el.querySelector(selector); }
 
+  recorded(seconds) {
+    this.el.dataset.recordedSeconds = seconds.toFixed(3);
+    this.$(".meta").textContent = `recorded ${seconds.toFixed(1)} s · ${formatBytes(this.size)}`;
+  }
+
   sending(sent, total) {
     this.stage("sending", "sending");
     this.bar(total ? (100 * sent) / total : 0);
@@ -199,17 +314,53 @@ class Card {
   }
 }
 
-function showResult(card, r) {
-  const rows = [
-    ["Duration", `${r.duration_seconds.toFixed(2)} s`],
-    ["Sample rate", `${r.sample_rate.toLocaleString("en-US")} Hz`],
-    ["Channels", `${r.channels}${{ 1: " (mono)", 2: " (stereo)" }[r.channels] || ""}`],
-    ["Format", [r.format, r.subtype].filter(Boolean).join(" / ") || "unknown"],
-    ["RMS level", `${r.rms_dbfs.toFixed(1)} dBFS`],
-    ["Peak level", `${r.peak_dbfs.toFixed(1)} dBFS`],
-    ["Silence", `${(r.silence_ratio * 100).toFixed(1)} %`],
-  ];
-  const tbody = card.$(".facts tbody");
+// The analysis server's result is its own JSON object: the well-known fields are shown
+// where present (in this order, each only when it has its documented type), and every
+// other field is listed as it came.
+const CHANNELS = { 1: " (mono)", 2: " (stereo)" };
+const KNOWN = [
+  ["duration_seconds", "Duration", (v) => `${v.toFixed(2)} s`],
+  ["sample_rate", "Sample rate", (v) => `${v.toLocaleString("en-US")} Hz`],
+  ["channels", "Channels", (v) => `${v}${CHANNELS[v] || ""}`],
+  ["frames", "Frames", (v) => v.toLocaleString("en-US")],
+  ["rms_dbfs", "RMS level", (v) => `${v.toFixed(1)} dBFS`],
+  ["peak_dbfs", "Peak level", (v) => `${v.toFixed(1)} dBFS`],
+  ["true_peak_dbtp", "True peak", (v) => `${v.toFixed(1)} dBTP`],
+  ["integrated_lufs", "Integrated loudness", (v) => `${v.toFixed(1)} LUFS`],
+  ["loudness_range_lu", "Loudness range", (v) => `${v.toFixed(1)} LU`],
+  ["silence_ratio", "Silence", (v) => `${(v * 100).toFixed(1)} %`],
+];
+
+function showResult(card, result) {
+  const r = result && typeof result === "object" && !Array.isArray(result) ? result : {};
+  const shown = new Set();
+  const rows = [];
+  for (const [key, name, format] of KNOWN) {
+    if (typeof r[key] !== "number" || !Number.isFinite(r[key])) continue;
+    rows.push([name, format(r[key])]);
+    shown.add(key);
+  }
+  const format = ["format", "subtype"].filter((k) => typeof r[k] === "string" && r[k]);
+  if (format.length) {
+    rows.splice(Math.min(rows.length, 3), 0, ["Format", format.map((k) => r[k]).join(" / ")]);
+    for (const k of format) shown.add(k);
+  }
+  const envelope = Array.isArray(r.envelope) && r.envelope.length && r.envelope.every((p) => typeof p === "number");
+  if (envelope) shown.add("envelope");
+  fillTable(card.$(".facts tbody"), rows);
+
+  const others = Object.keys(r).filter((k) => !shown.has(k)).map((k) => [k, describe(r[k])]);
+  fillTable(card.$(".extra tbody"), others);
+  card.$(".extra").hidden = others.length === 0;
+  card.$(".facts").hidden = rows.length === 0;
+
+  card.$(".result").hidden = false;
+  const figure = card.$("figure");
+  figure.hidden = !envelope;
+  if (envelope) drawEnvelope(card.$(".envelope"), r.envelope);
+}
+
+function fillTable(tbody, rows) {
   tbody.replaceChildren();
   for (const [name, value] of rows) {
     const tr = tbody.insertRow();
@@ -219,10 +370,13 @@ function showResult(card, r) {
     tr.append(th);
     tr.insertCell().textContent = value;
   }
-  card.$(".result").hidden = false;
-  const figure = card.$("figure");
-  figure.hidden = !(r.envelope && r.envelope.length);
-  if (!figure.hidden) drawEnvelope(card.$(".envelope"), r.envelope);
+}
+
+// A value of a field the page does not know, as text: strings as they are, anything
+// else as JSON, cut short so that one large field does not take over the card.
+function describe(value) {
+  const text = typeof value === "string" ? value : JSON.stringify(value);
+  return text.length > 300 ? `${text.slice(0, 299)}…` : text;
 }
 
 // The envelope is the peak level (0..1) of equal slices: drawn as a mirrored waveform.

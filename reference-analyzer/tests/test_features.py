@@ -1,8 +1,10 @@
+import json
 import math
 
 import numpy as np
 import pytest
 
+from contracts import AudioFeatures
 from reference_analyzer.features import FeatureAccumulator, compute_features, dbfs
 from reference_analyzer.testing import sine
 
@@ -33,6 +35,53 @@ def test_digital_silence_is_minus_120_and_all_silent():
     assert features.rms_dbfs == -120.0
     assert features.peak_dbfs == -120.0
     assert features.silence_ratio == 1.0
+
+
+def test_loudness_and_true_peak_of_a_stereo_tone():
+    # 1 kHz at -23 dBFS on both channels: -23 LUFS (EBU Tech 3341), steady, peak -23.
+    samples = sine(
+        seconds=5, sample_rate=SR, frequency=1000, amplitude=10 ** (-23 / 20), channels=2
+    )
+    features = compute_features(blocks(samples, 4096), sample_rate=SR, channels=2)
+    assert features.integrated_lufs == pytest.approx(-23.0, abs=0.1)
+    assert features.loudness_range_lu == pytest.approx(0.0, abs=0.1)
+    assert features.true_peak_dbtp == pytest.approx(-23.0, abs=0.3)
+    assert features.true_peak_dbtp >= features.peak_dbfs
+
+
+def _json_without_nan_or_inf(features: AudioFeatures) -> dict[str, object]:
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} in the JSON")
+
+    return json.loads(features.model_dump_json(exclude_none=True), parse_constant=refuse)
+
+
+def test_silence_reads_minus_70_lufs_and_minus_120_dbtp_in_valid_json():
+    features = compute_features(blocks(np.zeros((5 * SR, 2))), sample_rate=SR, channels=2)
+    body = _json_without_nan_or_inf(features)
+    assert body["integrated_lufs"] == -70.0
+    assert body["loudness_range_lu"] == 0.0
+    assert body["true_peak_dbtp"] == -120.0
+
+
+def test_nan_and_infinite_samples_count_as_silence():
+    samples = sine(seconds=2, sample_rate=SR, channels=2)
+    samples[1000:1010] = np.nan
+    samples[5000, 1] = np.inf
+    samples[7000, 0] = -np.inf
+    features = compute_features(blocks(samples), sample_rate=SR, channels=2, frames_hint=2 * SR)
+    body = _json_without_nan_or_inf(features)
+    numbers = [v for v in body.values() if isinstance(v, float)] + body["envelope"]
+    assert all(math.isfinite(v) for v in numbers)
+    assert features.peak_dbfs == pytest.approx(20 * math.log10(0.5), abs=0.01)
+    assert features.integrated_lufs is not None and features.integrated_lufs > -20
+
+
+def test_loudness_is_left_out_below_8_khz():
+    features = compute_features([sine(sample_rate=4000)], sample_rate=4000, channels=1)
+    body = _json_without_nan_or_inf(features)
+    assert "integrated_lufs" not in body and "true_peak_dbtp" not in body
+    assert body["rms_dbfs"] == pytest.approx(20 * math.log10(0.5 / math.sqrt(2)), abs=0.01)
 
 
 def test_half_silent_signal_has_silence_ratio_one_half():
@@ -103,6 +152,8 @@ def test_empty_audio():
     assert features.rms_dbfs == -120.0
     assert features.silence_ratio == 1.0
     assert features.envelope == []
+    assert (features.integrated_lufs, features.loudness_range_lu) == (-70.0, 0.0)
+    assert features.true_peak_dbtp == -120.0
 
 
 def test_blocks_of_the_wrong_shape_are_refused():

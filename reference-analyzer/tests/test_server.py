@@ -73,6 +73,9 @@ async def test_end_to_end_progress_then_completed_and_signed(stack, verify, form
     assert result["sample_rate"] == 44_100
     assert result["channels"] == 2
     assert result["format"] == format
+    # A 440 Hz sine peaking at -6 dBFS on both channels; K-weighting takes 0.7 dB off.
+    assert result["integrated_lufs"] == pytest.approx(-6.7, abs=0.1)
+    assert result["true_peak_dbtp"] == pytest.approx(-6.0, abs=0.1)
     assert all(verify(d.headers, d.body) for d in deliveries)
 
 

@@ -1,5 +1,7 @@
-"""The images (deploy/docker/*.Dockerfile): linted with hadolint, and held to what the
-services and the manifests expect of them (ports, user, entry point, health check)."""
+"""The images: one parameterised recipe (deploy/docker/Dockerfile) built with each
+deployable's build arguments from deploy/compose.yaml; linted with hadolint, and held
+to what the services and the manifests expect of them (ports, user, entry point,
+health check)."""
 
 import json
 import shutil
@@ -9,6 +11,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.deploy.dockerfile import copy_sources, instructions
 from tests.deploy.settings_env import MODULES, default_port
@@ -16,12 +19,16 @@ from tests.deploy.settings_env import MODULES, default_port
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCKER = ROOT / "deploy" / "docker"
+DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
 IMAGES = sorted(MODULES)
 
 
-def dockerfile(name: str) -> Path:
-    return DOCKER / f"{name}.Dockerfile"
+def build_args(name: str) -> dict[str, str]:
+    """The build arguments compose passes for ``name``: what every image build uses."""
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    build = compose["services"][name]["build"]
+    assert build["dockerfile"] == "deploy/docker/Dockerfile"
+    return {k: str(v) for k, v in build["args"].items()}
 
 
 def hadolint() -> str:
@@ -32,16 +39,36 @@ def hadolint() -> str:
     return found
 
 
-def test_there_is_one_dockerfile_per_service_and_the_reference_analyzer():
-    assert sorted(p.name for p in DOCKER.glob("*.Dockerfile")) == [
-        f"{name}.Dockerfile" for name in IMAGES
-    ]
+def test_one_dockerfile_serves_every_image():
+    assert sorted(p.name for p in DOCKERFILE.parent.glob("*Dockerfile")) == ["Dockerfile"]
 
 
-def test_hadolint_finds_nothing_in_any_dockerfile():
-    files = [str(dockerfile(name)) for name in IMAGES]
+@pytest.mark.parametrize("name", IMAGES)
+def test_build_args_name_the_member_its_folder_module_and_port(name):
+    args = build_args(name)
+    assert args["PACKAGE"] == name
+    assert (ROOT / args["PACKAGE_DIR"] / "pyproject.toml").is_file()
+    pyproject = tomllib.loads((ROOT / args["PACKAGE_DIR"] / "pyproject.toml").read_text())
+    assert pyproject["project"]["name"] == name
+    assert args["MODULE"] == MODULES[name]
+    assert args["PORT"] == str(default_port(name))
+
+
+def test_every_build_argument_is_declared_in_the_stage_that_uses_it():
+    steps = instructions(DOCKERFILE)
+    for stage in (0, 1):
+        declared = {i.args for i in steps if i.stage == stage and i.keyword == "ARG"}
+        used = " ".join(i.args for i in steps if i.stage == stage and i.keyword != "ARG")
+        for arg in ("PACKAGE", "PACKAGE_DIR", "MODULE", "PORT"):
+            assert (f"${{{arg}}}" in used) <= (arg in declared), f"stage {stage}: ARG {arg}"
+
+
+def test_hadolint_finds_nothing_in_the_dockerfile():
     result = subprocess.run(
-        [hadolint(), "--format", "json", *files], capture_output=True, text=True, timeout=60
+        [hadolint(), "--format", "json", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     findings = json.loads(result.stdout or "[]")
     assert findings == [], "\n".join(
@@ -60,7 +87,7 @@ def test_hadolint_reports_a_bad_dockerfile(tmp_path):
 
 @pytest.mark.parametrize("name", IMAGES)
 def test_image_builds_the_member_with_uv_in_a_builder_stage(name):
-    steps = instructions(dockerfile(name))
+    steps = instructions(DOCKERFILE, build_args(name))
     froms = [i for i in steps if i.keyword == "FROM"]
     assert len(froms) == 2 and froms[0].args.endswith(" AS builder"), "builder + runtime"
     syncs = [i.args for i in steps if i.keyword == "RUN" and "uv sync" in i.args]
@@ -74,10 +101,12 @@ def test_image_builds_the_member_with_uv_in_a_builder_stage(name):
 
 @pytest.mark.parametrize("name", IMAGES)
 def test_image_runs_the_module_unprivileged_on_its_port_with_a_health_check(name):
-    runtime = [i for i in instructions(dockerfile(name)) if i.stage == 1]
+    runtime = [i for i in instructions(DOCKERFILE, build_args(name)) if i.stage == 1]
     by_keyword = {i.keyword: i.args for i in runtime}
     port = default_port(name)
-    assert json.loads(by_keyword["ENTRYPOINT"]) == ["python", "-m", MODULES[name]]
+    entrypoint = json.loads(by_keyword["ENTRYPOINT"])
+    assert entrypoint[:2] == ["/bin/sh", "-c"] and entrypoint[2].startswith("exec python -m ")
+    assert f"APP_MODULE={MODULES[name]}" in by_keyword["ENV"]
     assert by_keyword["EXPOSE"] == str(port)
     assert f"HTTP_PORT={port}" in by_keyword["ENV"] and "HTTP_HOST=0.0.0.0" in by_keyword["ENV"]
     user = by_keyword["USER"].split(":")
@@ -99,7 +128,7 @@ def _workspace_pyprojects() -> set[str]:
 
 @pytest.mark.parametrize("name", IMAGES)
 def test_image_copies_every_workspace_pyproject_so_uv_can_read_the_lock(name):
-    copied = set(copy_sources(dockerfile(name)))
+    copied = set(copy_sources(DOCKERFILE, build_args(name)))
     assert _workspace_pyprojects() <= copied
 
 
@@ -110,7 +139,7 @@ def test_dockerignore_lets_through_everything_the_image_copies(name):
         for line in (ROOT / ".dockerignore").read_text().splitlines()
         if line.startswith("!")
     ]
-    for source in copy_sources(dockerfile(name)):
+    for source in copy_sources(DOCKERFILE, build_args(name)):
         source = source.rstrip("/")
         assert any(source == a or source.startswith(a + "/") for a in allowed), source
         assert (ROOT / source).exists(), source

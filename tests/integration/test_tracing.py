@@ -48,7 +48,7 @@ async def test_one_jobs_spans_across_all_services_share_one_trace(
     from notifier.settings import Settings as NotifierSettings
     from reference_analyzer.app import create_app as reference_app
     from reference_analyzer.settings import Settings as ReferenceSettings
-    from uploader.app import build_app as uploader_app
+    from uploader.app import create_app as uploader_app
     from uploader.settings import Settings as UploaderSettings
 
     tag = uuid.uuid4().hex[:8]

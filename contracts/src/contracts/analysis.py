@@ -7,8 +7,19 @@ or ``failed``.
 """
 
 from enum import StrEnum
+from typing import Any, cast
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from contracts.jobs import JobError
 
@@ -67,6 +78,26 @@ class AudioFeatures(BaseModel):
         description="Peak level per equal slice of the audio, 0..1 of full scale, "
         "at most 200 points; for drawing a waveform overview.",
     )
+
+    @model_serializer(mode="wrap")
+    def _as_the_server_sent_it(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Only the fields that were set: a well-known field the server did not report
+        stays absent instead of becoming ``null``, wherever the object is serialised
+        (events, the bridge's and the notifier's stored copies, SSE, ``GET /jobs``)."""
+        data = handler(self)
+        if not isinstance(data, dict):
+            return data
+        return {k: v for k, v in data.items() if k in self.model_fields_set}
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        # The serialiser above only leaves out what was never set; the shape is the
+        # same, so the JSON Schema is the fields' in both modes (OpenAPI responses are
+        # generated in serialisation mode and would otherwise show an empty schema).
+        fields = {k: v for k, v in core_schema.items() if k != "serialization"}
+        return handler(cast(CoreSchema, fields))
 
 
 class AnalysisRequest(BaseModel):

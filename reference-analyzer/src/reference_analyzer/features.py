@@ -7,7 +7,9 @@ no I/O, easy to test with generated signals.
 
 Levels are dB relative to full scale over all samples of all channels, without the
 AES17 +3 dB sine correction (a full-scale sine has an RMS of -3.01 dBFS). Digital
-silence, whose level is -inf dB, is reported as -120 dBFS.
+silence, whose level is -inf dB, is reported as -120 dBFS (and -120 dBTP). Loudness and
+true peak come from :class:`~reference_analyzer.loudness.LoudnessMeter` (BS.1770-4);
+below its 8 kHz minimum sample rate they are left out.
 """
 
 import math
@@ -18,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from contracts import AudioFeatures
+from reference_analyzer.loudness import MIN_SAMPLE_RATE, LoudnessMeter
 
 SILENCE_FLOOR_DBFS: Final = -120.0
 SILENT_WINDOW_DBFS: Final = -60.0
@@ -68,6 +71,9 @@ class FeatureAccumulator:
         self._peak = 0.0
         self._windows = 0
         self._silent_windows = 0
+        self._loudness = (
+            LoudnessMeter(sample_rate, channels) if sample_rate >= MIN_SAMPLE_RATE else None
+        )
 
     @property
     def frames(self) -> int:
@@ -82,12 +88,20 @@ class FeatureAccumulator:
             raise ValueError(f"expected blocks of shape (n, {self.channels}), got {block.shape}")
         if samples.shape[0] == 0:
             return
-        squares = np.square(samples)
+        if not np.isfinite(samples).all():
+            # Only a corrupt float file holds NaN or infinite samples: they count as
+            # silence, so that no level or loudness in the result is NaN or infinite.
+            samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
+        # Channels as rows: numpy reduces across rows fast, along a short axis 1 slowly.
+        planar = samples.T.copy()
+        squares = np.square(planar)
         self._sum_squares += float(squares.sum())
-        frame_peaks = np.abs(samples).max(axis=1)
+        frame_peaks = np.abs(planar, out=planar).max(axis=0)
         self._peak = max(self._peak, float(frame_peaks.max()))
-        self._count_windows(squares.mean(axis=1))
+        self._count_windows(squares.mean(axis=0))
         self._update_envelope(frame_peaks)
+        if self._loudness is not None:
+            self._loudness.add(samples)
         self._frames += samples.shape[0]
 
     def _count_windows(self, frame_power: npt.NDArray[np.float64]) -> None:
@@ -121,6 +135,7 @@ class FeatureAccumulator:
         samples = self._frames * self.channels
         rms = math.sqrt(self._sum_squares / samples) if samples else 0.0
         envelope = np.clip(self._envelope[: self._last_slice + 1], 0.0, 1.0)
+        meter = self._loudness
         return AudioFeatures(
             duration_seconds=self._frames / self.sample_rate,
             sample_rate=self.sample_rate,
@@ -132,6 +147,9 @@ class FeatureAccumulator:
             format=format,
             subtype=subtype,
             envelope=[round(float(v), 4) for v in envelope],
+            integrated_lufs=None if meter is None else round(meter.integrated_lufs, 2),
+            loudness_range_lu=None if meter is None else round(meter.loudness_range_lu, 2),
+            true_peak_dbtp=None if meter is None else round(dbfs(meter.true_peak), 3),
         )
 
 

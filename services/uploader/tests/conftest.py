@@ -7,6 +7,7 @@ uploads are not replayed) and its own bucket, so tests do not see each other's j
 import asyncio
 import hashlib
 import os
+import sys
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -27,6 +28,9 @@ WAV_HEADER = bytes.fromhex(
     "52494646ffffffff57415645666d74201000000001000100401f0000803e00000200100064617461ffffffff"
 )
 PART_BYTES = 5 * 1024 * 1024
+
+# pytest runs with --import-mode=importlib, which puts no test folder on sys.path.
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 def audio_bytes(size: int) -> bytes:

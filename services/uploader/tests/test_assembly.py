@@ -1,9 +1,9 @@
 import hashlib
 
 import pytest
+from uploader_testing import PART, FakeEvents, FakeStore
 
 from contracts import (
-    AudioStored,
     JobStatusChanged,
     UploadAborted,
     UploadFinished,
@@ -12,51 +12,6 @@ from contracts import (
 from uploader.assembly import Assembler
 
 pytestmark = pytest.mark.unit
-
-PART = 10
-
-
-class FakeStore:
-    def __init__(self) -> None:
-        self.uploads: dict[str, dict[int, bytes]] = {}
-        self.objects: dict[str, tuple[bytes, dict[str, str]]] = {}
-        self.aborted: list[str] = []
-
-    async def start(self, key: str, content_type: str) -> str:
-        upload_id = f"u{len(self.uploads)}"
-        self.uploads[upload_id] = {}
-        return upload_id
-
-    async def put_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
-        self.uploads[upload_id][number] = data
-        return f"etag{number}"
-
-    async def complete(self, key, upload_id, etags, metadata, content_type) -> None:
-        parts = self.uploads.pop(upload_id)
-        assert all(len(parts[n]) >= PART for n in range(1, len(parts)))
-        self.objects[key] = (b"".join(parts[n] for n in sorted(parts)), metadata)
-
-    async def abort(self, key: str, upload_id: str) -> None:
-        self.uploads.pop(upload_id, None)
-        self.aborted.append(upload_id)
-
-    async def stored_sha256(self, key: str) -> str | None:
-        obj = self.objects.get(key)
-        return obj[1]["sha256"] if obj else None
-
-
-class FakeOutbox:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, object]] = []
-
-    async def stored(self, event: AudioStored) -> None:
-        self.events.append((f"{event.job_id}:stored", event))
-
-    async def status(self, event: JobStatusChanged, ce_id: str) -> None:
-        self.events.append((ce_id, event))
-
-    def statuses(self) -> list[str]:
-        return [e.status for _, e in self.events if isinstance(e, JobStatusChanged)]
 
 
 def started(job_id: str = "j1") -> UploadStarted:
@@ -71,8 +26,8 @@ def finished(data: bytes, chunks: int, job_id: str = "j1") -> UploadFinished:
     )
 
 
-def setup() -> tuple[Assembler, FakeStore, FakeOutbox]:
-    store, outbox = FakeStore(), FakeOutbox()
+def setup() -> tuple[Assembler, FakeStore, FakeEvents]:
+    store, outbox = FakeStore(), FakeEvents()
     return Assembler(store, outbox, "bucket", "audio/", PART), store, outbox
 
 
@@ -164,8 +119,8 @@ class Clock:
         return self.now
 
 
-def slow_setup() -> tuple[Assembler, FakeStore, FakeOutbox, Clock]:
-    store, outbox, clock = FakeStore(), FakeOutbox(), Clock()
+def slow_setup() -> tuple[Assembler, FakeStore, FakeEvents, Clock]:
+    store, outbox, clock = FakeStore(), FakeEvents(), Clock()
     return Assembler(store, outbox, "bucket", "audio/", PART, 1.0, clock), store, outbox, clock
 
 

@@ -119,14 +119,11 @@ async def test_each_bad_upload_is_refused_and_leaves_nothing_behind(rig: UploadR
 async def test_abandoned_multipart_uploads_are_aborted_but_open_ones_kept(rig: UploadRig) -> None:
     from datetime import timedelta
 
-    from servicekit.s3 import ensure_bucket, s3_client
-    from uploader.storage import S3ObjectStore
+    from uploader.adapters.s3 import S3ObjectStore
     from uploader.sweeper import sweep
 
-    async with s3_client(rig.s3_settings) as s3:
-        await ensure_bucket(s3, rig.bucket)
-        store = S3ObjectStore(rig.bucket)
-        store.client = s3
+    settings = rig.s3_settings.model_copy(update={"s3_create_bucket": True})
+    async with S3ObjectStore(settings) as store:
         abandoned = await store.start("audio/crashed-job", "audio/wav")
         open_job = await store.start("audio/open-job", "audio/wav")
         aborted = await sweep(store, "audio/", timedelta(0), owned={open_job})

@@ -12,7 +12,6 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
-from aiokafka.structs import RecordMetadata
 from faststream.kafka import KafkaBroker
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
@@ -26,7 +25,12 @@ from servicekit.settings import ServiceSettings
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 2 * 1024 * 1024
-"""Largest message we produce; upload chunks stay well below it."""
+"""Largest message we produce; upload chunks and the events carrying an analysis
+result (at most 1 MiB, the webhook body limit) stay well below it."""
+
+TOPIC_MAX_MESSAGE_BYTES = MAX_MESSAGE_BYTES + 64 * 1024
+"""``max.message.bytes`` of the topics we create: a record batch of one largest
+message with room for its headers (the broker default is 1 MiB)."""
 
 
 def bootstrap_list(servers: str) -> list[str]:
@@ -105,7 +109,10 @@ async def ensure_topics(
                 name,
                 num_partitions=partitions if not name.endswith(topics.DLQ_SUFFIX) else 1,
                 replication_factor=factor,
-                topic_configs={"min.insync.replicas": str(min_isr)},
+                topic_configs={
+                    "min.insync.replicas": str(min_isr),
+                    "max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES),
+                },
             )
             for name in wanted
             if name not in existing
@@ -171,20 +178,18 @@ def ce_headers(
 
 async def publish_event(
     broker: KafkaBroker, topic: str, event: Event, *, source: str, ce_id: str
-) -> RecordMetadata:
+) -> None:
     """Publish ``event`` keyed by its job and wait for the acknowledgement.
 
     ``ce_id`` must be derived from what happened (e.g. ``"<job>:stored"``), not random,
     so that a redelivered input republishes the same id and readers can drop it.
     """
-    result = await broker.publish(
+    await broker.publish(
         event.model_dump_json().encode(),
         topic,
         key=event.job_id.encode(),
         headers=ce_headers(CE_TYPE_OF[type(event)], ce_id, source, event.job_id),
     )
-    assert isinstance(result, RecordMetadata)
-    return result
 
 
 async def raw_body(message: StreamMessage[Any]) -> bytes:

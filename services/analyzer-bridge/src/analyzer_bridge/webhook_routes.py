@@ -1,25 +1,35 @@
 """``POST /tokens/webhook/analysis-complete``: the analysis server's callback (DESIGN §2, §6).
 
-Checks, in order: the per-job capability token (401), the Standard Webhooks signature
-when a signing secret is configured (401), the body (422), the job (404); then the
-job's state decides (see :mod:`analyzer_bridge.decisions`).
+Checks, in order: the per-job capability token (401), the body's size while reading
+it (413), the Standard Webhooks signature when a signing secret is configured (401),
+the body (422), the job (404); then the job's state decides (see
+:mod:`analyzer_bridge.decisions`). A ``completed`` call whose result is unusable (not
+an object, a well-known field of the wrong type) is answered 422 and fails the job at
+once with ``analysis_invalid_result`` (see :mod:`analyzer_bridge.webhook_body`).
 """
 
 import logging
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import ValidationError
 
 from analyzer_bridge.capability import Capabilities
 from analyzer_bridge.decisions import Verdict, job_progress, judge, outcome_of
 from analyzer_bridge.finishing import Finish, Finisher
 from analyzer_bridge.requests import WEBHOOK_PATH
-from analyzer_bridge.store import Store
-from contracts import AnalysisWebhook
+from analyzer_bridge.store import Outcome, Store
+from analyzer_bridge.webhook_body import (
+    MAX_BODY_BYTES,
+    BodyTooLarge,
+    InvalidBody,
+    InvalidResult,
+    parse,
+    read_bounded,
+)
+from contracts import AnalysisWebhook, ErrorCode
 from servicekit import webhooks
 from servicekit.http import ApiError
 from servicekit.metrics import WEBHOOKS
@@ -35,6 +45,7 @@ class WebhookDeps:
     capabilities: Capabilities
     signing_secret: str | None
     tolerance_seconds: int
+    max_body_bytes: int = MAX_BODY_BYTES
 
 
 def _deps(request: Request) -> WebhookDeps:
@@ -55,7 +66,7 @@ _UNAUTHORIZED = ApiError(401, "unauthorized", "missing or invalid webhook creden
 @router.post(
     WEBHOOK_PATH,
     summary="Progress or result of an analysis, from the analysis server",
-    responses={401: {}, 404: {}, 409: {}, 422: {}},
+    responses={401: {}, 404: {}, 409: {}, 413: {}, 422: {}},
 )
 async def analysis_webhook(
     request: Request, deps: Deps, job_id: str | None = None, token: str | None = None
@@ -75,7 +86,12 @@ async def _receive(
 ) -> dict[str, Any]:
     if not job_id or not token or not deps.capabilities.allows(token, job_id):
         raise _UNAUTHORIZED
-    body = await request.body()
+    try:
+        body = await read_bounded(
+            request.stream(), deps.max_body_bytes, request.headers.get("content-length")
+        )
+    except BodyTooLarge as exc:
+        raise ApiError(413, "too_large", f"webhook body too large: {exc}") from None
     webhook_id = request.headers.get(webhooks.ID_HEADER)
     if deps.signing_secret is not None:
         try:
@@ -86,13 +102,37 @@ async def _receive(
             log.warning("webhook signature rejected: %s", exc, extra={"job_id": job_id})
             raise _UNAUTHORIZED from None
     try:
-        hook = AnalysisWebhook.model_validate_json(body)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ApiError(422, "invalid_request", problems or "invalid body") from None
+        hook = parse(body, deps.max_body_bytes)
+    except InvalidBody as exc:
+        raise ApiError(422, "invalid_request", str(exc)) from None
     if hook.job_id != job_id:
         raise ApiError(422, "invalid_request", "body job_id does not match the URL's")
+    if isinstance(hook, InvalidResult):
+        await fail_invalid_result(deps, hook, webhook_id)
     return await handle(deps, hook, webhook_id)
+
+
+async def fail_invalid_result(
+    deps: WebhookDeps, invalid: InvalidResult, webhook_id: str | None
+) -> NoReturn:
+    """The server's final answer is unusable: the job fails now, not at its deadline.
+
+    Always answered 422 naming the field, so that a repeat of the call (same
+    ``webhook-id`` or not) gets the same answer and, the job being final, changes
+    nothing; a job that had already ended keeps its end.
+    """
+    job_id = invalid.job_id
+    row = await deps.store.get(job_id)
+    if row is None:
+        raise ApiError(404, "not_found", f"no analysis for job {job_id}")
+    if not row.state.is_final:
+        log.warning("invalid result: %s", invalid.message, extra={"job_id": job_id})
+        outcome = Outcome.failed(
+            ErrorCode.ANALYSIS_INVALID_RESULT.value,
+            f"the analysis server sent an invalid result: {invalid.message}",
+        )
+        await _publish(deps.finisher.finish(job_id, outcome, webhook_id))
+    raise ApiError(422, ErrorCode.ANALYSIS_INVALID_RESULT.value, invalid.message)
 
 
 async def handle(

@@ -79,7 +79,12 @@ def decide(
         status=event.status,
         progress=progress,
         detail=event.detail,
-        result=event.result.model_dump(mode="json") if event.result is not None else None,
+        # The analysis server's own object, as it came: no well-known field added as null.
+        result=(
+            event.result.model_dump(mode="json", exclude_unset=True)
+            if event.result is not None
+            else None
+        ),
         error=event.error.model_dump(mode="json") if event.error is not None else None,
         # A producer that sends a naive time means UTC (every service stamps UTC).
         time=event.time if event.time.tzinfo else event.time.replace(tzinfo=UTC),

@@ -1,11 +1,11 @@
 from servicekit.serve import serve
-from uploader.app import build_app
+from uploader.app import SERVICE, create_app
 from uploader.settings import Settings
 
 
 def main() -> None:
     settings = Settings()
-    serve(build_app(settings), settings, "uploader")
+    serve(create_app(settings), settings, SERVICE)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The uploader's wiring: S3 client, Kafka subscriber, health routes."""
+"""The uploader's composition root: every dependency is built here, then the handler
+and the routes are registered with them (docs/architecture.md, "Adding a service")."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -6,45 +7,73 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 
 from fastapi import FastAPI
+from faststream.kafka import KafkaBroker, KafkaRouter
+from faststream.middlewares import AckPolicy
 
 from contracts import AudioStored, JobStatusChanged, topics
-from servicekit.http import create_app
-from servicekit.kafka import broker_connected, ensure_topics, make_broker, wait_for_kafka
+from servicekit import http
+from servicekit.kafka import broker_connected, ensure_topics, make_broker, raw_body, wait_for_kafka
 from servicekit.metrics import watch_consumer_lag
-from servicekit.s3 import ensure_bucket, s3_client
+from uploader import handlers
+from uploader.adapters.kafka import KafkaEventPublisher
+from uploader.adapters.s3 import S3ObjectStore
 from uploader.assembly import Assembler
-from uploader.consumer import register
-from uploader.outbox import KafkaOutbox
+from uploader.handlers import Rebalance, Uploads
+from uploader.ports import ObjectStore
 from uploader.settings import Settings
-from uploader.storage import S3ObjectStore
 from uploader.sweeper import sweep_forever
 
+SERVICE = "uploader"
 
-def build_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
-    broker = make_broker(settings, "uploader", "Streams uploads from Kafka into S3.")
+
+def create_broker(settings: Settings, store: ObjectStore) -> tuple[KafkaBroker, Uploads]:
+    """The broker with the uploader's publishers and its ``audio.upload`` subscriber,
+    wired to ``store``; also what the handler was given, for the app and for tests."""
+    broker = make_broker(settings, SERVICE, "Streams uploads from Kafka into S3.")
     broker.publisher(topics.AUDIO_STORED, schema=AudioStored, description="Audio is in S3.")
     broker.publisher(
         topics.JOB_STATUS, schema=JobStatusChanged, description="`uploading`, `uploaded`, `failed`."
     )
-    store = S3ObjectStore(settings.s3_bucket)
+    events = KafkaEventPublisher(broker)
     assembler = Assembler(
         store,
-        KafkaOutbox(broker),
+        events,
         settings.s3_bucket,
         settings.key_prefix,
         settings.part_bytes,
         progress_interval=settings.progress_interval_seconds,
     )
-    register(broker, assembler, settings.consumer_group)
+    uploads = Uploads(assembler, events)
+    broker.context.set_global("uploads", uploads)
+
+    router = KafkaRouter()
+    router.subscriber(
+        topics.AUDIO_UPLOAD,
+        group_id=settings.consumer_group,
+        ack_policy=AckPolicy.MANUAL,
+        auto_offset_reset="earliest",
+        # Prefetched records count against memory too: a couple of chunks per partition
+        # and a small total, instead of aiokafka's 1 MiB per partition and 50 MiB total.
+        max_partition_fetch_bytes=2 * 1024 * 1024,
+        fetch_max_bytes=8 * 1024 * 1024,
+        listener=Rebalance(uploads),
+        decoder=raw_body,
+        title="audio.upload",
+        description="Reassembles uploads into S3 objects.",
+    )(handlers.on_upload)
+    broker.include_router(router)
+    return broker, uploads
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    store = S3ObjectStore(settings)
+    broker, uploads = create_broker(settings, store)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            client = await stack.enter_async_context(s3_client(settings))
-            if settings.s3_create_bucket:
-                await ensure_bucket(client, settings.s3_bucket)
-            store.client = client
+            await stack.enter_async_context(store)
             await wait_for_kafka(settings.kafka_bootstrap_servers)
             await ensure_topics(
                 settings.kafka_bootstrap_servers,
@@ -60,7 +89,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
                     settings.key_prefix,
                     timedelta(seconds=settings.stale_upload_seconds),
                     settings.stale_sweep_interval_seconds,
-                    assembler.owned_uploads,
+                    uploads.assembler.owned_uploads,
                 )
             )
             stack.callback(sweeper.cancel)
@@ -68,9 +97,9 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             stack.callback(lag.cancel)
             yield
 
-    app = create_app(
+    app = http.create_app(
         title="audiopipe uploader",
-        service="uploader",
+        service=SERVICE,
         description="Consumes audio.upload and writes each job's audio to S3.",
         lifespan=lifespan,
         readiness=[broker_connected(broker)],

@@ -4,7 +4,7 @@ One :class:`Assembler` per process. Per open job it holds the part being filled 
 most one part being uploaded in the background, so the parts of concurrent jobs go to
 S3 in parallel while memory stays at about two parts per job. On ``UploadFinished`` it
 checks the chunk count, size and sha256 against the gateway's before completing the
-multipart upload (DESIGN §5.4).
+multipart upload (docs/architecture.md §5.4).
 """
 
 import asyncio
@@ -14,9 +14,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
-
-from botocore.exceptions import BotoCoreError, ClientError
 
 from contracts import (
     AudioStored,
@@ -31,17 +28,9 @@ from contracts import (
 )
 from servicekit.logs import job_id_var
 from servicekit.metrics import OBJECTS_STORED, S3_PARTS
-from uploader.storage import ObjectStore
+from uploader.ports import EventPublisher, ObjectStore, StorageError
 
 log = logging.getLogger(__name__)
-
-
-class Outbox(Protocol):
-    """Where the uploader's own events go (``audio.stored`` and ``job.status``)."""
-
-    async def stored(self, event: AudioStored) -> None: ...
-
-    async def status(self, event: JobStatusChanged, ce_id: str) -> None: ...
 
 
 @dataclass
@@ -65,7 +54,7 @@ class Assembler:
     def __init__(
         self,
         store: ObjectStore,
-        outbox: Outbox,
+        events: EventPublisher,
         bucket: str,
         key_prefix: str,
         part_bytes: int,
@@ -73,7 +62,7 @@ class Assembler:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
-        self._outbox = outbox
+        self._events = events
         self._bucket = bucket
         self._prefix = key_prefix
         self._part_bytes = part_bytes
@@ -129,7 +118,7 @@ class Assembler:
         if progress <= job.progress:
             return
         job.progress, job.reported_at = progress, now
-        await self._outbox.status(
+        await self._events.status(
             JobStatusChanged(
                 job_id=job.started.job_id,
                 status=JobStatus.UPLOADING,
@@ -154,7 +143,7 @@ class Assembler:
         if problem:
             await self._fail(job, ErrorCode.CHECKSUM_MISMATCH, problem)
             return
-        await self._outbox.status(
+        await self._events.status(
             JobStatusChanged(
                 job_id=event.job_id,
                 status=JobStatus.UPLOADING,
@@ -193,7 +182,7 @@ class Assembler:
             log.info("upload aborted by the gateway: %s", event.reason)
         if job and job.progress:
             # Its progress was shown: end it explicitly rather than leave it `uploading`.
-            await self._outbox.status(
+            await self._events.status(
                 JobStatusChanged(
                     job_id=event.job_id,
                     status=JobStatus.FAILED,
@@ -203,7 +192,7 @@ class Assembler:
                 f"{event.job_id}:status:failed",
             )
 
-    async def fail_storage(self, job_id: str, exc: Exception) -> None:
+    async def fail_storage(self, job_id: str, exc: StorageError) -> None:
         job = self.jobs.get(job_id)
         if job:
             log.error("storage failed: %r", exc)
@@ -218,7 +207,7 @@ class Assembler:
             if job and job.upload_id:
                 try:
                     await self._store.abort(job.key, job.upload_id)
-                except (ClientError, BotoCoreError):
+                except StorageError:
                     log.warning("could not abort the upload of revoked job %s", job_id)
 
     async def _put_part(self, job: OpenJob, data: bytes) -> None:
@@ -236,7 +225,7 @@ class Assembler:
 
     async def _announce(self, job: OpenJob, event: UploadFinished) -> None:
         job_id_var.set(event.job_id)
-        await self._outbox.stored(
+        await self._events.stored(
             AudioStored(
                 job_id=event.job_id,
                 bucket=self._bucket,
@@ -247,7 +236,7 @@ class Assembler:
                 filename=job.started.filename,
             )
         )
-        await self._outbox.status(
+        await self._events.status(
             JobStatusChanged(
                 job_id=event.job_id,
                 status=JobStatus.UPLOADED,
@@ -263,10 +252,10 @@ class Assembler:
         if job.upload_id:
             try:
                 await self._store.abort(job.key, job.upload_id)
-            except (ClientError, BotoCoreError):
+            except StorageError:
                 log.warning("could not abort the multipart upload of a failed job")
         log.error("upload failed: %s: %s", code.value, message)
-        await self._outbox.status(
+        await self._events.status(
             JobStatusChanged(
                 job_id=job.started.job_id,
                 status=JobStatus.FAILED,
@@ -280,7 +269,7 @@ class Assembler:
 async def _cancel(job: OpenJob) -> None:
     if job.uploading is not None:
         job.uploading.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ClientError, BotoCoreError):
+        with contextlib.suppress(asyncio.CancelledError, StorageError):
             await job.uploading
         job.uploading = None
 

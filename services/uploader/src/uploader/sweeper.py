@@ -1,4 +1,4 @@
-"""Abort multipart uploads that nobody will finish (DESIGN §5.4).
+"""Abort multipart uploads that nobody will finish (docs/architecture.md §5.4).
 
 A crash, a revoked partition or a lost abort marker can leave a multipart upload
 behind; S3 keeps (and bills) its parts until it is aborted. Uploads older than the
@@ -11,9 +11,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from uploader.storage import ObjectStore
+from uploader.ports import ObjectStore, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +45,6 @@ async def sweep_forever(
     while True:
         try:
             await sweep(store, prefix, older_than, owned())
-        except (ClientError, BotoCoreError):
+        except StorageError:
             log.warning("sweeping abandoned multipart uploads failed", exc_info=True)
         await asyncio.sleep(interval)

@@ -1,12 +1,14 @@
+"""The uploader's events on Kafka: :class:`uploader.ports.EventPublisher` for a broker."""
+
 from faststream.kafka import KafkaBroker
 
 from contracts import AudioStored, JobStatusChanged, topics
-from servicekit.kafka import publish_event
+from servicekit.kafka import dead_letter, publish_event
 
 SOURCE = "/services/uploader"
 
 
-class KafkaOutbox:
+class KafkaEventPublisher:
     def __init__(self, broker: KafkaBroker) -> None:
         self._broker = broker
 
@@ -17,3 +19,8 @@ class KafkaOutbox:
 
     async def status(self, event: JobStatusChanged, ce_id: str) -> None:
         await publish_event(self._broker, topics.JOB_STATUS, event, source=SOURCE, ce_id=ce_id)
+
+    async def dead_letter(
+        self, topic: str, key: bytes | None, value: bytes, headers: dict[str, str], reason: str
+    ) -> None:
+        await dead_letter(self._broker, topic, key, value, headers, reason)

@@ -1,0 +1,124 @@
+"""The ``audio.upload`` handler: dispatch by ``ce_type``, commit only what is durable.
+
+:func:`on_upload` is a plain function of the message and the uploader's dependencies
+(:class:`Uploads`, from the broker's context); :mod:`uploader.app` registers it.
+"""
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
+from faststream import Context
+from faststream.kafka.annotations import Consumer, KafkaMessage
+
+from contracts import CeType, UploadAborted, UploadFinished, UploadStarted, headers, topics
+from servicekit.kafka import PoisonMessage, decode_event
+from servicekit.logs import job_id_var
+from uploader.assembly import Assembler
+from uploader.offsets import CommitTracker
+from uploader.ports import EventPublisher, StorageError
+
+log = logging.getLogger(__name__)
+
+COMMIT_EVERY = 64
+"""Besides when a job closes, commit after this many messages, so that the jobs that
+finished meanwhile are committed promptly. The committed offset still never passes the
+first message of the earliest job not yet finished (offsets.CommitTracker): a long open
+upload holds it back, and a crash replays from there."""
+
+Commit = Callable[[Consumer, TopicPartition, int], Awaitable[None]]
+
+
+async def commit_offset(consumer: Consumer, partition: TopicPartition, offset: int) -> None:
+    await consumer.commit({partition: offset})
+
+
+@dataclass
+class Uploads:
+    """What the handler needs: the rules, the commit bookkeeping, where poison goes."""
+
+    assembler: Assembler
+    events: EventPublisher
+    tracker: CommitTracker = field(default_factory=CommitTracker)
+    commit: Commit = commit_offset
+    since_commit: int = 0
+
+
+class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """A revoked partition's open jobs are dropped: its next owner redoes them."""
+
+    def __init__(self, uploads: Uploads) -> None:
+        self.uploads = uploads
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        for partition in revoked:
+            dropped = self.uploads.tracker.forget(partition)
+            if dropped:
+                log.info(
+                    "partition %s revoked; %d open uploads handed over", partition, len(dropped)
+                )
+            await self.uploads.assembler.drop(dropped)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        log.info("assigned %s", sorted(f"{p.topic}:{p.partition}" for p in assigned))
+
+
+async def on_upload(
+    message: KafkaMessage, consumer: Consumer, uploads: Annotated[Uploads, Context()]
+) -> None:
+    record: ConsumerRecord[bytes, bytes] = message.raw_message
+    partition = TopicPartition(record.topic, record.partition)
+    job_id = (record.key or b"").decode(errors="replace")
+    job_id_var.set(job_id)
+    tracker = uploads.tracker
+    closing = False
+    try:
+        closing = await _dispatch(uploads.assembler, tracker, partition, record, message.headers)
+    except PoisonMessage as exc:
+        await uploads.events.dead_letter(
+            record.topic, record.key, message.body, message.headers, str(exc)
+        )
+    except StorageError as exc:
+        await uploads.assembler.fail_storage(job_id, exc)
+        tracker.closed(partition, job_id)
+        closing = True
+    tracker.processed(partition, record.offset)
+    uploads.since_commit += 1
+    if closing or uploads.since_commit >= COMMIT_EVERY:
+        uploads.since_commit = 0
+        offset = tracker.safe_offset(partition)
+        if offset is not None:
+            await uploads.commit(consumer, partition, offset)
+
+
+async def _dispatch(
+    assembler: Assembler,
+    tracker: CommitTracker,
+    partition: TopicPartition,
+    record: "ConsumerRecord[bytes, bytes]",
+    message_headers: dict[str, str],
+) -> bool:
+    """Apply one message; True when it closed a job."""
+    ce_type = message_headers.get(headers.TYPE)
+    if ce_type == CeType.UPLOAD_CHUNK:
+        sequence = message_headers.get(headers.SEQUENCE, "")
+        if not sequence.isdigit() or record.key is None:
+            raise PoisonMessage("chunk without a job key or ce_sequence header")
+        await assembler.chunk(record.key.decode(), int(sequence), record.value or b"")
+        return False
+    event = decode_event(message_headers, record.value or b"")
+    if isinstance(event, UploadStarted):
+        if await assembler.started(event):
+            tracker.opened(partition, event.job_id, record.offset)
+        return False
+    if isinstance(event, UploadFinished):
+        await assembler.finished(event)
+    elif isinstance(event, UploadAborted):
+        await assembler.aborted(event)
+    else:
+        raise PoisonMessage(f"{ce_type} does not belong on {topics.AUDIO_UPLOAD}")
+    tracker.closed(partition, event.job_id)
+    return True

@@ -1,0 +1,60 @@
+"""What the uploader's rules need from the outside world, as small interfaces.
+
+The rules (:mod:`uploader.assembly`, :mod:`uploader.sweeper`) import only these;
+:mod:`uploader.adapters` implements them for S3 and Kafka, and the unit tests have
+fakes of them (``tests/fakes.py``). An adapter raises only the exceptions named here,
+so no botocore or aiokafka error reaches the rules.
+"""
+
+from datetime import datetime
+from typing import Protocol
+
+from contracts import AudioStored, JobStatusChanged
+
+
+class StorageError(Exception):
+    """The object store failed (unreachable, refused, or an unexpected answer)."""
+
+
+class ObjectStore(Protocol):
+    """Multipart uploads into one bucket."""
+
+    async def start(self, key: str, content_type: str) -> str:
+        """Begin a multipart upload, first aborting any left on ``key``; its upload id."""
+
+    async def put_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+        """Upload part ``number`` (1-based); its ETag."""
+
+    async def complete(
+        self,
+        key: str,
+        upload_id: str,
+        etags: list[str],
+        metadata: dict[str, str],
+        content_type: str,
+    ) -> None:
+        """Assemble the parts into the object and record ``metadata`` on it."""
+
+    async def abort(self, key: str, upload_id: str) -> None:
+        """Abort a multipart upload; one that is gone already is not an error."""
+
+    async def stored_sha256(self, key: str) -> str | None:
+        """The sha256 recorded on a complete object at ``key``, if there is one."""
+
+    async def unfinished(self, prefix: str) -> list[tuple[str, str, datetime]]:
+        """Multipart uploads in progress under ``prefix``: (key, upload id, initiated)."""
+
+
+class EventPublisher(Protocol):
+    """Where the uploader's own events go; each call returns once Kafka acknowledged it."""
+
+    async def stored(self, event: AudioStored) -> None:
+        """``audio.stored``: the job's audio is complete and verified in S3."""
+
+    async def status(self, event: JobStatusChanged, ce_id: str) -> None:
+        """``job.status``, with ``ce_id`` as its idempotency key."""
+
+    async def dead_letter(
+        self, topic: str, key: bytes | None, value: bytes, headers: dict[str, str], reason: str
+    ) -> None:
+        """Park a message that cannot be processed on ``<topic>.dlq`` with the reason."""

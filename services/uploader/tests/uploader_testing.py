@@ -1,0 +1,60 @@
+"""Fakes of the uploader's ports (uploader.ports), for unit tests of its rules and
+handler. They keep what they were given in plain dicts and lists to assert on."""
+
+from datetime import UTC, datetime
+
+from contracts import AudioStored, JobStatusChanged
+
+PART = 10
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.uploads: dict[str, dict[int, bytes]] = {}
+        self.objects: dict[str, tuple[bytes, dict[str, str]]] = {}
+        self.aborted: list[str] = []
+
+    async def start(self, key: str, content_type: str) -> str:
+        upload_id = f"u{len(self.uploads)}"
+        self.uploads[upload_id] = {}
+        return upload_id
+
+    async def put_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+        self.uploads[upload_id][number] = data
+        return f"etag{number}"
+
+    async def complete(self, key, upload_id, etags, metadata, content_type) -> None:
+        parts = self.uploads.pop(upload_id)
+        assert all(len(parts[n]) >= PART for n in range(1, len(parts)))
+        self.objects[key] = (b"".join(parts[n] for n in sorted(parts)), metadata)
+
+    async def abort(self, key: str, upload_id: str) -> None:
+        self.uploads.pop(upload_id, None)
+        self.aborted.append(upload_id)
+
+    async def stored_sha256(self, key: str) -> str | None:
+        obj = self.objects.get(key)
+        return obj[1]["sha256"] if obj else None
+
+    async def unfinished(self, prefix: str) -> list[tuple[str, str, datetime]]:
+        return [(f"{prefix}?", upload_id, datetime.now(UTC)) for upload_id in self.uploads]
+
+
+class FakeEvents:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+        self.dead: list[tuple[str, str]] = []
+
+    async def stored(self, event: AudioStored) -> None:
+        self.events.append((f"{event.job_id}:stored", event))
+
+    async def status(self, event: JobStatusChanged, ce_id: str) -> None:
+        self.events.append((ce_id, event))
+
+    async def dead_letter(
+        self, topic: str, key: bytes | None, value: bytes, headers: dict[str, str], reason: str
+    ) -> None:
+        self.dead.append((topic, reason))
+
+    def statuses(self) -> list[str]:
+        return [e.status for _, e in self.events if isinstance(e, JobStatusChanged)]
