@@ -47,10 +47,10 @@ window.EventSource = class extends NativeEventSource {
 
 
 @pytest.fixture(scope="module")
-def restart_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def restart_stack() -> Iterator[Stack]:
     metadata = {"reference.mode": "slow", "reference.delay_seconds": str(ANALYSIS_DELAY_SECONDS)}
     extra = {"ANALYSIS_REQUEST_METADATA": json.dumps(metadata)}
-    with own_stack(tmp_path_factory.mktemp("restart-run"), SHIFT, extra) as (stack, _):
+    with own_stack("notifier-restart", SHIFT, extra) as (stack, _):
         yield stack
 
 

@@ -28,12 +28,11 @@ APPS = ("gateway", "uploader")
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def cluster() -> Iterator[Stack]:
     extra = {"KAFKA_BROKERS": "3"}
     settings = Settings.from_environ(own_environ(SHIFT, extra))
     apps = [spec for spec in settings.apps if spec.name in APPS]
-    run_dir = tmp_path_factory.mktemp("cluster-run")
-    with own_stack(run_dir, SHIFT, extra, app_specs=apps) as (stack, _):
+    with own_stack("kafka-cluster", SHIFT, extra, app_specs=apps) as (stack, _):
         yield stack
 
 

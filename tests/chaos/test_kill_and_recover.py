@@ -48,9 +48,9 @@ ACCEPTED: list[Accepted] = []  # over the whole module: the bucket holds all of 
 
 
 @pytest.fixture(scope="module")
-def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def chaos_stack() -> Iterator[Stack]:
     extra = {"ANALYSIS_REQUEST_METADATA": ANALYSIS_METADATA}
-    with own_stack(tmp_path_factory.mktemp("chaos-run"), SHIFT, extra) as (stack, _):
+    with own_stack("chaos", SHIFT, extra) as (stack, _):
         yield stack
 
 

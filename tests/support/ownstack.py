@@ -1,5 +1,11 @@
-"""A whole stack of a test's own (Kafka, S3, PostgreSQL, edge, apps) in a temporary run
-folder, for tests that kill its processes: nothing another test package uses is touched.
+"""A whole stack of a test's own (Kafka, S3, PostgreSQL, edge, apps) in a run folder of
+its own, for tests that kill its processes: nothing another test package uses is touched.
+
+The folder is ``<run>/own/<name>`` (``<run>``: the session's run folder), emptied before
+each start and left after it, logs included, for a look at what happened. Not under
+pytest's temporary folder: as root, PostgreSQL runs as another user that must be able
+to enter every parent folder, and every pytest session that starts on the machine takes
+that permission away from ``/tmp/pytest-of-root`` again.
 
 Its ports are the session's (``AUDIOPIPE_PORT_OFFSET``) shifted by a ``shift`` of the
 test's own: 200, 300, 400... keep every port of it apart from the session's stack and
@@ -9,12 +15,14 @@ other), and inside the same thousand as the session's Kafka.
 
 import contextlib
 import os
+import shutil
 import signal
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from devstack import AppSpec, Stack, StackInfo
 from devstack import process as devprocess
+from devstack.config import default_run_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 # Variables that would make the stack use someone else's infrastructure or ports.
@@ -40,9 +48,13 @@ def own_environ(shift: int, extra: Mapping[str, str] | None = None) -> dict[str,
     return env
 
 
+def own_run_dir(name: str) -> Path:
+    return default_run_dir(ROOT) / "own" / name
+
+
 @contextlib.contextmanager
 def own_stack(
-    run_dir: Path,
+    name: str,
     shift: int,
     extra: Mapping[str, str] | None = None,
     *,
@@ -53,6 +65,10 @@ def own_stack(
 
     ``app_specs``: only these apps (take them from ``Settings.from_environ(own_environ(...))``
     so that their ports are shifted too); all of them by default."""
+    run_dir = own_run_dir(name)
+    leftover = Stack(root=ROOT, run_dir=run_dir, environ=own_environ(shift, extra), apps=app_specs)
+    leftover.down()  # a run that was interrupted may have left processes behind
+    shutil.rmtree(run_dir, ignore_errors=True)
     stack = Stack(root=ROOT, run_dir=run_dir, environ=own_environ(shift, extra), apps=app_specs)
     try:
         info = stack.up(apps=True, timeout=timeout)
