@@ -4,6 +4,7 @@ topics read from the beginning, the bucket."""
 import asyncio
 import hashlib
 import json
+import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,9 @@ FINAL = ("completed", "failed")
 # An upload that meets an outage may wait for the producer's retries; beyond this the
 # client gives up, and that counts as a failure of the test, not as a refusal.
 UPLOAD_TIMEOUT_SECONDS = 120.0
+# How long a client keeps sending refused uploads again: an outage longer than this is
+# a recovery that did not happen.
+REFUSED_FOR_SECONDS = 180.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ async def run_uploads(
     tries again, so with ``retry_refused`` a refused upload is sent again after a pause.
     Any other answer fails the run."""
     load = Load()
+    give_up = time.monotonic() + REFUSED_FOR_SECONDS
     queue: asyncio.Queue[int] = asyncio.Queue()
     for index in range(count):
         queue.put_nowait(index)
@@ -97,6 +102,7 @@ async def run_uploads(
                 load.refused.append(response.status_code)
                 if not retry_refused:
                     break
+                assert time.monotonic() < give_up, f"still refused after {REFUSED_FOR_SECONDS} s"
                 await asyncio.sleep(1.0)
 
     async with httpx.AsyncClient(base_url=base_url) as client:

@@ -33,6 +33,8 @@ def is_infra(name: str) -> bool:
     return name in INFRA_NAMES or name.startswith("kafka-")
 
 
+PORT_RELEASE_SECONDS = 10.0
+
 Action = Literal["started", "reused", "external"]
 State = Literal["healthy", "unhealthy", "stopped", "external"]
 
@@ -232,7 +234,12 @@ class Stack:
                 comp.name, "reused", comp.address, record.pid, time.monotonic() - t0
             )
         process.forget(self.paths, comp.name)
-        if port_in_use(HOST, comp.port):
+        # A process of ours that was just killed may still hold its port for a moment:
+        # its leader is a zombie already, its other threads are still closing the
+        # sockets. Give that a few seconds before calling the port someone else's.
+        if port_in_use(HOST, comp.port) and not process.wait_until(
+            lambda: not port_in_use(HOST, comp.port), timeout=PORT_RELEASE_SECONDS, interval=0.1
+        ):
             raise ComponentError(
                 comp.name,
                 f"port {comp.port} is in use by a process this stack did not start "
