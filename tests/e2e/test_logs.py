@@ -15,7 +15,15 @@ from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
-SERVICES = ("gateway", "uploader", "analyzer-bridge", "notifier", "reference-analyzer")
+# Both notifier replicas: whichever owns the job's partition logs its projection.
+SERVICES = (
+    "gateway",
+    "uploader",
+    "analyzer-bridge",
+    "notifier",
+    "notifier-2",
+    "reference-analyzer",
+)
 
 
 def log_lines(name: str) -> list[str]:

@@ -10,6 +10,8 @@ from tests.support.waiting import eventually
 pytestmark = pytest.mark.e2e
 
 SERVICES = ("gateway", "uploader", "analyzer-bridge", "notifier")
+# The stack runs two notifier replicas; a job's counters move on whichever owns it.
+REPLICAS = {"notifier": ("notifier", "notifier-2")}
 
 
 async def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -24,6 +26,17 @@ async def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float
     }
 
 
+async def scrape_replicas(service_urls: dict[str, str], service: str) -> dict:
+    """The samples of every replica of ``service``, summed."""
+    summed: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+    for replica in REPLICAS.get(service, (service,)):
+        if replica not in service_urls:
+            continue
+        for key, value in (await scrape(service_urls[replica])).items():
+            summed[key] = summed.get(key, 0.0) + value
+    return summed
+
+
 def total(samples: dict, name: str, **labels: str) -> float:
     wanted = set(labels.items())
     return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
@@ -32,7 +45,7 @@ def total(samples: dict, name: str, **labels: str) -> float:
 async def test_a_job_moves_the_counters_of_every_service(
     edge_url: str, service_urls: dict[str, str]
 ) -> None:
-    before = {name: await scrape(service_urls[name]) for name in SERVICES}
+    before = {name: await scrape_replicas(service_urls, name) for name in SERVICES}
     async with httpx.AsyncClient(base_url=edge_url, timeout=30) as client:
         accepted = await client.post(
             "/tokens/t1/upload-audio", files={"file": ("m.wav", sine_wav(1.0), "audio/wav")}
@@ -47,7 +60,7 @@ async def test_a_job_moves_the_counters_of_every_service(
             return answer.status_code == 200 and answer.json()["status"] in ("completed", "failed")
 
         await eventually(finished, within=60, every=0.2, what="the job to finish")
-    after = {name: await scrape(service_urls[name]) for name in SERVICES}
+    after = {name: await scrape_replicas(service_urls, name) for name in SERVICES}
 
     def moved(service: str, name: str, **labels: str) -> float:
         return total(after[service], name, **labels) - total(before[service], name, **labels)

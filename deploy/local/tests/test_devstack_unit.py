@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 
 from devstack import process
-from devstack.config import Settings, resolve_env
+from devstack.component import Context
+from devstack.config import DEFAULT_APPS, Settings, resolve_env
+from devstack.edge import Edge
 from devstack.errors import StackError
+from devstack.kafka import nodes as kafka_nodes
 from devstack.s3 import sigv4_headers
 from devstack.stack import Stack
 
@@ -63,7 +66,7 @@ def test_port_offset_moves_every_port_and_edge_port_wins() -> None:
     assert all(19000 <= p < 20000 for p in settings.s3_internal_ports.values())
     assert settings.postgres_port == 16432
     assert settings.edge_url == "http://127.0.0.1:8080"
-    assert [a.port for a in settings.apps] == [9101, 9102, 9103, 9104, 9105]
+    assert [a.port for a in settings.apps] == [9101, 9102, 9103, 9104, 9105, 9106]
 
 
 def test_weed_mini_ports_stay_in_the_18xxx_range() -> None:
@@ -155,3 +158,94 @@ def test_wait_until_stops_early_when_the_process_died() -> None:
     started = time.monotonic()
     assert not process.wait_until(lambda: False, timeout=30, alive=lambda: False)
     assert time.monotonic() - started < 1
+
+
+def _context(tmp_path: Path, environ: dict[str, str]) -> Context:
+    stack = Stack(run_dir=tmp_path, environ=environ)
+    return stack._context()
+
+
+def test_three_brokers_get_their_own_ports_and_one_static_quorum(tmp_path: Path) -> None:
+    environ = {"KAFKA_BROKERS": "3", "AUDIOPIPE_PORT_OFFSET": "6000"}
+    settings = Settings.from_environ(environ)
+    assert settings.kafka_bootstrap == "127.0.0.1:25092,127.0.0.1:25094,127.0.0.1:25096"
+    assert resolve_env(settings, environ={}).values["KAFKA_BOOTSTRAP_SERVERS"] == (
+        settings.kafka_bootstrap
+    )
+    nodes = kafka_nodes(_context(tmp_path, environ))
+    assert [n.name for n in nodes] == ["kafka", "kafka-2", "kafka-3"]
+    props = [n.properties() for n in nodes]
+    voters = "1@127.0.0.1:25093,2@127.0.0.1:25095,3@127.0.0.1:25097"
+    assert {p["controller.quorum.voters"] for p in props} == {voters}
+    assert [p["node.id"] for p in props] == ["1", "2", "3"]
+    assert [p["listeners"] for p in props] == [
+        f"PLAINTEXT://127.0.0.1:{b},CONTROLLER://127.0.0.1:{b + 1}" for b in (25092, 25094, 25096)
+    ]
+    assert len({p["log.dirs"] for p in props}) == 3
+    for p in props:
+        assert p["default.replication.factor"] == "3"
+        assert p["offsets.topic.replication.factor"] == "3"
+        assert p["min.insync.replicas"] == "2"
+        assert p["unclean.leader.election.enable"] == "false"
+
+
+def test_a_single_broker_keeps_its_standalone_quorum_and_one_replica(tmp_path: Path) -> None:
+    (node,) = kafka_nodes(_context(tmp_path, {}))
+    props = node.properties()
+    assert node.name == "kafka"
+    assert props["controller.quorum.bootstrap.servers"] == "127.0.0.1:19093"
+    assert "controller.quorum.voters" not in props
+    assert props["default.replication.factor"] == props["min.insync.replicas"] == "1"
+
+
+@pytest.mark.parametrize("value", ["0", "ten", "10"])
+def test_a_wrong_broker_count_is_refused(value: str) -> None:
+    with pytest.raises(StackError, match="KAFKA_BROKERS"):
+        Settings.from_environ({"KAFKA_BROKERS": value})
+
+
+@pytest.mark.parametrize("offset", [0, 6000])
+def test_no_two_components_share_a_port(offset: int) -> None:
+    settings = Settings.from_environ({"KAFKA_BROKERS": "3", "AUDIOPIPE_PORT_OFFSET": str(offset)})
+    ports = settings.ports()
+    assert len(set(ports.values())) == len(ports), ports
+    kafka = [port for name, port in ports.items() if name.startswith("kafka")]
+    assert kafka == list(range(19092 + offset, 19098 + offset))
+
+
+def test_external_kafka_means_every_node_is_external() -> None:
+    settings = Settings.from_environ({"KAFKA_BROKERS": "3"})
+    env = resolve_env(settings, environ={"KAFKA_BOOTSTRAP_SERVERS": "kafka:9092"})
+    assert {"kafka", "kafka-2", "kafka-3"} <= env.external
+
+
+def test_the_edge_balances_over_every_notifier_replica(tmp_path: Path) -> None:
+    edge = Edge(_context(tmp_path, {"AUDIOPIPE_PORT_OFFSET": "6000"}))
+    assert edge.process_env()["NOTIFIER_ADDR"] == "127.0.0.1:14104 127.0.0.1:14106"
+    assert [a.name for a in DEFAULT_APPS if a.module == "notifier"] == ["notifier", "notifier-2"]
+
+
+def test_storage_formatted_for_one_broker_is_not_reused_by_a_cluster(tmp_path: Path) -> None:
+    (single,) = kafka_nodes(_context(tmp_path, {}))
+    single.data_dir.mkdir(parents=True)
+    (single.data_dir / "meta.properties").write_text("node.id=1\n")
+    first = kafka_nodes(_context(tmp_path, {"KAFKA_BROKERS": "3"}))[0]
+    with pytest.raises(StackError, match="formatted for 1 broker"):
+        first._check_formatted_for()
+    single._check_formatted_for()  # the setting it was made with is fine
+
+
+def test_a_process_between_two_execs_still_counts_as_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = process.RunPaths(tmp_path)
+    record = _sleeper(paths)
+    try:
+        # /proc/<pid>/cmdline reads empty while an exec replaces the program.
+        monkeypatch.setattr(process, "_proc_cmdline", lambda pid: ())
+        assert process.is_running(record)
+        monkeypatch.setattr(process, "_proc_cmdline", lambda pid: ("/bin/other",))
+        assert not process.is_running(record)
+    finally:
+        monkeypatch.undo()
+        process.stop(paths, "sleeper", timeout=5)

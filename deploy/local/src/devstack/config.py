@@ -34,13 +34,21 @@ DEFAULT_APPS: tuple[AppSpec, ...] = (
     AppSpec("analyzer-bridge", "analyzer_bridge", 8103),
     AppSpec("notifier", "notifier", 8104),
     AppSpec("reference-analyzer", "reference_analyzer", 8105, external_env="ANALYSIS_SERVER_URL"),
+    # A second notifier replica: the edge balances streams over both and holds a reconnect
+    # while one restarts, so a browser's EventSource never sees a 502 (issue 11).
+    AppSpec("notifier-2", "notifier", 8106),
 )
+
+MAX_KAFKA_BROKERS = 9
 
 
 @dataclass(frozen=True)
 class Settings:
     kafka_port: int = 19092
     kafka_controller_port: int = 19093
+    # KAFKA_BROKERS=3 runs a cluster of combined broker+controller nodes; node i (from 0)
+    # listens on kafka_port + 2i and kafka_controller_port + 2i (19092..19097 for three).
+    kafka_brokers: int = 1
     s3_port: int = 18333
     # weed mini opens many more ports than S3; all of them live in 18xxx.
     s3_internal_ports: Mapping[str, int] = field(
@@ -78,6 +86,11 @@ class Settings:
         edge_port = _given(environ, "EDGE_PORT")
         if edge_port:
             settings = dataclasses.replace(settings, edge_port=int(edge_port))
+        brokers = _given(environ, "KAFKA_BROKERS")
+        if brokers:
+            if not brokers.isdigit() or not 1 <= int(brokers) <= MAX_KAFKA_BROKERS:
+                raise StackError(f"KAFKA_BROKERS must be 1..{MAX_KAFKA_BROKERS}, not {brokers!r}")
+            settings = dataclasses.replace(settings, kafka_brokers=int(brokers))
         return settings
 
     def shifted(self, offset: int) -> Settings:
@@ -94,9 +107,35 @@ class Settings:
             port_offset=self.port_offset + offset,
         )
 
+    def kafka_node_name(self, index: int) -> str:
+        """``kafka`` for the first node (the single-node name stays), ``kafka-2``... after it."""
+        return "kafka" if index == 0 else f"kafka-{index + 1}"
+
+    def kafka_node_names(self) -> list[str]:
+        return [self.kafka_node_name(i) for i in range(self.kafka_brokers)]
+
+    def kafka_node_port(self, index: int) -> int:
+        return self.kafka_port + 2 * index
+
+    def kafka_node_controller_port(self, index: int) -> int:
+        return self.kafka_controller_port + 2 * index
+
     @property
     def kafka_bootstrap(self) -> str:
-        return f"{HOST}:{self.kafka_port}"
+        return ",".join(f"{HOST}:{self.kafka_node_port(i)}" for i in range(self.kafka_brokers))
+
+    def ports(self) -> dict[str, int]:
+        """Every port the stack listens on, by what listens there (to check for collisions)."""
+        ports: dict[str, int] = {}
+        for i, name in enumerate(self.kafka_node_names()):
+            ports[name] = self.kafka_node_port(i)
+            ports[f"{name} controller"] = self.kafka_node_controller_port(i)
+        ports["s3"] = self.s3_port
+        ports.update({f"s3 {k}": v for k, v in self.s3_internal_ports.items()})
+        ports["postgres"] = self.postgres_port
+        ports["edge"] = self.edge_port
+        ports.update({spec.name: spec.port for spec in self.apps})
+        return ports
 
     @property
     def s3_endpoint(self) -> str:
@@ -123,6 +162,12 @@ class Settings:
                 return spec.port + self.port_offset
         raise KeyError(name)
 
+    def app_ports(self, module: str) -> list[int]:
+        """The ports of every replica of a module (the edge balances over them); the default
+        ones when a custom app list leaves the module out."""
+        ports = [spec.port for spec in self.apps if spec.module == module]
+        return ports or [s.port + self.port_offset for s in DEFAULT_APPS if s.module == module]
+
 
 def _given(environ: Mapping[str, str], key: str) -> str | None:
     value = environ.get(key, "").strip()
@@ -144,7 +189,7 @@ def resolve_env(settings: Settings, environ: Mapping[str, str] | None = None) ->
 
     kafka = _given(environ, "KAFKA_BOOTSTRAP_SERVERS")
     if kafka:
-        external.add("kafka")
+        external.update(settings.kafka_node_names())
     values["KAFKA_BOOTSTRAP_SERVERS"] = kafka or settings.kafka_bootstrap
 
     s3 = _given(environ, "S3_ENDPOINT_URL")

@@ -60,7 +60,9 @@ class Edge(Component):
                 "EDGE_HOST": HOST,
                 "EDGE_PORT": str(s.edge_port),
                 "GATEWAY_ADDR": f"{HOST}:{s.app_port('gateway')}",
-                "NOTIFIER_ADDR": f"{HOST}:{s.app_port('notifier')}",
+                # Every replica, space-separated: Caddy expands {$VAR} before parsing, so
+                # the list becomes the reverse_proxy's upstreams.
+                "NOTIFIER_ADDR": " ".join(f"{HOST}:{p}" for p in s.app_ports("notifier")),
                 "ANALYZER_BRIDGE_ADDR": f"{HOST}:{s.app_port('analyzer-bridge')}",
                 "WEB_ROOT": str(self.web_root),
                 # Caddy keeps its state under these; keep it in the run dir.

@@ -1,4 +1,9 @@
-"""Apache Kafka 4.x, single KRaft node, run from its Maven Central jars with the machine's JDK."""
+"""Apache Kafka 4.x in KRaft mode, run from its Maven Central jars with the machine's JDK.
+
+One combined broker+controller node by default; with ``KAFKA_BROKERS=3`` three of them,
+each one a voter of a static controller quorum, so that any one node may die (kill -9)
+and the other two still elect leaders and accept ``acks=all`` writes.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from devstack.component import Component, NotReady, run_coroutine, tcp_connect
+from devstack.component import Component, Context, NotReady, run_coroutine, tcp_connect
 from devstack.config import HOST
 from devstack.errors import ComponentError
 from devstack.process import file_lock, tail
@@ -102,12 +107,35 @@ def cluster_id() -> str:
             return text
 
 
+def replication(brokers: int) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) for a cluster of ``brokers`` nodes: three
+    copies and two of them in sync where there are enough nodes (one may fail without
+    losing an acknowledged write or refusing new ones), one copy on a single node."""
+    factor = min(3, brokers)
+    return factor, 2 if factor >= 3 else 1
+
+
+def nodes(ctx: Context) -> list[Kafka]:
+    return [Kafka(ctx, i) for i in range(ctx.settings.kafka_brokers)]
+
+
 class Kafka(Component):
-    name = "kafka"
+    def __init__(self, ctx: Context, index: int = 0) -> None:
+        super().__init__(ctx)
+        self.index = index
+        self.name = ctx.settings.kafka_node_name(index)
 
     @property
     def port(self) -> int:
-        return self.ctx.settings.kafka_port
+        return self.ctx.settings.kafka_node_port(self.index)
+
+    @property
+    def controller_port(self) -> int:
+        return self.ctx.settings.kafka_node_controller_port(self.index)
+
+    @property
+    def clustered(self) -> bool:
+        return self.ctx.settings.kafka_brokers > 1
 
     @property
     def libs(self) -> Path:
@@ -119,26 +147,41 @@ class Kafka(Component):
 
     def properties(self) -> dict[str, str]:
         s = self.ctx.settings
-        controller = f"{HOST}:{s.kafka_controller_port}"
+        controller = f"{HOST}:{self.controller_port}"
+        broker = f"{HOST}:{self.port}"
+        factor, min_isr = (str(n) for n in replication(s.kafka_brokers))
+        if self.clustered:
+            # A static quorum of every node: nothing to bootstrap or add later.
+            quorum = {
+                "controller.quorum.voters": ",".join(
+                    f"{i + 1}@{HOST}:{s.kafka_node_controller_port(i)}"
+                    for i in range(s.kafka_brokers)
+                )
+            }
+        else:
+            quorum = {"controller.quorum.bootstrap.servers": controller}
         return {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.bootstrap.servers": controller,
-            "listeners": f"PLAINTEXT://{HOST}:{s.kafka_port},CONTROLLER://{controller}",
-            "advertised.listeners": f"PLAINTEXT://{HOST}:{s.kafka_port},CONTROLLER://{controller}",
+            "node.id": str(self.index + 1),
+            **quorum,
+            "listeners": f"PLAINTEXT://{broker},CONTROLLER://{controller}",
+            "advertised.listeners": f"PLAINTEXT://{broker},CONTROLLER://{controller}",
             "inter.broker.listener.name": "PLAINTEXT",
             "controller.listener.names": "CONTROLLER",
             "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             "log.dirs": str(self.data_dir),
             "num.partitions": "1",
-            "default.replication.factor": "1",
-            "min.insync.replicas": "1",
-            "offsets.topic.replication.factor": "1",
+            "default.replication.factor": factor,
+            "min.insync.replicas": min_isr,
+            # Only an in-sync replica may become leader: an acknowledged write is never
+            # dropped for availability (the default, stated because it is the guarantee).
+            "unclean.leader.election.enable": "false",
+            "offsets.topic.replication.factor": factor,
             "offsets.topic.num.partitions": "10",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "transaction.state.log.replication.factor": factor,
+            "transaction.state.log.min.isr": min_isr,
+            "share.coordinator.state.topic.replication.factor": factor,
+            "share.coordinator.state.topic.min.isr": min_isr,
             "group.initial.rebalance.delay.ms": "0",
             "message.max.bytes": "4194304",
             "replica.fetch.max.bytes": "4194304",
@@ -158,18 +201,50 @@ class Kafka(Component):
         (self.conf_dir / "log4j2.properties").write_text(LOG4J2)
         if not (self.data_dir / "meta.properties").exists():
             self._format()
+            self._formatted_for.write_text(f"{self.ctx.settings.kafka_brokers}\n")
+        else:
+            self._check_formatted_for()
+
+    @property
+    def _formatted_for(self) -> Path:
+        """How many nodes the storage was formatted for (one quorum, one cluster id)."""
+        return self.data_dir / ".audiopipe-brokers"
+
+    def _check_formatted_for(self) -> None:
+        path = self._formatted_for
+        # Storage from before this file existed was always a single node.
+        formatted = int(path.read_text()) if path.exists() else 1
+        wanted = self.ctx.settings.kafka_brokers
+        if formatted != wanted:
+            raise ComponentError(
+                self.name,
+                f"its storage ({self.data_dir}) was formatted for {formatted} broker(s), "
+                f"KAFKA_BROKERS asks for {wanted}: delete the run folder's data/kafka* "
+                "folders (their topics go with them) or keep the old setting",
+            )
+
+    def _cluster_id(self) -> str:
+        """One id for every node of the cluster, made once per run dir."""
+        path = self.ctx.paths.conf_dir("kafka-cluster") / "cluster-id"
+        with file_lock(path.with_name(".lock")):
+            if not path.exists():
+                path.write_text(cluster_id() + "\n")
+            return path.read_text().strip()
 
     def _format(self) -> None:
-        log = self.ctx.paths.log("kafka-format")
+        log = self.ctx.paths.log(f"{self.name}-format")
+        # A single node is its own (dynamic) quorum; cluster nodes name the static one in
+        # controller.quorum.voters, and then the format command takes no quorum flag.
+        quorum = [] if self.clustered else ["--standalone"]
         with log.open("wb") as out:
             result = subprocess.run(
                 [
                     *self._java(),
                     "kafka.tools.StorageTool",
                     "format",
-                    "--standalone",
+                    *quorum,
                     "--cluster-id",
-                    cluster_id(),
+                    self._cluster_id() if self.clustered else cluster_id(),
                     "--config",
                     str(self.properties_file),
                 ],
@@ -179,7 +254,9 @@ class Kafka(Component):
                 check=False,
             )
         if result.returncode != 0:
-            raise ComponentError("kafka", f"formatting the storage failed (log: {log})", tail(log))
+            raise ComponentError(
+                self.name, f"formatting the storage failed (log: {log})", tail(log)
+            )
 
     def _java(self) -> list[str]:
         return [
@@ -197,8 +274,9 @@ class Kafka(Component):
         return [*self._java(), "kafka.Kafka", str(self.properties_file)]
 
     def probe(self, timeout: float) -> None:
+        # This node alone: a broker opens its listener to clients only once it is unfenced.
         tcp_connect(HOST, self.port, timeout)
-        topics = run_coroutine(lambda: list_topics(self.ctx.settings.kafka_bootstrap, timeout))
+        topics = run_coroutine(lambda: list_topics(f"{HOST}:{self.port}", timeout))
         if topics is None:
             raise NotReady("the broker did not answer a metadata request")
 

@@ -126,8 +126,14 @@ def is_running(record: ProcessRecord) -> bool:
     if state in ("Z", "X") or start_time != record.start_time:
         return False
     cmdline = _proc_cmdline(record.pid)
+    if cmdline is None:
+        return False
+    # Empty while the process is between two execs (the java launcher re-executes
+    # itself): the start time already matched, so it is ours, and alive.
+    if not cmdline:
+        return True
     # Some programs rewrite their argv (PostgreSQL may); the executable must still match.
-    return cmdline is not None and len(cmdline) > 0 and cmdline[0] == record.argv[0]
+    return cmdline[0] == record.argv[0]
 
 
 def exit_code(record: ProcessRecord) -> int | None:

@@ -19,14 +19,22 @@ from devstack.component import Component, Context, port_in_use
 from devstack.config import HOST, AppSpec, Settings, default_run_dir, resolve_env
 from devstack.edge import Edge
 from devstack.errors import ComponentError, StackError
-from devstack.kafka import Kafka
+from devstack.kafka import nodes as kafka_nodes
 from devstack.postgres import Postgres
 from devstack.process import RunPaths
 from devstack.s3 import S3
 from devstack.signing import signing_env
 
-INFRA: tuple[Callable[[Context], Component], ...] = (Kafka, S3, Postgres, Edge)
+INFRA: tuple[Callable[[Context], Component], ...] = (S3, Postgres, Edge)
 INFRA_NAMES: tuple[str, ...] = ("kafka", "s3", "postgres", "edge")
+
+
+def is_infra(name: str) -> bool:
+    """Infrastructure stops after the apps; ``kafka-2``... are nodes of a Kafka cluster."""
+    return name in INFRA_NAMES or name.startswith("kafka-")
+
+
+PORT_RELEASE_SECONDS = 10.0
 
 Action = Literal["started", "reused", "external"]
 State = Literal["healthy", "unhealthy", "stopped", "external"]
@@ -133,7 +141,7 @@ class Stack:
 
     def infra(self) -> list[Component]:
         ctx = self._context()
-        return [make(ctx) for make in INFRA]
+        return [*kafka_nodes(ctx), *(make(ctx) for make in INFRA)]
 
     def apps(self) -> list[Component]:
         ctx = self._context()
@@ -229,7 +237,12 @@ class Stack:
                 comp.name, "reused", comp.address, record.pid, time.monotonic() - t0
             )
         process.forget(self.paths, comp.name)
-        if port_in_use(HOST, comp.port):
+        # A process of ours that was just killed may still hold its port for a moment:
+        # its leader is a zombie already, its other threads are still closing the
+        # sockets. Give that a few seconds before calling the port someone else's.
+        if port_in_use(HOST, comp.port) and not process.wait_until(
+            lambda: not port_in_use(HOST, comp.port), timeout=PORT_RELEASE_SECONDS, interval=0.1
+        ):
             raise ComponentError(
                 comp.name,
                 f"port {comp.port} is in use by a process this stack did not start "
@@ -294,7 +307,11 @@ class Stack:
             return self._stop_names(names, timeout=timeout)
 
     def _recorded_names(self) -> list[str]:
-        known = [*INFRA_NAMES, *(spec.name for spec in self.settings.apps)]
+        known = [
+            *self.settings.kafka_node_names(),
+            *(n for n in INFRA_NAMES if n != "kafka"),
+            *(spec.name for spec in self.settings.apps),
+        ]
         if self.paths.pids.is_dir():
             for pid_file in sorted(self.paths.pids.glob("*.pid")):
                 if pid_file.stem not in known:
@@ -302,8 +319,8 @@ class Stack:
         return known
 
     def _stop_names(self, names: Sequence[str], *, timeout: float) -> list[str]:
-        first = [n for n in names if n not in INFRA_NAMES]
-        then = [n for n in names if n in INFRA_NAMES]
+        first = [n for n in names if not is_infra(n)]
+        then = [n for n in names if is_infra(n)]
         stopped: list[str] = []
         for wave in (first, then):
             if not wave:

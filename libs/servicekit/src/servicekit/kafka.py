@@ -5,7 +5,6 @@ the JSON (or raw chunk bytes) as the value, the job id as the key.
 """
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
@@ -35,6 +34,12 @@ TOPIC_MAX_MESSAGE_BYTES = MAX_MESSAGE_BYTES + 64 * 1024
 message with room for its headers (the broker default is 1 MiB)."""
 
 
+def bootstrap_list(servers: str) -> list[str]:
+    """``host:port,host:port`` as a list: FastStream takes a string for one address and
+    hands it to aiokafka whole, so a comma-separated cluster would be one unknown host."""
+    return [s.strip() for s in servers.split(",") if s.strip()]
+
+
 def make_broker(
     settings: ServiceSettings,
     service: str,
@@ -49,7 +54,7 @@ def make_broker(
     a publish's wait for metadata and for a free slot in the send buffer (aiokafka's
     default is 40 s); a service that answers clients while Kafka is down lowers it."""
     return KafkaBroker(
-        settings.kafka_bootstrap_servers,
+        bootstrap_list(settings.kafka_bootstrap_servers),
         client_id=service,
         enable_idempotence=True,
         acks="all",
@@ -76,40 +81,79 @@ def broker_connected(broker: KafkaBroker) -> Callable[[], Awaitable[bool]]:
     return kafka_connected
 
 
+def replication_for(brokers: int) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) when the settings leave them open: three
+    copies with two in sync where the cluster has three brokers or more, so that one
+    broker may die without losing an acknowledged write or refusing new ones
+    (docs/scaling.md); one copy on a single node."""
+    factor = max(1, min(3, brokers))
+    return factor, 2 if factor >= 3 else 1
+
+
 async def ensure_topics(
     bootstrap_servers: str,
     partitions: int,
     names: Iterable[str] = topics.ALL,
     *,
-    replication_factor: int = 1,
+    replication_factor: int | None = None,
+    min_insync_replicas: int | None = None,
 ) -> None:
     """Create the topics (and their dead-letter twins) that do not exist yet.
 
-    aiokafka's ``NewTopic`` rejects ``replication_factor=-1`` (the broker's default)
-    unless replica assignments are given, so the factor is explicit; a multi-broker
-    production cluster passes its own or creates the topics ahead of the services.
+    The replication factor and ``min.insync.replicas`` come from the service's settings
+    (``KAFKA_REPLICATION_FACTOR``, ``KAFKA_MIN_INSYNC_REPLICAS``); left unset, they follow
+    the cluster's size (:func:`replication_for`). aiokafka's ``NewTopic`` rejects the
+    broker-default factor ``-1`` without replica assignments, hence an explicit number.
+    Topics that exist are left as they are.
     """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         wanted = [n for name in names for n in (name, topics.dead_letter(name))]
+        if not (set(wanted) - existing):
+            return
+        brokers = len((await admin.describe_cluster())["brokers"])
+        factor = replication_factor or replication_for(brokers)[0]
+        min_isr = min_insync_replicas or replication_for(factor)[1]
         missing = [
             NewTopic(
                 name,
                 num_partitions=partitions if not name.endswith(topics.DLQ_SUFFIX) else 1,
-                replication_factor=replication_factor,
-                topic_configs={"max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES)},
+                replication_factor=factor,
+                topic_configs={
+                    "min.insync.replicas": str(min_isr),
+                    "max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES),
+                },
             )
             for name in wanted
             if name not in existing
         ]
-        if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):  # another service was first
-                await admin.create_topics(missing)
-            log.info("created topics %s", [t.name for t in missing])
+        response = await admin.create_topics(missing)
+        failed = [
+            (topic, code, message)
+            for topic, code, message in _topic_errors(response)
+            # Another service may have been first.
+            if code not in (0, TopicAlreadyExistsError.errno)
+        ]
+        if failed:
+            raise RuntimeError(f"could not create topics: {failed}")
+        log.info(
+            "created topics %s (replication factor %d, min.insync.replicas %d)",
+            [t.name for t in missing],
+            factor,
+            min_isr,
+        )
     finally:
         await admin.close()
+
+
+def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:
+    """(topic, error code, message) of a CreateTopics answer; v0 has no messages."""
+    return [
+        (entry[0], entry[1], entry[2] if len(entry) > 2 else None)
+        for entry in response.topic_errors
+    ]
 
 
 async def wait_for_kafka(bootstrap_servers: str, timeout: float = 60.0) -> None:  # noqa: ASYNC109

@@ -35,6 +35,17 @@ class ServiceSettings(BaseSettings):
     kafka_topic_partitions: int = Field(
         default=6, ge=1, description="Partitions for topics this service creates if missing."
     )
+    kafka_replication_factor: int | None = Field(
+        default=None,
+        ge=1,
+        description="Replicas of the topics this service creates; unset: min(3, brokers).",
+    )
+    kafka_min_insync_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        description="min.insync.replicas of the topics this service creates; unset: 2 with "
+        "three replicas or more, else 1.",
+    )
 
     job_token_secret: SecretStr = SecretStr(DEV_JOB_TOKEN_SECRET)
     job_token_ttl_seconds: int = 24 * 3600

@@ -84,6 +84,8 @@ def create(settings: Settings | None = None) -> FastAPI:
                 settings.analysis_result_topic,
                 settings.job_status_topic,
             ),
+            replication_factor=settings.kafka_replication_factor,
+            min_insync_replicas=settings.kafka_min_insync_replicas,
         )
         async with contextlib.AsyncExitStack() as stack:
             pool = await create_pool(

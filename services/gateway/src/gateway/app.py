@@ -43,7 +43,12 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await wait_for_kafka(settings.kafka_bootstrap_servers)
-        await ensure_topics(settings.kafka_bootstrap_servers, settings.kafka_topic_partitions)
+        await ensure_topics(
+            settings.kafka_bootstrap_servers,
+            settings.kafka_topic_partitions,
+            replication_factor=settings.kafka_replication_factor,
+            min_insync_replicas=settings.kafka_min_insync_replicas,
+        )
         await broker.start()
         probing = asyncio.create_task(reachability.run(), name="kafka-reachability")
         try:

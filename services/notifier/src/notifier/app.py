@@ -56,7 +56,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         nonlocal projector, listener
         await wait_for_kafka(settings.kafka_bootstrap_servers, settings.kafka_wait_seconds)
         await ensure_topics(
-            settings.kafka_bootstrap_servers, settings.kafka_topic_partitions, [topics.JOB_STATUS]
+            settings.kafka_bootstrap_servers,
+            settings.kafka_topic_partitions,
+            [topics.JOB_STATUS],
+            replication_factor=settings.kafka_replication_factor,
+            min_insync_replicas=settings.kafka_min_insync_replicas,
         )
         timeout = settings.database_timeout_seconds
         pool = await create_pool(

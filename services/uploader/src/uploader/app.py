@@ -75,7 +75,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(store)
             await wait_for_kafka(settings.kafka_bootstrap_servers)
-            await ensure_topics(settings.kafka_bootstrap_servers, settings.kafka_topic_partitions)
+            await ensure_topics(
+                settings.kafka_bootstrap_servers,
+                settings.kafka_topic_partitions,
+                replication_factor=settings.kafka_replication_factor,
+                min_insync_replicas=settings.kafka_min_insync_replicas,
+            )
             await broker.start()
             stack.push_async_callback(broker.stop)
             sweeper = asyncio.create_task(
