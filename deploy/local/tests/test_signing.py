@@ -48,3 +48,15 @@ def test_the_services_environment_carries_the_run_folders_secret(tmp_path: Path)
         Stack(run_dir=tmp_path, environ={}).env()["WEBHOOK_SIGNING_SECRET"]
         == env["WEBHOOK_SIGNING_SECRET"]
     )
+
+
+def test_threads_asking_at_once_all_get_the_one_secret(tmp_path: Path) -> None:
+    # `down` builds each component's environment in a thread of its own.
+    from concurrent.futures import ThreadPoolExecutor
+
+    for attempt in range(20):
+        run_dir = tmp_path / str(attempt)
+        with ThreadPoolExecutor(8) as pool:
+            secrets = set(pool.map(signing_secret, [run_dir] * 8))
+        assert secrets == {(run_dir / FILE_NAME).read_text().strip()}
+        assert [p.name for p in run_dir.iterdir()] == [FILE_NAME]

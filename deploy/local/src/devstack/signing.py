@@ -40,7 +40,8 @@ def signing_secret(run_dir: Path) -> str:
         return path.read_text().strip()
     run_dir.mkdir(parents=True, exist_ok=True)
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-    draft = run_dir / f".{FILE_NAME}.{os.getpid()}"
+    # A draft of its own per call: `down` asks for the environment from several threads.
+    draft = run_dir / f".{FILE_NAME}.{os.getpid()}.{secrets.token_hex(4)}"
     descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as file:
         file.write(secret + "\n")
