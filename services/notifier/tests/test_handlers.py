@@ -3,7 +3,7 @@ import uuid
 import pytest
 
 from contracts import AudioStored, CeType, JobStatus, JobStatusChanged, headers
-from notifier.consumer import parse
+from notifier.handlers import parse
 from servicekit.kafka import PoisonMessage, ce_headers
 
 pytestmark = pytest.mark.unit
