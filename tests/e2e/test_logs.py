@@ -63,4 +63,7 @@ async def test_logs_are_json_with_job_and_trace_ids_and_no_credentials(edge_url:
                     about_job.append(record)
     services = {r["service"] for r in about_job}
     assert {"gateway", "uploader", "analyzer-bridge", "notifier"} <= services
-    assert all(r.get("trace_id") for r in about_job if r["service"] != "notifier")
+    assert all(r.get("trace_id") for r in about_job), [r for r in about_job if "trace_id" not in r]
+    # The notifier's lines are in the job's trace, the one its upload began.
+    upload_traces = {r["trace_id"] for r in about_job if r["service"] == "gateway"}
+    assert {r["trace_id"] for r in about_job if r["service"] == "notifier"} <= upload_traces

@@ -16,7 +16,7 @@ from contracts.events import (
     UploadFinished,
     UploadStarted,
 )
-from contracts.jobs import ErrorCode, JobError, JobStatus, stage_progress
+from contracts.jobs import ErrorCode, JobError, JobStatus, progress_after, stage_progress
 
 __all__ = [
     "CE_TYPE_OF",
@@ -38,6 +38,7 @@ __all__ = [
     "UploadStarted",
     "WebhookStatus",
     "headers",
+    "progress_after",
     "stage_progress",
     "topics",
 ]

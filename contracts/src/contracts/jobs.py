@@ -80,3 +80,11 @@ def stage_progress(status: JobStatus, fraction: float = 0.0) -> int:
     """The job progress for being ``fraction`` (0..1) through ``status``'s stage."""
     low, high = PROGRESS_SPAN[status]
     return low + round((high - low) * min(max(fraction, 0.0), 1.0))
+
+
+def progress_after(current: int | None, reported: int) -> int:
+    """The job's progress once an event reporting ``reported`` is applied to a job at
+    ``current`` (None before its first event): progress never decreases
+    (docs/architecture.md §3), so a lower report leaves it where it was. The one place
+    this rule is written; a producer that only publishes a rise compares with it."""
+    return reported if current is None else max(current, reported)

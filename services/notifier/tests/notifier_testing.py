@@ -12,9 +12,11 @@ import asyncpg
 
 from contracts import AudioFeatures, JobStatus
 from notifier import streams
+from notifier.app import create_app
 from notifier.fanout import FanOut
-from notifier.server import build
+from notifier.ports import History
 from notifier.settings import Settings
+from servicekit.serve import server as build_server
 from tests.support.waiting import eventually
 
 PROGRESS = "/tokens/analysis-progress/{}"
@@ -32,7 +34,7 @@ LIFECYCLE = [
 
 
 async def job_stream(
-    store: streams.History,
+    store: History,
     fanout: FanOut,
     job_id: str,
     *,
@@ -118,7 +120,9 @@ async def running(settings: Settings, **config) -> AsyncIterator[str]:
 @asynccontextmanager
 async def running_server(settings: Settings, **config) -> AsyncIterator[tuple[str, Any]]:
     """As :func:`running`, with the uvicorn server (its app: ``server.config.app``)."""
-    server = build(settings, **({"ws": "none", "timeout_graceful_shutdown": 2} | config))
+    app = create_app(settings)
+    options = {"ws": "none", "timeout_graceful_shutdown": 2} | config
+    server = build_server(app, settings, on_shutdown=app.state.services.drain, **options)
     task = asyncio.create_task(server.serve())
     deadline = asyncio.get_running_loop().time() + 90
     while not server.started:

@@ -11,9 +11,9 @@ import pytest
 
 from contracts import JobStatus, JobStatusChanged
 from notifier import sse
+from notifier.adapters.postgres import PostgresAppliedEvents, PostgresStore
 from notifier.fanout import FanOut
 from notifier.listener import Listener
-from notifier.store import Store
 from tests.support.waiting import eventually
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -38,16 +38,11 @@ class GatedConnect:
 
 
 @pytest.fixture
-async def store(infra) -> AsyncIterator[Store]:
+async def store(infra) -> AsyncIterator[PostgresStore]:
     schema = f"notifier_listen_{uuid.uuid4().hex[:10]}"
-    pool = await asyncpg.create_pool(infra["DATABASE_URL"], min_size=1, max_size=2)
-    try:
-        store = Store(pool, schema)
-        await store.create_schema()
+    async with PostgresStore(infra["DATABASE_URL"], schema, pool_size=2) as store:
         yield store
-        await pool.execute(f"DROP SCHEMA {schema} CASCADE")
-    finally:
-        await pool.close()
+        await store.pool.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 async def test_events_committed_while_the_listen_connection_was_down_still_reach_streams(
@@ -55,7 +50,8 @@ async def test_events_committed_while_the_listen_connection_was_down_still_reach
 ):
     fanout = FanOut()
     connect = GatedConnect(infra["DATABASE_URL"])
-    listener = Listener(connect, store, fanout, check_seconds=0.2, reconnect_seconds=0.01)
+    feed = PostgresAppliedEvents(connect, store.channel, check_seconds=0.2)
+    listener = Listener(feed, store, fanout, reconnect_seconds=0.01)
     listening = asyncio.create_task(listener.run())
     job = str(uuid.uuid4())
     stream = job_stream(store, fanout, job, after=None, heartbeat_seconds=30, retry_ms=2000)
@@ -86,7 +82,8 @@ async def test_events_committed_while_the_listen_connection_was_down_still_reach
 
 async def test_a_notified_event_reaches_the_streams_of_its_job_only(infra, store):
     fanout = FanOut()
-    listener = Listener(lambda: asyncpg.connect(infra["DATABASE_URL"]), store, fanout)
+    feed = PostgresAppliedEvents(lambda: asyncpg.connect(infra["DATABASE_URL"]), store.channel)
+    listener = Listener(feed, store, fanout)
     listening = asyncio.create_task(listener.run())
     watched, other = str(uuid.uuid4()), str(uuid.uuid4())
     try:

@@ -1,14 +1,15 @@
 """The projection's writes against the real PostgreSQL, as two replicas would race."""
 
 import asyncio
+import contextlib
 import uuid
 
 import asyncpg
 import pytest
 
 from contracts import JobStatus, JobStatusChanged
+from notifier.adapters.postgres import PostgresStore
 from notifier.projection import Outcome
-from notifier.store import Store
 
 pytestmark = pytest.mark.integration
 
@@ -17,11 +18,13 @@ async def test_two_replicas_recording_the_same_events_concurrently_stay_consiste
     notifier_settings, notifier_url
 ):
     settings = notifier_settings
-    pools = [
-        await asyncpg.create_pool(settings.database_dsn, min_size=4, max_size=4) for _ in range(2)
-    ]
-    try:
-        replicas = [Store(pool, settings.database_schema) for pool in pools]
+    async with contextlib.AsyncExitStack() as stack:
+        replicas = [
+            await stack.enter_async_context(
+                PostgresStore(settings.database_dsn, settings.database_schema, pool_size=4)
+            )
+            for _ in range(2)
+        ]
         job = str(uuid.uuid4())
         events = [
             (f"{job}:{n}", JobStatusChanged(job_id=job, status=status, progress=progress))
@@ -37,7 +40,7 @@ async def test_two_replicas_recording_the_same_events_concurrently_stay_consiste
         )
         assert sum(d.outcome is Outcome.DUPLICATE for d in decisions) == len(events)
 
-        rows = await pools[0].fetch(
+        rows = await replicas[0].pool.fetch(
             f"SELECT event_id, ce_id, outcome FROM {settings.database_schema}.job_events "
             "WHERE job_id = $1 ORDER BY seq",
             uuid.UUID(job),
@@ -56,9 +59,6 @@ async def test_two_replicas_recording_the_same_events_concurrently_stay_consiste
         progress = [s.progress for s in applied]
         assert progress == sorted(progress)
         assert [s.status for s in applied].count(JobStatus.COMPLETED) <= 1
-    finally:
-        for pool in pools:
-            await pool.close()
 
 
 _OLD_HISTORY = """
@@ -100,11 +100,11 @@ async def test_a_history_that_numbered_ignored_events_loses_those_ids_once(infra
             VALUES ($1, 1, 'uploading', 20, now())""",
             job,
         )
-        store = Store(pool, schema)
-        await store.create_schema()
-        await store.create_schema()  # idempotent
-        uploaded = JobStatusChanged(job_id=str(job), status=JobStatus.UPLOADED, progress=50)
-        decision = await store.record("new-1", uploaded)
+        async with PostgresStore(infra["DATABASE_URL"], schema) as store:  # sets the schema up
+            await store.create_schema()  # idempotent
+            uploaded = JobStatusChanged(job_id=str(job), status=JobStatus.UPLOADED, progress=50)
+            decision = await store.record("new-1", uploaded)
+            applied = await store.applied_after(str(job), 0)
         assert (decision.outcome, decision.snapshot.event_id) == (Outcome.APPLIED, 2)
         history = await pool.fetch(
             f"SELECT ce_id, event_id FROM {schema}.job_events WHERE job_id = $1 ORDER BY seq",
@@ -115,7 +115,7 @@ async def test_a_history_that_numbered_ignored_events_loses_those_ids_once(infra
             ("old-2", None),
             ("new-1", 2),
         ]
-        assert [s.event_id for s in await store.applied_after(str(job), 0)] == [1, 2]
+        assert [s.event_id for s in applied] == [1, 2]
     finally:
         await pool.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         await pool.close()

@@ -157,10 +157,6 @@ def read_record(paths: RunPaths, name: str) -> ProcessRecord | None:
         return None
 
 
-def has_pid_file(paths: RunPaths, name: str) -> bool:
-    return paths.pid_file(name).exists() or paths.meta_file(name).exists()
-
-
 def forget(paths: RunPaths, name: str) -> None:
     paths.pid_file(name).unlink(missing_ok=True)
     paths.meta_file(name).unlink(missing_ok=True)

@@ -1,21 +1,76 @@
-"""The one way a service process starts: logs configured, then uvicorn."""
+"""The one way a service process starts: logs and tracing configured, then uvicorn."""
+
+import contextlib
+import socket
+import sys
+from collections.abc import Callable
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.config import STARTUP_FAILURE
 
 from servicekit import logs
 from servicekit.settings import ServiceSettings
 from servicekit.telemetry import configure_tracing
 
+ShutdownHook = Callable[[], None]
+"""Runs when the server begins to shut down, before it stops accepting connections and
+waits for the open responses to finish."""
 
-def serve(app: FastAPI, settings: ServiceSettings, service: str) -> None:
+
+class Server(uvicorn.Server):
+    """uvicorn, with an optional hook at the start of its shutdown.
+
+    uvicorn's graceful shutdown waits (up to its timeout) for every response to finish;
+    a response that never finishes by itself, such as an SSE stream, would hold the
+    shutdown and then be cut. The hook can end such responses first (the notifier's
+    drain, docs/architecture.md §9)."""
+
+    def __init__(self, config: uvicorn.Config, on_shutdown: ShutdownHook | None = None) -> None:
+        super().__init__(config)
+        self._on_shutdown = on_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self._on_shutdown is not None:
+            # Synchronous up to uvicorn closing its listening sockets: no request slips
+            # in between the hook and the close.
+            self._on_shutdown()
+        await super().shutdown(sockets)
+
+
+def server(
+    app: FastAPI,
+    settings: ServiceSettings,
+    *,
+    on_shutdown: ShutdownHook | None = None,
+    **config: Any,
+) -> Server:
+    """The server :func:`serve` runs, for running it in-process (tests); ``config``
+    overrides uvicorn options."""
+    options: dict[str, Any] = {
+        "host": settings.http_host,
+        "port": settings.http_port,
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+        **config,
+    }
+    return Server(uvicorn.Config(app, **options), on_shutdown)
+
+
+def serve(
+    app: FastAPI,
+    settings: ServiceSettings,
+    service: str,
+    *,
+    on_shutdown: ShutdownHook | None = None,
+) -> None:
     logs.configure(service, settings.log_level)
     configure_tracing(service)
-    uvicorn.run(
-        app,
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    running = server(app, settings, on_shutdown=on_shutdown)
+    with contextlib.suppress(KeyboardInterrupt):
+        running.run()
+    if not running.started:
+        # As uvicorn.run: a failed start (e.g. the lifespan raised) is a failed process.
+        sys.exit(STARTUP_FAILURE)

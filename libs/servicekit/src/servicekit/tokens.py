@@ -57,3 +57,12 @@ class JobTokens:
 
     def allows(self, token: str, job_id: str) -> bool:
         return self.check(token, job_id) is None
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The credentials of an ``Authorization: Bearer <token>`` header (RFC 6750 §2.1;
+    the scheme is case-insensitive, RFC 9110 §11.1), or None when the header is absent,
+    of another scheme, or carries no token. Checking the token is the caller's part."""
+    scheme, _, credentials = (authorization or "").partition(" ")
+    token = credentials.strip()
+    return token if scheme.lower() == "bearer" and token else None

@@ -1,11 +1,16 @@
-"""``python -m notifier``: run the service."""
+"""``python -m notifier``: run the service through the shared start path."""
 
-from notifier.server import serve
+from notifier.app import SERVICE, create_app
 from notifier.settings import Settings
+from servicekit.serve import serve
 
 
 def main() -> None:
-    serve(Settings())
+    settings = Settings()
+    app = create_app(settings)
+    # Shutdown first ends the open streams, so their clients resume elsewhere by
+    # Last-Event-ID instead of holding the shutdown (docs/architecture.md §9).
+    serve(app, settings, SERVICE, on_shutdown=app.state.services.drain)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import uuid
 from fastapi import Request
 
 from servicekit.http import ApiError
-from servicekit.tokens import COOKIE_NAME, JobTokens, TokenProblem
+from servicekit.tokens import COOKIE_NAME, JobTokens, TokenProblem, bearer_token
 
 
 def job_id_of(raw: str) -> str:
@@ -23,9 +23,9 @@ def job_id_of(raw: str) -> str:
 
 def presented_tokens(request: Request, access_token: str | None) -> list[str]:
     found: list[str] = []
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and credentials.strip():
-        found.append(credentials.strip())
+    bearer = bearer_token(request.headers.get("authorization"))
+    if bearer:
+        found.append(bearer)
     if access_token:
         found.append(access_token)
     cookie = request.cookies.get(COOKIE_NAME)

@@ -1,59 +1,97 @@
-"""The one place where the notifier's parts are built and wired together."""
+"""The notifier's composition root: every dependency is built here, then the handler
+and the routes are registered with them (docs/architecture.md, "Adding a service")."""
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaRouter
 
-from contracts import JobStatusChanged, topics
-from notifier import consumer, routes
+from contracts import topics
+from notifier import handlers, routes
+from notifier.adapters.kafka import KafkaDeadLetters
+from notifier.adapters.postgres import PostgresAppliedEvents, PostgresStore
 from notifier.deps import Services
 from notifier.fanout import FanOut
+from notifier.handlers import Statuses
 from notifier.listener import Listener
+from notifier.ports import JobStore
 from notifier.projector import Projector
 from notifier.settings import Settings
-from notifier.store import Store
 from notifier.streams import StreamSlots
-from servicekit.http import allow_origins
-from servicekit.http import create_app as create_http_app
-from servicekit.kafka import broker_connected, ensure_topics, make_broker, wait_for_kafka
+from servicekit import http
+from servicekit.kafka import broker_connected, ensure_topics, make_broker, raw_body, wait_for_kafka
 from servicekit.metrics import watch_consumer_lag
-from servicekit.postgres import connect, create_pool
+from servicekit.postgres import connect
 from servicekit.tokens import JobTokens
 
 SERVICE = "notifier"
 
 
+def create_broker(settings: Settings, store: JobStore) -> tuple[KafkaBroker, Statuses]:
+    """The broker with the notifier's ``job.status`` subscriber, projecting into
+    ``store``; also what the handler was given, for tests."""
+    broker = make_broker(
+        settings, SERVICE, "Projects job status changes and serves them as SSE streams."
+    )
+    statuses = Statuses(Projector(store), KafkaDeadLetters(broker))
+    broker.context.set_global("statuses", statuses)
+
+    router = KafkaRouter()
+    router.subscriber(
+        topics.JOB_STATUS,
+        # A shared group: each event is projected once, by the replica owning its partition.
+        group_id=settings.consumer_group,
+        auto_offset_reset="earliest",
+        # Committed only after the batch is written; on an error it comes again.
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        batch=True,
+        max_records=handlers.MAX_BATCH,
+        decoder=raw_body,
+        title="notifier:job.status",
+        description="Projects every job status change into PostgreSQL and pushes it "
+        "to the job's live SSE streams.",
+    )(handlers.on_job_statuses)
+    broker.include_router(router)
+    return broker, statuses
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    timeout = settings.database_timeout_seconds
+    store = PostgresStore(
+        settings.database_dsn,
+        settings.database_schema,
+        pool_size=settings.database_pool_size,
+        timeout_seconds=timeout,
+    )
+    fanout = FanOut(settings.sse_queue_size)
+    listener = Listener(
+        PostgresAppliedEvents(
+            lambda: connect(settings.database_dsn, timeout_seconds=timeout),
+            store.channel,
+            check_seconds=settings.listen_check_seconds,
+        ),
+        store,
+        fanout,
+        reconnect_seconds=settings.listen_reconnect_seconds,
+    )
+    broker, _ = create_broker(settings, store)
     services = Services(
         settings=settings,
         tokens=JobTokens(
             settings.job_token_secret.get_secret_value(), settings.job_token_ttl_seconds
         ),
-        fanout=FanOut(settings.sse_queue_size),
+        fanout=fanout,
         slots=StreamSlots(settings.sse_max_streams),
+        history=store,
     )
-    broker = make_broker(
-        settings, SERVICE, "Projects job status changes and serves them as SSE streams."
-    )
-
-    projector: Projector | None = None
-    listener: Listener | None = None
-
-    async def project(
-        events: list[tuple[str, JobStatusChanged]], traceparents: list[str | None]
-    ) -> None:
-        assert projector is not None, "the broker starts after the projector exists"
-        await projector.handle(events, traceparents)
-
-    consumer.subscribe(broker, project, settings.consumer_group)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        nonlocal projector, listener
         await wait_for_kafka(settings.kafka_bootstrap_servers, settings.kafka_wait_seconds)
         await ensure_topics(
             settings.kafka_bootstrap_servers,
@@ -62,54 +100,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             replication_factor=settings.kafka_replication_factor,
             min_insync_replicas=settings.kafka_min_insync_replicas,
         )
-        timeout = settings.database_timeout_seconds
-        pool = await create_pool(
-            settings.database_dsn, max_size=settings.database_pool_size, timeout_seconds=timeout
-        )
-        try:
-            store = Store(pool, settings.database_schema)
-            await store.create_schema()
-            services.store = store
-            projector = Projector(store)
-            listener = Listener(
-                lambda: connect(settings.database_dsn, timeout_seconds=timeout),
-                store,
-                services.fanout,
-                check_seconds=settings.listen_check_seconds,
-                reconnect_seconds=settings.listen_reconnect_seconds,
-            )
-            listening = asyncio.create_task(listener.run())
-            lag = asyncio.create_task(watch_consumer_lag(broker))
-            try:
-                await broker.start()
-                try:
-                    yield
-                finally:
-                    await broker.stop()
-            finally:
-                for task in (listening, lag):
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-        finally:
-            services.store = None
-            await pool.close()
-
-    async def database_answers() -> bool:
-        return services.store is not None and await services.store.ping()
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(store)
+            for work in (listener.run(), watch_consumer_lag(broker)):
+                stack.push_async_callback(_cancel, asyncio.create_task(work))
+            await broker.start()
+            stack.push_async_callback(broker.stop)
+            yield
 
     async def listening() -> bool:
-        return listener is not None and listener.connected
+        return listener.connected
 
-    app = create_http_app(
+    app = http.create_app(
         title="notifier",
-        service="notifier",
+        service=SERVICE,
         description="Job progress as Server-Sent Events, replayable from PostgreSQL.",
         lifespan=lifespan,
-        readiness=[database_answers, broker_connected(broker), listening],
+        readiness=[store.ping, broker_connected(broker), listening],
     )
     # Last-Event-ID: EventSource sends it on a reconnect, so a cross-origin stream resumes.
-    allow_origins(
+    http.allow_origins(
         app,
         settings.cors_allowed_origins,
         methods=["GET"],
@@ -119,3 +129,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.broker = broker
     app.include_router(routes.router)
     return app
+
+
+async def _cancel(task: "asyncio.Task[None]") -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

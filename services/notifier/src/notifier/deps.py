@@ -1,4 +1,5 @@
-"""What the HTTP routes need, built once in :mod:`notifier.app`."""
+"""What the HTTP routes need, built once in :mod:`notifier.app` and handed to them as
+FastAPI dependencies (``ServicesDep``)."""
 
 from dataclasses import dataclass
 from typing import Annotated
@@ -6,11 +7,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from notifier.fanout import FanOut
+from notifier.ports import History
 from notifier.settings import Settings
-from notifier.store import Store
 from notifier.streams import StreamSlots
-from servicekit.http import DependencyUnavailable
-from servicekit.postgres import DEPENDENCY
 from servicekit.tokens import JobTokens
 
 
@@ -20,15 +19,10 @@ class Services:
     tokens: JobTokens
     fanout: FanOut
     slots: StreamSlots
-    store: Store | None = None
-    """Set once the database pool is open (in the app's lifespan)."""
+    history: History
+    """The projection's read side; ``DependencyUnavailable`` while it is not open."""
     draining: bool = False
     """Set when the process starts shutting down: no new streams."""
-
-    def require_store(self) -> Store:
-        if self.store is None:
-            raise DependencyUnavailable(DEPENDENCY, 1, "the pool is not open (start or stop)")
-        return self.store
 
     def drain(self) -> None:
         """End every open stream now, so that its client resumes on another replica

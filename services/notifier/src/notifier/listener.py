@@ -1,13 +1,14 @@
-"""Live delivery on every replica: PostgreSQL ``LISTEN`` on the projection's channel.
+"""Live delivery on every replica: the projection's feed of applied events
+(:class:`notifier.ports.AppliedEvents`; PostgreSQL ``LISTEN`` in production).
 
 The projection is written once per event, by the replica whose consumer owns the
 event's partition (the shared consumer group), and it notifies ``<schema>_applied``
-inside the recording transaction (:mod:`notifier.store`). PostgreSQL delivers that to
-every listening session after the commit, in commit order, so each replica learns of
-every applied event within milliseconds without polling. The replica then reads the
-recorded rows of the jobs it has streams for (one query per batch of notifications,
-never per client) and fans them out: the SSE ids are the projection's per-job ids,
-whichever replica wrote the event.
+inside the recording transaction (:mod:`notifier.adapters.postgres`). PostgreSQL
+delivers that to every listening session after the commit, in commit order, so each
+replica learns of every applied event within milliseconds without polling. The replica
+then reads the recorded rows of the jobs it has streams for (one query per batch of
+notifications, never per client) and fans them out: the SSE ids are the projection's
+per-job ids, whichever replica wrote the event.
 
 A notification sent while this replica's LISTEN connection is down is lost to it, so
 after every (re)connect, once ``LISTEN`` is in place, every stream re-reads the history
@@ -18,17 +19,11 @@ and the per-job ids drop anything seen twice.
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
-
-import asyncpg
 
 from notifier.fanout import FanOut
-from notifier.store import Store
+from notifier.ports import AppliedEvents, JobStore
 
 log = logging.getLogger(__name__)
-
-Connect = Callable[[], Awaitable["asyncpg.Connection[asyncpg.Record]"]]
 
 BATCH = 1000
 """Most rows read in one query."""
@@ -37,17 +32,15 @@ BATCH = 1000
 class Listener:
     def __init__(
         self,
-        connect: Connect,
-        store: Store,
+        feed: AppliedEvents,
+        store: JobStore,
         fanout: FanOut,
         *,
-        check_seconds: float = 5.0,
         reconnect_seconds: float = 1.0,
     ) -> None:
-        self._connect = connect
+        self._feed = feed
         self._store = store
         self._fanout = fanout
-        self._check_seconds = check_seconds
         self._reconnect_seconds = reconnect_seconds
         self._pending: list[tuple[str, int]] = []
         self._arrived = asyncio.Event()
@@ -59,45 +52,28 @@ class Listener:
         try:
             while True:
                 try:
-                    await self._listen_once()
+                    await self._feed.listen(self._on_applied, self._on_listening)
                 except Exception as exc:
                     log.warning(
                         "LISTEN connection lost (%s: %s); reconnecting", type(exc).__name__, exc
                     )
+                finally:
+                    self.connected = False
                 await asyncio.sleep(self._reconnect_seconds)
         finally:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pump
 
-    async def _listen_once(self) -> None:
-        conn = await self._connect()
-        lost = asyncio.Event()
-        conn.add_termination_listener(lambda _: lost.set())
-        try:
-            await conn.add_listener(self._store.channel, self._on_notify)
-            self.connected = True
-            log.info("listening on %s", self._store.channel)
-            self._fanout.resync_all()
-            while not lost.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(lost.wait(), self._check_seconds)
-                # A half-open connection delivers nothing and reports nothing: ask it.
-                if not lost.is_set():
-                    await conn.fetchval("SELECT 1", timeout=self._check_seconds)
-        finally:
-            self.connected = False
-            conn.terminate()
+    def _on_listening(self) -> None:
+        self.connected = True
+        # Whatever was committed while nobody listened: every stream re-reads it.
+        self._fanout.resync_all()
 
-    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
-        job_id, _, event_id = str(payload).partition(" ")
+    def _on_applied(self, job_id: str, event_id: int) -> None:
         if not self._fanout.has_subscribers(job_id):
             return
-        try:
-            self._pending.append((job_id, int(event_id)))
-        except ValueError:
-            log.warning("ignored notification %r", payload)
-            return
+        self._pending.append((job_id, event_id))
         self._arrived.set()
 
     async def _pump(self) -> None:

@@ -3,7 +3,7 @@
 A job only moves forward: an event that would lower its status rank or touch a final
 state is recorded but ignored, and gets no event id (only applied events are numbered,
 so the SSE ids have no gaps; docs/architecture.md §9); a redelivered event (same ``ce_id``) is
-dropped; the visible progress is the maximum ever applied.
+dropped; the visible progress never decreases (``contracts.progress_after``).
 """
 
 from dataclasses import dataclass
@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from contracts import JobStatus, JobStatusChanged
+from contracts import JobStatus, JobStatusChanged, progress_after
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def decide(
     duplicate: bool = False,
 ) -> Decision:
     """What ``event`` (recorded as ``event_id``) does to a job whose state is ``current``."""
-    progress = event.progress if current is None else max(current.progress, event.progress)
+    progress = progress_after(None if current is None else current.progress, event.progress)
     snapshot = JobSnapshot(
         job_id=event.job_id,
         event_id=event_id,

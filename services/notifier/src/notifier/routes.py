@@ -73,12 +73,12 @@ async def analysis_progress(
     after = _event_id(last_event_id_header, last_event_id)
     if services.draining:
         raise ApiError(503, "shutting_down", "this notifier is shutting down", {"Retry-After": "1"})
-    store = services.require_store()
+    history = services.history
     fanout = services.fanout
     live = fanout.join(job)  # before the read: nothing committed in between is missed
     try:
         # Before any byte is sent: a database outage is a 503, not a broken 200.
-        begin = await streams.start(store, job, after)
+        begin = await streams.start(history, job, after)
         if begin.seen_final:
             fanout.leave(live)
             return Response(status_code=204)
@@ -96,7 +96,7 @@ async def analysis_progress(
 
     settings = services.settings
     stream = streams.follow(
-        store,
+        history,
         live,
         begin,
         heartbeat_seconds=settings.sse_heartbeat_seconds,
@@ -111,7 +111,7 @@ async def job_snapshot(
 ) -> dict[str, Any]:
     """The job's current state, for clients that do not stream."""
     job = _authorized_job(services, request, job_id, access_token)
-    current = await services.require_store().current(job)
+    current = await services.history.current(job)
     if current is None:
         raise ApiError(404, "not_found", "no status for this job yet")
     return current.public()

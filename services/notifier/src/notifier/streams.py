@@ -15,7 +15,6 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from opentelemetry import trace
 from opentelemetry.propagate import get_global_textmap
@@ -24,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from notifier import sse
 from notifier.fanout import Subscription
+from notifier.ports import History
 from notifier.projection import JobSnapshot
 from servicekit.http import DependencyUnavailable
 from servicekit.metrics import SSE_STREAMS
@@ -40,14 +40,6 @@ def _delivered(snapshot: JobSnapshot) -> None:
         _TRACER.start_span(
             "sse deliver", context=context, attributes={"audiopipe.job_id": snapshot.job_id}
         ).end()
-
-
-class History(Protocol):
-    """The read side of the projection (:class:`notifier.store.Store`)."""
-
-    async def current(self, job_id: str) -> JobSnapshot | None: ...
-
-    async def applied_after(self, job_id: str, event_id: int) -> list[JobSnapshot]: ...
 
 
 @dataclass(frozen=True)

@@ -1,27 +1,39 @@
-"""The projection in PostgreSQL: the append-only event history and the current state.
+"""PostgreSQL through asyncpg: :class:`notifier.ports.JobStore` (the projection: the
+append-only event history and the current state) and :class:`notifier.ports.AppliedEvents`
+(its ``LISTEN`` feed).
 
 Writers of one job are serialised by a transaction-scoped advisory lock on the job id:
 unlike ``SELECT ... FOR UPDATE`` it also covers a job's first event, when there is no
 row to lock yet, so concurrent notifier replicas never interleave their decisions.
 
-An applied event also notifies the channel :attr:`Store.channel` inside the recording
-transaction; PostgreSQL delivers the notification to every listening replica only once
-the transaction commits, in commit order (https://www.postgresql.org/docs/current/sql-notify.html).
-That is the live feed of :mod:`notifier.listener`.
+An applied event also notifies the channel :attr:`PostgresStore.channel` inside the
+recording transaction; PostgreSQL delivers the notification to every listening replica
+only once the transaction commits, in commit order
+(https://www.postgresql.org/docs/current/sql-notify.html). That is the live feed
+:class:`PostgresAppliedEvents` hands to :mod:`notifier.listener`.
 
 A database outage leaves every method as ``DependencyUnavailable`` (a 503 over HTTP, a
 message not committed in the consumer).
 """
 
+import asyncio
+import contextlib
 import json
+import logging
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, Self
 
 import asyncpg
 
 from contracts import JobStatus, JobStatusChanged
+from notifier.ports import OnApplied
 from notifier.projection import Decision, JobSnapshot, Outcome, decide
-from servicekit.postgres import unavailable_on_outage
+from servicekit.http import DependencyUnavailable
+from servicekit.postgres import DEPENDENCY, create_pool, is_outage, unavailable_on_outage
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE SCHEMA IF NOT EXISTS {schema};
@@ -113,12 +125,52 @@ def _dumps(value: dict[str, Any] | None) -> str | None:
     return None if value is None else json.dumps(value)
 
 
-class Store:
-    def __init__(self, pool: "asyncpg.Pool[asyncpg.Record]", schema: str = "notifier") -> None:
-        self.pool = pool
+class PostgresStore:
+    """The projection in one schema. Entering it (``async with``) opens its pool and
+    sets the schema up (idempotent, safe for concurrent starts); leaving closes it."""
+
+    def __init__(
+        self,
+        dsn: str,
+        schema: str = "notifier",
+        *,
+        pool_size: int = 10,
+        timeout_seconds: float = 5.0,
+    ) -> None:
         self.schema = schema
         self.channel = f"{schema}_applied"
         """The NOTIFY channel of applied events; the payload is ``"<job_id> <event_id>"``."""
+        self._dsn = dsn
+        self._pool_size = pool_size
+        self._timeout_seconds = timeout_seconds
+        self._pool: asyncpg.Pool[asyncpg.Record] | None = None
+
+    async def __aenter__(self) -> Self:
+        self._pool = await create_pool(
+            self._dsn, max_size=self._pool_size, timeout_seconds=self._timeout_seconds
+        )
+        try:
+            await self.create_schema()
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    @property
+    def pool(self) -> "asyncpg.Pool[asyncpg.Record]":
+        if self._pool is None:
+            raise DependencyUnavailable(DEPENDENCY, 1, "the pool is not open (start or stop)")
+        return self._pool
 
     @unavailable_on_outage
     async def create_schema(self) -> None:
@@ -129,7 +181,9 @@ class Store:
 
     @unavailable_on_outage
     async def ping(self) -> bool:
-        return bool(await self.pool.fetchval("SELECT 1"))
+        if self._pool is None:
+            return False
+        return bool(await self._pool.fetchval("SELECT 1"))
 
     async def record(self, ce_id: str, event: JobStatusChanged) -> Decision:
         """Record ``event`` in the history and, if it applies, make it the current state."""
@@ -268,3 +322,52 @@ class Store:
             [event_id for _, event_id in keys],
         )
         return [_snapshot(r) for r in rows]
+
+
+Connect = Callable[[], Awaitable["asyncpg.Connection[asyncpg.Record]"]]
+
+
+class PostgresAppliedEvents:
+    """:class:`notifier.ports.AppliedEvents` over one ``LISTEN`` connection of its own
+    (a pooled connection would be handed to others between statements)."""
+
+    def __init__(self, connect: Connect, channel: str, *, check_seconds: float = 5.0) -> None:
+        self._connect = connect
+        self._channel = channel
+        self._check_seconds = check_seconds
+
+    async def listen(self, on_applied: OnApplied, on_listening: Callable[[], None]) -> None:
+        try:
+            await self._listen(on_applied, on_listening)
+        except Exception as exc:
+            if is_outage(exc):
+                raise DependencyUnavailable(DEPENDENCY, 1, f"{type(exc).__name__}: {exc}") from exc
+            raise
+
+    async def _listen(self, on_applied: OnApplied, on_listening: Callable[[], None]) -> None:
+        conn = await self._connect()
+        lost = asyncio.Event()
+        conn.add_termination_listener(lambda _: lost.set())
+
+        def notified(_conn: Any, _pid: int, _channel: str, payload: object) -> None:
+            job_id, _, event_id = str(payload).partition(" ")
+            try:
+                number = int(event_id)
+            except ValueError:
+                log.warning("ignored notification %r", payload)
+                return
+            on_applied(job_id, number)
+
+        try:
+            await conn.add_listener(self._channel, notified)
+            log.info("listening on %s", self._channel)
+            on_listening()
+            while not lost.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(lost.wait(), self._check_seconds)
+                # A half-open connection delivers nothing and reports nothing: ask it.
+                if not lost.is_set():
+                    await conn.fetchval("SELECT 1", timeout=self._check_seconds)
+        finally:
+            conn.terminate()
+        raise DependencyUnavailable(DEPENDENCY, 1, "the LISTEN connection was closed")

@@ -1,0 +1,33 @@
+"""The shared start path: its shutdown hook runs before uvicorn waits for responses."""
+
+import asyncio
+import socket
+
+import pytest
+from fastapi import FastAPI
+
+from servicekit.serve import server
+from servicekit.settings import ServiceSettings
+
+pytestmark = pytest.mark.unit
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def test_the_shutdown_hook_runs_once_when_the_server_stops() -> None:
+    calls: list[bool] = []
+    settings = ServiceSettings(http_host="127.0.0.1", http_port=free_port())
+    running = server(FastAPI(), settings, on_shutdown=lambda: calls.append(True), lifespan="off")
+    task = asyncio.create_task(running.serve())
+    while not running.started:
+        assert not task.done(), "the server stopped during start"
+        await asyncio.sleep(0.01)
+    assert calls == []
+    running.should_exit = True
+    await task
+    assert calls == [True]

@@ -1,0 +1,1 @@
+"""The notifier's adapters, one per external system: ``postgres``, ``kafka``."""

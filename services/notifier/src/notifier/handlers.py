@@ -1,0 +1,107 @@
+"""The `job.status` handler: batches of status changes into the projection.
+
+:func:`on_job_statuses` is a plain function of the message and the notifier's
+dependencies (:class:`Statuses`, from the broker's context); :mod:`notifier.app`
+registers it as a batch subscriber.
+
+Messages come in batches (whatever has arrived, up to :data:`MAX_BATCH`) and each batch
+is recorded in one transaction, so the projection keeps up with bursts. Offsets are
+committed only after the batch is written (``AckPolicy.NACK_ON_ERROR``: ack on success,
+seek back on an error so the events come again). Redelivery is harmless: the
+projection drops a ``ce_id`` it has already recorded (docs/architecture.md §5.3). Each event's
+recording is a span in its job's trace (the batch's own span only links to them).
+"""
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from aiokafka.structs import ConsumerRecord
+from faststream import Context
+from faststream.kafka.annotations import KafkaMessage
+from opentelemetry import trace
+from opentelemetry.propagate import get_global_textmap
+
+from contracts import JobStatusChanged, headers, topics
+from notifier.ports import DeadLetters
+from notifier.projector import Projector
+from servicekit.http import DependencyUnavailable
+from servicekit.kafka import PoisonMessage, decode_event
+
+log = logging.getLogger(__name__)
+_TRACER = trace.get_tracer(__name__)
+_PROPAGATOR = get_global_textmap()
+
+MAX_BATCH = 500
+"""Most records in one batch (the subscriber's ``max_records``)."""
+
+RETRY_DELAY_SECONDS = 1.0
+"""Pause before an event whose projection failed (e.g. database down) comes again."""
+
+
+@dataclass
+class Statuses:
+    """What the handler needs: the projection's writer and where poison goes."""
+
+    projector: Projector
+    dead_letters: DeadLetters
+    retry_delay_seconds: float = RETRY_DELAY_SECONDS
+
+
+def parse(message_headers: dict[str, Any], body: bytes) -> tuple[str, JobStatusChanged]:
+    """The ``ce_id`` and event of a `job.status` message; PoisonMessage if it has none."""
+    event = decode_event(message_headers, body)
+    if not isinstance(event, JobStatusChanged):
+        raise PoisonMessage(f"{type(event).__name__} does not belong on {topics.JOB_STATUS}")
+    ce_id = message_headers.get(headers.ID)
+    if not isinstance(ce_id, str) or not ce_id:
+        raise PoisonMessage(f"no {headers.ID} header")
+    try:
+        uuid.UUID(event.job_id)
+    except ValueError as exc:
+        raise PoisonMessage(f"job_id {event.job_id!r} is not a UUID") from exc
+    return ce_id, event
+
+
+async def on_job_statuses(message: KafkaMessage, statuses: Annotated[Statuses, Context()]) -> None:
+    records: tuple[ConsumerRecord[bytes, bytes], ...] = message.raw_message
+    events = []
+    for record in records:
+        record_headers = {k: v.decode(errors="replace") for k, v in record.headers}
+        body = record.value or b""
+        try:
+            events.append((*parse(record_headers, body), record_headers))
+        except PoisonMessage as exc:
+            await statuses.dead_letters.dead_letter(
+                topics.JOB_STATUS, record.key, body, record_headers, str(exc)
+            )
+    if not events:
+        return
+    spans = [
+        _TRACER.start_span(
+            "job.status record",
+            context=_PROPAGATOR.extract(hdrs),
+            attributes={"audiopipe.job_id": event.job_id},
+        )
+        for _, event, hdrs in events
+    ]
+    try:
+        await statuses.projector.handle(
+            [(ce_id, event) for ce_id, event, _ in events],
+            [hdrs.get(headers.TRACEPARENT) for _, _, hdrs in events],
+        )
+    except DependencyUnavailable as exc:
+        # Not committed: the batch comes again from its first offset
+        # (docs/architecture.md §5.3).
+        log.warning("projecting %d events failed (%s); they come again", len(events), exc)
+        await asyncio.sleep(statuses.retry_delay_seconds)
+        raise
+    except Exception:
+        log.exception("projecting %d events failed; they come again", len(events))
+        await asyncio.sleep(statuses.retry_delay_seconds)
+        raise
+    finally:
+        for span in spans:
+            span.end()

@@ -1,0 +1,112 @@
+"""Fakes of the notifier's ports (notifier.ports), for unit tests of its handler and
+rules. They keep what they were given in plain dicts and lists to assert on."""
+
+import asyncio
+from collections.abc import Callable
+
+from contracts import JobStatusChanged
+from notifier.ports import OnApplied
+from notifier.projection import Decision, JobSnapshot, Outcome, decide
+from servicekit.http import DependencyUnavailable
+from servicekit.postgres import DEPENDENCY
+
+
+class FakeStore:
+    """The projection in memory, decided by the same rules as the real one."""
+
+    def __init__(self) -> None:
+        self.history: list[tuple[str, Decision, str | None]] = []
+        self.jobs: dict[str, JobSnapshot] = {}
+        self.down = False
+        """While set, every call is an outage."""
+
+    def _check(self) -> None:
+        if self.down:
+            raise DependencyUnavailable(DEPENDENCY, 1, "the fake is down")
+
+    async def record_batch(
+        self,
+        events: list[tuple[str, JobStatusChanged]],
+        traceparents: list[str | None] | None = None,
+    ) -> list[Decision]:
+        self._check()
+        seen = {ce_id for ce_id, _, _ in self.history}
+        decisions = []
+        for (ce_id, event), traceparent in zip(
+            events, traceparents or [None] * len(events), strict=True
+        ):
+            current = self.jobs.get(event.job_id)
+            event_id = (current.event_id if current else 0) + 1
+            decision = decide(current, event, event_id=event_id, duplicate=ce_id in seen)
+            decisions.append(decision)
+            if decision.outcome is Outcome.DUPLICATE:
+                continue
+            seen.add(ce_id)
+            self.history.append((ce_id, decision, traceparent))
+            if decision.outcome is Outcome.APPLIED:
+                self.jobs[event.job_id] = decision.snapshot
+        return decisions
+
+    def applied(self, job_id: str) -> list[JobSnapshot]:
+        return [
+            d.snapshot
+            for _, d, _ in self.history
+            if d.outcome is Outcome.APPLIED and d.snapshot.job_id == job_id
+        ]
+
+    async def current(self, job_id: str) -> JobSnapshot | None:
+        self._check()
+        return self.jobs.get(job_id)
+
+    async def applied_after(self, job_id: str, event_id: int) -> list[JobSnapshot]:
+        self._check()
+        return [s for s in self.applied(job_id) if s.event_id > event_id]
+
+    async def applied_events(self, keys: list[tuple[str, int]]) -> list[JobSnapshot]:
+        self._check()
+        wanted = set(keys)
+        applied = [d.snapshot for _, d, _ in self.history if d.outcome is Outcome.APPLIED]
+        found = [s for s in applied if (s.job_id, s.event_id) in wanted]
+        return sorted(found, key=lambda s: (s.job_id, s.event_id))
+
+    async def ping(self) -> bool:
+        return not self.down
+
+
+class FakeFeed:
+    """A live feed a test drives: :meth:`notify` delivers, :meth:`lose` drops the
+    connection (the listener then reconnects); ``sessions`` counts the connections."""
+
+    def __init__(self) -> None:
+        self.sessions = 0
+        self._on_applied: OnApplied | None = None
+        self._lost = asyncio.Event()
+
+    async def listen(self, on_applied: OnApplied, on_listening: Callable[[], None]) -> None:
+        self.sessions += 1
+        self._lost = asyncio.Event()
+        self._on_applied = on_applied
+        on_listening()
+        await self._lost.wait()
+        self._on_applied = None
+        raise DependencyUnavailable(DEPENDENCY, 1, "the fake feed was dropped")
+
+    def notify(self, job_id: str, event_id: int) -> bool:
+        """Deliver, if anyone listens; whether it was delivered."""
+        if self._on_applied is None:
+            return False
+        self._on_applied(job_id, event_id)
+        return True
+
+    def lose(self) -> None:
+        self._lost.set()
+
+
+class FakeDeadLetters:
+    def __init__(self) -> None:
+        self.dead: list[tuple[str, str]] = []
+
+    async def dead_letter(
+        self, topic: str, key: bytes | None, value: bytes, headers: dict[str, str], reason: str
+    ) -> None:
+        self.dead.append((topic, reason))

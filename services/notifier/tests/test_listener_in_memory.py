@@ -1,0 +1,56 @@
+"""The listener's rules with fakes: what it fans out, and that a lost feed makes the
+streams re-read the history. The real LISTEN connection is in test_listener.py."""
+
+import asyncio
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from contracts import JobStatus, JobStatusChanged
+from notifier.fanout import FanOut
+from notifier.listener import Listener
+from tests.support.waiting import eventually
+
+sys.path.insert(0, str(Path(__file__).parent))
+from notifier_fakes import FakeFeed, FakeStore
+
+pytestmark = pytest.mark.unit
+
+WATCHED, OTHER = str(uuid.uuid4()), str(uuid.uuid4())
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[tuple[FakeStore, FakeFeed, FanOut, Listener]]:
+    store, feed, fanout = FakeStore(), FakeFeed(), FanOut()
+    listener = Listener(feed, store, fanout, reconnect_seconds=0)
+    running = asyncio.create_task(listener.run())
+    await eventually(lambda: listener.connected, what="the listener to listen")
+    yield store, feed, fanout, listener
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_an_applied_event_reaches_the_streams_of_its_job_only(rig) -> None:
+    store, feed, fanout, _ = rig
+    for job in (WATCHED, OTHER):
+        accepted = JobStatusChanged(job_id=job, status=JobStatus.ACCEPTED, progress=0)
+        await store.record_batch([(f"{job}:a", accepted)])
+    with fanout.subscribe(WATCHED) as live, fanout.subscribe(WATCHED) as second:
+        assert feed.notify(OTHER, 1) and feed.notify(WATCHED, 1)
+        for subscription in (live, second):
+            snapshot = await subscription.next(10)
+            assert snapshot is not None
+            assert (snapshot.job_id, snapshot.event_id) == (WATCHED, 1)
+            assert subscription.pending() == 0
+
+
+async def test_after_the_feed_is_lost_it_reconnects_and_every_stream_rereads(rig) -> None:
+    _, feed, fanout, listener = rig
+    with fanout.subscribe(WATCHED) as live:
+        assert not live.lagged
+        feed.lose()
+        await eventually(lambda: feed.sessions == 2 and listener.connected, what="a reconnect")
+        assert live.lagged, "events committed while nobody listened are read from the history"
