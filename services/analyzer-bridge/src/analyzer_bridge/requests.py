@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Protocol, TypeVar
 from urllib.parse import urlencode
 
@@ -30,6 +29,7 @@ from contracts import AnalysisRequest, ErrorCode
 from servicekit.http import DependencyUnavailable
 from servicekit.logs import job_id_var
 from servicekit.metrics import ANALYSIS_REQUESTS, ANALYSIS_RETRIES
+from servicekit.retry import backoff_delay, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -121,35 +121,6 @@ def classify(answer: ServerAnswer, now: datetime) -> Accepted | Retry | Rejected
         reason = f"HTTP {answer.status}: {answer.message}".strip(": ")
         return Retry(reason, parse_retry_after(answer.retry_after, now))
     return Rejected(f"HTTP {answer.status}: {answer.message or 'rejected'}")
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value: delay-seconds or an HTTP-date
-    (RFC 9110 §10.2.3). None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
-def backoff_delay(
-    retry: int, base: float, cap: float, retry_after: float | None, jitter: float
-) -> float:
-    """Seconds before retry number ``retry`` (1 for the first): "full jitter" over an
-    exponentially growing window (https://aws.amazon.com/blogs/architecture/
-    exponential-backoff-and-jitter/), never sooner than the server asked.
-    ``jitter`` is a uniform random number in [0, 1)."""
-    window = min(cap, base * 2.0 ** (retry - 1))
-    delay = jitter * window
-    return delay if retry_after is None else max(delay, float(retry_after))
 
 
 # --- the requester ------------------------------------------------------------------
@@ -284,7 +255,7 @@ class Requester:
                 )
                 return
             delay = backoff_delay(
-                row.attempts, self._base_delay, self._max_delay, verdict.retry_after, self._jitter()
+                row.attempts, self._base_delay, self._max_delay, verdict.retry_after, self._jitter
             )
             remaining = (row.deadline - datetime.now(UTC)).total_seconds()
             if delay >= remaining:
