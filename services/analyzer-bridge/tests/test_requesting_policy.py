@@ -2,13 +2,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from analyzer_bridge.requests import (
-    Accepted,
-    Rejected,
-    Retry,
-    ServerAnswer,
-    classify,
-)
+from analyzer_bridge.ports import ServerAnswer
+from analyzer_bridge.requesting import Accepted, Rejected, Retry, classify
 
 pytestmark = pytest.mark.unit
 
