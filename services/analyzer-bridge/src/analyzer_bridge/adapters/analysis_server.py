@@ -6,35 +6,28 @@ Every transport error (refused, reset, any timeout) leaves as
 :class:`~analyzer_bridge.ports.ServerAnswer` for the rules to judge.
 """
 
-from types import TracebackType
-from typing import Self
+from contextlib import AsyncExitStack
 
 import httpx
 
 from analyzer_bridge.ports import ServerAnswer, ServerUnreachable
 from contracts import AnalysisRequest
+from servicekit.resources import Resource
 
 
-class HttpAnalysisServer:
+class HttpAnalysisServer(Resource):
     def __init__(
         self,
         base_url: str,
         timeout_seconds: float,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        super().__init__()
         self._url = base_url.rstrip("/") + "/analyze"
         self._client = httpx.AsyncClient(timeout=timeout_seconds, transport=transport)
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._client.aclose()
+    async def open(self, stack: AsyncExitStack) -> None:
+        stack.push_async_callback(self._client.aclose)
 
     async def analyze(self, request: AnalysisRequest) -> ServerAnswer:
         try:

@@ -9,14 +9,13 @@ consumer); no asyncpg error leaves as itself.
 """
 
 from contextlib import AsyncExitStack
-from types import TracebackType
-from typing import Self
 
 import asyncpg
 
 from analyzer_bridge.analysis import Analysis, Outcome, State
 from contracts import AudioFeatures, AudioStored
 from servicekit.postgres import create_pool, unavailable_on_outage
+from servicekit.resources import Resource
 from servicekit.settings import DatabaseSettings
 
 
@@ -80,37 +79,25 @@ CREATE INDEX IF NOT EXISTS analyses_unpublished
 _OPEN = "state IN ('pending', 'requested')"
 
 
-class PostgresStore:
+class PostgresStore(Resource):
     def __init__(self, settings: DatabaseSettings) -> None:
+        super().__init__()
         self._settings = settings
         self._schema = settings.database_schema
         self._t = f"{self._schema}.analyses"
-        self._exit = AsyncExitStack()
         self._pool_: asyncpg.Pool[asyncpg.Record] | None = None
 
-    async def __aenter__(self) -> Self:
+    async def open(self, stack: AsyncExitStack) -> None:
         settings = self._settings
-        self._pool_ = await create_pool(
+        pool = await create_pool(
             settings.database_dsn,
             max_size=settings.database_pool_size,
             timeout_seconds=settings.database_timeout_seconds,
         )
-        self._exit.push_async_callback(self._pool_.close)
-        try:
-            await self.create_schema()
-        except BaseException:
-            await self._exit.aclose()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._pool_ = None
-        await self._exit.aclose()
+        stack.push_async_callback(pool.close)
+        self._pool_ = pool
+        stack.callback(setattr, self, "_pool_", None)
+        await self.create_schema()
 
     @property
     def _pool(self) -> "asyncpg.Pool[asyncpg.Record]":

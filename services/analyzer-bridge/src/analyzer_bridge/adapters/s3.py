@@ -7,12 +7,12 @@ Host header is signed). The client is opened when the presigner is entered
 """
 
 from contextlib import AsyncExitStack
-from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from analyzer_bridge.ports import PresignError
+from servicekit.resources import Resource
 from servicekit.s3 import s3_client
 from servicekit.settings import S3Settings
 
@@ -20,30 +20,21 @@ if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
 
-class S3Presigner:
+class S3Presigner(Resource):
     def __init__(
         self, settings: S3Settings, *, endpoint_url: str | None, expires_seconds: int
     ) -> None:
+        super().__init__()
         self._settings = settings
         self._endpoint_url = endpoint_url
         self._expires = expires_seconds
-        self._exit = AsyncExitStack()
         self._client: S3Client | None = None
 
-    async def __aenter__(self) -> Self:
-        self._client = await self._exit.enter_async_context(
+    async def open(self, stack: AsyncExitStack) -> None:
+        self._client = await stack.enter_async_context(
             s3_client(self._settings, endpoint_url=self._endpoint_url)
         )
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._client = None
-        await self._exit.aclose()
+        stack.callback(setattr, self, "_client", None)
 
     async def presign_get(self, bucket: str, key: str) -> str:
         assert self._client is not None, "enter the presigner (async with) before using it"
