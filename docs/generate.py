@@ -52,10 +52,10 @@ def _uploader() -> FastAPI:
 
 
 def _analyzer_bridge() -> FastAPI:
-    from analyzer_bridge.app import create
+    from analyzer_bridge.app import create_app
     from analyzer_bridge.settings import Settings
 
-    return create(Settings.model_validate({"kafka_bootstrap_servers": KAFKA}))
+    return create_app(Settings.model_validate({"kafka_bootstrap_servers": KAFKA}))
 
 
 def _notifier() -> FastAPI:

@@ -10,8 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from analyzer_bridge.capability import Capabilities
-from analyzer_bridge.requests import WEBHOOK_PATH
+from analyzer_bridge.capability import WEBHOOK_PATH, Capabilities
 from devstack import StackInfo
 from devstack.config import default_run_dir
 from devstack.signing import FILE_NAME

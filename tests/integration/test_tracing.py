@@ -40,7 +40,7 @@ def spans() -> InMemorySpanExporter:
 async def test_one_jobs_spans_across_all_services_share_one_trace(
     infra: dict[str, str], spans: InMemorySpanExporter
 ) -> None:
-    from analyzer_bridge.app import create as bridge_app
+    from analyzer_bridge.app import create_app as bridge_app
     from analyzer_bridge.settings import Settings as BridgeSettings
     from gateway.app import build_app as gateway_app
     from gateway.settings import Settings as GatewaySettings

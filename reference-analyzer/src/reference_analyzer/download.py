@@ -12,10 +12,10 @@ from typing import IO, Protocol
 import httpx
 
 from contracts import AnalysisRequest, ErrorCode
-from reference_analyzer.backoff import backoff_delay, retry_after_seconds
 from reference_analyzer.errors import AnalysisError
 from reference_analyzer.logs import JobLogger, url_host
 from reference_analyzer.threads import in_thread
+from servicekit.retry import backoff_delay, parse_retry_after
 
 
 class _Retryable(Exception):
@@ -72,9 +72,7 @@ class Downloader:
                         ErrorCode.ANALYSIS_FAILED,
                         f"could not download the audio from {host}: {exc.reason}",
                     ) from None
-                delay = exc.retry_after
-                if delay is None:
-                    delay = backoff_delay(attempt, self._backoff, self._max_delay)
+                delay = backoff_delay(attempt, self._backoff, self._max_delay, exc.retry_after)
                 log.warning("download from %s failed (%s); retrying in %.2fs", host, exc, delay)
                 await asyncio.sleep(delay)
                 await in_thread(_rewind, dest)
@@ -91,7 +89,7 @@ class Downloader:
                     cap = self._max_delay
                     raise _Retryable(
                         f"HTTP {status}",
-                        retry_after_seconds(response.headers.get("retry-after"), cap),
+                        parse_retry_after(response.headers.get("retry-after"), cap=cap),
                     )
                 if status != 200:
                     raise AnalysisError(

@@ -1,6 +1,6 @@
 """The one way an analysis fails: an :class:`AnalysisError` with a stable code."""
 
-from contracts import ErrorCode, JobError
+from contracts import ErrorCode
 
 
 class AnalysisError(Exception):
@@ -10,6 +10,3 @@ class AnalysisError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-
-    def to_job_error(self) -> JobError:
-        return JobError(code=self.code.value, message=self.message)

@@ -22,6 +22,7 @@ from reference_analyzer.logs import JobLogger
 from reference_analyzer.modes import Mode, ModeError, resolve
 from reference_analyzer.settings import Settings
 from reference_analyzer.worker import Analyzer
+from servicekit.http import describe_errors
 
 
 class AnalyzeAccepted(BaseModel):
@@ -165,7 +166,5 @@ async def get_job(
 
 async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = exc.errors()
-    where = ".".join(str(p) for p in errors[0]["loc"]) if errors else "body"
-    message = f"{where}: {errors[0]['msg']}" if errors else "invalid request"
+    message = describe_errors(exc.errors(), limit=1) or "invalid request"
     return error_response(422, "invalid_request", message)

@@ -18,11 +18,11 @@ import uuid
 import httpx
 
 from contracts import AnalysisRequest, AnalysisWebhook, WebhookStatus
-from reference_analyzer.backoff import backoff_delay, retry_after_seconds
 from reference_analyzer.jobs import JobRecord
 from reference_analyzer.logs import JobLogger, url_host
 from reference_analyzer.modes import Behaviour, Mode, Signing
 from servicekit import webhooks
+from servicekit.retry import backoff_delay, parse_retry_after
 
 # For `reference.sign=invalid`: a well-formed signature that no receiver can verify.
 _WRONG_SECRET = webhooks.SECRET_PREFIX + base64.b64encode(os.urandom(32)).decode("ascii")
@@ -90,14 +90,12 @@ class WebhookSender:
                 if response.status_code != 429 and response.status_code < 500:
                     log.warning("webhook %s refused by %s: %s", msg_id, url_host(url), reason)
                     return False
-                retry_after = retry_after_seconds(
-                    response.headers.get("retry-after"), self._max_delay
+                retry_after = parse_retry_after(
+                    response.headers.get("retry-after"), cap=self._max_delay
                 )
             if attempt == self._attempts:
                 break
-            delay = retry_after
-            if delay is None:
-                delay = backoff_delay(attempt, self._backoff, self._max_delay)
+            delay = backoff_delay(attempt, self._backoff, self._max_delay, retry_after)
             log.info(
                 "webhook %s to %s failed (%s); retry in %.2fs", msg_id, url_host(url), reason, delay
             )

@@ -19,7 +19,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from faststream.kafka import KafkaBroker
 
-from analyzer_bridge.app import create
+from analyzer_bridge.app import create_app
 from analyzer_bridge.settings import Settings
 from contracts import topics
 from servicekit.kafka import make_broker
@@ -151,7 +151,7 @@ async def start_bridge(
                 **overrides,
             }
             settings = Settings(**values)
-            async with serving(create(settings), sock) as url:
+            async with serving(create_app(settings), sock) as url:
                 events = EventLog(
                     bootstrap, [settings.analysis_result_topic, settings.job_status_topic]
                 )

@@ -138,7 +138,7 @@ async def test_a_request_accepted_while_the_database_went_down_is_recorded_not_r
         await wait_until(lambda: bridge.server.requests_for(job_id), what="the request")
         await wait_until(
             lambda: any(
-                r.name == "analyzer_bridge.requests" and "unavailable" in r.getMessage()
+                r.name == "analyzer_bridge.requesting" and "unavailable" in r.getMessage()
                 for r in caplog.records
             ),
             what="the bridge to fail to record the accepted request",

@@ -2,8 +2,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from analyzer_bridge.analysis import Analysis, Outcome, State
 from analyzer_bridge.decisions import Verdict, job_progress, judge
-from analyzer_bridge.store import Analysis, Outcome, State
 from contracts import AnalysisWebhook, AudioFeatures, JobError
 
 pytestmark = pytest.mark.unit

@@ -5,7 +5,7 @@ Every error answer, whatever raised it, has the body
 """
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -116,10 +116,27 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def describe_errors(
+    errors: Sequence[Mapping[str, Any]], *, prefix: str = "", limit: int | None = None
+) -> str:
+    """One line naming each validation problem (pydantic's ``errors()``) by where it
+    is, e.g. ``body.size: Input should be greater than 0``; at most ``limit`` of them,
+    then how many more, since a message may travel in a job's error."""
+    shown = errors if limit is None else errors[:limit]
+
+    def where(loc: Sequence[int | str]) -> str:
+        return ".".join(str(p) for p in (prefix, *loc) if p != "") or "body"
+
+    named = "; ".join(f"{where(e['loc'])}: {e['msg']}" for e in shown)
+    more = len(errors) - len(shown)
+    return f"{named} (and {more} more)" if more > 0 else named
+
+
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-    return JSONResponse(error_body("invalid_request", problems), status_code=422)
+    return JSONResponse(
+        error_body("invalid_request", describe_errors(exc.errors())), status_code=422
+    )
 
 
 async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:

@@ -174,6 +174,12 @@ async def wait_for_kafka(bootstrap_servers: str, timeout: float = 60.0) -> None:
             await admin.close()
 
 
+def ce_source(service: str) -> str:
+    """The ``ce_source`` of every event ``service`` publishes: ``/services/<service>``
+    (a URI-reference, CloudEvents 1.0 §3.1.1), e.g. ``/services/analyzer-bridge``."""
+    return f"/services/{service}"
+
+
 def ce_headers(
     ce_type: str, ce_id: str, source: str, job_id: str, content_type: str = headers.JSON
 ) -> dict[str, str]:

@@ -1,11 +1,11 @@
-from analyzer_bridge.app import SERVICE, create
+from analyzer_bridge.app import SERVICE, create_app
 from analyzer_bridge.settings import Settings
 from servicekit.serve import serve
 
 
 def main() -> None:
     settings = Settings()
-    serve(create(settings), settings, SERVICE)
+    serve(create_app(settings), settings, SERVICE)
 
 
 if __name__ == "__main__":

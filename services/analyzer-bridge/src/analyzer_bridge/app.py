@@ -1,4 +1,6 @@
-"""The analyzer-bridge application: the one place its dependencies are wired."""
+"""The analyzer-bridge's composition root: every dependency is built here, then the
+handler and the routes are registered with them (docs/architecture.md, "Adding a
+service")."""
 
 import asyncio
 import contextlib
@@ -6,26 +8,34 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import httpx
 from fastapi import FastAPI
-from faststream.kafka import KafkaBroker
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaRouter
 
-from analyzer_bridge import consumer
+from analyzer_bridge import handlers, routes
+from analyzer_bridge.adapters.analysis_server import HttpAnalysisServer
+from analyzer_bridge.adapters.kafka import KafkaEventPublisher
+from analyzer_bridge.adapters.postgres import PostgresStore
+from analyzer_bridge.adapters.s3 import S3Presigner
 from analyzer_bridge.capability import Capabilities
 from analyzer_bridge.deadlines import Sweeper
-from analyzer_bridge.events import KafkaEvents, Topics
 from analyzer_bridge.finishing import Finisher
-from analyzer_bridge.presign import S3Presigner
-from analyzer_bridge.requests import HttpAnalysisServer, Requester
+from analyzer_bridge.handlers import Intake
+from analyzer_bridge.ports import AnalysisServer, AnalysisStore, Presigner
+from analyzer_bridge.requesting import Requester
+from analyzer_bridge.routes import WebhookDeps
 from analyzer_bridge.settings import Settings
-from analyzer_bridge.store import Store
-from analyzer_bridge.webhook_routes import WebhookDeps, router
-from contracts import AnalysisCompleted, AnalysisFailed, AudioStored, JobStatusChanged
-from servicekit.http import create_app
-from servicekit.kafka import broker_connected, ensure_topics, make_broker, wait_for_kafka
+from contracts import AnalysisCompleted, AnalysisFailed, JobStatusChanged
+from servicekit import http
+from servicekit.http import ReadinessCheck
+from servicekit.kafka import (
+    broker_connected,
+    ensure_topics,
+    make_broker,
+    raw_body,
+    wait_for_kafka,
+)
 from servicekit.metrics import watch_consumer_lag
-from servicekit.postgres import create_pool
-from servicekit.s3 import s3_client
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +46,24 @@ DESCRIPTION = (
 )
 
 
-@dataclass
-class Running:
-    store: Store
+@dataclass(frozen=True)
+class Bridge:
+    """What :func:`create_broker` built around the adapters, for the app and for tests."""
+
+    finisher: Finisher
     requester: Requester
+    sweeper: Sweeper
+    intake: Intake
+    webhooks: WebhookDeps
 
 
-def create(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
+def create_broker(
+    settings: Settings, store: AnalysisStore, server: AnalysisServer, presigner: Presigner
+) -> tuple[KafkaBroker, Bridge]:
+    """The broker with the bridge's publishers and its ``audio.stored`` subscriber, and
+    the rules wired to ``store``, ``server`` and ``presigner``."""
     broker = make_broker(settings, SERVICE, DESCRIPTION)
-    # Declared for the AsyncAPI document; events go out through publish_event.
+    # Declared for the AsyncAPI document; events go out through the KafkaEventPublisher.
     broker.publisher(
         settings.analysis_result_topic,
         title=f"{settings.analysis_result_topic}:analyzer-bridge",
@@ -58,20 +76,72 @@ def create(settings: Settings | None = None) -> FastAPI:
         description="`analyzing` progress and the final `completed` or `failed`.",
         schema=JobStatusChanged,
     )
-    running: list[Running] = []
-
-    async def on_audio_stored(event: AudioStored) -> None:
-        await consumer.accept(
-            running[0].store, running[0].requester, event, settings.analysis_deadline_seconds
-        )
-
-    consumer.register(
-        broker,
-        topic=settings.audio_stored_topic,
-        group_id=settings.consumer_group,
-        auto_offset_reset=settings.kafka_auto_offset_reset,
-        on_event=on_audio_stored,
+    events = KafkaEventPublisher(broker, settings.analysis_result_topic, settings.job_status_topic)
+    finisher = Finisher(store, events)
+    capabilities = Capabilities(
+        settings.webhook_capability_secret.get_secret_value(),
+        # Valid past the deadline, so a late result still gets its 409, not a 401.
+        ttl_seconds=settings.analysis_deadline_seconds + 24 * 3600,
     )
+    requester = Requester(
+        store=store,
+        server=server,
+        presigner=presigner,
+        capabilities=capabilities,
+        finisher=finisher,
+        public_base_url=settings.public_base_url,
+        max_attempts=settings.request_max_attempts,
+        base_delay=settings.retry_base_delay_seconds,
+        max_delay=settings.retry_max_delay_seconds,
+        lease_seconds=settings.request_lease_seconds,
+        metadata=settings.analysis_request_metadata,
+    )
+    sweeper = Sweeper(
+        store,
+        finisher,
+        requester,
+        interval_seconds=settings.deadline_sweep_interval_seconds,
+        deadline_seconds=settings.analysis_deadline_seconds,
+    )
+    intake = Intake(store, requester, events, settings.analysis_deadline_seconds)
+    broker.context.set_global("intake", intake)
+
+    topic = settings.audio_stored_topic
+    router = KafkaRouter()
+    router.subscriber(
+        topic,
+        group_id=settings.consumer_group,
+        # Commit after the handler; on an exception rewind so the message comes again.
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        auto_offset_reset="latest" if settings.kafka_auto_offset_reset == "latest" else "earliest",
+        decoder=raw_body,
+        title=f"{topic}:analyzer-bridge",
+        description="Audio durably stored in S3: request its analysis.",
+    )(handlers.on_audio_stored)
+    broker.include_router(router)
+
+    signing = settings.webhook_signing_secret
+    webhooks = WebhookDeps(
+        store=store,
+        finisher=finisher,
+        capabilities=capabilities,
+        signing_secret=signing.get_secret_value() if signing else None,
+        tolerance_seconds=settings.webhook_tolerance_seconds,
+    )
+    return broker, Bridge(finisher, requester, sweeper, intake, webhooks)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    store = PostgresStore(settings)
+    presigner = S3Presigner(
+        settings,
+        endpoint_url=settings.presign_endpoint_url,
+        expires_seconds=settings.presign_expiry_seconds,
+    )
+    server = HttpAnalysisServer(settings.analysis_server_url, settings.request_timeout_seconds)
+    broker, bridge = create_broker(settings, store, server, presigner)
+    consumer = Consumer(broker)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -88,106 +158,72 @@ def create(settings: Settings | None = None) -> FastAPI:
             min_insync_replicas=settings.kafka_min_insync_replicas,
         )
         async with contextlib.AsyncExitStack() as stack:
-            pool = await create_pool(
-                settings.database_dsn,
-                max_size=settings.database_pool_size,
-                timeout_seconds=settings.database_timeout_seconds,
-            )
-            stack.push_async_callback(pool.close)
-            store = Store(pool, settings.database_schema)
-            await store.create_schema()
-            s3 = await stack.enter_async_context(
-                s3_client(settings, endpoint_url=settings.presign_endpoint_url)
-            )
-            http = await stack.enter_async_context(
-                httpx.AsyncClient(timeout=settings.request_timeout_seconds)
-            )
-            capabilities = Capabilities(
-                settings.webhook_capability_secret.get_secret_value(),
-                # Valid past the deadline, so a late result still gets its 409, not a 401.
-                ttl_seconds=settings.analysis_deadline_seconds + 24 * 3600,
-            )
-            topics = Topics(settings.analysis_result_topic, settings.job_status_topic)
-            finisher = Finisher(store, KafkaEvents(broker), topics)
-            requester = Requester(
-                store=store,
-                server=HttpAnalysisServer(http, settings.analysis_server_url),
-                presigner=S3Presigner(s3, settings.presign_expiry_seconds),
-                capabilities=capabilities,
-                finisher=finisher,
-                public_base_url=settings.public_base_url,
-                max_attempts=settings.request_max_attempts,
-                base_delay=settings.retry_base_delay_seconds,
-                max_delay=settings.retry_max_delay_seconds,
-                lease_seconds=settings.request_lease_seconds,
-                metadata=settings.analysis_request_metadata,
-            )
-            stack.push_async_callback(requester.stop)
-            running.append(Running(store, requester))
-            signing = settings.webhook_signing_secret
-            app.state.webhook_deps = WebhookDeps(
-                store=store,
-                finisher=finisher,
-                capabilities=capabilities,
-                signing_secret=signing.get_secret_value() if signing else None,
-                tolerance_seconds=settings.webhook_tolerance_seconds,
-            )
-            app.state.requester = requester
+            await stack.enter_async_context(store)  # the pool, and the schema
+            await stack.enter_async_context(presigner)
+            await stack.enter_async_context(server)
+            stack.push_async_callback(bridge.requester.stop)
             # The producer first, so webhooks can be served at once; the consumer joins
             # its group in the background. After a crash that join waits for the dead
             # member's session to time out (~10 s), and the analysis server's webhooks
             # for jobs requested before the crash must not be refused meanwhile.
             await broker.connect()
             stack.push_async_callback(broker.stop)
-            consuming = asyncio.create_task(_consume(broker), name="audio-stored-consumer")
-            stack.push_async_callback(_cancel, consuming)
-            app.state.consuming = consuming
+            consumer.start()
+            stack.push_async_callback(consumer.stop)
             lag = asyncio.create_task(watch_consumer_lag(broker), name="consumer-lag")
             stack.push_async_callback(_cancel, lag)
-            sweeper = Sweeper(
-                store,
-                finisher,
-                requester,
-                interval_seconds=settings.deadline_sweep_interval_seconds,
-                deadline_seconds=settings.analysis_deadline_seconds,
-            )
-            sweeping = asyncio.create_task(sweeper.run(), name="deadline-sweeper")
-            try:
-                yield
-            finally:
-                await _cancel(sweeping)
-                running.clear()
+            sweeping = asyncio.create_task(bridge.sweeper.run(), name="deadline-sweeper")
+            stack.push_async_callback(_cancel, sweeping)
+            yield
 
-    async def database() -> bool:
-        return bool(running) and await running[0].store.ping()
-
-    async def consumer_alive() -> bool:
-        """Joining the group may take a while; failing to start may not pass unseen."""
-        consuming: asyncio.Task[None] | None = getattr(app.state, "consuming", None)
-        if consuming is None:
-            return False
-        if not consuming.done():
-            return True
-        return not consuming.cancelled() and consuming.exception() is None
-
-    app = create_app(
+    app = http.create_app(
         title="analyzer-bridge",
-        service="analyzer-bridge",
+        service=SERVICE,
         description=DESCRIPTION,
         lifespan=lifespan,
-        readiness=[database, broker_connected(broker), consumer_alive],
+        readiness=[_database(store), broker_connected(broker), consumer.consumer_alive],
     )
-    app.include_router(router)
+    app.include_router(routes.router)
     app.state.broker = broker
+    app.state.webhooks = bridge.webhooks
     return app
 
 
-async def _consume(broker: KafkaBroker) -> None:
-    try:
-        await broker.start()
-    except Exception:
-        log.exception("the audio.stored consumer did not start; the service is not ready")
-        raise
+def _database(store: AnalysisStore) -> ReadinessCheck:
+    async def database() -> bool:
+        return await store.ping()
+
+    return database
+
+
+class Consumer:
+    """The ``audio.stored`` consumer, joining its group in the background."""
+
+    def __init__(self, broker: KafkaBroker) -> None:
+        self._broker = broker
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._consume(), name="audio-stored-consumer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            await _cancel(self._task)
+
+    async def consumer_alive(self) -> bool:
+        """Joining the group may take a while; failing to start may not pass unseen."""
+        if self._task is None:
+            return False
+        if not self._task.done():
+            return True
+        return not self._task.cancelled() and self._task.exception() is None
+
+    async def _consume(self) -> None:
+        try:
+            await self._broker.start()
+        except Exception:
+            log.exception("the audio.stored consumer did not start; the service is not ready")
+            raise
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

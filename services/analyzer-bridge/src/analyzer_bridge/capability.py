@@ -10,6 +10,9 @@ from servicekit.tokens import JobTokens
 
 AUDIENCE = "audiopipe:analysis-webhook"
 
+WEBHOOK_PATH = "/tokens/webhook/analysis-complete"
+"""The route the capability URL points at (docs/architecture.md §2)."""
+
 
 class Capabilities(JobTokens):
     def __init__(self, secret: str, ttl_seconds: float) -> None:

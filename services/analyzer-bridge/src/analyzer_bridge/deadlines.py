@@ -4,12 +4,13 @@ pending requests nobody holds (docs/architecture.md §5.5: nothing waits forever
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
+from analyzer_bridge.analysis import Outcome
 from analyzer_bridge.finishing import Finisher
-from analyzer_bridge.requests import Requester
-from analyzer_bridge.store import Outcome, Store
+from analyzer_bridge.ports import AnalysisStore, DependencyUnavailable
+from analyzer_bridge.requesting import Requester
 from contracts import ErrorCode
-from servicekit.http import DependencyUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -21,18 +22,20 @@ most likely being published right now."""
 class Sweeper:
     def __init__(
         self,
-        store: Store,
+        store: AnalysisStore,
         finisher: Finisher,
         requester: Requester,
         *,
         interval_seconds: float,
         deadline_seconds: float,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._store = store
         self._finisher = finisher
         self._requester = requester
         self._interval = interval_seconds
         self._deadline_seconds = deadline_seconds
+        self._sleep = sleep
 
     async def sweep(self) -> None:
         message = f"no analysis result within {self._deadline_seconds:g} s"
@@ -56,4 +59,4 @@ class Sweeper:
                 log.warning("deadline sweep failed (%s); trying again", exc)
             except Exception:
                 log.exception("deadline sweep failed; trying again")
-            await asyncio.sleep(self._interval)
+            await self._sleep(self._interval)

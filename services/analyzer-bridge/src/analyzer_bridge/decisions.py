@@ -2,7 +2,7 @@
 
 from enum import Enum
 
-from analyzer_bridge.store import Analysis, Outcome, State
+from analyzer_bridge.analysis import Analysis, Outcome, State
 from contracts import AnalysisWebhook, JobStatus, WebhookStatus, stage_progress
 
 

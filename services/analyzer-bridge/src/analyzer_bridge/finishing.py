@@ -1,4 +1,4 @@
-"""Making a job final: one winner, then its events.
+"""Making a job final: one winner, then its events (docs/architecture.md §3, §5.3).
 
 Order: claim the final state first (a conditional ``UPDATE ... RETURNING``), publish
 after. Claiming first is what makes two racing finals (a webhook and the deadline
@@ -13,12 +13,14 @@ import logging
 from datetime import UTC, datetime
 from enum import Enum
 
+from analyzer_bridge.analysis import Analysis, Outcome
 from analyzer_bridge.decisions import Verdict, judge_final
-from analyzer_bridge.events import EventSink, Topics, analyzing, final_events
-from analyzer_bridge.store import Analysis, Outcome, Store
-from contracts import AnalysisCompleted, AnalysisFailed
+from analyzer_bridge.ports import AnalysisStore, EventPublisher
+from contracts import AnalysisCompleted, AnalysisFailed, JobStatus, JobStatusChanged, stage_progress
 
 log = logging.getLogger(__name__)
+
+ANALYZING_START = stage_progress(JobStatus.ANALYZING, 0)
 
 
 class Finish(Enum):
@@ -29,10 +31,9 @@ class Finish(Enum):
 
 
 class Finisher:
-    def __init__(self, store: Store, events: EventSink, topics: Topics) -> None:
+    def __init__(self, store: AnalysisStore, events: EventPublisher) -> None:
         self._store = store
         self._events = events
-        self._topics = topics
 
     async def finish(self, job_id: str, outcome: Outcome, webhook_id: str | None = None) -> Finish:
         row = await self._store.claim_final(job_id, outcome, webhook_id)
@@ -61,10 +62,48 @@ class Finisher:
             assert row.outcome.error is not None
             result = AnalysisFailed(job_id=row.job_id, error=row.outcome.error, failed_at=at)
         (analysis, analysis_id), (status, status_id) = final_events(row.job_id, result, at)
-        await self._events.publish(self._topics.analysis_result, analysis, analysis_id)
-        await self._events.publish(self._topics.job_status, status, status_id)
+        await self._events.result(analysis, analysis_id)
+        await self._events.status(status, status_id)
         await self._store.mark_published(row.job_id)
 
     async def publish_analyzing(self, job_id: str, progress: int, detail: str) -> None:
         event, ce_id = analyzing(job_id, progress, detail)
-        await self._events.publish(self._topics.job_status, event, ce_id)
+        await self._events.status(event, ce_id)
+
+
+# Every ``ce_id`` is derived from what happened, so a republished event carries the id
+# of the first publish and readers drop the duplicate.
+
+
+def analyzing(job_id: str, progress: int, detail: str) -> tuple[JobStatusChanged, str]:
+    event = JobStatusChanged(
+        job_id=job_id, status=JobStatus.ANALYZING, progress=progress, detail=detail
+    )
+    return event, f"{job_id}:status:analyzing:{progress}"
+
+
+def final_events(
+    job_id: str,
+    result: AnalysisCompleted | AnalysisFailed,
+    at: datetime,
+) -> tuple[tuple[AnalysisCompleted | AnalysisFailed, str], tuple[JobStatusChanged, str]]:
+    """The ``analysis.result`` event and the final ``job.status`` of a job, with their ids."""
+    if isinstance(result, AnalysisCompleted):
+        status = JobStatusChanged(
+            job_id=job_id,
+            status=JobStatus.COMPLETED,
+            progress=stage_progress(JobStatus.COMPLETED),
+            detail="analysis completed",
+            result=result.result,
+            time=at,
+        )
+    else:
+        status = JobStatusChanged(
+            job_id=job_id,
+            status=JobStatus.FAILED,
+            progress=stage_progress(JobStatus.FAILED),
+            detail=result.error.message,
+            error=result.error,
+            time=at,
+        )
+    return (result, f"{job_id}:analysis-result"), (status, f"{job_id}:status:final")

@@ -17,6 +17,7 @@ import pydantic_core
 from pydantic import ValidationError
 
 from contracts import AnalysisWebhook, AudioFeatures, WebhookStatus
+from servicekit.http import describe_errors
 
 MAX_BODY_BYTES = 1024 * 1024
 """Largest webhook body accepted, and largest result once re-encoded: with its event's
@@ -130,13 +131,8 @@ message travels in the job's error."""
 
 
 def _describe(exc: ValidationError, prefix: str = "") -> str:
-    def where(loc: tuple[int | str, ...]) -> str:
-        return ".".join(str(p) for p in (prefix, *loc) if p != "") or "body"
-
     errors = exc.errors(include_url=False, include_input=False)
-    named = "; ".join(f"{where(e['loc'])}: {e['msg']}" for e in errors[:MAX_PROBLEMS])
-    more = len(errors) - MAX_PROBLEMS
-    return f"{named} (and {more} more)" if more > 0 else named
+    return describe_errors(errors, prefix=prefix, limit=MAX_PROBLEMS)
 
 
 def _json_type(value: object) -> str:

@@ -1,7 +1,8 @@
 import httpx
 import pytest
 
-from analyzer_bridge.requests import HttpAnalysisServer, ServerUnreachable
+from analyzer_bridge.adapters.analysis_server import HttpAnalysisServer
+from analyzer_bridge.ports import ServerUnreachable
 from contracts import AnalysisRequest
 
 pytestmark = pytest.mark.unit
@@ -17,8 +18,7 @@ REQUEST = AnalysisRequest(
 
 
 def server(handler) -> HttpAnalysisServer:
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    return HttpAnalysisServer(client, "http://analysis:8105/")
+    return HttpAnalysisServer("http://analysis:8105/", 10, transport=httpx.MockTransport(handler))
 
 
 async def test_posts_the_request_to_analyze():

@@ -1,91 +1,47 @@
-"""The bridge's durable state in PostgreSQL: one row per job's analysis (docs/architecture.md §8).
+"""The bridge's durable state in PostgreSQL (docs/architecture.md §8):
+:class:`analyzer_bridge.ports.AnalysisStore` over asyncpg, one row per job's analysis.
 
-A row is ``pending`` from the moment ``audio.stored`` is consumed until the analysis
-server accepts the request (``requested``), then ``completed`` or ``failed``. Every
-state change is a conditional ``UPDATE ... RETURNING``, so racing replicas, webhooks
-and the deadline sweeper agree on one winner. A database outage leaves every method
-as ``DependencyUnavailable`` (a 503 for a webhook, a redelivery for the consumer).
+Every state change is a conditional ``UPDATE ... RETURNING``, so racing replicas,
+webhooks and the deadline sweeper agree on one winner. The pool is opened, and the
+schema set up, when the store is entered (``async with``). A database outage leaves
+every method as ``DependencyUnavailable`` (a 503 for a webhook, a redelivery for the
+consumer); no asyncpg error leaves as itself.
 """
 
-from dataclasses import dataclass
-from datetime import datetime
-from enum import StrEnum
+from contextlib import AsyncExitStack
 
 import asyncpg
 
-from contracts import AudioFeatures, AudioStored, JobError
-from servicekit.postgres import unavailable_on_outage
+from analyzer_bridge.analysis import Analysis, Outcome, State
+from contracts import AudioFeatures, AudioStored
+from servicekit.postgres import create_pool, unavailable_on_outage
+from servicekit.resources import Resource
+from servicekit.settings import DatabaseSettings
 
 
-class State(StrEnum):
-    PENDING = "pending"
-    REQUESTED = "requested"
-    COMPLETED = "completed"
-    FAILED = "failed"
-
-    @property
-    def is_final(self) -> bool:
-        return self in (State.COMPLETED, State.FAILED)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How an analysis ended: a result or an error."""
-
-    result: AudioFeatures | None = None
-    error: JobError | None = None
-
-    @property
-    def state(self) -> State:
-        return State.COMPLETED if self.result is not None else State.FAILED
-
-    @classmethod
-    def failed(cls, code: str, message: str) -> "Outcome":
-        return cls(error=JobError(code=code, message=message))
-
-
-@dataclass(frozen=True)
-class Analysis:
-    job_id: str
-    state: State
-    bucket: str
-    key: str
-    size: int
-    sha256: str
-    content_type: str
-    filename: str
-    deadline: datetime
-    attempts: int
-    progress: int
-    outcome: Outcome | None
-    final_webhook_id: str | None
-    finished_at: datetime | None
-    published_at: datetime | None
-
-    @classmethod
-    def from_record(cls, r: asyncpg.Record) -> "Analysis":
-        outcome = None
-        if r["result"] is not None:
-            outcome = Outcome(result=AudioFeatures.model_validate_json(r["result"]))
-        elif r["error_code"] is not None:
-            outcome = Outcome.failed(r["error_code"], r["error_message"] or "")
-        return cls(
-            job_id=r["job_id"],
-            state=State(r["state"]),
-            bucket=r["bucket"],
-            key=r["key"],
-            size=r["size"],
-            sha256=r["sha256"],
-            content_type=r["content_type"],
-            filename=r["filename"],
-            deadline=r["deadline"],
-            attempts=r["attempts"],
-            progress=r["progress"],
-            outcome=outcome,
-            final_webhook_id=r["final_webhook_id"],
-            finished_at=r["finished_at"],
-            published_at=r["published_at"],
-        )
+def _analysis(r: asyncpg.Record) -> Analysis:
+    outcome = None
+    if r["result"] is not None:
+        outcome = Outcome(result=AudioFeatures.model_validate_json(r["result"]))
+    elif r["error_code"] is not None:
+        outcome = Outcome.failed(r["error_code"], r["error_message"] or "")
+    return Analysis(
+        job_id=r["job_id"],
+        state=State(r["state"]),
+        bucket=r["bucket"],
+        key=r["key"],
+        size=r["size"],
+        sha256=r["sha256"],
+        content_type=r["content_type"],
+        filename=r["filename"],
+        deadline=r["deadline"],
+        attempts=r["attempts"],
+        progress=r["progress"],
+        outcome=outcome,
+        final_webhook_id=r["final_webhook_id"],
+        finished_at=r["finished_at"],
+        published_at=r["published_at"],
+    )
 
 
 _SCHEMA = """
@@ -123,11 +79,30 @@ CREATE INDEX IF NOT EXISTS analyses_unpublished
 _OPEN = "state IN ('pending', 'requested')"
 
 
-class Store:
-    def __init__(self, pool: asyncpg.Pool, schema: str = "analyzer_bridge") -> None:
-        self._pool = pool
-        self._t = f"{schema}.analyses"
-        self._schema = schema
+class PostgresStore(Resource):
+    def __init__(self, settings: DatabaseSettings) -> None:
+        super().__init__()
+        self._settings = settings
+        self._schema = settings.database_schema
+        self._t = f"{self._schema}.analyses"
+        self._pool_: asyncpg.Pool[asyncpg.Record] | None = None
+
+    async def open(self, stack: AsyncExitStack) -> None:
+        settings = self._settings
+        pool = await create_pool(
+            settings.database_dsn,
+            max_size=settings.database_pool_size,
+            timeout_seconds=settings.database_timeout_seconds,
+        )
+        stack.push_async_callback(pool.close)
+        self._pool_ = pool
+        stack.callback(setattr, self, "_pool_", None)
+        await self.create_schema()
+
+    @property
+    def _pool(self) -> "asyncpg.Pool[asyncpg.Record]":
+        assert self._pool_ is not None, "enter the store (async with) before using it"
+        return self._pool_
 
     @unavailable_on_outage
     async def create_schema(self) -> None:
@@ -138,6 +113,8 @@ class Store:
 
     @unavailable_on_outage
     async def ping(self) -> bool:
+        if self._pool_ is None:
+            return False  # not started, or stopped
         return bool(await self._pool.fetchval("SELECT true"))
 
     @unavailable_on_outage
@@ -163,7 +140,7 @@ class Store:
     @unavailable_on_outage
     async def get(self, job_id: str) -> Analysis | None:
         r = await self._pool.fetchrow(f"SELECT * FROM {self._t} WHERE job_id = $1", job_id)
-        return Analysis.from_record(r) if r else None
+        return _analysis(r) if r else None
 
     @unavailable_on_outage
     async def take_attempt(self, job_id: str, owner: str, lease_seconds: float) -> Analysis | None:
@@ -180,7 +157,7 @@ class Store:
             owner,
             lease_seconds,
         )
-        return Analysis.from_record(r) if r else None
+        return _analysis(r) if r else None
 
     @unavailable_on_outage
     async def extend_lease(self, job_id: str, owner: str, lease_seconds: float) -> None:
@@ -250,7 +227,7 @@ class Store:
             error.message if error else None,
             webhook_id,
         )
-        return Analysis.from_record(r) if r else None
+        return _analysis(r) if r else None
 
     @unavailable_on_outage
     async def mark_published(self, job_id: str) -> None:
@@ -278,7 +255,7 @@ class Store:
             older_than_seconds,
             limit,
         )
-        return [Analysis.from_record(r) for r in rows]
+        return [_analysis(r) for r in rows]
 
     @unavailable_on_outage
     async def orphaned_pending(self, limit: int = 100) -> list[str]:

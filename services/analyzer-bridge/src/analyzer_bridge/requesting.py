@@ -16,82 +16,28 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Protocol, TypeVar
+from typing import TypeVar
 from urllib.parse import urlencode
 
-import httpx
-
-from analyzer_bridge.capability import Capabilities
-from analyzer_bridge.events import ANALYZING_START
-from analyzer_bridge.finishing import Finisher
-from analyzer_bridge.store import Outcome, Store
+from analyzer_bridge.analysis import Outcome
+from analyzer_bridge.capability import WEBHOOK_PATH, Capabilities
+from analyzer_bridge.finishing import ANALYZING_START, Finisher
+from analyzer_bridge.ports import (
+    AnalysisServer,
+    AnalysisStore,
+    DependencyUnavailable,
+    Presigner,
+    ServerAnswer,
+    ServerUnreachable,
+)
 from contracts import AnalysisRequest, ErrorCode
-from servicekit.http import DependencyUnavailable
 from servicekit.logs import job_id_var
 from servicekit.metrics import ANALYSIS_REQUESTS, ANALYSIS_RETRIES
+from servicekit.retry import backoff_delay, parse_retry_after
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_PATH = "/tokens/webhook/analysis-complete"
 T = TypeVar("T")
-
-
-# --- the analysis server ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ServerAnswer:
-    status: int
-    retry_after: str | None = None
-    message: str = ""
-
-
-class ServerUnreachable(Exception):
-    """No HTTP answer: connection refused or reset, or a timeout."""
-
-
-class AnalysisServer(Protocol):
-    async def analyze(self, request: AnalysisRequest) -> ServerAnswer: ...
-
-
-class HttpAnalysisServer:
-    def __init__(self, client: httpx.AsyncClient, base_url: str) -> None:
-        self._client = client
-        self._url = base_url.rstrip("/") + "/analyze"
-
-    async def analyze(self, request: AnalysisRequest) -> ServerAnswer:
-        try:
-            response = await self._client.post(self._url, json=request.model_dump(mode="json"))
-        except httpx.TransportError as exc:  # includes every timeout
-            raise ServerUnreachable(f"{type(exc).__name__}: {exc}") from exc
-        return ServerAnswer(
-            status=response.status_code,
-            retry_after=response.headers.get("retry-after"),
-            message=_message_of(response),
-        )
-
-
-def _message_of(response: httpx.Response) -> str:
-    """The server's explanation: our own error shape, FastAPI's ``detail``, or text."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:500]
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])[:500]
-        if "detail" in body:
-            return str(body["detail"])[:500]
-    return response.text[:500]
-
-
-class Presigner(Protocol):
-    async def presign_get(self, bucket: str, key: str) -> str: ...
-
-
-# --- the retry policy (pure) --------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -115,6 +61,7 @@ def is_retryable(status: int) -> bool:
 
 
 def classify(answer: ServerAnswer, now: datetime) -> Accepted | Retry | Rejected:
+    """What an answer of the analysis server means for the request."""
     if 200 <= answer.status < 300:
         return Accepted()
     if is_retryable(answer.status):
@@ -123,43 +70,11 @@ def classify(answer: ServerAnswer, now: datetime) -> Accepted | Retry | Rejected
     return Rejected(f"HTTP {answer.status}: {answer.message or 'rejected'}")
 
 
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value: delay-seconds or an HTTP-date
-    (RFC 9110 §10.2.3). None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
-def backoff_delay(
-    retry: int, base: float, cap: float, retry_after: float | None, jitter: float
-) -> float:
-    """Seconds before retry number ``retry`` (1 for the first): "full jitter" over an
-    exponentially growing window (https://aws.amazon.com/blogs/architecture/
-    exponential-backoff-and-jitter/), never sooner than the server asked.
-    ``jitter`` is a uniform random number in [0, 1)."""
-    window = min(cap, base * 2.0 ** (retry - 1))
-    delay = jitter * window
-    return delay if retry_after is None else max(delay, float(retry_after))
-
-
-# --- the requester ------------------------------------------------------------------
-
-
 class Requester:
     def __init__(
         self,
         *,
-        store: Store,
+        store: AnalysisStore,
         server: AnalysisServer,
         presigner: Presigner,
         capabilities: Capabilities,
@@ -204,6 +119,11 @@ class Requester:
         task = asyncio.create_task(self._run(job_id), name=f"analysis-request-{job_id}")
         self._tasks[job_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(job_id, None))
+
+    async def join(self) -> None:
+        """Wait until the requests under way here have ended (their tasks are done)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
     async def stop(self) -> None:
         """Cancel the requests under way; their rows stay pending for the next start."""
@@ -284,7 +204,7 @@ class Requester:
                 )
                 return
             delay = backoff_delay(
-                row.attempts, self._base_delay, self._max_delay, verdict.retry_after, self._jitter()
+                row.attempts, self._base_delay, self._max_delay, verdict.retry_after, self._jitter
             )
             remaining = (row.deadline - datetime.now(UTC)).total_seconds()
             if delay >= remaining:

@@ -17,11 +17,11 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 
-from analyzer_bridge.capability import Capabilities
+from analyzer_bridge.analysis import Outcome
+from analyzer_bridge.capability import WEBHOOK_PATH, Capabilities
 from analyzer_bridge.decisions import Verdict, job_progress, judge, outcome_of
 from analyzer_bridge.finishing import Finish, Finisher
-from analyzer_bridge.requests import WEBHOOK_PATH
-from analyzer_bridge.store import Outcome, Store
+from analyzer_bridge.ports import AnalysisStore, PublishError
 from analyzer_bridge.webhook_body import (
     MAX_BODY_BYTES,
     BodyTooLarge,
@@ -41,7 +41,10 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class WebhookDeps:
-    store: Store
+    """What the route needs; :mod:`analyzer_bridge.app` builds it and keeps it in
+    ``app.state.webhooks``."""
+
+    store: AnalysisStore
     finisher: Finisher
     capabilities: Capabilities
     signing_secret: str | None
@@ -50,9 +53,7 @@ class WebhookDeps:
 
 
 def _deps(request: Request) -> WebhookDeps:
-    deps = getattr(request.app.state, "webhook_deps", None)
-    if deps is None:
-        raise ApiError(503, "unavailable", "the service is starting")
+    deps = request.app.state.webhooks
     assert isinstance(deps, WebhookDeps)
     return deps
 
@@ -169,9 +170,7 @@ async def _publish(call: Awaitable[T]) -> T:
     already claimed is republished by the sweeper with the same ids."""
     try:
         return await call
-    except ApiError:
-        raise  # e.g. DependencyUnavailable: the database is down, already a 503
-    except Exception as exc:
+    except PublishError as exc:
         log.exception("publishing failed")
         raise ApiError(
             503, "unavailable", "could not record the event; retry", {"Retry-After": "5"}

@@ -1,0 +1,73 @@
+"""The ``audio.stored`` handler: record the job, then request its analysis.
+
+:func:`on_audio_stored` is a plain function of the message and the bridge's
+dependencies (:class:`Intake`, from the broker's context); :mod:`analyzer_bridge.app`
+registers it with an explicit ack policy: the offset is committed after the handler
+returns, i.e. after the ``pending`` row is committed in PostgreSQL. That row, not the
+HTTP request, is the durable effect; a redelivered event finds it and requests nothing
+new (docs/architecture.md §5.3).
+"""
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Annotated
+
+from faststream import Context
+from faststream.kafka.annotations import KafkaMessage
+
+from analyzer_bridge.ports import AnalysisStore, DependencyUnavailable, EventPublisher
+from analyzer_bridge.requesting import Requester
+from contracts import AudioStored
+from servicekit.kafka import PoisonMessage, decode_event
+from servicekit.logs import job_id_var
+
+log = logging.getLogger(__name__)
+
+RETRY_PAUSE_SECONDS = 1.0
+"""Pause before a failed message is redelivered, so a database outage is not a busy loop."""
+
+
+@dataclass
+class Intake:
+    """What the handler needs: where jobs are recorded, who requests them, where
+    poison goes, and each job's deadline."""
+
+    store: AnalysisStore
+    requester: Requester
+    events: EventPublisher
+    deadline_seconds: float
+    retry_pause_seconds: float = RETRY_PAUSE_SECONDS
+
+
+async def on_audio_stored(message: KafkaMessage, intake: Annotated[Intake, Context()]) -> None:
+    raw = message.raw_message
+    topic = raw.topic if not isinstance(raw, tuple) else ""
+    try:
+        event = decode_event(message.headers, message.body)
+        if not isinstance(event, AudioStored):
+            raise PoisonMessage(f"unexpected {type(event).__name__} on {topic}")
+    except PoisonMessage as exc:
+        key = raw.key if not isinstance(raw, tuple) else None
+        await intake.events.dead_letter(topic, key, message.body, dict(message.headers), str(exc))
+        return
+    job_id_var.set(event.job_id)
+    try:
+        await accept(intake, event)
+    except DependencyUnavailable as exc:
+        # Not committed: it comes again, from this offset, once the database is back.
+        log.warning("could not record the job (%s); it will be redelivered", exc)
+        await asyncio.sleep(intake.retry_pause_seconds)
+        raise
+    except Exception:
+        log.exception("could not record the job; it will be redelivered")
+        await asyncio.sleep(intake.retry_pause_seconds)
+        raise
+
+
+async def accept(intake: Intake, event: AudioStored) -> None:
+    if await intake.store.insert_pending(event, intake.deadline_seconds):
+        log.info("analysis pending", extra={"job_id": event.job_id})
+    # Also for a redelivery: the request is a no-op unless the row is still pending
+    # and nobody holds it (e.g. this process crashed before requesting).
+    intake.requester.submit(event.job_id)
