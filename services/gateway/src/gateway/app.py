@@ -1,19 +1,37 @@
 """The gateway's wiring: settings, Kafka broker, routes."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import asyncpg
 from fastapi import FastAPI
 
 from contracts import JobStatusChanged, UploadAborted, UploadFinished, UploadStarted, topics
+from gateway.adapters.postgres import UploadStore
 from gateway.auth import UploadAuth
 from gateway.ingest import UploadLimits
+from gateway.resumable import routes as resumable_routes
+from gateway.resumable.uploads import Resumable, expire_forever
 from gateway.routes import router
 from gateway.settings import Settings
 from gateway.sink import KafkaUploadSink
 from servicekit.http import allow_origins, create_app
 from servicekit.kafka import broker_connected, ensure_topics, make_broker, wait_for_kafka
 from servicekit.tokens import JobTokens
+
+RESUMABLE_HEADERS = (
+    "Upload-Complete",
+    "Upload-Offset",
+    "Upload-Length",
+    "Upload-Draft-Interop-Version",
+    "Repr-Digest",
+    "Content-Disposition",
+    "Tus-Resumable",
+    "Upload-Metadata",
+    "Upload-Checksum",
+    "Upload-Defer-Length",
+)
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
@@ -32,11 +50,26 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await wait_for_kafka(settings.kafka_bootstrap_servers)
         await ensure_topics(settings.kafka_bootstrap_servers, settings.kafka_topic_partitions)
-        await broker.start()
-        try:
-            yield
-        finally:
-            await broker.stop()
+        async with asyncpg.create_pool(settings.database_url, min_size=1) as pool:
+            store = UploadStore(pool, settings.upload_lock_wait_seconds)
+            await store.create_schema()
+            app.state.resumable = Resumable(
+                store,
+                app.state.sink,
+                app.state.limits,
+                app.state.tokens,
+                settings.upload_expiry_seconds,
+                settings.tus_checksum_max_bytes,
+            )
+            await broker.start()
+            expiry = asyncio.create_task(
+                expire_forever(app.state.resumable, settings.upload_expiry_sweep_seconds)
+            )
+            try:
+                yield
+            finally:
+                expiry.cancel()
+                await broker.stop()
 
     app = create_app(
         title="audiopipe gateway",
@@ -65,8 +98,9 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     allow_origins(
         app,
         settings.cors_allowed_origins,
-        methods=["POST"],
-        headers=["Authorization", "Content-Type"],
+        methods=["POST", "HEAD", "PATCH", "DELETE", "OPTIONS"],
+        headers=["Authorization", "Content-Type", *RESUMABLE_HEADERS],
     )
     app.include_router(router)
+    app.include_router(resumable_routes.router)
     return app

@@ -48,6 +48,7 @@ class OpenJob:
     progress: int = 0
     reported_at: float = 0.0
     broken: str | None = None
+    by_offset: bool = False
 
 
 class Assembler:
@@ -86,16 +87,33 @@ class Assembler:
         log.info("receiving upload" if not stored else "upload already stored; skipping it")
         return True
 
-    async def chunk(self, job_id: str, sequence: int, data: bytes) -> None:
+    async def chunk(
+        self, job_id: str, sequence: int, data: bytes, offset: int | None = None
+    ) -> None:
         job = self.jobs.get(job_id)
         if job is None or job.already_stored or job.broken:
             return
-        if sequence < job.next_sequence:
+        if offset is not None:
+            # A resumable upload's chunk is placed by its byte offset: a resumed append
+            # repeats what an interrupted one sent but never had recorded, so the bytes
+            # already held are skipped (docs/architecture.md §12). A chunk beyond them
+            # belongs to an append whose bytes were never acknowledged to the client;
+            # they come again. Size and sha256 are still verified at the end.
+            job.by_offset = True
+            if offset > job.size:
+                log.info("chunk at %d skipped: %d bytes held", offset, job.size)
+                return
+            data = data[job.size - offset :]
+            job.next_sequence = max(job.next_sequence, sequence + 1)
+            if not data:
+                return
+        elif sequence < job.next_sequence:
             return  # a redelivered chunk
-        if sequence > job.next_sequence:
+        elif sequence > job.next_sequence:
             job.broken = f"chunk {job.next_sequence} is missing (got {sequence})"
             return
-        job.next_sequence += 1
+        else:
+            job.next_sequence += 1
         job.size += len(data)
         job.sha256.update(data)
         job.buffer += data
@@ -275,7 +293,7 @@ async def _cancel(job: OpenJob) -> None:
 
 
 def _mismatch(job: OpenJob, event: UploadFinished) -> str | None:
-    if job.next_sequence != event.chunk_count:
+    if not job.by_offset and job.next_sequence != event.chunk_count:
         return f"received {job.next_sequence} chunks, the gateway sent {event.chunk_count}"
     if job.size != event.size:
         return f"received {job.size} bytes, the gateway sent {event.size}"

@@ -107,7 +107,15 @@ async def _dispatch(
         sequence = message_headers.get(headers.SEQUENCE, "")
         if not sequence.isdigit() or record.key is None:
             raise PoisonMessage("chunk without a job key or ce_sequence header")
-        await assembler.chunk(record.key.decode(), int(sequence), record.value or b"")
+        offset = message_headers.get(headers.UPLOAD_OFFSET)
+        if offset is not None and not offset.isdigit():
+            raise PoisonMessage(f"chunk with a bad {headers.UPLOAD_OFFSET} header")
+        await assembler.chunk(
+            record.key.decode(),
+            int(sequence),
+            record.value or b"",
+            int(offset) if offset is not None else None,
+        )
         return False
     event = decode_event(message_headers, record.value or b"")
     if isinstance(event, UploadStarted):
