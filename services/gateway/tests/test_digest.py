@@ -22,7 +22,7 @@ def test_a_saved_state_continues_to_the_same_digest_as_hashlib() -> None:
 
 
 def test_a_state_of_the_wrong_size_is_refused() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="bytes"):
         Sha256.restore(b"short")
 
 

@@ -221,3 +221,33 @@ async def test_idle_upload_expires_with_upload_expired(rig: UploadRig):
     )
     assert (await client.offset(location)).status_code == 410
     await eventually(lambda: _no_uploads(rig), within=60, what="the multipart upload aborted")
+
+
+async def test_curl_uploads_in_one_request_following_the_draft(rig: UploadRig, tmp_path):
+    import json
+    import shutil
+    import subprocess
+
+    if not shutil.which("curl"):
+        pytest.skip("curl is not installed")
+    gateway = await rig.service("gateway")
+    await rig.service("uploader")
+    data = audio_bytes(PART_BYTES + 999)
+    path = tmp_path / "c.wav"
+    path.write_bytes(data)
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [
+            "curl", "-sS", "-X", "POST", "--data-binary", f"@{path}",
+            "-H", "Upload-Draft-Interop-Version: 8", "-H", "Upload-Complete: ?1",
+            "-H", 'Content-Disposition: inline; filename="c.wav"',
+            "-w", "\n%{http_code}", f"{gateway.url}/tokens/t1/upload-audio",
+        ],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    body, status = done.stdout.rsplit("\n", 1)
+    assert status == "202", done.stdout
+    job = json.loads(body)
+    assert job["filename"] == "c.wav"
+    assert job["sha256"] == hashlib.sha256(data).hexdigest()
+    await stored(rig, job["job_id"], data)
