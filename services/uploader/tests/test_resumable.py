@@ -251,3 +251,59 @@ async def test_curl_uploads_in_one_request_following_the_draft(rig: UploadRig, t
     assert job["filename"] == "c.wav"
     assert job["sha256"] == hashlib.sha256(data).hexdigest()
     await stored(rig, job["job_id"], data)
+
+
+async def test_a_long_open_upload_does_not_hold_back_other_jobs_commits(rig: UploadRig):
+    """Item 3 of issue 13: once its first part is checkpointed, an open resumable upload
+    no longer holds its partition's committed offset; after a kill -9 of the uploader,
+    a job that finished meanwhile on the same partition is not replayed, and the open
+    upload continues from its checkpoint."""
+    import asyncpg
+    from aiokafka.partitioner import murmur2
+
+    from contracts import topics
+    from tests.support.kafka import partitions_of
+
+    gateway = await rig.service("gateway")
+    first = await rig.service("uploader", name="uploader-1")
+    client = DraftClient(gateway.url)
+    data = audio_bytes(PART_BYTES + 200_000)
+    created = await client.create(data)
+    location, job_id = created.headers["location"], created.json()["job_id"]
+    ok = await client.append(location, 0, data[:PART_BYTES], complete=False)
+    assert ok.status_code == 204
+
+    async def checkpointed() -> bool:
+        conn = await asyncpg.connect(rig.infra["DATABASE_URL"])
+        try:
+            size = await conn.fetchval(
+                "SELECT size FROM uploader.checkpoints WHERE job_id = $1", job_id
+            )
+        except asyncpg.UndefinedTableError:
+            size = None
+        finally:
+            await conn.close()
+        return size == PART_BYTES
+
+    await eventually(checkpointed, within=60, what="the first part checkpointed")
+    count = len(await partitions_of(rig.infra["KAFKA_BOOTSTRAP_SERVERS"], topics.AUDIO_UPLOAD))
+
+    def partition(key: str) -> int:
+        return (murmur2(key.encode()) & 0x7FFFFFFF) % count
+
+    neighbour = None
+    for _ in range(40):  # one-shot uploads until one shares the open upload's partition
+        job = await rig.upload(gateway, audio_bytes(100_000))
+        if partition(job["job_id"]) == partition(job_id):
+            neighbour = job["job_id"]
+            break
+    assert neighbour is not None
+    await eventually(
+        lambda: "uploaded" in rig.status.statuses(neighbour), within=60, what="neighbour stored"
+    )
+    first.kill()
+    await rig.service("uploader", name="uploader-2")
+    done = await client.append(location, PART_BYTES, data[PART_BYTES:], complete=True)
+    assert done.status_code == 202, done.text
+    await stored(rig, job_id, data)
+    assert rig.status.statuses(neighbour).count("uploaded") == 1

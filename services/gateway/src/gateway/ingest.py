@@ -27,9 +27,9 @@ from contracts import (
     topics,
 )
 from gateway.form import FileFieldReader, MalformedForm, boundary_of
-from gateway.resumable.digest import Sha256
 from gateway.sink import Ack, UploadSink
 from gateway.sniff import SNIFF_BYTES, sniff_audio
+from servicekit.digest import Sha256
 from servicekit.http import ApiError
 from servicekit.logs import job_id_var
 

@@ -22,3 +22,7 @@ class Settings(S3Settings):
         gt=0,
         description="At most one `uploading` progress event per job per interval.",
     )
+    database_url: str = Field(
+        default="postgresql://audiopipe:audiopipe@127.0.0.1:15432/audiopipe",
+        description="PostgreSQL holding the checkpoints of open resumable uploads.",
+    )

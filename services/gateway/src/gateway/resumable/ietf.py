@@ -4,8 +4,9 @@
 Creation is ``POST /tokens/{token_id}/upload-audio`` with ``Upload-Complete``; the
 upload resource is ``/uploads/{job_id}`` (HEAD offset retrieval, PATCH append with
 ``application/partial-upload``, DELETE cancellation, OPTIONS limits). No ``104 (Upload
-Resumption Supported)`` is sent: an ASGI application cannot send an informational
-response through uvicorn (ASGI has no message for one). ``Location`` is therefore in
+Resumption Supported)`` is sent: ASGI has no message for an arbitrary informational
+response, and uvicorn sends none on HTTP/1.1 (its ``http.response.early_hint`` is
+HTTP/2 only, and 103). ``Location`` is therefore in
 the final response only; a client that must be able to resume from its first byte
 creates the upload with an empty ``Upload-Complete: ?0`` request first (the draft's
 "careful upload creation").

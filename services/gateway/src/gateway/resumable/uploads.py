@@ -33,9 +33,9 @@ from contracts import (
 from gateway.accepted import accepted_body
 from gateway.adapters.postgres import Lease, LockBusy, State, UploadRow, UploadStore
 from gateway.ingest import Acked, ChunkPipeline, UploadLimits
-from gateway.resumable.digest import Sha256
 from gateway.sink import UploadSink
 from gateway.sniff import SNIFF_BYTES, sniff_audio
+from servicekit.digest import Sha256
 from servicekit.http import ApiError
 from servicekit.logs import job_id_var
 from servicekit.tokens import JobTokens, TokenProblem
