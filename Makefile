@@ -62,3 +62,4 @@ docs: setup  ## regenerate the AsyncAPI and OpenAPI documents in docs/
 bench: setup  ## run the benchmarks (results in bench/results)
 	@$(UV) run --frozen python -m bench.upload
 	@$(UV) run --frozen python -m bench.sse
+	@$(UV) run --frozen python -m bench.resumable
