@@ -100,6 +100,21 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         settings.cors_allowed_origins,
         methods=["POST", "HEAD", "PATCH", "DELETE", "OPTIONS"],
         headers=["Authorization", "Content-Type", *RESUMABLE_HEADERS],
+        # What a resumable client on another origin must read from the answers.
+        expose=[
+            "Location",
+            "Upload-Offset",
+            "Upload-Length",
+            "Upload-Complete",
+            "Upload-Limit",
+            "Upload-Expires",
+            "Repr-Digest",
+            "Tus-Resumable",
+            "Tus-Version",
+            "Tus-Extension",
+            "Tus-Max-Size",
+            "Tus-Checksum-Algorithm",
+        ],
     )
     app.include_router(router)
     app.include_router(resumable_routes.router)
