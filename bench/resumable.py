@@ -117,6 +117,7 @@ async def main() -> None:
     try:
         env = stack.env()
         edge = stack.edge_url
+        gateway = "http://" + next(s.address for s in stack.status() if s.name == "gateway")
         watcher = StoredWatcher(env["KAFKA_BOOTSTRAP_SERVERS"])
         await watcher.start()
         data = audio(size, 11)
@@ -126,6 +127,7 @@ async def main() -> None:
             ours.append(await resumable_round(edge, data, watcher))
             oneshot.append(await oneshot_round(edge, data, watcher))
         resumes = [await cut_and_resume(edge, data, chunk) for _ in range(cuts)]
+        direct = [await cut_and_resume(gateway, data, chunk) for _ in range(cuts)]
         await watcher.stop()
     finally:
         stack.down(only=info)
@@ -144,6 +146,18 @@ async def main() -> None:
         {
             "measure": f"bytes re-sent, worst of {cuts}",
             "value": round(max(resent) / 1024, 1),
+            "unit": "KiB",
+            "target": "",
+        },
+        {
+            "measure": f"bytes re-sent, client straight to the gateway, median of {cuts}",
+            "value": round(statistics.median(r["resent"] for r in direct) / 1024, 1),
+            "unit": "KiB",
+            "target": f"≤ {chunk // 1024} (one chunk)",
+        },
+        {
+            "measure": f"bytes re-sent, straight to the gateway, worst of {cuts}",
+            "value": round(max(r["resent"] for r in direct) / 1024, 1),
             "unit": "KiB",
             "target": "",
         },
