@@ -13,25 +13,21 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.tus import tus_client_dir
 from tests.support.waiting import eventually
 
 from .conftest import PART_BYTES, UploadRig, audio_bytes
 
 pytestmark = pytest.mark.integration
 
-CLIENT = Path(__file__).resolve().parents[3] / "tests" / "clients" / "tus"
 TUS = {"Tus-Resumable": "1.0.0"}
 
 
 @pytest.fixture(scope="module")
 def tus_client() -> Path:
-    if not shutil.which("node") or not shutil.which("npm"):
-        pytest.skip("node and npm are needed for tus-js-client")
-    if not (CLIENT / "node_modules" / "tus-js-client").exists():
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund"], cwd=CLIENT, check=True, capture_output=True
-        )
-    return CLIENT / "upload.mjs"
+    if not shutil.which("node"):
+        pytest.skip("node is needed for tus-js-client")
+    return tus_client_dir() / "upload.mjs"
 
 
 async def node(script: Path, *args: str) -> list[dict]:
