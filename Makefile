@@ -64,3 +64,4 @@ bench: setup  ## run the benchmarks (results in bench/results)
 	@$(UV) run --frozen python -m bench.sse
 	@$(UV) run --frozen python -m bench.decode
 	@$(UV) run --frozen python -m bench.kafka_outage
+	@$(UV) run --frozen python -m bench.resumable

@@ -184,8 +184,85 @@ async function run(file, card) {
   await follow(job, card);
 }
 
-// XMLHttpRequest rather than fetch: only it reports upload progress.
+// Files from this size on go up as resumable uploads (the IETF draft, interop version
+// 8, docs/architecture.md section 12): in pieces, resumed from the server's offset
+// after the network drops.
+const RESUMABLE_FROM = 1024 * 1024;
+const DRAFT = { "Upload-Draft-Interop-Version": "8" };
+
 function send(file, card) {
+  return file.size >= RESUMABLE_FROM ? sendResumable(file, card) : sendOnce(file, card);
+}
+
+async function sendResumable(file, card) {
+  card.sending(0, file.size);
+  const name = file.name.replace(/[^\x20-\x7e]|"/g, "_");
+  const created = await request("POST", "/tokens/demo/upload-audio", {
+    ...DRAFT, "Upload-Complete": "?0", "Upload-Length": String(file.size),
+    "Content-Disposition": `inline; filename="${name}"`,
+  }).catch(() => { throw new Error("The upload could not reach the server."); });
+  if (created.status !== 201) throw new Error(uploadError(created.status, created.body.error));
+  const location = created.xhr.getResponseHeader("Location");
+  const piece = Math.min(4 << 20, Math.max(256 << 10, Math.ceil(file.size / 8)));
+  let offset = 0;
+  let failures = 0;
+  for (;;) {
+    const end = Math.min(offset + piece, file.size);
+    const last = end === file.size;
+    let answer;
+    try {
+      answer = await request("PATCH", location, {
+        ...DRAFT, "Content-Type": "application/partial-upload",
+        "Upload-Offset": String(offset), "Upload-Complete": last ? "?1" : "?0",
+      }, file.slice(offset, end), (loaded) => card.sending(offset + loaded, file.size));
+    } catch (_lost) {
+      failures += 1;
+      if (failures > 30) throw new Error("The upload could not reach the server.");
+      card.note("Connection lost; the upload resumes when it is back…");
+      await online();
+      await new Promise((r) => setTimeout(r, Math.min(250 * failures, 3000)));
+      try {
+        const head = await request("HEAD", location, DRAFT);
+        if (head.status === 204) offset = Number(head.xhr.getResponseHeader("Upload-Offset"));
+      } catch (_stillLost) { /* try again */ }
+      continue;
+    }
+    failures = 0;
+    if (answer.status === 409 && answer.xhr.getResponseHeader("Upload-Offset") !== null) {
+      offset = Number(answer.xhr.getResponseHeader("Upload-Offset"));
+    } else if (last && answer.status === 202) {
+      return answer.body;
+    } else if (answer.status === 204) {
+      offset = end;
+    } else {
+      throw new Error(uploadError(answer.status, answer.body.error));
+    }
+  }
+}
+
+function online() {
+  if (navigator.onLine) return Promise.resolve();
+  return new Promise((resolve) => window.addEventListener("online", resolve, { once: true }));
+}
+
+function request(method, url, headers, body = null, onProgress = null) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open(method, url);
+    for (const [name, value] of Object.entries(headers)) xhr.setRequestHeader(name, value);
+    if (onProgress) xhr.upload.onprogress = (e) => onProgress(e.loaded);
+    xhr.onerror = () => reject(new Error("network"));
+    xhr.onload = () => {
+      let parsed = {};
+      try { parsed = JSON.parse(xhr.responseText); } catch (_) { /* no JSON body */ }
+      resolve({ status: xhr.status, body: parsed, xhr });
+    };
+    xhr.send(body);
+  });
+}
+
+// XMLHttpRequest rather than fetch: only it reports upload progress.
+function sendOnce(file, card) {
   return new Promise((resolve, reject) => {
     const form = new FormData();
     form.append("file", file);

@@ -16,6 +16,10 @@ SUBJECT: Final = "ce_subject"
 """The job id the event is about (also the Kafka key)."""
 SEQUENCE: Final = "ce_sequence"
 """CloudEvents ``sequence`` extension: the 0-based index of an upload chunk."""
+UPLOAD_OFFSET: Final = "ce_uploadoffset"
+"""On the chunks of a resumable upload: the byte offset of the chunk's first byte in the
+file. A resumed append may repeat bytes an interrupted one had sent; the uploader
+places each chunk by this offset and skips what it already holds."""
 CONTENT_TYPE: Final = "content-type"
 DLQ_REASON: Final = "dlq_reason"
 """On ``<topic>.dlq`` messages: why the message could not be processed."""

@@ -30,7 +30,9 @@ class FakeSink:
         self.messages.append((topic, ce_id, event))
         return ack
 
-    async def chunk(self, job_id: str, sequence: int, data: bytes) -> Ack:
+    async def chunk(
+        self, job_id: str, sequence: int, data: bytes, offset: int | None = None
+    ) -> Ack:
         ack = self._ack()
         self.messages.append((topics.AUDIO_UPLOAD, CeType.UPLOAD_CHUNK, (sequence, data)))
         return ack

@@ -213,3 +213,23 @@ async def test_once_kafka_answers_again_uploads_are_accepted() -> None:
         accepted = await http.post("/tokens/t-1/upload-audio", files=FILES)
     assert refused.status_code == 503 and refused.json()["error"]["code"] == "unavailable"
     assert accepted.status_code == 202
+
+
+async def test_a_listed_origin_may_run_a_resumable_client_and_read_its_headers() -> None:
+    origin = "https://app.example"
+    http, _ = client(cors_allowed_origins=[origin])
+    async with http:
+        preflight = await http.options(
+            "/uploads/00000000-0000-4000-8000-000000000000",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "PATCH",
+                "Access-Control-Request-Headers": "upload-offset, tus-resumable",
+            },
+        )
+        assert preflight.status_code == 200
+        assert "PATCH" in preflight.headers["access-control-allow-methods"]
+        answer = await http.post("/tokens/t1/upload-audio", headers={"Origin": origin})
+    exposed = answer.headers["access-control-expose-headers"].lower()
+    assert "location" in exposed
+    assert "upload-offset" in exposed

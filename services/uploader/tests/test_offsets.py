@@ -34,3 +34,15 @@ def test_partitions_are_independent_and_revocation_returns_open_jobs() -> None:
     assert t.safe_offset("p1") == 41
     assert t.forget("p0") == ["a"]
     assert t.safe_offset("p0") is None
+
+
+def test_a_checkpointed_job_holds_only_its_unsaved_chunk_or_nothing() -> None:
+    tracker = CommitTracker()
+    tracker.opened("p", "long", 3)
+    tracker.opened("p", "short", 10)
+    tracker.processed("p", 20)
+    assert tracker.safe_offset("p") == 3
+    assert tracker.safe_offset("p", {"long": 12}) == 10
+    tracker.closed("p", "short")
+    assert tracker.safe_offset("p", {"long": 12}) == 12
+    assert tracker.safe_offset("p", {"long": None}) == 21

@@ -58,3 +58,22 @@ class FakeEvents:
 
     def statuses(self) -> list[str]:
         return [e.status for _, e in self.events if isinstance(e, JobStatusChanged)]
+
+
+class FakeCheckpoints:
+    def __init__(self) -> None:
+        from uploader.ports import Checkpoint
+
+        self.saved: dict[str, Checkpoint] = {}
+
+    async def save(self, checkpoint) -> None:  # type: ignore[no-untyped-def]
+        self.saved[checkpoint.started.job_id] = checkpoint
+
+    async def load(self, job_id: str):  # type: ignore[no-untyped-def]
+        return self.saved.get(job_id)
+
+    async def delete(self, job_id: str) -> None:
+        self.saved.pop(job_id, None)
+
+    async def upload_ids(self) -> set[str]:
+        return {c.upload_id for c in self.saved.values()}

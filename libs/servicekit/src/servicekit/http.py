@@ -150,6 +150,7 @@ def allow_origins(
     *,
     methods: Sequence[str],
     headers: Sequence[str] = ("Authorization",),
+    expose: Sequence[str] = (),
 ) -> None:
     """Let pages from exactly ``origins`` call ``app`` from a browser, cookies included.
 
@@ -167,6 +168,7 @@ def allow_origins(
         allow_credentials=True,
         allow_methods=list(methods),
         allow_headers=list(headers),
+        expose_headers=list(expose),
         max_age=600,
     )
 

@@ -9,11 +9,10 @@ Anything that goes wrong after ``UploadStarted`` was sent is followed by
 """
 
 import asyncio
-import hashlib
 import logging
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +30,7 @@ from contracts import (
 from gateway.form import FileFieldReader, MalformedForm, NoFileField, NotAForm, boundary_of
 from gateway.sink import Ack, UploadSink
 from gateway.sniff import SNIFF_BYTES, header_bytes, sniff_audio
+from servicekit.digest import Sha256
 from servicekit.http import ApiError, DependencyUnavailable
 from servicekit.logs import job_id_var
 
@@ -57,18 +57,46 @@ class Ingested:
     sha256: str
 
 
-class _Upload:
-    """One upload in progress: chunking, hashing and the acknowledgements in flight."""
+@dataclass(frozen=True)
+class Acked:
+    """What Kafka holds once a chunk is acknowledged: the bytes up to ``size``, in
+    ``sequence`` chunks, and the digest state after them."""
 
-    def __init__(self, sink: UploadSink, limits: UploadLimits, job_id: str) -> None:
+    size: int
+    sequence: int
+    digest: bytes
+
+
+class ChunkPipeline:
+    """One upload in progress: chunking, hashing and the acknowledgements in flight.
+
+    A resumable append (gateway.resumable) continues an upload: it starts at the stored
+    ``size``, ``sequence`` and digest, marks each chunk with its byte offset, and hears
+    of every acknowledged chunk through ``on_acked`` to advance the stored offset."""
+
+    def __init__(
+        self,
+        sink: UploadSink,
+        limits: UploadLimits,
+        job_id: str,
+        *,
+        size: int = 0,
+        sequence: int = 0,
+        digest: Sha256 | None = None,
+        offsets: bool = False,
+        on_acked: Callable[[Acked], Awaitable[None]] | None = None,
+    ) -> None:
         self.sink = sink
         self.limits = limits
         self.job_id = job_id
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-        self.sequence = 0
+        self.sha256 = digest or Sha256()
+        self.size = size
+        self.sent = size
+        self.sequence = sequence
+        self.offsets = offsets
+        self.on_acked = on_acked
         self.buffer = bytearray()
-        self.in_flight: deque[Ack] = deque()
+        self.in_flight: deque[tuple[Ack, Acked | None]] = deque()
         self.started = False
 
     async def add(self, piece: bytes) -> None:
@@ -77,7 +105,6 @@ class _Upload:
             raise ApiError(
                 413, "too_large", f"the file is larger than {self.limits.max_bytes} bytes"
             )
-        self.sha256.update(piece)
         self.buffer += piece
         while len(self.buffer) >= self.limits.chunk_bytes:
             await self._send_chunk(bytes(self.buffer[: self.limits.chunk_bytes]))
@@ -88,13 +115,27 @@ class _Upload:
             await self._send_chunk(bytes(self.buffer))
             self.buffer.clear()
         while self.in_flight:
-            await self.confirm(self.in_flight.popleft())
+            await self._await_first()
 
     async def _send_chunk(self, data: bytes) -> None:
         if len(self.in_flight) >= self.limits.max_chunks_in_flight:
-            await self.confirm(self.in_flight.popleft())
-        self.in_flight.append(await self.sink.chunk(self.job_id, self.sequence, data))
+            await self._await_first()
+        # Hashed as it is sent, so that the state stored with an acknowledged chunk is
+        # exactly that of the bytes up to its end.
+        self.sha256.update(data)
+        offset = self.sent if self.offsets else None
+        ack = await self.sink.chunk(self.job_id, self.sequence, data, offset=offset)
+        self.sent += len(data)
         self.sequence += 1
+        checkpoint = Acked(self.sent, self.sequence, self.sha256.state())
+        self.in_flight.append((ack, checkpoint))
+
+    async def _await_first(self) -> None:
+        ack, checkpoint = self.in_flight[0]
+        await self.confirm(ack)
+        self.in_flight.popleft()
+        if checkpoint is not None and self.on_acked is not None:
+            await self.on_acked(checkpoint)
 
     async def confirm(self, ack: Ack) -> None:
         # The sink ends the wait as soon as it sees the broker down; the timeout here is
@@ -137,7 +178,7 @@ async def ingest(
     job_id = str(uuid.uuid4())
     job_id_var.set(job_id)
     reader = FileFieldReader(boundary)
-    upload = _Upload(sink, limits, job_id)
+    upload = ChunkPipeline(sink, limits, job_id)
     head = bytearray()
     media_type = ""
     header_needed = 0
@@ -161,14 +202,14 @@ async def ingest(
         started = UploadStarted(
             job_id=job_id,
             token_id=token_id,
-            filename=_clean_filename(reader.filename),
+            filename=clean_filename(reader.filename),
             content_type=media_type,
             owner=owner,
             chunk_size=limits.chunk_bytes,
             size_hint=content_length,
         )
         upload.in_flight.append(
-            await upload.sink.event(topics.AUDIO_UPLOAD, started, f"{job_id}:started")
+            (await upload.sink.event(topics.AUDIO_UPLOAD, started, f"{job_id}:started"), None)
         )
         upload.started = True
         await upload.add(bytes(head))
@@ -206,7 +247,7 @@ async def ingest(
         kafka_failed = isinstance(exc, (KafkaError, TimeoutError))
         if upload.started:
             # With Kafka failing, the client is not kept waiting for the marker too.
-            await _abort(upload, _reason(exc), wait=not kafka_failed)
+            await abort(upload, _reason(exc), wait=not kafka_failed)
         if isinstance(exc, MalformedForm):
             raise ApiError(400, "malformed_form", str(exc)) from exc
         if isinstance(exc, ClientDisconnect):
@@ -234,7 +275,7 @@ async def ingest(
     log.info("accepted upload of %d bytes as %s", upload.size, media_type)
     return Ingested(
         job_id=job_id,
-        filename=_clean_filename(reader.filename),
+        filename=clean_filename(reader.filename),
         content_type=media_type,
         size=upload.size,
         sha256=upload.sha256.hexdigest(),
@@ -262,12 +303,12 @@ def _acknowledge_later(ack: Ack) -> None:
     _keep(ack, "the accepted status")
 
 
-async def _abort(upload: _Upload, reason: str, *, wait: bool) -> None:
+async def abort(upload: ChunkPipeline, reason: str, *, wait: bool = True) -> None:
     """Follow what was sent of the upload with ``UploadAborted`` so that the uploader
     drops it. The marker goes behind the job's chunks (same key, same partition, so in
     order); with ``wait``, the acknowledgement is awaited, bounded."""
     log.warning("upload aborted: %s", reason)
-    for ack in upload.in_flight:
+    for ack, _ in upload.in_flight:
         ack.cancel()
     marker = UploadAborted(job_id=upload.job_id, reason=reason)
     if not wait:
@@ -286,7 +327,7 @@ async def _abort(upload: _Upload, reason: str, *, wait: bool) -> None:
         log.warning("the abort marker is not acknowledged yet: %r", exc)
 
 
-async def _queue_abort(upload: _Upload, marker: UploadAborted) -> None:
+async def _queue_abort(upload: ChunkPipeline, marker: UploadAborted) -> None:
     """Hand the abort marker to the producer, retrying while the broker is down. Once
     handed over, the idempotent producer retries it until the broker takes it."""
     loop = asyncio.get_running_loop()
@@ -320,7 +361,7 @@ def _too_short(size: int, media_type: str, needed: int) -> ApiError:
     )
 
 
-def _clean_filename(name: str | None) -> str:
+def clean_filename(name: str | None) -> str:
     if not name:
         return "upload"
     base = name.replace("\\", "/").rsplit("/", 1)[-1]

@@ -4,46 +4,20 @@ import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response
-from pydantic import BaseModel, Field
 
+from gateway.accepted import ErrorBody, UploadAccepted, accepted_body, set_progress_cookie
 from gateway.auth import UploadAuth
 from gateway.ingest import UploadLimits, ingest
+from gateway.resumable import ietf, tus
+from gateway.resumable.routes import get_resumable
 from gateway.sink import UploadSink
 from servicekit.http import ApiError, DependencyUnavailable
 from servicekit.metrics import BYTES_INGESTED, UPLOADS
-from servicekit.tokens import COOKIE_NAME, JobTokens
+from servicekit.tokens import JobTokens
 
 router = APIRouter()
 
 TOKEN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
-
-
-class UploadAccepted(BaseModel):
-    job_id: str = Field(description="The new job's id (a UUID).")
-    status: str = Field(default="accepted", description="Always `accepted`.")
-    progress: int = 0
-    progress_url: str = Field(
-        description="SSE stream of the job's progress. It carries the access token, so it "
-        "works as it is (curl, EventSource from another origin); a same-origin page may "
-        "also use `/tokens/analysis-progress/{job_id}` alone, with the cookie."
-    )
-    status_url: str = Field(description="JSON snapshot of the job's state.")
-    access_token: str = Field(
-        description="Grants read access to this job; also set as an HttpOnly cookie for "
-        "the progress path. Pass it as `access_token` or a bearer token elsewhere."
-    )
-    filename: str
-    content_type: str = Field(description="Media type detected from the file's bytes.")
-    size: int
-    sha256: str
-
-
-class ErrorBody(BaseModel):
-    class Error(BaseModel):
-        code: str
-        message: str
-
-    error: Error
 
 
 def get_sink(request: Request) -> UploadSink:
@@ -94,9 +68,10 @@ async def upload_audio(
     limits: Annotated[UploadLimits, Depends(get_limits)],
     tokens: Annotated[JobTokens, Depends(get_tokens)],
     owner: Annotated[str | None, Depends(get_owner)],
-) -> UploadAccepted:
+) -> UploadAccepted | Response:
     """Accept an audio file (multipart field `file`). Answers 202 once every byte is
-    durably in Kafka; progress then streams from `progress_url`."""
+    durably in Kafka; progress then streams from `progress_url`. With `Tus-Resumable`
+    (tus 1.0) or `Upload-Complete` (the IETF draft) it creates a resumable upload."""
     if not TOKEN_ID.match(token_id):
         raise ApiError(422, "invalid_token_id", "token_id must be 1–128 of A-Z a-z 0-9 _ . -")
     if not sink.available():
@@ -104,6 +79,10 @@ async def upload_audio(
         # a gigabyte is not sent only to be refused (issue 11).
         UPLOADS.labels("unavailable").inc()
         raise DependencyUnavailable("Kafka", detail="known down, refused before the body")
+    if tus.wants_tus(request):
+        return await tus.create(request, get_resumable(request), token_id, owner)
+    if ietf.wants_ietf(request):
+        return await ietf.create(request, get_resumable(request), token_id, owner)
     length = request.headers.get("content-length")
     try:
         done = await ingest(
@@ -123,24 +102,8 @@ async def upload_audio(
         raise
     UPLOADS.labels("accepted").inc()
     BYTES_INGESTED.inc(done.size)
-    progress_path = f"/tokens/analysis-progress/{done.job_id}"
     token = tokens.issue(done.job_id, owner)
-    response.set_cookie(
-        COOKIE_NAME,
-        token,
-        max_age=tokens.ttl_seconds,
-        path=progress_path,
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-    )
-    return UploadAccepted(
-        job_id=done.job_id,
-        progress_url=f"{progress_path}?access_token={token}",
-        status_url=f"/jobs/{done.job_id}",
-        access_token=token,
-        filename=done.filename,
-        content_type=done.content_type,
-        size=done.size,
-        sha256=done.sha256,
+    set_progress_cookie(request, response, tokens, done.job_id, token)
+    return accepted_body(
+        done.job_id, token, done.filename, done.content_type, done.size, done.sha256
     )

@@ -1,9 +1,9 @@
 from pydantic import Field, SecretStr
 
-from servicekit.settings import ServiceSettings
+from servicekit.settings import DatabaseSettings
 
 
-class Settings(ServiceSettings):
+class Settings(DatabaseSettings):
     http_port: int = 8101
     max_upload_bytes: int = Field(default=2 * 1024**3, description="Largest accepted file.")
     chunk_bytes: int = Field(
@@ -36,3 +36,24 @@ class Settings(ServiceSettings):
     upload_jwt_algorithm: str = "RS256"
     upload_jwt_audience: str | None = None
     upload_jwt_issuer: str | None = None
+
+    database_schema: str = Field(
+        default="gateway",
+        description="Where the resumable uploads' offsets live. Fixed for now: the "
+        "tables are always in schema `gateway`.",
+    )
+    upload_expiry_seconds: int = Field(
+        default=24 * 3600,
+        gt=0,
+        description="A resumable upload idle this long is ended with `upload_expired`.",
+    )
+    upload_expiry_sweep_seconds: float = Field(default=30.0, gt=0)
+    upload_lock_wait_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long a new request waits for the append it ends to let go.",
+    )
+    tus_checksum_max_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        description="Largest tus PATCH with an Upload-Checksum (it is read whole first).",
+    )

@@ -25,7 +25,9 @@ class UploadSink(Protocol):
 
     async def event(self, topic: str, event: Event, ce_id: str) -> Ack: ...
 
-    async def chunk(self, job_id: str, sequence: int, data: bytes) -> Ack: ...
+    async def chunk(
+        self, job_id: str, sequence: int, data: bytes, offset: int | None = None
+    ) -> Ack: ...
 
     async def confirmed(self, ack: Ack) -> None:
         """Wait, bounded, until the broker acknowledged; raise if it could not."""
@@ -51,11 +53,18 @@ class KafkaUploadSink:
             ce_headers(CE_TYPE_OF[type(event)], ce_id, SOURCE, event.job_id),
         )
 
-    async def chunk(self, job_id: str, sequence: int, data: bytes) -> Ack:
+    async def chunk(
+        self, job_id: str, sequence: int, data: bytes, offset: int | None = None
+    ) -> Ack:
+        # A resumable upload's chunks carry their byte offset: a resumed append may send
+        # bytes again that an interrupted one had put on Kafka (docs/architecture.md §12).
+        ce_id = f"{job_id}:chunk:{sequence}" + ("" if offset is None else f"@{offset}")
         message_headers = ce_headers(
-            CeType.UPLOAD_CHUNK, f"{job_id}:chunk:{sequence}", SOURCE, job_id, headers.OCTET_STREAM
+            CeType.UPLOAD_CHUNK, ce_id, SOURCE, job_id, headers.OCTET_STREAM
         )
         message_headers[headers.SEQUENCE] = str(sequence)
+        if offset is not None:
+            message_headers[headers.UPLOAD_OFFSET] = str(offset)
         return await self._send(topics.AUDIO_UPLOAD, job_id, data, message_headers)
 
     async def _send(self, topic: str, job_id: str, value: bytes, hdrs: dict[str, str]) -> Ack:

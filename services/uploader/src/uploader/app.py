@@ -16,17 +16,20 @@ from servicekit.kafka import broker_connected, ensure_topics, make_broker, raw_b
 from servicekit.metrics import watch_consumer_lag
 from uploader import handlers
 from uploader.adapters.kafka import KafkaEventPublisher
+from uploader.adapters.postgres import PostgresCheckpoints
 from uploader.adapters.s3 import S3ObjectStore
 from uploader.assembly import Assembler
 from uploader.handlers import Rebalance, Uploads
-from uploader.ports import ObjectStore
+from uploader.ports import CheckpointStore, ObjectStore
 from uploader.settings import Settings
 from uploader.sweeper import sweep_forever
 
 SERVICE = "uploader"
 
 
-def create_broker(settings: Settings, store: ObjectStore) -> tuple[KafkaBroker, Uploads]:
+def create_broker(
+    settings: Settings, store: ObjectStore, checkpoints: CheckpointStore | None = None
+) -> tuple[KafkaBroker, Uploads]:
     """The broker with the uploader's publishers and its ``audio.upload`` subscriber,
     wired to ``store``; also what the handler was given, for the app and for tests."""
     broker = make_broker(settings, SERVICE, "Streams uploads from Kafka into S3.")
@@ -42,6 +45,7 @@ def create_broker(settings: Settings, store: ObjectStore) -> tuple[KafkaBroker, 
         settings.key_prefix,
         settings.part_bytes,
         progress_interval=settings.progress_interval_seconds,
+        checkpoints=checkpoints,
     )
     uploads = Uploads(assembler, events)
     broker.context.set_global("uploads", uploads)
@@ -68,12 +72,14 @@ def create_broker(settings: Settings, store: ObjectStore) -> tuple[KafkaBroker, 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     store = S3ObjectStore(settings)
-    broker, uploads = create_broker(settings, store)
+    checkpoints = PostgresCheckpoints(settings.database_dsn)
+    broker, uploads = create_broker(settings, store, checkpoints)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(store)
+            await stack.enter_async_context(checkpoints)
             await wait_for_kafka(settings.kafka_bootstrap_servers)
             await ensure_topics(
                 settings.kafka_bootstrap_servers,
@@ -89,7 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     settings.key_prefix,
                     timedelta(seconds=settings.stale_upload_seconds),
                     settings.stale_sweep_interval_seconds,
-                    uploads.assembler.owned_uploads,
+                    uploads.assembler.kept_uploads,
                 )
             )
             stack.callback(sweeper.cancel)

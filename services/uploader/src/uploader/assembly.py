@@ -9,9 +9,9 @@ multipart upload (docs/architecture.md §5.4).
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,9 +26,10 @@ from contracts import (
     UploadStarted,
     stage_progress,
 )
+from servicekit.digest import Sha256
 from servicekit.logs import job_id_var
 from servicekit.metrics import OBJECTS_STORED, S3_PARTS
-from uploader.ports import EventPublisher, ObjectStore, StorageError
+from uploader.ports import Checkpoint, CheckpointStore, EventPublisher, ObjectStore, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +42,20 @@ class OpenJob:
     already_stored: str | None = None
     next_sequence: int = 0
     size: int = 0
-    sha256: "hashlib._Hash" = field(default_factory=hashlib.sha256)
+    sha256: Sha256 = field(default_factory=Sha256)
+    """Over the bytes handed to parts so far (the buffer is hashed when it is cut), so
+    that its state at a part boundary can be checkpointed."""
     buffer: bytearray = field(default_factory=bytearray)
     etags: list[str] = field(default_factory=list)
     uploading: "asyncio.Task[None] | None" = None
     progress: int = 0
     reported_at: float = 0.0
     broken: str | None = None
+    by_offset: bool = False
+    parted: int = 0
+    positions: deque[tuple[int, int]] = field(default_factory=deque)
+    """(byte end, Kafka offset) of the chunks whose bytes are not yet in a saved part."""
+    checkpointed: bool = False
 
 
 class Assembler:
@@ -60,7 +68,9 @@ class Assembler:
         part_bytes: int,
         progress_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        checkpoints: CheckpointStore | None = None,
     ) -> None:
+        self._checkpoints = checkpoints
         self._store = store
         self._events = events
         self._bucket = bucket
@@ -73,10 +83,53 @@ class Assembler:
     def owned_uploads(self) -> set[str]:
         return {job.upload_id for job in self.jobs.values() if job.upload_id}
 
+    async def kept_uploads(self) -> set[str]:
+        """Upload ids no sweep may abort: open here, or checkpointed for a resume."""
+        kept = self.owned_uploads()
+        if self._checkpoints is not None:
+            kept |= await self._checkpoints.upload_ids()
+        return kept
+
+    def holds(self) -> dict[str, int | None]:
+        """For checkpointed resumable jobs: the Kafka offset replay must start from to
+        rebuild the job from its checkpoint (None: nothing unsaved). Other open jobs
+        hold their ``started`` message (uploader.offsets)."""
+        return {
+            job_id: (job.positions[0][1] if job.positions else None)
+            for job_id, job in self.jobs.items()
+            if job.checkpointed
+        }
+
+    async def _resume(self, job_id: str) -> OpenJob | None:
+        """Rebuild a resumable job from its checkpoint, after a restart or rebalance."""
+        if self._checkpoints is None:
+            return None
+        saved = await self._checkpoints.load(job_id)
+        if saved is None:
+            return None
+        job = OpenJob(
+            saved.started,
+            saved.key,
+            saved.upload_id,
+            next_sequence=saved.next_sequence,
+            size=saved.size,
+            sha256=Sha256.restore(saved.digest),
+            etags=list(saved.etags),
+            reported_at=self._clock(),
+            by_offset=True,
+            parted=saved.size,
+            checkpointed=True,
+        )
+        self.jobs[job_id] = job
+        log.info("resumed upload from its checkpoint at %d bytes", saved.size)
+        return job
+
     async def started(self, event: UploadStarted) -> bool:
         """Open the job; False when it was open already (a redelivered ``started``)."""
         if event.job_id in self.jobs:
             return False
+        if await self._resume(event.job_id):
+            return True  # replayed from before its checkpoint: continue it
         key = self._prefix + event.job_id
         stored = await self._store.stored_sha256(key)
         upload_id = None if stored else await self._store.start(key, event.content_type)
@@ -86,24 +139,51 @@ class Assembler:
         log.info("receiving upload" if not stored else "upload already stored; skipping it")
         return True
 
-    async def chunk(self, job_id: str, sequence: int, data: bytes) -> None:
+    async def chunk(
+        self,
+        job_id: str,
+        sequence: int,
+        data: bytes,
+        offset: int | None = None,
+        position: int = 0,
+    ) -> None:
         job = self.jobs.get(job_id)
+        if job is None and offset is not None:
+            job = await self._resume(job_id)
         if job is None or job.already_stored or job.broken:
             return
-        if sequence < job.next_sequence:
+        if offset is not None:
+            # A resumable upload's chunk is placed by its byte offset: a resumed append
+            # repeats what an interrupted one sent but never had recorded, so the bytes
+            # already held are skipped (docs/architecture.md §12). A chunk beyond them
+            # belongs to an append whose bytes were never acknowledged to the client;
+            # they come again. Size and sha256 are still verified at the end.
+            job.by_offset = True
+            if offset > job.size:
+                log.info("chunk at %d skipped: %d bytes held", offset, job.size)
+                return
+            data = data[job.size - offset :]
+            job.next_sequence = max(job.next_sequence, sequence + 1)
+            if not data:
+                return
+            job.positions.append((job.size + len(data), position))
+        elif sequence < job.next_sequence:
             return  # a redelivered chunk
-        if sequence > job.next_sequence:
+        elif sequence > job.next_sequence:
             job.broken = f"chunk {job.next_sequence} is missing (got {sequence})"
             return
-        job.next_sequence += 1
+        else:
+            job.next_sequence += 1
         job.size += len(data)
-        job.sha256.update(data)
         job.buffer += data
         if len(job.buffer) >= self._part_bytes:
             await self._settle(job)
             part = bytes(job.buffer[: self._part_bytes])
             del job.buffer[: self._part_bytes]
-            job.uploading = asyncio.create_task(self._put_part(job, part))
+            job.sha256.update(part)
+            job.uploading = asyncio.create_task(
+                self._put_part(job, part, job.sha256.state(), job.next_sequence)
+            )
             await self._report_progress(job)
 
     async def _report_progress(self, job: OpenJob) -> None:
@@ -129,7 +209,7 @@ class Assembler:
         )
 
     async def finished(self, event: UploadFinished) -> None:
-        job = self.jobs.get(event.job_id)
+        job = self.jobs.get(event.job_id) or await self._resume(event.job_id)
         if job is None:
             return  # finished before and forgotten, or never started here
         if job.already_stored:
@@ -158,6 +238,7 @@ class Assembler:
             f"{event.job_id}:status:uploading",
         )
         if job.buffer or not job.etags:
+            job.sha256.update(bytes(job.buffer))
             await self._put_part(job, bytes(job.buffer))
             job.buffer.clear()
         assert job.upload_id is not None
@@ -171,12 +252,15 @@ class Assembler:
         OBJECTS_STORED.inc()
         await self._announce(job, event)
         self.jobs.pop(event.job_id)
+        await self._forget(job)
         log.info("stored %d bytes at s3://%s/%s", event.size, self._bucket, job.key)
 
     async def aborted(self, event: UploadAborted) -> None:
-        job = self.jobs.pop(event.job_id, None)
+        job = self.jobs.pop(event.job_id, None) or await self._resume(event.job_id)
+        self.jobs.pop(event.job_id, None)
         if job:
             await _cancel(job)
+            await self._forget(job)
         if job and job.upload_id:
             await self._store.abort(job.key, job.upload_id)
             log.info("upload aborted by the gateway: %s", event.reason)
@@ -204,18 +288,44 @@ class Assembler:
             job = self.jobs.pop(job_id, None)
             if job:
                 await _cancel(job)
-            if job and job.upload_id:
+            # A checkpointed upload is the next owner's to continue.
+            if job and job.upload_id and not job.checkpointed:
                 try:
                     await self._store.abort(job.key, job.upload_id)
                 except StorageError:
                     log.warning("could not abort the upload of revoked job %s", job_id)
 
-    async def _put_part(self, job: OpenJob, data: bytes) -> None:
+    async def _put_part(
+        self, job: OpenJob, data: bytes, digest: bytes | None = None, sequence: int = 0
+    ) -> None:
         # Parts are numbered in order: at most one is in flight per job.
         assert job.upload_id is not None
         etag = await self._store.put_part(job.key, job.upload_id, len(job.etags) + 1, data)
         job.etags.append(etag)
+        job.parted += len(data)
         S3_PARTS.inc()
+        if job.by_offset and digest is not None and self._checkpoints is not None:
+            await self._checkpoints.save(
+                Checkpoint(
+                    job.started,
+                    job.key,
+                    job.upload_id,
+                    list(job.etags),
+                    job.parted,
+                    digest,
+                    sequence,
+                )
+            )
+            job.checkpointed = True
+            while job.positions and job.positions[0][0] <= job.parted:
+                job.positions.popleft()
+
+    async def _forget(self, job: OpenJob) -> None:
+        if job.by_offset and self._checkpoints is not None:
+            try:
+                await self._checkpoints.delete(job.started.job_id)
+            except StorageError:
+                log.warning("could not delete the checkpoint of a closed job")
 
     async def _settle(self, job: OpenJob) -> None:
         """Wait for the part in flight; its S3 error, if any, is raised here."""
@@ -249,6 +359,7 @@ class Assembler:
     async def _fail(self, job: OpenJob, code: ErrorCode, message: str) -> None:
         self.jobs.pop(job.started.job_id, None)
         await _cancel(job)
+        await self._forget(job)
         if job.upload_id:
             try:
                 await self._store.abort(job.key, job.upload_id)
@@ -275,10 +386,12 @@ async def _cancel(job: OpenJob) -> None:
 
 
 def _mismatch(job: OpenJob, event: UploadFinished) -> str | None:
-    if job.next_sequence != event.chunk_count:
+    if not job.by_offset and job.next_sequence != event.chunk_count:
         return f"received {job.next_sequence} chunks, the gateway sent {event.chunk_count}"
     if job.size != event.size:
         return f"received {job.size} bytes, the gateway sent {event.size}"
-    if job.sha256.hexdigest() != event.sha256:
+    whole = Sha256.restore(job.sha256.state())
+    whole.update(bytes(job.buffer))
+    if whole.hexdigest() != event.sha256:
         return "the sha256 of the received bytes differs from the gateway's"
     return None

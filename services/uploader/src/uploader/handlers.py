@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 COMMIT_EVERY = 64
 """Besides when a job closes, commit after this many messages, so that the jobs that
 finished meanwhile are committed promptly. The committed offset still never passes the
-first message of the earliest job not yet finished (offsets.CommitTracker): a long open
-upload holds it back, and a crash replays from there."""
+first message of the earliest job not yet finished (offsets.CommitTracker), except that
+a checkpointed resumable upload holds only its bytes not yet in a saved part."""
 
 Commit = Callable[[Consumer, TopicPartition, int], Awaitable[None]]
 
@@ -89,7 +89,7 @@ async def on_upload(
     uploads.since_commit += 1
     if closing or uploads.since_commit >= COMMIT_EVERY:
         uploads.since_commit = 0
-        offset = tracker.safe_offset(partition)
+        offset = tracker.safe_offset(partition, uploads.assembler.holds())
         if offset is not None:
             await uploads.commit(consumer, partition, offset)
 
@@ -107,7 +107,20 @@ async def _dispatch(
         sequence = message_headers.get(headers.SEQUENCE, "")
         if not sequence.isdigit() or record.key is None:
             raise PoisonMessage("chunk without a job key or ce_sequence header")
-        await assembler.chunk(record.key.decode(), int(sequence), record.value or b"")
+        offset = message_headers.get(headers.UPLOAD_OFFSET)
+        if offset is not None and not offset.isdigit():
+            raise PoisonMessage(f"chunk with a bad {headers.UPLOAD_OFFSET} header")
+        job_id = record.key.decode()
+        known = job_id in assembler.jobs
+        await assembler.chunk(
+            job_id,
+            int(sequence),
+            record.value or b"",
+            int(offset) if offset is not None else None,
+            record.offset,
+        )
+        if not known and job_id in assembler.jobs:
+            tracker.opened(partition, job_id, record.offset)  # resumed from its checkpoint
         return False
     event = decode_event(message_headers, record.value or b"")
     if isinstance(event, UploadStarted):

@@ -6,10 +6,16 @@ that began before it is finished: it is the start offset of the earliest job sti
 open on that partition, or just past the last processed message when none is open.
 After a crash, consumption resumes at the earliest unfinished job's ``started`` and
 rebuilds it; messages of jobs already finished are recognised and skipped.
+
+A resumable upload may stay open for hours; holding the partition at its ``started``
+would replay hours of other jobs after a crash. Once such a job has a durable
+checkpoint (its parts in S3, uploader.ports.Checkpoint), it holds only the first chunk
+whose bytes are not in a saved part, or nothing (``holds``, from the assembler), and is
+rebuilt from the checkpoint on replay (docs/architecture.md §12).
 """
 
 from collections import defaultdict
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 
 
 class CommitTracker:
@@ -26,12 +32,18 @@ class CommitTracker:
     def processed(self, partition: Hashable, offset: int) -> None:
         self._next[partition] = max(self._next.get(partition, 0), offset + 1)
 
-    def safe_offset(self, partition: Hashable) -> int | None:
-        """The offset to commit, or None when nothing was processed yet."""
-        open_jobs = self._open.get(partition)
-        if open_jobs:
-            return min(open_jobs.values())
-        return self._next.get(partition)
+    def safe_offset(
+        self, partition: Hashable, holds: Mapping[str, int | None] | None = None
+    ) -> int | None:
+        """The offset to commit, or None when nothing was processed yet. ``holds``
+        overrides the start of checkpointed jobs (None: they hold nothing)."""
+        holds = holds or {}
+        kept = [holds.get(job_id, start) for job_id, start in self._open.get(partition, {}).items()]
+        kept_offsets = [offset for offset in kept if offset is not None]
+        processed = self._next.get(partition)
+        if kept_offsets:
+            return min(kept_offsets)
+        return processed
 
     def forget(self, partition: Hashable) -> list[str]:
         """Drop a revoked partition; the job ids that were open on it."""

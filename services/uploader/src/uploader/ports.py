@@ -6,10 +6,11 @@ fakes of them (``tests/fakes.py``). An adapter raises only the exceptions named 
 so no botocore or aiokafka error reaches the rules.
 """
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from contracts import AudioStored, JobStatusChanged
+from contracts import AudioStored, JobStatusChanged, UploadStarted
 
 
 class StorageError(Exception):
@@ -58,3 +59,34 @@ class EventPublisher(Protocol):
         self, topic: str, key: bytes | None, value: bytes, headers: dict[str, str], reason: str
     ) -> None:
         """Park a message that cannot be processed on ``<topic>.dlq`` with the reason."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What resuming a long-open (resumable) upload needs, once its parts up to ``size``
+    bytes are in S3: so the committed Kafka offset can pass the job's older messages."""
+
+    started: UploadStarted
+    key: str
+    upload_id: str
+    etags: list[str]
+    size: int
+    digest: bytes
+    """The SHA-256 state after ``size`` bytes (servicekit.digest)."""
+    next_sequence: int
+
+
+class CheckpointStore(Protocol):
+    """Durable checkpoints of open resumable uploads, by job id."""
+
+    async def save(self, checkpoint: Checkpoint) -> None:
+        """Record (or replace) the job's checkpoint."""
+
+    async def load(self, job_id: str) -> Checkpoint | None:
+        """The job's checkpoint, if it has one."""
+
+    async def delete(self, job_id: str) -> None:
+        """Forget the job's checkpoint (it finished, failed or was aborted)."""
+
+    async def upload_ids(self) -> set[str]:
+        """The multipart upload ids of every checkpointed job (not abandoned)."""

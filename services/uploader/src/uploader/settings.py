@@ -1,9 +1,9 @@
 from pydantic import Field
 
-from servicekit.settings import S3Settings
+from servicekit.settings import DatabaseSettings, S3Settings
 
 
-class Settings(S3Settings):
+class Settings(S3Settings, DatabaseSettings):
     http_port: int = 8102
     consumer_group: str = "uploader"
     part_bytes: int = Field(
@@ -21,4 +21,9 @@ class Settings(S3Settings):
         default=1.0,
         gt=0,
         description="At most one `uploading` progress event per job per interval.",
+    )
+    database_schema: str = Field(
+        default="uploader",
+        description="Where the checkpoints of open resumable uploads live. Fixed for "
+        "now: the tables are always in schema `uploader`.",
     )

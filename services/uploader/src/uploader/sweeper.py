@@ -8,7 +8,7 @@ the longest upload that another uploader replica may still be working on.
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from uploader.ports import ObjectStore, StorageError
@@ -40,11 +40,11 @@ async def sweep_forever(
     prefix: str,
     older_than: timedelta,
     interval: float,
-    owned: Callable[[], set[str]],
+    owned: Callable[[], Awaitable[set[str]]],
 ) -> None:
     while True:
         try:
-            await sweep(store, prefix, older_than, owned())
+            await sweep(store, prefix, older_than, await owned())
         except StorageError:
             log.warning("sweeping abandoned multipart uploads failed", exc_info=True)
         await asyncio.sleep(interval)

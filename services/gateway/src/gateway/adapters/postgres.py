@@ -1,0 +1,256 @@
+"""The durable state of resumable uploads in PostgreSQL (docs/architecture.md §8, §12).
+
+One row per upload resource. ``upload_offset`` is the number of bytes Kafka has
+acknowledged, stored with the chunk count and the SHA-256 state after them, so any
+replica answers a HEAD and continues an append. Appends to one upload are serialised
+across replicas by a session advisory lock held for the append's duration (a killed
+replica's session ends, and its lock with it); a new append (or HEAD, or DELETE) first
+raises ``generation`` and notifies the holder, which stops reading, stores what Kafka
+acknowledged and lets go (the draft's "Concurrency").
+"""
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+import asyncpg
+
+_SCHEMA = """
+CREATE SCHEMA IF NOT EXISTS gateway;
+CREATE TABLE IF NOT EXISTS gateway.uploads (
+    job_id uuid PRIMARY KEY,
+    protocol text NOT NULL,
+    token_id text NOT NULL,
+    owner text,
+    filename text NOT NULL,
+    upload_length bigint,
+    repr_sha256 text,
+    state text NOT NULL DEFAULT 'open',
+    upload_offset bigint NOT NULL DEFAULT 0,
+    chunk_count integer NOT NULL DEFAULT 0,
+    digest bytea NOT NULL,
+    media_type text,
+    generation bigint NOT NULL DEFAULT 0,
+    result jsonb,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS uploads_open_expiry ON gateway.uploads (expires_at)
+    WHERE state = 'open';
+"""
+
+
+class State(StrEnum):
+    OPEN = "open"
+    COMPLETE = "complete"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class UploadRow:
+    job_id: str
+    protocol: str
+    token_id: str
+    owner: str | None
+    filename: str
+    length: int | None
+    repr_sha256: str | None
+    state: State
+    offset: int
+    chunk_count: int
+    digest: bytes
+    media_type: str | None
+    generation: int
+    result: str | None
+    expires_at: datetime
+
+
+_COLUMNS = (
+    "job_id::text, protocol, token_id, owner, filename, upload_length, repr_sha256, state, "
+    "upload_offset, chunk_count, digest, media_type, generation, result::text, expires_at"
+)
+
+
+def _row(record: asyncpg.Record) -> UploadRow:
+    values = list(record.values())
+    values[7] = State(values[7])
+    return UploadRow(*values)
+
+
+def _lock_key(job_id: str) -> int:
+    return int.from_bytes(uuid.UUID(job_id).bytes[:8], "big", signed=True)
+
+
+def _channel(job_id: str) -> str:
+    return "upload_" + uuid.UUID(job_id).hex
+
+
+class LockBusy(Exception):
+    """Another append still holds the upload after it was asked to stop."""
+
+
+class Lease:
+    """The right to append to one upload, for one generation."""
+
+    def __init__(
+        self, conn: "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]", job_id: str, gen: int
+    ) -> None:
+        self.conn = conn
+        self.job_id = job_id
+        self.generation = gen
+        self.taken_over = asyncio.Event()
+
+    async def advance(
+        self, offset: int, chunk_count: int, digest: bytes, media: str | None
+    ) -> bool:
+        """Store what Kafka acknowledged. The advisory lock makes this lease the only
+        writer, so an append asked to stop still stores what it received."""
+        status = await self.conn.execute(
+            """UPDATE gateway.uploads SET upload_offset = $2, chunk_count = $3, digest = $4,
+                   media_type = coalesce($5, media_type)
+               WHERE job_id = $1 AND state = 'open' AND upload_offset <= $2""",
+            uuid.UUID(self.job_id),
+            offset,
+            chunk_count,
+            digest,
+            media,
+        )
+        return bool(status == "UPDATE 1")
+
+    async def finish(self, state: State, result: str | None) -> bool:
+        status = await self.conn.execute(
+            """UPDATE gateway.uploads SET state = $2, result = $3::jsonb
+               WHERE job_id = $1 AND state = 'open'""",
+            uuid.UUID(self.job_id),
+            state.value,
+            result,
+        )
+        return bool(status == "UPDATE 1")
+
+    async def row(self) -> UploadRow | None:
+        record = await self.conn.fetchrow(
+            f"SELECT {_COLUMNS} FROM gateway.uploads WHERE job_id = $1", uuid.UUID(self.job_id)
+        )
+        return _row(record) if record else None
+
+
+class UploadStore:
+    def __init__(self, pool: "asyncpg.Pool[asyncpg.Record]", lock_wait_seconds: float) -> None:
+        self._pool = pool
+        self._lock_wait = lock_wait_seconds
+
+    async def create_schema(self) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            # CREATE ... IF NOT EXISTS is not race-free between replicas starting together.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('gateway.schema'))")
+            await conn.execute(_SCHEMA)
+
+    async def create(
+        self,
+        *,
+        job_id: str,
+        protocol: str,
+        token_id: str,
+        owner: str | None,
+        filename: str,
+        length: int | None,
+        repr_sha256: str | None,
+        digest: bytes,
+        expires_at: datetime,
+    ) -> None:
+        await self._pool.execute(
+            """INSERT INTO gateway.uploads (job_id, protocol, token_id, owner, filename,
+                   upload_length, repr_sha256, digest, expires_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+            uuid.UUID(job_id),
+            protocol,
+            token_id,
+            owner,
+            filename,
+            length,
+            repr_sha256,
+            digest,
+            expires_at,
+        )
+
+    async def get(self, job_id: str) -> UploadRow | None:
+        record = await self._pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM gateway.uploads WHERE job_id = $1", uuid.UUID(job_id)
+        )
+        return _row(record) if record else None
+
+    async def set_length(self, job_id: str, length: int) -> None:
+        await self._pool.execute(
+            "UPDATE gateway.uploads SET upload_length = $2 WHERE job_id = $1 "
+            "AND upload_length IS NULL",
+            uuid.UUID(job_id),
+            length,
+        )
+
+    async def touch(self, job_id: str, expires_at: datetime) -> None:
+        await self._pool.execute(
+            "UPDATE gateway.uploads SET expires_at = greatest(expires_at, $2) "
+            "WHERE job_id = $1 AND state = 'open'",
+            uuid.UUID(job_id),
+            expires_at,
+        )
+
+    @contextlib.asynccontextmanager
+    async def lease(self, job_id: str) -> AsyncIterator[Lease]:
+        """End any append in progress on ``job_id`` and hold the upload until exit."""
+        key = _lock_key(job_id)
+        async with self._pool.acquire() as conn:
+            generation = await conn.fetchval(
+                "UPDATE gateway.uploads SET generation = generation + 1 WHERE job_id = $1 "
+                "RETURNING generation",
+                uuid.UUID(job_id),
+            )
+            await conn.execute("SELECT pg_notify($1, $2)", _channel(job_id), str(generation))
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self._lock_wait
+            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+                if loop.time() > deadline:
+                    raise LockBusy(job_id)
+                await asyncio.sleep(0.02)
+            lease = Lease(conn, job_id, int(generation or 0))
+
+            def heard(_c: object, _pid: int, _channel: str, payload: object) -> None:
+                if str(payload).isdigit() and int(str(payload)) > lease.generation:
+                    lease.taken_over.set()
+
+            listener = heard
+            await conn.add_listener(_channel(job_id), listener)
+            try:
+                yield lease
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.remove_listener(_channel(job_id), listener)
+                    await conn.execute("SELECT pg_advisory_unlock($1)", key)
+
+    async def expired(self, now: datetime, limit: int = 100) -> list[UploadRow]:
+        """Mark open uploads idle past their expiry as expired; those this call ended."""
+        records = await self._pool.fetch(
+            f"""UPDATE gateway.uploads SET state = 'expired'
+                WHERE job_id IN (SELECT job_id FROM gateway.uploads
+                                 WHERE state = 'open' AND expires_at < $1
+                                 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+                RETURNING {_COLUMNS}""",
+            now,
+            limit,
+        )
+        return [_row(r) for r in records]
+
+    async def end(self, job_id: str, state: State) -> bool:
+        """Cancel from outside an append (DELETE): True when it was open."""
+        status = await self._pool.execute(
+            "UPDATE gateway.uploads SET state = $2 WHERE job_id = $1 AND state = 'open'",
+            uuid.UUID(job_id),
+            state.value,
+        )
+        return bool(status == "UPDATE 1")

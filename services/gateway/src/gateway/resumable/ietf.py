@@ -1,0 +1,186 @@
+"""Resumable Uploads for HTTP, draft-ietf-httpbis-resumable-upload-11, interop version 8
+(docs/architecture.md §12).
+
+Creation is ``POST /tokens/{token_id}/upload-audio`` with ``Upload-Complete``; the
+upload resource is ``/uploads/{job_id}`` (HEAD offset retrieval, PATCH append with
+``application/partial-upload``, DELETE cancellation, OPTIONS limits). No ``104 (Upload
+Resumption Supported)`` is sent: ASGI has no message for an arbitrary informational
+response, and uvicorn sends none on HTTP/1.1 (its ``http.response.early_hint`` is
+HTTP/2 only, and 103). ``Location`` is therefore in
+the final response only; a client that must be able to resume from its first byte
+creates the upload with an empty ``Upload-Complete: ?0`` request first (the draft's
+"careful upload creation").
+"""
+
+import uuid
+
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse
+
+from gateway.accepted import accepted_body, set_progress_cookie
+from gateway.adapters.postgres import State, UploadRow
+from gateway.ingest import clean_filename
+from gateway.resumable.fields import (
+    filename_of_disposition,
+    repr_sha256,
+    sf_boolean,
+    sf_integer,
+    sha256_field,
+)
+from gateway.resumable.uploads import Appended, OffsetMismatch, Resumable, final_body
+from servicekit.http import ApiError
+
+INTEROP_VERSION = "8"
+PARTIAL_UPLOAD = "application/partial-upload"
+
+
+def wants_ietf(request: Request) -> bool:
+    return "upload-complete" in request.headers or "upload-draft-interop-version" in request.headers
+
+
+def upload_url(job_id: str, token: str) -> str:
+    return f"/uploads/{job_id}?access_token={token}"
+
+
+def limits(resumable: Resumable) -> str:
+    return f"max-size={resumable.limits.max_bytes}, max-age={resumable.expiry_seconds}"
+
+
+def _headers(resumable: Resumable, row: UploadRow | None = None, **extra: str) -> dict[str, str]:
+    found = {"Upload-Limit": limits(resumable), "Upload-Draft-Interop-Version": INTEROP_VERSION}
+    if row is not None:
+        found["Upload-Offset"] = str(row.offset)
+        found["Upload-Complete"] = "?1" if row.state is State.COMPLETE else "?0"
+        if row.length is not None:
+            found["Upload-Length"] = str(row.length)
+    found.update(extra)
+    return found
+
+
+def _conflict(error: OffsetMismatch) -> JSONResponse:
+    # RFC 9457 problem details with the draft's members, plus the project's error shape.
+    return JSONResponse(
+        {
+            "type": "https://iana.org/assignments/http-problem-types#mismatching-upload-offset",
+            "title": "offset from request does not match offset of resource",
+            "expected-offset": error.expected,
+            "provided-offset": error.provided,
+            "error": {"code": error.code, "message": error.message},
+        },
+        status_code=409,
+        media_type="application/problem+json",
+        headers={"Upload-Offset": str(error.expected), "Upload-Complete": "?0"},
+    )
+
+
+def _answer(resumable: Resumable, done: Appended, location: str | None, status: int) -> Response:
+    headers = _headers(resumable, done.row, **({"Location": location} if location else {}))
+    headers["Repr-Digest"] = sha256_field(done.sha256)
+    if done.complete and done.body is not None:
+        return Response(done.body, status_code=202, media_type="application/json", headers=headers)
+    return Response(status_code=status, headers=headers)
+
+
+async def create(
+    request: Request, resumable: Resumable, token_id: str, owner: str | None
+) -> Response:
+    complete = sf_boolean(request.headers.get("upload-complete"))
+    if complete is None:
+        raise ApiError(400, "invalid_upload_complete", "Upload-Complete must be ?0 or ?1")
+    length = _length(request, complete, offset=0)
+    digest_field = request.headers.get("repr-digest")
+    expected = repr_sha256(digest_field)
+    if digest_field and expected is None:
+        raise ApiError(400, "invalid_repr_digest", "Repr-Digest needs a sha-256 member")
+    job_id = str(uuid.uuid4())
+    filename = clean_filename(filename_of_disposition(request.headers.get("content-disposition")))
+    token = await resumable.create(
+        protocol="ietf",
+        token_id=token_id,
+        owner=owner,
+        filename=filename,
+        length=length,
+        repr_sha256=expected,
+        job_id=job_id,
+    )
+    location = upload_url(job_id, token)
+    try:
+        done = await resumable.append(
+            job_id, request.stream(), offset=0, complete=complete, length=length
+        )
+    except ApiError as error:
+        error.headers = {**(error.headers or {}), "Location": location}
+        raise
+    if done.complete:
+        answer = _answer(resumable, done, location, 202)
+    else:
+        body = accepted_body(
+            job_id, token, filename, done.row.media_type or "", done.size, done.sha256
+        )
+        answer = Response(
+            body.model_dump_json(),
+            status_code=201,
+            media_type="application/json",
+            headers=_headers(resumable, done.row, Location=location),
+        )
+    set_progress_cookie(request, answer, resumable.tokens, job_id, token)
+    return answer
+
+
+def _length(request: Request, complete: bool, offset: int) -> int | None:
+    length_field = request.headers.get("upload-length")
+    length = sf_integer(length_field)
+    if length_field is not None and length is None:
+        raise ApiError(400, "invalid_upload_length", "Upload-Length must be an integer")
+    content_length = sf_integer(request.headers.get("content-length"))
+    if complete and content_length is not None:
+        implied = offset + content_length
+        if length is not None and length != implied:
+            raise ApiError(400, "inconsistent_length", "Upload-Length and Content-Length disagree")
+        length = implied
+    return length
+
+
+async def head(resumable: Resumable, row: UploadRow) -> Response:
+    resumable.usable(row)
+    row = await resumable.current(row.job_id)
+    resumable.usable(row)
+    return Response(
+        status_code=204, headers=_headers(resumable, row, **{"Cache-Control": "no-store"})
+    )
+
+
+async def patch(request: Request, resumable: Resumable, row: UploadRow) -> Response:
+    content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type != PARTIAL_UPLOAD:
+        raise ApiError(415, "unsupported_media_type", f"an append is {PARTIAL_UPLOAD}")
+    offset = sf_integer(request.headers.get("upload-offset"))
+    if offset is None:
+        raise ApiError(400, "missing_upload_offset", "Upload-Offset is required")
+    complete = sf_boolean(request.headers.get("upload-complete"))
+    if complete is None:
+        raise ApiError(400, "invalid_upload_complete", "Upload-Complete must be ?0 or ?1")
+    replay = final_body(row)
+    lost = complete and offset == row.offset and request.headers.get("content-length") == "0"
+    if row.state is State.COMPLETE and lost and replay:
+        # The final answer was lost on the way; the draft lets the server replay it.
+        return JSONResponse(replay, status_code=202, headers=_headers(resumable, row))
+    try:
+        done = await resumable.append(
+            row.job_id,
+            request.stream(),
+            offset=offset,
+            complete=complete,
+            length=_length(request, complete, offset),
+        )
+    except OffsetMismatch as error:
+        return _conflict(error)
+    return _answer(resumable, done, None, 204)
+
+
+async def delete(resumable: Resumable, row: UploadRow) -> Response:
+    resumable.usable(row)
+    if row.state is State.COMPLETE:
+        raise ApiError(409, "upload_complete", "the upload is complete already")
+    await resumable.cancel(row.job_id)
+    return Response(status_code=204)

@@ -1,0 +1,80 @@
+"""HTTP for the upload resource ``/uploads/{job_id}``: tus when the request carries
+``Tus-Resumable``, else the IETF draft; and ``OPTIONS`` on the creation route."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+
+from gateway.accepted import ErrorBody
+from gateway.resumable import ietf, tus
+from gateway.resumable.uploads import Resumable
+from servicekit.http import ApiError
+
+router = APIRouter()
+
+_ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 410, 412, 413, 415, 460, 503)
+}
+
+
+def get_resumable(request: Request) -> Resumable:
+    resumable: Resumable | None = getattr(request.app.state, "resumable", None)
+    if resumable is None:
+        raise ApiError(503, "unavailable", "resumable uploads are not available")
+    return resumable
+
+
+def _token(request: Request) -> str | None:
+    token = request.query_params.get("access_token")
+    if token:
+        return token
+    scheme, _, value = (request.headers.get("authorization") or "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else None
+
+
+ResumableDep = Annotated[Resumable, Depends(get_resumable)]
+JobId = Annotated[
+    str, Path(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+]
+
+
+@router.options("/tokens/{token_id}/upload-audio", status_code=204)
+@router.options("/uploads/{job_id}", status_code=204)
+async def options(resumable: ResumableDep) -> Response:
+    """What resumable uploads this server offers: the draft's ``Upload-Limit`` and
+    tus's discovery headers."""
+    return Response(
+        status_code=204,
+        headers={"Upload-Limit": ietf.limits(resumable), **tus.discovery(resumable)},
+    )
+
+
+@router.head("/uploads/{job_id}", responses=_ERRORS)
+async def offset(request: Request, job_id: JobId, resumable: ResumableDep) -> Response:
+    """Offset retrieval: answered from PostgreSQL, so any replica can answer it."""
+    row = await resumable.find(job_id, _token(request))
+    if tus.wants_tus(request):
+        tus.check_version(request)
+        return await tus.head(resumable, row)
+    return await ietf.head(resumable, row)
+
+
+@router.patch("/uploads/{job_id}", responses=_ERRORS)
+async def append(request: Request, job_id: JobId, resumable: ResumableDep) -> Response:
+    """Append bytes at ``Upload-Offset`` (``application/partial-upload`` for the draft,
+    ``application/offset+octet-stream`` for tus)."""
+    row = await resumable.find(job_id, _token(request))
+    if tus.wants_tus(request):
+        tus.check_version(request)
+        return await tus.patch(request, resumable, row)
+    return await ietf.patch(request, resumable, row)
+
+
+@router.delete("/uploads/{job_id}", status_code=204, responses=_ERRORS)
+async def cancel(request: Request, job_id: JobId, resumable: ResumableDep) -> Response:
+    """Cancel the upload: the multipart upload is aborted and the job fails."""
+    row = await resumable.find(job_id, _token(request))
+    if tus.wants_tus(request):
+        tus.check_version(request)
+        return await tus.delete(resumable, row)
+    return await ietf.delete(resumable, row)

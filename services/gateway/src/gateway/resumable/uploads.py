@@ -1,0 +1,417 @@
+"""The upload resource both resumable protocols share (docs/architecture.md §12).
+
+An upload is a job from its creation: ``accepted`` is published then, so progress
+streams from the first byte. Each append runs the one-shot route's chunk pipeline
+(:class:`gateway.ingest.ChunkPipeline`) from the stored offset, chunk count and digest
+state; the stored offset advances only after Kafka acknowledged a chunk, so it is what
+Kafka holds. An interrupted append still stores every byte it received. Completion
+checks the length and the client's sha-256, then sends ``UploadFinished`` exactly as the
+one-shot route does.
+"""
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from aiokafka.errors import KafkaError
+from starlette.requests import ClientDisconnect
+
+from contracts import (
+    ErrorCode,
+    JobError,
+    JobStatus,
+    JobStatusChanged,
+    UploadAborted,
+    UploadFinished,
+    UploadStarted,
+    stage_progress,
+    topics,
+)
+from gateway.accepted import accepted_body
+from gateway.adapters.postgres import Lease, LockBusy, State, UploadRow, UploadStore
+from gateway.ingest import Acked, ChunkPipeline, UploadLimits
+from gateway.sink import UploadSink
+from gateway.sniff import SNIFF_BYTES, sniff_audio
+from servicekit.digest import Sha256
+from servicekit.http import ApiError
+from servicekit.logs import job_id_var
+from servicekit.tokens import JobTokens, TokenProblem
+
+log = logging.getLogger(__name__)
+
+
+class OffsetMismatch(ApiError):
+    def __init__(self, expected: int, provided: int) -> None:
+        super().__init__(
+            409, "offset_mismatch", f"the upload is at offset {expected}, not {provided}"
+        )
+        self.expected = expected
+        self.provided = provided
+
+
+class _TakenOver(Exception):
+    """A newer request on the same upload asked this append to stop."""
+
+
+@dataclass(frozen=True)
+class Appended:
+    row: UploadRow
+    complete: bool
+    interrupted: bool
+    size: int
+    sha256: str
+    body: str | None
+    """The final answer's JSON (the one-shot route's 202 body) once complete."""
+
+
+class Resumable:
+    def __init__(
+        self,
+        store: UploadStore,
+        sink: UploadSink,
+        limits: UploadLimits,
+        tokens: JobTokens,
+        expiry_seconds: int,
+        checksum_max_bytes: int = 16 * 1024 * 1024,
+    ) -> None:
+        self.checksum_max_bytes = checksum_max_bytes
+        self.store = store
+        self.sink = sink
+        self.limits = limits
+        self.tokens = tokens
+        self.expiry_seconds = expiry_seconds
+
+    def expires_at(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self.expiry_seconds)
+
+    async def create(
+        self,
+        *,
+        protocol: str,
+        token_id: str,
+        owner: str | None,
+        filename: str,
+        length: int | None,
+        repr_sha256: str | None,
+        job_id: str,
+    ) -> str:
+        """Create the upload resource and its job; the job access token."""
+        if length is not None and length > self.limits.max_bytes:
+            raise ApiError(
+                413, "too_large", f"the file is larger than {self.limits.max_bytes} bytes"
+            )
+        if length == 0:
+            raise ApiError(422, "empty_file", "the file is empty")
+        job_id_var.set(job_id)
+        await self.store.create(
+            job_id=job_id,
+            protocol=protocol,
+            token_id=token_id,
+            owner=owner,
+            filename=filename,
+            length=length,
+            repr_sha256=repr_sha256,
+            digest=Sha256().state(),
+            expires_at=self.expires_at(),
+        )
+        await self._status(
+            JobStatusChanged(
+                job_id=job_id,
+                status=JobStatus.ACCEPTED,
+                progress=0,
+                detail="resumable upload created",
+            ),
+            f"{job_id}:status:accepted",
+        )
+        return self.tokens.issue(job_id, owner)
+
+    async def find(self, job_id: str, token: str | None) -> UploadRow:
+        """The upload, if ``token`` grants access to it (as for progress, docs §6)."""
+        row = await self.store.get(job_id)
+        if row is None:
+            raise ApiError(404, "unknown_upload", "there is no such upload")
+        if not token:
+            raise ApiError(401, "missing_token", "the upload's access token is required")
+        problem = self.tokens.check(token, job_id)
+        if problem is TokenProblem.WRONG_JOB:
+            raise ApiError(403, "forbidden", "the token is for another upload")
+        if problem is not None:
+            raise ApiError(401, "invalid_token", "the access token is invalid or expired")
+        return row
+
+    @staticmethod
+    def usable(row: UploadRow) -> None:
+        if row.state is State.EXPIRED:
+            raise ApiError(410, "upload_expired", "the upload expired")
+        if row.state in (State.CANCELLED, State.FAILED):
+            raise ApiError(404, "upload_ended", f"the upload was {row.state.value}")
+
+    async def current(self, job_id: str) -> UploadRow:
+        """The stored state, after ending any append in progress (the draft's
+        "Concurrency"), so that the offset answered is the one the next append needs."""
+        try:
+            async with self.store.lease(job_id) as lease:
+                row = await lease.row()
+        except LockBusy:
+            row = await self.store.get(job_id)
+        assert row is not None
+        if row.state is State.OPEN:
+            await self.store.touch(job_id, self.expires_at())
+        return row
+
+    async def cancel(self, job_id: str) -> None:
+        try:
+            async with self.store.lease(job_id) as lease:
+                ended = await lease.finish(State.CANCELLED, None)
+        except LockBusy:
+            ended = await self.store.end(job_id, State.CANCELLED)
+        if ended:
+            await self._end_job(job_id, ErrorCode.UPLOAD_ABORTED, "the client cancelled the upload")
+
+    async def expire(self, row: UploadRow) -> None:
+        """End an upload the sweeper found idle past its expiry."""
+        job_id_var.set(row.job_id)
+        log.info("upload expired after %d bytes", row.offset)
+        await self._end_job(row.job_id, ErrorCode.UPLOAD_EXPIRED, "the upload expired unfinished")
+
+    async def append(
+        self,
+        job_id: str,
+        body: AsyncIterator[bytes],
+        *,
+        offset: int,
+        complete: bool | None,
+        length: int | None,
+    ) -> Appended:
+        """Append ``body`` at ``offset``. ``complete`` None (tus) completes the upload
+        once the offset reaches its length."""
+        job_id_var.set(job_id)
+        try:
+            async with self.store.lease(job_id) as lease:
+                return await self._append(lease, body, offset, complete, length)
+        except LockBusy as exc:
+            raise ApiError(
+                409,
+                "upload_busy",
+                "another request on this upload did not stop in time",
+                headers={"Retry-After": "1"},
+            ) from exc
+
+    async def _append(
+        self,
+        lease: Lease,
+        body: AsyncIterator[bytes],
+        offset: int,
+        complete: bool | None,
+        length: int | None,
+    ) -> Appended:
+        row = await lease.row()
+        assert row is not None
+        job_id = row.job_id
+        if row.state is State.COMPLETE:
+            raise ApiError(409, "upload_complete", "the upload is complete already")
+        self.usable(row)
+        if offset != row.offset:
+            raise OffsetMismatch(row.offset, offset)
+        if length is not None and (
+            (row.length is not None and length != row.length) or length < row.offset
+        ):
+            raise ApiError(400, "inconsistent_length", "the upload length does not match")
+        if length is not None and row.length is None:
+            await self.store.set_length(job_id, length)
+        total = row.length if row.length is not None else length
+        await self.store.touch(job_id, self.expires_at())
+
+        media = row.media_type
+
+        async def stored(acked: Acked) -> None:
+            await lease.advance(acked.size, acked.sequence, acked.digest, media)
+
+        pipeline = ChunkPipeline(
+            self.sink,
+            self.limits,
+            job_id,
+            size=row.offset,
+            sequence=row.chunk_count,
+            digest=Sha256.restore(row.digest),
+            offsets=True,
+            on_acked=stored,
+        )
+        pipeline.started = media is not None
+        head = bytearray()
+
+        async def start() -> None:
+            nonlocal media
+            detected = sniff_audio(bytes(head))
+            if detected is None:
+                await self._fail(lease, ErrorCode.INVALID_AUDIO, "the file is not audio")
+                raise ApiError(
+                    415,
+                    "not_audio",
+                    "the file is not a supported audio format "
+                    "(WAV, FLAC, MP3, OGG/Opus, M4A/AAC, WebM)",
+                )
+            media = detected
+            started = UploadStarted(
+                job_id=job_id,
+                token_id=row.token_id,
+                filename=row.filename,
+                content_type=detected,
+                owner=row.owner,
+                chunk_size=self.limits.chunk_bytes,
+                size_hint=total,
+            )
+            pipeline.in_flight.append(
+                (await self.sink.event(topics.AUDIO_UPLOAD, started, f"{job_id}:started"), None)
+            )
+            pipeline.started = True
+            await pipeline.add(bytes(head))
+            head.clear()
+
+        interrupted = False
+        try:
+            try:
+                async for piece in _until(body, lease.taken_over):
+                    if total is not None and pipeline.size + len(head) + len(piece) > total:
+                        raise ApiError(
+                            413, "beyond_length", f"the upload's length is {total} bytes"
+                        )
+                    if pipeline.started:
+                        await pipeline.add(piece)
+                        continue
+                    head += piece
+                    if len(head) >= SNIFF_BYTES:
+                        await start()
+            except (ClientDisconnect, _TakenOver) as exc:
+                # Keep what arrived: the client resumes from the stored offset.
+                log.info("append interrupted (%s) at %d bytes", type(exc).__name__, pipeline.size)
+                interrupted = True
+            if head and not pipeline.started and not interrupted:
+                await start()
+            await pipeline.flush()
+            if complete is None:
+                complete = total is not None and pipeline.sent == total
+            if interrupted or not complete:
+                after = await lease.row()
+                assert after is not None
+                return Appended(
+                    after, False, interrupted, pipeline.sent, pipeline.sha256.hexdigest(), None
+                )
+            return await self._complete(lease, row, pipeline, total)
+        except (KafkaError, TimeoutError) as exc:
+            log.error("Kafka did not take the append: %r", exc)
+            raise ApiError(
+                503,
+                "unavailable",
+                "the bytes could not be stored; resume from the upload's offset",
+                headers={"Retry-After": "5"},
+            ) from exc
+
+    async def _complete(
+        self, lease: Lease, row: UploadRow, pipeline: ChunkPipeline, total: int | None
+    ) -> Appended:
+        job_id = row.job_id
+        if pipeline.sent == 0:
+            await self._fail(lease, ErrorCode.INVALID_AUDIO, "the file is empty")
+            raise ApiError(422, "empty_file", "the file is empty")
+        if total is not None and pipeline.sent != total:
+            raise ApiError(
+                400,
+                "inconsistent_length",
+                f"the upload is complete at {pipeline.sent} bytes, its length is {total}",
+            )
+        sha256 = pipeline.sha256.hexdigest()
+        if row.repr_sha256 and row.repr_sha256 != sha256:
+            await self._fail(lease, ErrorCode.CHECKSUM_MISMATCH, "Repr-Digest does not match")
+            raise ApiError(
+                400, "digest_mismatch", "the sha-256 of the bytes received differs from Repr-Digest"
+            )
+        await pipeline.send_and_wait(
+            topics.AUDIO_UPLOAD,
+            UploadFinished(
+                job_id=job_id, chunk_count=pipeline.sequence, size=pipeline.sent, sha256=sha256
+            ),
+            f"{job_id}:finished",
+        )
+        token = self.tokens.issue(job_id, row.owner)
+        media = (await lease.row() or row).media_type or "application/octet-stream"
+        body = accepted_body(job_id, token, row.filename, media, pipeline.sent, sha256)
+        result = body.model_dump_json()
+        await lease.finish(State.COMPLETE, result)
+        after = await lease.row()
+        assert after is not None
+        log.info("resumable upload of %d bytes complete", pipeline.sent)
+        return Appended(after, True, False, pipeline.sent, sha256, result)
+
+    async def _fail(self, lease: Lease, code: ErrorCode, message: str) -> None:
+        if await lease.finish(State.FAILED, None):
+            await self._end_job(lease.job_id, code, message)
+
+    async def _end_job(self, job_id: str, code: ErrorCode, message: str) -> None:
+        """The upload will not complete: the uploader drops it, the job fails."""
+        try:
+            await self._status_on(
+                topics.AUDIO_UPLOAD,
+                UploadAborted(job_id=job_id, reason=code.value),
+                f"{job_id}:aborted",
+            )
+            await self._status(
+                JobStatusChanged(
+                    job_id=job_id,
+                    status=JobStatus.FAILED,
+                    progress=stage_progress(JobStatus.FAILED),
+                    error=JobError(code=code.value, message=message),
+                ),
+                f"{job_id}:status:failed",
+            )
+        except (KafkaError, TimeoutError):
+            # The uploader's stale-upload sweep is the safety net for the multipart upload.
+            log.exception("could not publish the end of upload %s", job_id)
+
+    async def _status(self, event: JobStatusChanged, ce_id: str) -> None:
+        await self._status_on(topics.JOB_STATUS, event, ce_id)
+
+    async def _status_on(
+        self, topic: str, event: JobStatusChanged | UploadAborted, ce_id: str
+    ) -> None:
+        ack = await self.sink.event(topic, event, ce_id)
+        await asyncio.wait_for(ack, self.limits.ack_timeout_seconds)
+
+
+async def _until(body: AsyncIterator[bytes], stop: asyncio.Event) -> AsyncIterator[bytes]:
+    """``body``'s pieces until ``stop`` is set; then :class:`_TakenOver`."""
+    pieces = body.__aiter__()
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        while True:
+            piece = asyncio.ensure_future(pieces.__anext__())
+            await asyncio.wait((piece, stopped), return_when=asyncio.FIRST_COMPLETED)
+            if not piece.done():
+                piece.cancel()
+                raise _TakenOver()
+            try:
+                yield piece.result()
+            except StopAsyncIteration:
+                return
+    finally:
+        stopped.cancel()
+
+
+def final_body(row: UploadRow) -> dict[str, object] | None:
+    """The answer a completed upload gave, to replay it (the draft allows this)."""
+    return json.loads(row.result) if row.result else None
+
+
+async def expire_forever(resumable: Resumable, interval: float) -> None:
+    """End uploads idle past their expiry (docs/architecture.md §12); any replica may run
+    it, the conditional update lets exactly one end each upload."""
+    while True:
+        try:
+            for row in await resumable.store.expired(datetime.now(UTC)):
+                await resumable.expire(row)
+        except Exception:
+            log.exception("the expiry sweep failed; it runs again")
+        await asyncio.sleep(interval)
