@@ -185,7 +185,7 @@ class FullBufferSink(FakeSink):
         await self._maybe_full()
         return await super().event(topic, event, ce_id)
 
-    async def chunk(self, job_id: str, sequence: int, data: bytes):
+    async def chunk(self, job_id: str, sequence: int, data: bytes, offset: int | None = None):
         await self._maybe_full()
         return await super().chunk(job_id, sequence, data)
 
@@ -228,7 +228,7 @@ class DownSink(FakeSink):
         await self._maybe_down()
         return await super().event(topic, event, ce_id)
 
-    async def chunk(self, job_id: str, sequence: int, data: bytes):
+    async def chunk(self, job_id: str, sequence: int, data: bytes, offset: int | None = None):
         await self._maybe_down()
         self.up = len(self.messages) < 1  # down after the first chunk
         return await super().chunk(job_id, sequence, data)

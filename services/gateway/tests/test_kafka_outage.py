@@ -44,6 +44,7 @@ async def gateway(infra: dict[str, str]) -> AsyncIterator[Gateway]:
     proxy = KafkaProxy(bootstrap)
     settings = Settings(
         kafka_bootstrap_servers=await proxy.start(),
+        database_url=infra["DATABASE_URL"],
         chunk_bytes=CHUNK,
         kafka_probe_interval_seconds=0.2,
     )
