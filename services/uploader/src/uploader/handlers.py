@@ -4,12 +4,14 @@
 (:class:`Uploads`, from the broker's context); :mod:`uploader.app` registers it.
 """
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from faststream import Context
 from faststream.kafka.annotations import Consumer, KafkaMessage
@@ -32,8 +34,21 @@ a checkpointed resumable upload holds only its bytes not yet in a saved part."""
 Commit = Callable[[Consumer, TopicPartition, int], Awaitable[None]]
 
 
+COMMIT_TIMEOUT_SECONDS = 10.0
+
+
 async def commit_offset(consumer: Consumer, partition: TopicPartition, offset: int) -> None:
-    await consumer.commit({partition: offset})
+    """Commit, bounded. After a broker restart aiokafka's commit can wait for a group
+    coordinator for ever, and the handler with it: the partition would stall (seen in
+    the chaos suite). A commit not made only means a longer replay after a crash; the
+    next one carries the offset forward."""
+    try:
+        async with asyncio.timeout(COMMIT_TIMEOUT_SECONDS):
+            await consumer.commit({partition: offset})
+    except (TimeoutError, KafkaError) as exc:
+        log.warning(
+            "commit of %s at %d not made (%r); the next one carries it", partition, offset, exc
+        )
 
 
 @dataclass
