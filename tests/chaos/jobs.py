@@ -30,7 +30,7 @@ REFUSED_FOR_SECONDS = 180.0
 
 @dataclass(frozen=True)
 class Accepted:
-    """An upload that got its 202: a promise (DESIGN §5.1)."""
+    """An upload that got its 202: a promise (docs/architecture.md §5.1)."""
 
     job_id: str
     sha256: str
@@ -147,7 +147,7 @@ class Finals:
 
     def distinct(self, job_id: str) -> dict[str, tuple[str, dict[str, Any]]]:
         """One entry per distinct event (ce_id): a redelivered record names the same
-        event, and every consumer drops it by its ce_id (DESIGN §4)."""
+        event, and every consumer drops it by its ce_id (docs/architecture.md §4)."""
         return {cid: (status, event) for cid, status, event in self.by_job.get(job_id, [])}
 
 

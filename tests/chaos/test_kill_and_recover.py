@@ -1,5 +1,5 @@
 """Kill each moving part (kill -9) while jobs run through the whole stack, restart it,
-and check that no accepted job was lost, stuck or duplicated (DESIGN §5).
+and check that no accepted job was lost, stuck or duplicated (docs/architecture.md §5).
 
 One stack of the module's own (temporary run folder, its own ports): the uploader, the
 analyzer-bridge, both notifier replicas, the broker and PostgreSQL are killed in turn,

@@ -1,4 +1,4 @@
-"""Optional bearer-JWT authentication of uploads (DESIGN §6).
+"""Optional bearer-JWT authentication of uploads (docs/architecture.md §6).
 
 With no key configured uploads are anonymous. With a key, ``Authorization: Bearer``
 must carry a JWT that verifies with it (signature, expiry, and audience/issuer when
@@ -12,6 +12,7 @@ import jwt
 from fastapi import Request
 
 from servicekit.http import ApiError
+from servicekit.tokens import bearer_token
 
 
 @dataclass(frozen=True)
@@ -26,8 +27,8 @@ class UploadAuth:
         missing or invalid."""
         if self.key is None:
             return None
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
+        token = bearer_token(request.headers.get("authorization"))
+        if token is None:
             raise _unauthorized("a bearer token is required to upload")
         try:
             claims = jwt.decode(

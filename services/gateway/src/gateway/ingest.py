@@ -1,4 +1,4 @@
-"""Stream one upload from the request body into Kafka (DESIGN §5.1, §5.2, §5.6).
+"""Stream one upload from the request body into Kafka (docs/architecture.md §5.1, §5.2, §5.6).
 
 The body is read as it arrives; the ``file`` field's bytes are cut into chunks and
 produced to ``audio.upload`` behind an ``UploadStarted``, with a bounded number of

@@ -1,4 +1,4 @@
-"""The seed's upload route: ``POST /tokens/{token_id}/upload-audio`` (DESIGN §2)."""
+"""The seed's upload route: ``POST /tokens/{token_id}/upload-audio`` (docs/architecture.md §2)."""
 
 import re
 from typing import Annotated
