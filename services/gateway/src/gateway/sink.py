@@ -10,9 +10,9 @@ from faststream.kafka import KafkaBroker
 
 from contracts import CE_TYPE_OF, CeType, Event, headers, topics
 from gateway.reachability import Reachability
-from servicekit.kafka import ce_headers
+from servicekit.kafka import ce_headers, ce_source
 
-SOURCE = "/services/gateway"
+SOURCE = ce_source("gateway")
 
 Ack = asyncio.Future[object]
 """Completes when the broker acknowledged the message; fails if it could not."""

@@ -3,9 +3,9 @@
 from faststream.kafka import KafkaBroker
 
 from contracts import AudioStored, JobStatusChanged, topics
-from servicekit.kafka import dead_letter, publish_event
+from servicekit.kafka import ce_source, dead_letter, publish_event
 
-SOURCE = "/services/uploader"
+SOURCE = ce_source("uploader")
 
 
 class KafkaEventPublisher:
