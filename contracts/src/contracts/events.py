@@ -44,6 +44,12 @@ class UploadStarted(Event):
         default=None,
         description="Expected size from the request's Content-Length (an upper bound).",
     )
+    resumable: bool = Field(
+        default=False,
+        description="Created by a resumable protocol (IETF draft or tus): its chunks carry "
+        "`ce_uploadoffset` and the uploader keeps checkpoints of it in PostgreSQL. A "
+        "one-shot upload never needs that database.",
+    )
     started_at: datetime = Field(default_factory=_now)
 
 

@@ -207,3 +207,25 @@ async def test_a_checkpointed_upload_is_rebuilt_by_another_assembler() -> None:
     assert body == data
     assert metadata["sha256"] == hashlib.sha256(data).hexdigest()
     assert checkpoints.saved == {}
+
+
+async def test_a_one_shot_upload_never_waits_for_the_checkpoint_database() -> None:
+    """With PostgreSQL down, checkpoints cannot be read; a one-shot upload does not need
+    them (issue 11: an outage of one dependency stalls nothing that does not use it)."""
+    from uploader_testing import FakeCheckpoints
+
+    from uploader.ports import StorageError
+
+    class DatabaseDown(FakeCheckpoints):
+        async def load(self, job_id: str):  # type: ignore[no-untyped-def]
+            raise StorageError("checkpoint not read: the database is down")
+
+    store, outbox = FakeStore(), FakeEvents()
+    a = Assembler(store, outbox, "bucket", "audio/", PART, checkpoints=DatabaseDown())
+    data = bytes(range(37))
+    await a.started(started())
+    n = await feed(a, data)
+    await a.finished(finished(data, n))
+    await a.finished(finished(data, n))  # redelivered after the job was forgotten
+    assert store.objects["audio/j1"][0] == data
+    assert outbox.statuses() == ["uploading", "uploaded"]

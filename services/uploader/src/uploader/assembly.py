@@ -124,11 +124,22 @@ class Assembler:
         log.info("resumed upload from its checkpoint at %d bytes", saved.size)
         return job
 
+    async def _resume_quietly(self, job_id: str) -> OpenJob | None:
+        """:meth:`_resume` for a marker of a job not open here, which is mostly one
+        finished before (a redelivery): without the database it is taken as that."""
+        try:
+            return await self._resume(job_id)
+        except StorageError as exc:
+            log.warning("no checkpoint could be read for %s (%s)", job_id, exc)
+            return None
+
     async def started(self, event: UploadStarted) -> bool:
         """Open the job; False when it was open already (a redelivered ``started``)."""
         if event.job_id in self.jobs:
             return False
-        if await self._resume(event.job_id):
+        # Only a resumable upload can have a checkpoint: a one-shot upload never waits
+        # for PostgreSQL, so an outage of the database cannot hold it up.
+        if event.resumable and await self._resume(event.job_id):
             return True  # replayed from before its checkpoint: continue it
         key = self._prefix + event.job_id
         stored = await self._store.stored_sha256(key)
@@ -209,7 +220,7 @@ class Assembler:
         )
 
     async def finished(self, event: UploadFinished) -> None:
-        job = self.jobs.get(event.job_id) or await self._resume(event.job_id)
+        job = self.jobs.get(event.job_id) or await self._resume_quietly(event.job_id)
         if job is None:
             return  # finished before and forgotten, or never started here
         if job.already_stored:
@@ -256,7 +267,7 @@ class Assembler:
         log.info("stored %d bytes at s3://%s/%s", event.size, self._bucket, job.key)
 
     async def aborted(self, event: UploadAborted) -> None:
-        job = self.jobs.pop(event.job_id, None) or await self._resume(event.job_id)
+        job = self.jobs.pop(event.job_id, None) or await self._resume_quietly(event.job_id)
         self.jobs.pop(event.job_id, None)
         if job:
             await _cancel(job)

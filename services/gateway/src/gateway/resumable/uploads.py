@@ -263,6 +263,7 @@ class Resumable:
                 owner=row.owner,
                 chunk_size=self.limits.chunk_bytes,
                 size_hint=total,
+                resumable=True,
             )
             pipeline.in_flight.append(
                 (await self.sink.event(topics.AUDIO_UPLOAD, started, f"{job_id}:started"), None)

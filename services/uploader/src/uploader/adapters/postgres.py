@@ -7,6 +7,7 @@ bytes and the SHA-256 state after them are kept here, one row per job
 import asyncpg
 
 from contracts import UploadStarted
+from servicekit.postgres import create_pool
 from uploader.ports import Checkpoint, StorageError
 
 _SCHEMA = """
@@ -28,8 +29,9 @@ CREATE TABLE IF NOT EXISTS uploader.checkpoints (
 class PostgresCheckpoints:
     """An async context manager: the pool is opened and the schema made on entry."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, timeout_seconds: float = 5.0) -> None:
         self._url = database_url
+        self._timeout = timeout_seconds
         self._pool_or_none: asyncpg.Pool[asyncpg.Record] | None = None
 
     @property
@@ -39,7 +41,9 @@ class PostgresCheckpoints:
         return self._pool_or_none
 
     async def __aenter__(self) -> "PostgresCheckpoints":
-        self._pool_or_none = await asyncpg.create_pool(self._url, min_size=1, max_size=4)
+        # Bounded connects and statements: with the database down, a call fails within
+        # the timeout instead of holding the audio.upload handler (and its partition).
+        self._pool_or_none = await create_pool(self._url, max_size=4, timeout_seconds=self._timeout)
         await self.create_schema()
         return self
 
@@ -69,7 +73,7 @@ class PostgresCheckpoints:
                 checkpoint.digest,
                 checkpoint.next_sequence,
             )
-        except (asyncpg.PostgresError, OSError) as exc:
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise StorageError(f"checkpoint not saved: {exc!r}") from exc
 
     async def load(self, job_id: str) -> Checkpoint | None:
@@ -79,7 +83,7 @@ class PostgresCheckpoints:
                 "FROM uploader.checkpoints WHERE job_id = $1",
                 job_id,
             )
-        except (asyncpg.PostgresError, OSError) as exc:
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise StorageError(f"checkpoint not read: {exc!r}") from exc
         if row is None:
             return None
@@ -96,12 +100,12 @@ class PostgresCheckpoints:
     async def delete(self, job_id: str) -> None:
         try:
             await self._pool.execute("DELETE FROM uploader.checkpoints WHERE job_id = $1", job_id)
-        except (asyncpg.PostgresError, OSError) as exc:
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise StorageError(f"checkpoint not deleted: {exc!r}") from exc
 
     async def upload_ids(self) -> set[str]:
         try:
             rows = await self._pool.fetch("SELECT upload_id FROM uploader.checkpoints")
-        except (asyncpg.PostgresError, OSError) as exc:
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise StorageError(f"checkpoints not read: {exc!r}") from exc
         return {row[0] for row in rows}
