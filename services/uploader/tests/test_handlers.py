@@ -150,3 +150,23 @@ async def test_a_storage_failure_fails_the_job_and_closes_it() -> None:
     assert store.aborted, "the multipart upload is aborted"
     assert topics.AUDIO_STORED not in seen.messages
     assert seen.commits
+
+
+async def test_after_a_commit_that_did_not_go_through_the_next_ones_wait_a_while() -> None:
+    # A broker restart can leave commits hanging; each close must not wait on one.
+    broker, uploads = create_broker(settings(), FakeStore())
+    tried: list[int] = []
+
+    async def commit(consumer, partition, offset: int) -> bool:
+        tried.append(offset)
+        return False
+
+    uploads.commit = commit
+    async with TestKafkaBroker(broker) as test_broker:
+        await upload(test_broker, bytes(64))
+        await publish_event(test_broker, topics.AUDIO_UPLOAD, started(), source="/t", ce_id="s2")
+        await publish_event(
+            test_broker, topics.AUDIO_UPLOAD, finished(bytes(64), 16), source="/t", ce_id="f2"
+        )
+    assert len(tried) == 1
+    assert uploads.commits_paused_until > 0

@@ -6,6 +6,7 @@
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -31,24 +32,28 @@ finished meanwhile are committed promptly. The committed offset still never pass
 first message of the earliest job not yet finished (offsets.CommitTracker), except that
 a checkpointed resumable upload holds only its bytes not yet in a saved part."""
 
-Commit = Callable[[Consumer, TopicPartition, int], Awaitable[None]]
+Commit = Callable[[Consumer, TopicPartition, int], Awaitable[bool | None]]
 
 
-COMMIT_TIMEOUT_SECONDS = 10.0
+COMMIT_TIMEOUT_SECONDS = 2.0
+COMMIT_PAUSE_SECONDS = 5.0
+"""After a commit that was not made, commits are not tried again for this long."""
 
 
-async def commit_offset(consumer: Consumer, partition: TopicPartition, offset: int) -> None:
-    """Commit, bounded. After a broker restart aiokafka's commit can wait for a group
-    coordinator for ever, and the handler with it: the partition would stall (seen in
-    the chaos suite). A commit not made only means a longer replay after a crash; the
-    next one carries the offset forward."""
+async def commit_offset(consumer: Consumer, partition: TopicPartition, offset: int) -> bool:
+    """Commit, bounded; whether it was made. After a broker restart aiokafka's commit
+    can wait for a group coordinator for a long time, and the handler with it, holding
+    the partition (seen in the chaos suite). A commit not made only means a longer
+    replay after a crash; a later one carries the offset forward."""
     try:
         async with asyncio.timeout(COMMIT_TIMEOUT_SECONDS):
             await consumer.commit({partition: offset})
     except (TimeoutError, KafkaError) as exc:
         log.warning(
-            "commit of %s at %d not made (%r); the next one carries it", partition, offset, exc
+            "commit of %s at %d not made (%r); a later one carries it", partition, offset, exc
         )
+        return False
+    return True
 
 
 @dataclass
@@ -60,6 +65,7 @@ class Uploads:
     tracker: CommitTracker = field(default_factory=CommitTracker)
     commit: Commit = commit_offset
     since_commit: int = 0
+    commits_paused_until: float = 0.0
 
 
 class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -106,7 +112,7 @@ async def on_upload(
         uploads.since_commit = 0
         offset = tracker.safe_offset(partition, uploads.assembler.holds())
         if offset is not None:
-            await uploads.commit(consumer, partition, offset)
+            await _commit(uploads, consumer, partition, offset)
 
 
 async def _dispatch(
@@ -150,3 +156,13 @@ async def _dispatch(
         raise PoisonMessage(f"{ce_type} does not belong on {topics.AUDIO_UPLOAD}")
     tracker.closed(partition, event.job_id)
     return True
+
+
+async def _commit(
+    uploads: Uploads, consumer: Consumer, partition: TopicPartition, offset: int
+) -> None:
+    # While commits do not get through, the handler does not wait on each one.
+    if time.monotonic() < uploads.commits_paused_until:
+        return
+    if await uploads.commit(consumer, partition, offset) is False:
+        uploads.commits_paused_until = time.monotonic() + COMMIT_PAUSE_SECONDS
