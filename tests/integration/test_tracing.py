@@ -60,13 +60,13 @@ async def test_one_jobs_spans_across_all_services_share_one_trace(
     sockets = {
         name: bound_socket() for name in ("gateway", "uploader", "bridge", "notifier", "reference")
     }
-    common = {"kafka_bootstrap_servers": kafka}
+    # Every service that keeps state gets the session's database, never a default one.
+    common = {"kafka_bootstrap_servers": kafka, "database_url": infra["DATABASE_URL"]}
     apps = {
         "reference": reference_app(ReferenceSettings(http_port=0)),
         "notifier": notifier_app(
             NotifierSettings(
                 **common,
-                database_url=infra["DATABASE_URL"],
                 database_schema=f"notifier_t{tag}",
                 consumer_group=f"trace-notifier-{tag}",
             )
@@ -75,7 +75,6 @@ async def test_one_jobs_spans_across_all_services_share_one_trace(
             BridgeSettings(
                 **common,
                 **s3,
-                database_url=infra["DATABASE_URL"],
                 database_schema=f"bridge_t{tag}",
                 consumer_group=f"trace-bridge-{tag}",
                 kafka_auto_offset_reset="latest",
