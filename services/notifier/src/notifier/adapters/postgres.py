@@ -22,8 +22,8 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import Any, Self
+from contextlib import AsyncExitStack
+from typing import Any
 
 import asyncpg
 
@@ -32,6 +32,7 @@ from notifier.ports import OnApplied
 from notifier.projection import Decision, JobSnapshot, Outcome, decide
 from servicekit.http import DependencyUnavailable
 from servicekit.postgres import DEPENDENCY, create_pool, is_outage, unavailable_on_outage
+from servicekit.resources import Resource
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ def _dumps(value: dict[str, Any] | None) -> str | None:
     return None if value is None else json.dumps(value)
 
 
-class PostgresStore:
+class PostgresStore(Resource):
     """The projection in one schema. Entering it (``async with``) opens its pool and
     sets the schema up (idempotent, safe for concurrent starts); leaving closes it."""
 
@@ -137,6 +138,7 @@ class PostgresStore:
         pool_size: int = 10,
         timeout_seconds: float = 5.0,
     ) -> None:
+        super().__init__()
         self.schema = schema
         self.channel = f"{schema}_applied"
         """The NOTIFY channel of applied events; the payload is ``"<job_id> <event_id>"``."""
@@ -145,26 +147,14 @@ class PostgresStore:
         self._timeout_seconds = timeout_seconds
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
 
-    async def __aenter__(self) -> Self:
-        self._pool = await create_pool(
+    async def open(self, stack: AsyncExitStack) -> None:
+        pool = await create_pool(
             self._dsn, max_size=self._pool_size, timeout_seconds=self._timeout_seconds
         )
-        try:
-            await self.create_schema()
-        except BaseException:
-            await self.__aexit__(None, None, None)
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        stack.push_async_callback(pool.close)
+        self._pool = pool
+        stack.callback(setattr, self, "_pool", None)
+        await self.create_schema()
 
     @property
     def pool(self) -> "asyncpg.Pool[asyncpg.Record]":

@@ -4,10 +4,13 @@ An unfinished S3 multipart upload cannot carry metadata, so the parts done (ETag
 bytes and the SHA-256 state after them are kept here, one row per job
 (docs/architecture.md §8, §12)."""
 
+from contextlib import AsyncExitStack
+
 import asyncpg
 
 from contracts import UploadStarted
 from servicekit.postgres import create_pool
+from servicekit.resources import Resource
 from uploader.ports import Checkpoint, StorageError
 
 _SCHEMA = """
@@ -26,10 +29,11 @@ CREATE TABLE IF NOT EXISTS uploader.checkpoints (
 """
 
 
-class PostgresCheckpoints:
+class PostgresCheckpoints(Resource):
     """An async context manager: the pool is opened and the schema made on entry."""
 
     def __init__(self, database_url: str, timeout_seconds: float = 5.0) -> None:
+        super().__init__()
         self._url = database_url
         self._timeout = timeout_seconds
         self._pool_or_none: asyncpg.Pool[asyncpg.Record] | None = None
@@ -40,16 +44,14 @@ class PostgresCheckpoints:
             raise StorageError("the checkpoint store is not open")
         return self._pool_or_none
 
-    async def __aenter__(self) -> "PostgresCheckpoints":
+    async def open(self, stack: AsyncExitStack) -> None:
         # Bounded connects and statements: with the database down, a call fails within
         # the timeout instead of holding the audio.upload handler (and its partition).
-        self._pool_or_none = await create_pool(self._url, max_size=4, timeout_seconds=self._timeout)
+        pool = await create_pool(self._url, max_size=4, timeout_seconds=self._timeout)
+        stack.push_async_callback(pool.close)
+        self._pool_or_none = pool
+        stack.callback(setattr, self, "_pool_or_none", None)
         await self.create_schema()
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        if self._pool_or_none is not None:
-            await self._pool_or_none.close()
 
     async def create_schema(self) -> None:
         async with self._pool.acquire() as conn, conn.transaction():

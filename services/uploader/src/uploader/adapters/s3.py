@@ -7,11 +7,11 @@ every botocore error leaves as :class:`uploader.ports.StorageError`.
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime
-from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from servicekit.resources import Resource
 from servicekit.s3 import ensure_bucket, s3_client
 from servicekit.settings import S3Settings
 from uploader.ports import StorageError
@@ -33,28 +33,20 @@ def _error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-class S3ObjectStore:
+class S3ObjectStore(Resource):
     def __init__(self, settings: S3Settings) -> None:
+        super().__init__()
         self.bucket = settings.s3_bucket
         self._settings = settings
-        self._exit = AsyncExitStack()
         self._client: S3Client | None = None
 
-    async def __aenter__(self) -> Self:
+    async def open(self, stack: AsyncExitStack) -> None:
         async with _storage_errors():
-            self._client = await self._exit.enter_async_context(s3_client(self._settings))
+            client = await stack.enter_async_context(s3_client(self._settings))
+            self._client = client
+            stack.callback(setattr, self, "_client", None)
             if self._settings.s3_create_bucket:
-                await ensure_bucket(self._client, self.bucket)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._client = None
-        await self._exit.aclose()
+                await ensure_bucket(client, self.bucket)
 
     @property
     def _s3(self) -> "S3Client":
