@@ -3,13 +3,16 @@
 
 Creation is ``POST /tokens/{token_id}/upload-audio`` with ``Upload-Complete``; the
 upload resource is ``/uploads/{job_id}`` (HEAD offset retrieval, PATCH append with
-``application/partial-upload``, DELETE cancellation, OPTIONS limits). No ``104 (Upload
-Resumption Supported)`` is sent: ASGI has no message for an arbitrary informational
-response, and uvicorn sends none on HTTP/1.1 (its ``http.response.early_hint`` is
-HTTP/2 only, and 103). ``Location`` is therefore in
-the final response only; a client that must be able to resume from its first byte
-creates the upload with an empty ``Upload-Complete: ?0`` request first (the draft's
-"careful upload creation").
+``application/partial-upload``, DELETE cancellation, OPTIONS limits).
+
+A creation that names interop version 8 gets ``104 (Upload Resumption Supported)`` with
+``Location`` before its body is read (draft -11 §4.1), so that a client cut off during
+that first request can resume it. uvicorn has no ASGI message for it; the gateway runs
+:class:`servicekit.informational.InformationalHttpToolsProtocol`, which offers
+``http.response.informational`` on HTTP/1.1. Where the extension is missing (HTTP/1.0,
+another server) ``Location`` is in the final response only, and a client that must
+resume from its first byte creates the upload empty with ``Upload-Complete: ?0`` first
+(the draft's "careful upload creation").
 """
 
 import uuid
@@ -29,6 +32,7 @@ from gateway.resumable.fields import (
 )
 from gateway.resumable.uploads import Appended, OffsetMismatch, Resumable, final_body
 from servicekit.http import ApiError
+from servicekit.informational import EXTENSION as INFORMATIONAL
 
 INTEROP_VERSION = "8"
 PARTIAL_UPLOAD = "application/partial-upload"
@@ -104,6 +108,7 @@ async def create(
         job_id=job_id,
     )
     location = upload_url(job_id, token)
+    await _resumption_supported(request, resumable, location)
     try:
         done = await resumable.append(
             job_id, request.stream(), offset=0, complete=complete, length=length
@@ -125,6 +130,30 @@ async def create(
         )
     set_progress_cookie(request, answer, resumable.tokens, job_id, token)
     return answer
+
+
+async def _resumption_supported(request: Request, resumable: Resumable, location: str) -> None:
+    """``104`` with the upload's URL, before the body is read (draft -11 §4.1). Only to a
+    client that named this interop version: the draft's interop versions send 104 only
+    then, and a client that knows no 1xx (curl, the seed's form post) is not sent one."""
+    if request.headers.get("upload-draft-interop-version") != INTEROP_VERSION:
+        return
+    if INFORMATIONAL not in request.scope.get("extensions", {}):
+        return
+    headers = {
+        "Location": location,
+        "Upload-Draft-Interop-Version": INTEROP_VERSION,
+        "Upload-Limit": limits(resumable),
+    }
+    # Starlette's Request keeps the ASGI send it was built with (as for its own
+    # ``send_push_promise``); a route has no other way to reach it.
+    await request._send(
+        {
+            "type": INFORMATIONAL,
+            "status": 104,
+            "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        }
+    )
 
 
 def _length(request: Request, complete: bool, offset: int) -> int | None:
