@@ -52,7 +52,7 @@ class OffsetMismatch(ApiError):
         self.provided = provided
 
 
-class _TakenOver(Exception):
+class TakenOver(Exception):
     """A newer request on the same upload asked this append to stop."""
 
 
@@ -275,7 +275,7 @@ class Resumable:
         interrupted = False
         try:
             try:
-                async for piece in _until(body, lease.taken_over):
+                async for piece in until_taken_over(body, lease.taken_over):
                     if total is not None and pipeline.size + len(head) + len(piece) > total:
                         raise ApiError(
                             413, "beyond_length", f"the upload's length is {total} bytes"
@@ -286,7 +286,7 @@ class Resumable:
                     head += piece
                     if len(head) >= SNIFF_BYTES:
                         await start()
-            except (ClientDisconnect, _TakenOver) as exc:
+            except (ClientDisconnect, TakenOver) as exc:
                 # Keep what arrived: the client resumes from the stored offset.
                 log.info("append interrupted (%s) at %d bytes", type(exc).__name__, pipeline.size)
                 interrupted = True
@@ -382,21 +382,45 @@ class Resumable:
         await asyncio.wait_for(ack, self.limits.ack_timeout_seconds)
 
 
-async def _until(body: AsyncIterator[bytes], stop: asyncio.Event) -> AsyncIterator[bytes]:
-    """``body``'s pieces until ``stop`` is set; then :class:`_TakenOver`."""
+# A take-over lets the append it ends store the bytes already on their way first: a
+# client whose connection was cut had written them, and the edge's and the kernel's
+# buffers (tens of MiB on loopback) still hold them. The append keeps reading while
+# pieces come closer together than DRAIN_QUIET_SECONDS, for at most DRAIN_MOST_SECONDS
+# (well inside UPLOAD_LOCK_WAIT_SECONDS), then lets go; a connection that went silent
+# (half-open) is let go after one quiet gap.
+DRAIN_QUIET_SECONDS = 0.25
+DRAIN_MOST_SECONDS = 5.0
+
+
+async def until_taken_over(
+    body: AsyncIterator[bytes],
+    stop: asyncio.Event,
+    quiet: float = DRAIN_QUIET_SECONDS,
+    most: float = DRAIN_MOST_SECONDS,
+) -> AsyncIterator[bytes]:
+    """``body``'s pieces; once ``stop`` is set, those that keep coming (see above), then
+    :class:`TakenOver`."""
+    loop = asyncio.get_running_loop()
     pieces = body.__aiter__()
     stopped = asyncio.ensure_future(stop.wait())
+    deadline: float | None = None
     try:
-        while True:
+        while deadline is None or loop.time() < deadline:
             piece = asyncio.ensure_future(pieces.__anext__())
-            await asyncio.wait((piece, stopped), return_when=asyncio.FIRST_COMPLETED)
+            if deadline is None:
+                await asyncio.wait((piece, stopped), return_when=asyncio.FIRST_COMPLETED)
+                if stopped.done():
+                    deadline = loop.time() + most
+            if deadline is not None and not piece.done():
+                await asyncio.wait((piece,), timeout=min(quiet, max(0.0, deadline - loop.time())))
             if not piece.done():
                 piece.cancel()
-                raise _TakenOver()
+                raise TakenOver()
             try:
                 yield piece.result()
             except StopAsyncIteration:
                 return
+        raise TakenOver()
     finally:
         stopped.cancel()
 
