@@ -10,7 +10,7 @@ import pytest
 from playwright.async_api import BrowserContext
 
 from tests.support.audio import plucked_wav
-from tests.support.tus import uppy_bundle
+from tests.support.tus import FINAL_STATUS, uppy_bundle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -49,7 +49,8 @@ async ([b64, endpoint]) => {
       });
     },
   });
-  uppy.addFile({ name: "uppy.wav", type: "audio/wav", data: new Blob([bytes], { type: "audio/wav" }) });
+  const data = new Blob([bytes], { type: "audio/wav" });
+  uppy.addFile({ name: "uppy.wav", type: "audio/wav", data });
   const result = await uppy.upload();
   return { successful: result.successful.length, failed: result.failed.length, seen };
 }
@@ -93,14 +94,6 @@ async def test_uppy_upload_resumes_after_the_browser_was_offline_and_the_job_com
 
     job = next(s["body"] for s in seen if s["method"] == "POST")
     status = await page.evaluate(
-        """async (url) => {
-          for (let i = 0; i < 1000; i += 1) {
-            const s = await (await fetch(url)).json();
-            if (s.status === "completed" || s.status === "failed") return s.status;
-            await new Promise((r) => setTimeout(r, 300));
-          }
-          return "still running";
-        }""",
-        f"{edge_url}{job['status_url']}?access_token={job['access_token']}",
+        FINAL_STATUS, f"{edge_url}{job['status_url']}?access_token={job['access_token']}"
     )
     assert status == "completed"

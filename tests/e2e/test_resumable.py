@@ -42,9 +42,9 @@ def head_of(raw: bytes) -> tuple[int, dict[str, str]]:
     return int(status_line.split()[1]), headers
 
 
-async def creation(origin: tuple[str, int], size: int, **headers: str) -> tuple[
-    asyncio.StreamReader, asyncio.StreamWriter
-]:
+async def creation(
+    origin: tuple[str, int], size: int, **headers: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     reader, writer = await asyncio.open_connection(*origin)
     fields = {"Host": "audiopipe", "Content-Length": str(size), **headers}
     request = f"POST {CREATE} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items())

@@ -34,3 +34,14 @@ def uppy_bundle() -> Path:
     if not bundle.exists():
         subprocess.run(["npm", "run", "bundle"], cwd=folder, check=True, capture_output=True)
     return bundle
+
+
+FINAL_STATUS = """async (url) => {
+  for (let i = 0; i < 1000; i += 1) {
+    const s = await (await fetch(url)).json();
+    if (s.status === "completed" || s.status === "failed") return s.status;
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  return "still running";
+}"""
+"""For ``page.evaluate`` with a job's status URL: its final status, as the page sees it."""

@@ -72,7 +72,10 @@ async def test_a_104_comes_before_the_final_response_on_http_1_1() -> None:
     async with running(informational=True) as port:
         answer = await exchange(port, post(b"1.1"))
     interim, _, final = answer.partition(b"\r\n\r\n")
-    assert interim.split(b"\r\n") == [b"HTTP/1.1 104 Upload Resumption Supported", b"location: /u/1"]
+    assert interim.split(b"\r\n") == [
+        b"HTTP/1.1 104 Upload Resumption Supported",
+        b"location: /u/1",
+    ]
     assert final.startswith(b"HTTP/1.1 200 OK\r\n")
     assert final.endswith(b"True 5")
 

@@ -15,12 +15,9 @@ resume from its first byte creates the upload empty with ``Upload-Complete: ?0``
 (the draft's "careful upload creation").
 """
 
-import uuid
-
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 
-from gateway.accepted import accepted_body, set_progress_cookie
 from gateway.adapters.postgres import State, UploadRow
 from gateway.ingest import clean_filename
 from gateway.resumable.fields import (
@@ -30,7 +27,15 @@ from gateway.resumable.fields import (
     sf_integer,
     sha256_field,
 )
-from gateway.resumable.uploads import Appended, OffsetMismatch, Resumable, final_body
+from gateway.resumable.uploads import (
+    Appended,
+    NewUpload,
+    OffsetMismatch,
+    Resumable,
+    accepted_json,
+    creation_answer,
+    final_body,
+)
 from servicekit.http import ApiError
 from servicekit.informational import EXTENSION as INFORMATIONAL
 
@@ -40,10 +45,6 @@ PARTIAL_UPLOAD = "application/partial-upload"
 
 def wants_ietf(request: Request) -> bool:
     return "upload-complete" in request.headers or "upload-draft-interop-version" in request.headers
-
-
-def upload_url(job_id: str, token: str) -> str:
-    return f"/uploads/{job_id}?access_token={token}"
 
 
 def limits(resumable: Resumable) -> str:
@@ -77,9 +78,8 @@ def _conflict(error: OffsetMismatch) -> JSONResponse:
     )
 
 
-def _answer(resumable: Resumable, done: Appended, location: str | None, status: int) -> Response:
-    headers = _headers(resumable, done.row, **({"Location": location} if location else {}))
-    headers["Repr-Digest"] = sha256_field(done.sha256)
+def _answer(resumable: Resumable, done: Appended, status: int) -> Response:
+    headers = _headers(resumable, done.row, **{"Repr-Digest": sha256_field(done.sha256)})
     if done.complete and done.body is not None:
         return Response(done.body, status_code=202, media_type="application/json", headers=headers)
     return Response(status_code=status, headers=headers)
@@ -96,40 +96,31 @@ async def create(
     expected = repr_sha256(digest_field)
     if digest_field and expected is None:
         raise ApiError(400, "invalid_repr_digest", "Repr-Digest needs a sha-256 member")
-    job_id = str(uuid.uuid4())
-    filename = clean_filename(filename_of_disposition(request.headers.get("content-disposition")))
-    token = await resumable.create(
+    new = NewUpload(
         protocol="ietf",
         token_id=token_id,
         owner=owner,
-        filename=filename,
+        filename=clean_filename(
+            filename_of_disposition(request.headers.get("content-disposition"))
+        ),
         length=length,
         repr_sha256=expected,
-        job_id=job_id,
     )
-    location = upload_url(job_id, token)
-    await _resumption_supported(request, resumable, location)
+    created = await resumable.create(new)
+    await _resumption_supported(request, resumable, created.location)
     try:
         done = await resumable.append(
-            job_id, request.stream(), offset=0, complete=complete, length=length
+            created.job_id, request.stream(), offset=0, complete=complete, length=length
         )
     except ApiError as error:
-        error.headers = {**(error.headers or {}), "Location": location}
+        error.headers = {**(error.headers or {}), "Location": created.location}
         raise
-    if done.complete:
-        answer = _answer(resumable, done, location, 202)
-    else:
-        body = accepted_body(
-            job_id, token, filename, done.row.media_type or "", done.size, done.sha256
-        )
-        answer = Response(
-            body.model_dump_json(),
-            status_code=201,
-            media_type="application/json",
-            headers=_headers(resumable, done.row, Location=location),
-        )
-    set_progress_cookie(request, answer, resumable.tokens, job_id, token)
-    return answer
+    headers = _headers(resumable, done.row)
+    if done.complete and done.body is not None:
+        headers["Repr-Digest"] = sha256_field(done.sha256)
+        return creation_answer(request, resumable, created, done.body, 202, headers)
+    body = accepted_json(created, new, done.row, done.size, done.sha256)
+    return creation_answer(request, resumable, created, body, 201, headers)
 
 
 async def _resumption_supported(request: Request, resumable: Resumable, location: str) -> None:
@@ -171,9 +162,7 @@ def _length(request: Request, complete: bool, offset: int) -> int | None:
 
 
 async def head(resumable: Resumable, row: UploadRow) -> Response:
-    resumable.usable(row)
-    row = await resumable.current(row.job_id)
-    resumable.usable(row)
+    row = await resumable.current(row)
     return Response(
         status_code=204, headers=_headers(resumable, row, **{"Cache-Control": "no-store"})
     )
@@ -204,12 +193,9 @@ async def patch(request: Request, resumable: Resumable, row: UploadRow) -> Respo
         )
     except OffsetMismatch as error:
         return _conflict(error)
-    return _answer(resumable, done, None, 204)
+    return _answer(resumable, done, 204)
 
 
 async def delete(resumable: Resumable, row: UploadRow) -> Response:
-    resumable.usable(row)
-    if row.state is State.COMPLETE:
-        raise ApiError(409, "upload_complete", "the upload is complete already")
-    await resumable.cancel(row.job_id)
+    await resumable.cancel(row)
     return Response(status_code=204)
