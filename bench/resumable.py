@@ -204,6 +204,9 @@ async def main() -> None:
             f"one-shot {[round(x, 1) for x in oneshot]} MiB/s",
             "re-sent = bytes the client had written before the cut minus the offset HEAD "
             "answered; what sat in socket and edge buffers counts against it",
+            "the HEAD's take-over lets the cut append read what is still arriving until its "
+            "body goes quiet (docs/architecture.md §12), so time to resume includes storing "
+            "what the edge and the kernel still held",
         ],
     )
 
