@@ -125,8 +125,8 @@ async def create(
 
 async def _resumption_supported(request: Request, resumable: Resumable, location: str) -> None:
     """``104`` with the upload's URL, before the body is read (draft -11 §4.1). Only to a
-    client that named this interop version: the draft's interop versions send 104 only
-    then, and a client that knows no 1xx (curl, the seed's form post) is not sent one."""
+    client that named this interop version, as the draft's interop implementations do:
+    a client that did not ask (curl, the seed's form post) sees only the final answer."""
     if request.headers.get("upload-draft-interop-version") != INTEROP_VERSION:
         return
     if INFORMATIONAL not in request.scope.get("extensions", {}):
