@@ -29,8 +29,8 @@ async def test_analysis_reports_progress_then_the_features(in_memory, verify):
     assert [b["status"] for b in bodies[:-1]] == ["progress"] * (len(bodies) - 1)
     progress = [b["progress"] for b in bodies[:-1]]
     assert progress == sorted(set(progress))
-    assert progress[0] == 0  # the start is always reported; later values may be
-    # superseded while one is on its way (test_a_slow_receiver_does_not_hold_up_the_analysis)
+    assert progress[0] == 0  # the start is always reported; values reached while one is
+    # on its way collapse into the latest (test_a_slow_receiver_does_not_hold_up_the_analysis)
     final = bodies[-1]
     assert final["status"] == "completed"
     assert final["result"]["duration_seconds"] == 2.0
@@ -54,8 +54,8 @@ class _SetWhenLogged(logging.Handler):
 
 async def test_a_slow_receiver_does_not_hold_up_the_analysis(in_memory, caplog):
     """Progress webhooks travel beside the analysis: the run downloads and decodes while
-    the first one is still unanswered; the final message waits for it (order), and the
-    progress values reached meanwhile are superseded by the final message."""
+    the first one is still unanswered; the values reached meanwhile collapse into the
+    latest, and the final message comes after both (order)."""
     caplog.set_level(logging.INFO, logger="reference_analyzer")
     analysed = asyncio.Event()
     handler = _SetWhenLogged("analysed", analysed)
@@ -70,6 +70,7 @@ async def test_a_slow_receiver_does_not_hold_up_the_analysis(in_memory, caplog):
     bodies = [d.json for d in deliveries]
     assert [(b["status"], b.get("progress")) for b in bodies] == [
         ("progress", 0),
+        ("progress", 95),  # decoded: the last value before the result
         ("completed", 100),
     ]
     assert bodies[-1]["result"]["duration_seconds"] == 2.0

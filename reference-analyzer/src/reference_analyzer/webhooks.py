@@ -119,9 +119,9 @@ class JobWebhooks:
     :meth:`progress` does not wait for the receiver. One progress message is on its way
     at a time, in order; a newer value replaces one still waiting for its turn, so a
     receiver slower than the analysis gets fewer, later values instead of holding the
-    analysis up. :meth:`finish` lets the message on its way arrive first (the receiver
-    sees the run's messages in order, docs/architecture.md §7) and drops a progress
-    value still waiting: the final message supersedes it.
+    analysis up. :meth:`finish` sends the final message after the progress on its way
+    and the latest one waiting, so the receiver sees the run's messages in order
+    (docs/architecture.md §7) and the last progress reached before the result.
     """
 
     def __init__(
@@ -166,7 +166,6 @@ class JobWebhooks:
             message, self._waiting = self._waiting, None
 
     async def finish(self, message: AnalysisWebhook) -> None:
-        self._waiting = None
         if self._progress_task is not None:
             await self._progress_task
         msg_id = new_message_id()
