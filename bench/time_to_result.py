@@ -510,7 +510,8 @@ def main() -> None:
             "User + system CPU time of each process of the stack (`/proc/<pid>/stat`) "
             "over the run, divided by its jobs: a figure that other work on the machine "
             f"does not inflate, unlike the latencies ({load}). Same run as "
-            "time_to_result.md; the client's own CPU is not counted.",
+            "time_to_result.md; the client's own CPU is not counted, nor PostgreSQL's "
+            "backends (child processes of the one counted).",
         ],
         module="time_to_result",
     )
