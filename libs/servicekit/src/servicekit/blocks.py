@@ -1,0 +1,55 @@
+"""Bytes that arrive in pieces, cut into blocks of one size, each byte copied once.
+
+The gateway cuts a request body into Kafka chunks, the uploader cuts chunks into S3
+parts. Growing a ``bytearray`` and slicing a block off it copies every byte three times
+(append, slice, ``bytes()``); here the pieces are held as views and joined once, when a
+block is full (issue 14: the ingest path is bound by CPU).
+"""
+
+Bytes = bytes | bytearray | memoryview
+
+
+class Blocks:
+    """Feed pieces with :meth:`add` and get back the whole blocks they complete; what is
+    left over (less than one block) is :meth:`rest`.
+
+    A piece is held by reference until its bytes are in a block: a ``bytearray`` or a
+    writable view must not change after it was added."""
+
+    def __init__(self, size: int) -> None:
+        if size <= 0:
+            raise ValueError("a block holds at least one byte")
+        self.size = size
+        self._pieces: list[Bytes] = []
+        self._held = 0
+
+    def __len__(self) -> int:
+        """Bytes held that are not in a block yet."""
+        return self._held
+
+    def add(self, data: Bytes) -> list[bytes]:
+        view = memoryview(data).cast("B")
+        blocks = []
+        while len(view) >= self.size - self._held:
+            need = self.size - self._held
+            self._pieces.append(view[:need])
+            view = view[need:]
+            blocks.append(b"".join(self._pieces))
+            self._pieces.clear()
+            self._held = 0
+        if view:
+            self._pieces.append(view)
+            self._held += len(view)
+        return blocks
+
+    def rest(self) -> bytes:
+        """The bytes held, as one ``bytes``; they stay held (a second call copies nothing)."""
+        if len(self._pieces) == 1 and type(self._pieces[0]) is bytes:
+            return self._pieces[0]
+        joined = b"".join(self._pieces)
+        self._pieces = [joined] if joined else []
+        return joined
+
+    def clear(self) -> None:
+        self._pieces.clear()
+        self._held = 0
