@@ -96,7 +96,7 @@ class ChunkPipeline:
         self.sequence = sequence
         self.offsets = offsets
         self.on_acked = on_acked
-        self.buffer = Blocks(limits.chunk_bytes)
+        self.buffer = Blocks(limits.chunk_bytes, bytes)
         self.in_flight: deque[tuple[Ack, Acked | None]] = deque()
         self.started = False
 

@@ -40,8 +40,11 @@ class OpenJob:
     started: UploadStarted
     key: str
     upload_id: str | None
-    buffer: Blocks
-    """The bytes received since the last part was cut, cut into parts as they fill."""
+    buffer: Blocks[bytearray]
+    """The bytes received since the last part was cut, cut into parts as they fill. Parts
+    are bytearrays: botocore turns a ``bytes`` body into a BytesIO, which aiohttp copies
+    whole (``getbuffer``) and then again piece by piece as it sends it; a bytearray goes
+    to the socket as it is."""
     already_stored: str | None = None
     next_sequence: int = 0
     size: int = 0
@@ -113,7 +116,7 @@ class Assembler:
             saved.started,
             saved.key,
             saved.upload_id,
-            Blocks(self._part_bytes),
+            Blocks(self._part_bytes, bytearray),
             next_sequence=saved.next_sequence,
             size=saved.size,
             sha256=Sha256.restore(saved.digest),
@@ -151,7 +154,7 @@ class Assembler:
             event,
             key,
             upload_id,
-            Blocks(self._part_bytes),
+            Blocks(self._part_bytes, bytearray),
             already_stored=stored,
             reported_at=self._clock(),
         )
@@ -313,7 +316,7 @@ class Assembler:
                     log.warning("could not abort the upload of revoked job %s", job_id)
 
     async def _put_part(
-        self, job: OpenJob, data: bytes, digest: bytes | None = None, sequence: int = 0
+        self, job: OpenJob, data: bytes | bytearray, digest: bytes | None = None, sequence: int = 0
     ) -> None:
         # Parts are numbered in order: at most one is in flight per job.
         assert job.upload_id is not None
