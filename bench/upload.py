@@ -26,6 +26,7 @@ import os
 import signal
 import socket
 import statistics
+import sys
 import threading
 import time
 import uuid
@@ -306,11 +307,7 @@ def pct(values: list[float], q: float) -> float:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer rounds and samples")
-    parser.add_argument("--serve-seed", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve_seed:
-        serve_seed(args.serve_seed)
-        return
     rounds, files_n, uploads_202, big = (
         (1, 4, 30, 128 * MiB) if args.quick else (5, 10, 200, 1024 * MiB)
     )
@@ -464,4 +461,8 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    # The seed peer's own process (uvicorn runs its own event loop).
+    if sys.argv[1:2] == ["--serve-seed"]:
+        serve_seed(int(sys.argv[2]))
+    else:
+        asyncio.run(main())
