@@ -243,7 +243,7 @@ def _cut_bytearray(pieces: list[bytes], size: int) -> int:
 
 
 def _cut_blocks(pieces: list[bytes], size: int) -> int:
-    blocks, cut = Blocks(size), 0
+    blocks, cut = Blocks(size, bytes), 0
     for piece in pieces:
         cut += sum(map(len, blocks.add(piece)))
     return cut + len(blocks.rest())
