@@ -25,6 +25,11 @@ def machine() -> str:
     return f"{platform.node()} ({platform.machine()}, {cpus} cores{mem}, Python {python})"
 
 
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, to say how busy the machine was."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def write(
     name: str,
     title: str,

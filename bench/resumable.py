@@ -19,9 +19,7 @@ from collections.abc import AsyncIterator
 import httpx
 
 from bench.report import write
-from bench.upload import MiB, StoredWatcher, audio, upload
-from devstack import Stack
-from devstack.config import Settings
+from bench.upload import MiB, StoredWatcher, audio, ingest_stack, upload
 
 DRAFT = {"Upload-Draft-Interop-Version": "8"}
 PIECE = 256 * 1024
@@ -113,9 +111,7 @@ async def main() -> None:
     size, rounds, cuts = (40 * MiB, 1, 3) if args.quick else (200 * MiB, 3, 7)
     chunk = 512 * 1024  # the gateway's CHUNK_BYTES default
 
-    # The apps as AUDIOPIPE_PORT_OFFSET shifts them (DEFAULT_APPS holds the unshifted ports).
-    apps = Settings.from_environ().apps
-    stack = Stack(apps=[a for a in apps if a.name in ("gateway", "uploader")])
+    stack = ingest_stack()
     info = stack.up(apps=True)
     try:
         env = stack.env()
