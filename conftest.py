@@ -9,8 +9,10 @@ Real-service tests get their Kafka, S3 and PostgreSQL from, in this order:
 
 The tests' local stack is their own: its run folder is ``.run/test`` and its ports are
 those of ``make run`` shifted by ``TEST_PORT_OFFSET``, so ``make test`` neither reuses
-nor disturbs a stack that ``make run`` started (``AUDIOPIPE_RUN_DIR`` and
-``AUDIOPIPE_PORT_OFFSET`` still choose others).
+nor disturbs a stack that ``make run`` started. The shift is added to an exported
+``AUDIOPIPE_PORT_OFFSET`` too: a developer who runs their stack at offset 1000 gets
+tests at 1500, not on their stack's ports (``AUDIOPIPE_RUN_DIR`` still chooses another
+run folder).
 """
 
 from __future__ import annotations
@@ -25,13 +27,19 @@ ROOT = Path(__file__).resolve().parent
 INFRA_VARS = ("KAFKA_BOOTSTRAP_SERVERS", "S3_ENDPOINT_URL", "DATABASE_URL")
 INFRA_PREFIXES = ("KAFKA_", "S3_", "DATABASE_")
 TEST_PORT_OFFSET = 500
+SHIFTED_MARKER = "AUDIOPIPE_TEST_PORTS_SHIFTED"
 
 
 def pytest_configure(config: pytest.Config) -> None:
     # Set before any fixture builds a Stack, and inherited by every process the tests
     # start, so that all of them agree on the tests' own ports and run folder.
     os.environ.setdefault("AUDIOPIPE_RUN_DIR", str(ROOT / ".run" / "test"))
-    os.environ.setdefault("AUDIOPIPE_PORT_OFFSET", str(TEST_PORT_OFFSET))
+    # Shifted once per test session: processes the tests start inherit the shifted value
+    # and the marker, so a nested pytest does not shift again.
+    if os.environ.get(SHIFTED_MARKER) != "1":
+        base = int(os.environ.get("AUDIOPIPE_PORT_OFFSET") or 0)
+        os.environ["AUDIOPIPE_PORT_OFFSET"] = str(base + TEST_PORT_OFFSET)
+        os.environ[SHIFTED_MARKER] = "1"
 
 
 def _infra_only(env: dict[str, str]) -> dict[str, str]:
