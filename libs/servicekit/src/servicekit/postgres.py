@@ -11,11 +11,13 @@ replaces broken connections by itself, so a service recovers when the server is 
 
 import functools
 from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AsyncExitStack
 from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
 
 from servicekit.http import DependencyUnavailable
+from servicekit.settings import DatabaseSettings
 
 DEPENDENCY = "postgresql"
 RETRY_AFTER_SECONDS = 5
@@ -84,3 +86,35 @@ async def connect(dsn: str, *, timeout_seconds: float) -> "asyncpg.Connection[as
         dsn, timeout=timeout_seconds, command_timeout=timeout_seconds
     )
     return conn
+
+
+async def open_pool(
+    stack: AsyncExitStack,
+    settings: DatabaseSettings,
+    *,
+    max_size: int | None = None,
+    min_size: int = 0,
+) -> "asyncpg.Pool[asyncpg.Record]":
+    """A service's pool, from its settings (``database_pool_size`` unless ``max_size``),
+    closed when ``stack`` closes: what an adapter's :meth:`Resource.open` opens."""
+    pool = await create_pool(
+        settings.database_dsn,
+        max_size=max_size or settings.database_pool_size,
+        timeout_seconds=settings.database_timeout_seconds,
+        min_size=min_size,
+    )
+    stack.push_async_callback(pool.close)
+    return pool
+
+
+async def create_schema(pool: "asyncpg.Pool[asyncpg.Record]", schema: str, ddl: str) -> None:
+    """Run a service's idempotent ``ddl``, its ``{schema}`` placeholders filled with
+    ``schema`` (``database_schema``: one rule for every service, docs/architecture.md §8).
+
+    The schema name is a plain lowercase identifier (``DatabaseSettings`` refuses any
+    other), so it needs no quoting; it is interpolated because identifiers cannot be
+    bind parameters. ``CREATE ... IF NOT EXISTS`` is not race-free between replicas
+    starting together, so an advisory lock on the schema's name serialises them."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"{schema}.schema")
+        await conn.execute(ddl.format(schema=schema))

@@ -72,7 +72,7 @@ def create_broker(
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     store = S3ObjectStore(settings)
-    checkpoints = PostgresCheckpoints(settings.database_dsn)
+    checkpoints = PostgresCheckpoints(settings)
     broker, uploads = create_broker(settings, store, checkpoints)
 
     @asynccontextmanager
