@@ -21,7 +21,7 @@ import time
 import httpx
 
 from bench.report import write
-from gateway.app import build_app
+from gateway.app import create_app
 from gateway.settings import Settings
 from tests.support.inprocess import bound_socket, serving
 from tests.support.kafka_proxy import KafkaProxy
@@ -103,7 +103,7 @@ async def main(rounds: int) -> None:
     sudden_status: list[int] = []
     recovery: list[float] = []
     body = form(8 * 1024 * 1024)
-    async with serving(build_app(settings), bound_socket()) as url, httpx.AsyncClient() as http:
+    async with serving(create_app(settings), bound_socket()) as url, httpx.AsyncClient() as http:
         for _ in range(rounds):
             status, seconds = await post(url, body, 4 * CHUNK, cut=proxy)
             sudden.append(seconds)

@@ -42,7 +42,7 @@ async def test_one_jobs_spans_across_all_services_share_one_trace(
 ) -> None:
     from analyzer_bridge.app import create_app as bridge_app
     from analyzer_bridge.settings import Settings as BridgeSettings
-    from gateway.app import build_app as gateway_app
+    from gateway.app import create_app as gateway_app
     from gateway.settings import Settings as GatewaySettings
     from notifier.app import create_app as notifier_app
     from notifier.settings import Settings as NotifierSettings

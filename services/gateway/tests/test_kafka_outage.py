@@ -16,7 +16,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from contracts import CeType, headers, topics
-from gateway.app import build_app
+from gateway.app import create_app
 from gateway.settings import Settings
 from tests.support.inprocess import bound_socket, serving
 from tests.support.kafka import partitions_of
@@ -49,7 +49,7 @@ async def gateway(infra: dict[str, str]) -> AsyncIterator[Gateway]:
         kafka_probe_interval_seconds=0.2,
     )
     try:
-        async with serving(build_app(settings), bound_socket()) as url:
+        async with serving(create_app(settings), bound_socket()) as url:
             try:
                 yield Gateway(url, proxy, bootstrap)
             finally:

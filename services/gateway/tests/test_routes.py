@@ -8,11 +8,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gateway.app import build_app
+from gateway.app import create_app
 from gateway.settings import Settings
 from servicekit.tokens import COOKIE_NAME, JobTokens
 
-from .fakes import FakeSink
+from .gateway_fakes import FakeSink
 from .test_ingest import WAV_HEAD
 
 pytestmark = pytest.mark.unit
@@ -26,9 +26,8 @@ PUBLIC_PEM = (
 
 
 def client(**settings: object) -> tuple[httpx.AsyncClient, FakeSink]:
-    app = build_app(Settings(**settings))  # type: ignore[arg-type]
     sink = FakeSink()
-    app.state.sink = sink
+    app = create_app(Settings(**settings), sink=sink)  # type: ignore[arg-type]
     transport = httpx.ASGITransport(app=app)
     return httpx.AsyncClient(transport=transport, base_url="http://gateway"), sink
 
@@ -163,8 +162,8 @@ async def test_a_riff_wave_header_alone_is_422_and_nothing_is_sent() -> None:
 
 
 async def test_with_kafka_known_down_an_upload_is_503_before_its_body_is_read() -> None:
-    app = build_app(Settings())
-    app.state.sink = sink = FakeSink(up=False)
+    sink = FakeSink(up=False)
+    app = create_app(Settings(), sink=sink)
     body_reads = 0
 
     async def receive() -> dict:

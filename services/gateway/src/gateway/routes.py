@@ -1,17 +1,18 @@
 """The seed's upload route: ``POST /tokens/{token_id}/upload-audio`` (docs/architecture.md §2)."""
 
 import re
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
-from gateway.accepted import ErrorBody, UploadAccepted, accepted_body, set_progress_cookie
+from gateway.accepted import UploadAccepted, accepted_body, set_progress_cookie
 from gateway.auth import UploadAuth
 from gateway.ingest import UploadLimits, ingest
+from gateway.ports import UploadSink
 from gateway.resumable import ietf, tus
 from gateway.resumable.routes import get_resumable
-from gateway.sink import UploadSink
-from servicekit.http import ApiError, DependencyUnavailable
+from servicekit.http import ApiError, DependencyUnavailable, ErrorBody
 from servicekit.metrics import BYTES_INGESTED, UPLOADS
 from servicekit.tokens import JobTokens
 
@@ -20,24 +21,25 @@ router = APIRouter()
 TOKEN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
 
-def get_sink(request: Request) -> UploadSink:
-    sink: UploadSink = request.app.state.sink
-    return sink
+@dataclass(frozen=True)
+class UploadDeps:
+    """What the upload route needs; :mod:`gateway.app` builds it and keeps it in
+    ``app.state.uploads``."""
+
+    sink: UploadSink
+    limits: UploadLimits
+    tokens: JobTokens
+    auth: UploadAuth
 
 
-def get_limits(request: Request) -> UploadLimits:
-    limits: UploadLimits = request.app.state.limits
-    return limits
+def _deps(request: Request) -> UploadDeps:
+    deps = request.app.state.uploads
+    assert isinstance(deps, UploadDeps)
+    return deps
 
 
-def get_owner(request: Request) -> str | None:
-    auth: UploadAuth = request.app.state.auth
-    return auth.owner(request)
-
-
-def get_tokens(request: Request) -> JobTokens:
-    tokens: JobTokens = request.app.state.tokens
-    return tokens
+def _owner(request: Request, deps: Annotated[UploadDeps, Depends(_deps)]) -> str | None:
+    return deps.auth.owner(request)
 
 
 @router.post(
@@ -64,14 +66,13 @@ async def upload_audio(
     request: Request,
     response: Response,
     token_id: Annotated[str, Path(description="The seed's token id.")],
-    sink: Annotated[UploadSink, Depends(get_sink)],
-    limits: Annotated[UploadLimits, Depends(get_limits)],
-    tokens: Annotated[JobTokens, Depends(get_tokens)],
-    owner: Annotated[str | None, Depends(get_owner)],
+    deps: Annotated[UploadDeps, Depends(_deps)],
+    owner: Annotated[str | None, Depends(_owner)],
 ) -> UploadAccepted | Response:
     """Accept an audio file (multipart field `file`). Answers 202 once every byte is
     durably in Kafka; progress then streams from `progress_url`. With `Tus-Resumable`
     (tus 1.0) or `Upload-Complete` (the IETF draft) it creates a resumable upload."""
+    sink, limits, tokens = deps.sink, deps.limits, deps.tokens
     if not TOKEN_ID.match(token_id):
         raise ApiError(422, "invalid_token_id", "token_id must be 1–128 of A-Z a-z 0-9 _ . -")
     if not sink.available():

@@ -18,8 +18,8 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 
 from gateway.accepted import accepted_body, set_progress_cookie
-from gateway.adapters.postgres import State, UploadRow
 from gateway.ingest import clean_filename
+from gateway.ports import State, UploadRow
 from gateway.resumable.fields import (
     filename_of_disposition,
     repr_sha256,

@@ -21,8 +21,8 @@ from email.utils import format_datetime
 from fastapi import Request, Response
 
 from gateway.accepted import accepted_body, set_progress_cookie
-from gateway.adapters.postgres import State, UploadRow
 from gateway.ingest import clean_filename
+from gateway.ports import State, UploadRow
 from gateway.resumable.fields import sf_integer
 from gateway.resumable.ietf import upload_url
 from gateway.resumable.uploads import OffsetMismatch, Resumable

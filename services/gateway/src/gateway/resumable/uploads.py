@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from aiokafka.errors import KafkaError
 from starlette.requests import ClientDisconnect
 
 from contracts import (
@@ -31,9 +30,8 @@ from contracts import (
     topics,
 )
 from gateway.accepted import accepted_body
-from gateway.adapters.postgres import Lease, LockBusy, State, UploadRow, UploadStore
 from gateway.ingest import Acked, ChunkPipeline, UploadLimits
-from gateway.sink import UploadSink
+from gateway.ports import Lease, LockBusy, SinkError, State, UploadRow, UploadSink, UploadStore
 from gateway.sniff import SNIFF_BYTES, sniff_audio
 from servicekit.digest import Sha256
 from servicekit.http import ApiError
@@ -302,7 +300,7 @@ class Resumable:
                     after, False, interrupted, pipeline.sent, pipeline.sha256.hexdigest(), None
                 )
             return await self._complete(lease, row, pipeline, total)
-        except (KafkaError, TimeoutError) as exc:
+        except (SinkError, TimeoutError) as exc:
             log.error("Kafka did not take the append: %r", exc)
             raise ApiError(
                 503,
@@ -368,7 +366,7 @@ class Resumable:
                 ),
                 f"{job_id}:status:failed",
             )
-        except (KafkaError, TimeoutError):
+        except (SinkError, TimeoutError):
             # The uploader's stale-upload sweep is the safety net for the multipart upload.
             log.exception("could not publish the end of upload %s", job_id)
 
