@@ -47,7 +47,7 @@ async def rows_in(infra: dict[str, str], table: str) -> int | None:
 async def test_the_gateways_uploads_live_in_the_configured_schema(
     infra: dict[str, str], schema: str
 ) -> None:
-    settings = GatewaySettings(database_url=infra["DATABASE_URL"], database_schema=schema)  # type: ignore[arg-type]
+    settings = GatewaySettings(database_url=infra["DATABASE_URL"], database_schema=schema)
     job_id = str(uuid.uuid4())
     before_in_default = await rows_in(infra, "gateway.uploads")
     async with PostgresUploadStore(settings, lock_wait_seconds=2) as store:
@@ -73,7 +73,7 @@ async def test_the_gateways_uploads_live_in_the_configured_schema(
 async def test_the_uploaders_checkpoints_live_in_the_configured_schema(
     infra: dict[str, str], schema: str
 ) -> None:
-    settings = UploaderSettings(database_url=infra["DATABASE_URL"], database_schema=schema)  # type: ignore[arg-type]
+    settings = UploaderSettings(database_url=infra["DATABASE_URL"], database_schema=schema)
     job_id = str(uuid.uuid4())
     started = UploadStarted(
         job_id=job_id, token_id="t", filename="a.wav", content_type="audio/wav", chunk_size=10

@@ -5,16 +5,20 @@ import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from datetime import datetime
+from typing import Any
 
 from contracts import CeType, Event, topics
 from gateway.ports import Ack, LockBusy, SinkError, State, UploadRow
+
+WAV_HEAD = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 52
+"""A RIFF/WAVE header that the sniffer takes for audio."""
 
 
 class FakeSink:
     """Records what would go to Kafka; can be told to fail from the n-th message on."""
 
     def __init__(self, fail_from: int | None = None, up: bool = True) -> None:
-        self.messages: list[tuple[str, str, object]] = []
+        self.messages: list[tuple[str, str, Any]] = []
         self.fail_from = fail_from
         self.up = up
 

@@ -2,6 +2,7 @@ import hashlib
 from collections.abc import AsyncIterator
 
 import pytest
+from gateway_fakes import WAV_HEAD, FakeSink
 from starlette.requests import ClientDisconnect
 
 from contracts import CeType, Event, JobStatusChanged, UploadFinished, UploadStarted, topics
@@ -10,11 +11,8 @@ from gateway.ports import SinkError
 from servicekit.http import ApiError, DependencyUnavailable
 from tests.support.waiting import eventually
 
-from .gateway_fakes import FakeSink
-
 pytestmark = pytest.mark.unit
 
-WAV_HEAD = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 52
 LIMITS = UploadLimits(
     max_bytes=10_000, chunk_bytes=1000, max_chunks_in_flight=2, ack_timeout_seconds=5
 )

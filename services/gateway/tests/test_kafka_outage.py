@@ -10,10 +10,12 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
+from gateway_fakes import WAV_HEAD
 
 from contracts import CeType, headers, topics
 from gateway.app import create_app
@@ -22,8 +24,6 @@ from tests.support.inprocess import bound_socket, serving
 from tests.support.kafka import partitions_of
 from tests.support.kafka_proxy import KafkaProxy
 from tests.support.waiting import eventually
-
-from .test_ingest import WAV_HEAD
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +74,7 @@ def form(size: int) -> bytes:
     return part + WAV_HEAD + b"\1" * (size - len(WAV_HEAD)) + f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
-async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], dict]:
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], dict[str, Any]]:
     status_line, *lines = (await reader.readuntil(b"\r\n\r\n")).decode().split("\r\n")
     answer_headers = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in lines if h)}
     body = await reader.readexactly(int(answer_headers["content-length"]))
@@ -119,7 +119,7 @@ async def test_with_kafka_known_down_an_upload_is_refused_before_its_body_and_th
 
 
 async def messages_of(
-    bootstrap: str, token_id: str, start: dict, wanted: str
+    bootstrap: str, token_id: str, start: dict[str, Any], wanted: str
 ) -> list[tuple[str, str | None]]:
     """(ce_type, ce_sequence) of the job started with ``token_id``, in partition order,
     once one of them is ``wanted``."""
