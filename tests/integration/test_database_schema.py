@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from contracts import UploadStarted
 from gateway.adapters.postgres import PostgresUploadStore
-from gateway.ports import State
+from gateway.ports import NewUpload, State
 from gateway.settings import Settings as GatewaySettings
 from uploader.adapters.postgres import PostgresCheckpoints
 from uploader.ports import Checkpoint
@@ -51,16 +51,9 @@ async def test_the_gateways_uploads_live_in_the_configured_schema(
     job_id = str(uuid.uuid4())
     before_in_default = await rows_in(infra, "gateway.uploads")
     async with PostgresUploadStore(settings, lock_wait_seconds=2) as store:
+        expires_at = datetime.now(UTC) + timedelta(hours=1)
         await store.create(
-            job_id=job_id,
-            protocol="ietf",
-            token_id="t",
-            owner=None,
-            filename="a.wav",
-            length=None,
-            repr_sha256=None,
-            digest=b"\0" * 112,
-            expires_at=datetime.now(UTC) + timedelta(hours=1),
+            NewUpload(job_id, "ietf", "t", None, "a.wav", None, None, b"\0" * 112, expires_at)
         )
         async with store.lease(job_id) as lease:
             assert await lease.advance(1000, 2, b"\1" * 112, "audio/wav")

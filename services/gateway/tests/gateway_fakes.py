@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from contracts import CeType, Event, topics
-from gateway.ports import Ack, LockBusy, SinkError, State, UploadRow
+from gateway.ports import Ack, LockBusy, NewUpload, SinkError, State, UploadRow
 
 WAV_HEAD = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 52
 """A RIFF/WAVE header that the sniffer takes for audio."""
@@ -92,24 +92,17 @@ class FakeUploadStore:
         self.busy = False
         self._held: dict[str, FakeLease] = {}
 
-    async def create(
-        self,
-        *,
-        job_id: str,
-        protocol: str,
-        token_id: str,
-        owner: str | None,
-        filename: str,
-        length: int | None,
-        repr_sha256: str | None,
-        digest: bytes,
-        expires_at: datetime,
-    ) -> None:
-        assert job_id not in self.rows
-        self.rows[job_id] = UploadRow(
-            job_id, protocol, token_id, owner, filename, length, repr_sha256, State.OPEN,
-            0, 0, digest, None, 0, None, expires_at,
-        )  # fmt: skip
+    async def create(self, upload: NewUpload) -> None:
+        assert upload.job_id not in self.rows
+        self.rows[upload.job_id] = UploadRow(
+            **{f.name: getattr(upload, f.name) for f in dataclasses.fields(NewUpload)},
+            state=State.OPEN,
+            offset=0,
+            chunk_count=0,
+            media_type=None,
+            generation=0,
+            result=None,
+        )
 
     async def get(self, job_id: str) -> UploadRow | None:
         return self.rows.get(job_id)

@@ -7,7 +7,7 @@ Every error answer, whatever raised it, has the body
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,6 +23,19 @@ from servicekit.metrics import HttpMetrics, registry
 log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
+T = TypeVar("T")
+
+
+def from_state(kind: type[T], name: str) -> Callable[[Request], T]:
+    """A route dependency: ``app.state.<name>``, which the composition root (a service's
+    ``app.py``) set to the ``kind`` of object the route needs."""
+
+    def dependency(request: Request) -> T:
+        value = getattr(request.app.state, name)
+        assert isinstance(value, kind), f"app.state.{name} is not a {kind.__name__}"
+        return value
+
+    return dependency
 
 
 class ApiError(Exception):

@@ -22,7 +22,7 @@ from gateway.resumable.uploads import Resumable, expire_forever
 from gateway.routes import UploadDeps
 from gateway.settings import Settings
 from servicekit import http
-from servicekit.kafka import ensure_topics, make_broker, wait_for_kafka
+from servicekit.kafka import make_broker, prepare_kafka
 from servicekit.tokens import JobTokens
 
 SERVICE = "gateway"
@@ -100,12 +100,7 @@ def create_app(
         ack_timeout_seconds=settings.kafka_timeout_seconds,
     )
     tokens = JobTokens(settings.job_token_secret.get_secret_value(), settings.job_token_ttl_seconds)
-    auth = UploadAuth(
-        key=settings.upload_jwt_key.get_secret_value() if settings.upload_jwt_key else None,
-        algorithm=settings.upload_jwt_algorithm,
-        audience=settings.upload_jwt_audience,
-        issuer=settings.upload_jwt_issuer,
-    )
+    auth = UploadAuth.configured(settings)
     resumable = Resumable(
         store,
         sink,
@@ -118,13 +113,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            await wait_for_kafka(settings.kafka_bootstrap_servers)
-            await ensure_topics(
-                settings.kafka_bootstrap_servers,
-                settings.kafka_topic_partitions,
-                replication_factor=settings.kafka_replication_factor,
-                min_insync_replicas=settings.kafka_min_insync_replicas,
-            )
+            await prepare_kafka(settings)
             if isinstance(store, contextlib.AbstractAsyncContextManager):
                 await stack.enter_async_context(store)
             # Resumable uploads are offered once their store is open (until then 503).

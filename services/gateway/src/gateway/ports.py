@@ -60,8 +60,8 @@ class State(StrEnum):
 
 
 @dataclass(frozen=True)
-class UploadRow:
-    """One resumable upload's durable state (docs/architecture.md §12)."""
+class NewUpload:
+    """A resumable upload as it is created: open, at offset 0."""
 
     job_id: str
     protocol: str
@@ -70,17 +70,24 @@ class UploadRow:
     filename: str
     length: int | None
     repr_sha256: str | None
+    digest: bytes
+    """The SHA-256 state (servicekit.digest): of no bytes at creation."""
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class UploadRow(NewUpload):
+    """One resumable upload's durable state (docs/architecture.md §12): as created, and
+    how far it got."""
+
     state: State
     offset: int
-    """Bytes Kafka has acknowledged."""
+    """Bytes Kafka has acknowledged; ``digest`` is the SHA-256 state after them."""
     chunk_count: int
-    digest: bytes
-    """The SHA-256 state after ``offset`` bytes (servicekit.digest)."""
     media_type: str | None
     generation: int
     result: str | None
     """The JSON answer of the completing request, to replay it."""
-    expires_at: datetime
 
 
 class LockBusy(Exception):
@@ -113,19 +120,7 @@ class Lease(Protocol):
 class UploadStore(Protocol):
     """The resumable uploads, shared by every gateway replica."""
 
-    async def create(
-        self,
-        *,
-        job_id: str,
-        protocol: str,
-        token_id: str,
-        owner: str | None,
-        filename: str,
-        length: int | None,
-        repr_sha256: str | None,
-        digest: bytes,
-        expires_at: datetime,
-    ) -> None:
+    async def create(self, upload: NewUpload) -> None:
         """Record a new open upload at offset 0."""
         ...
 

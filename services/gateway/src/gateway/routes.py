@@ -12,7 +12,7 @@ from gateway.ingest import UploadLimits, ingest
 from gateway.ports import UploadSink
 from gateway.resumable import ietf, tus
 from gateway.resumable.routes import get_resumable
-from servicekit.http import ApiError, DependencyUnavailable, ErrorBody
+from servicekit.http import ApiError, DependencyUnavailable, ErrorBody, from_state
 from servicekit.metrics import BYTES_INGESTED, UPLOADS
 from servicekit.tokens import JobTokens
 
@@ -32,10 +32,7 @@ class UploadDeps:
     auth: UploadAuth
 
 
-def _deps(request: Request) -> UploadDeps:
-    deps = request.app.state.uploads
-    assert isinstance(deps, UploadDeps)
-    return deps
+_deps = from_state(UploadDeps, "uploads")
 
 
 def _owner(request: Request, deps: Annotated[UploadDeps, Depends(_deps)]) -> str | None:

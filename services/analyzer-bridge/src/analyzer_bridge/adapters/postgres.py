@@ -8,14 +8,11 @@ every method as ``DependencyUnavailable`` (a 503 for a webhook, a redelivery for
 consumer); no asyncpg error leaves as itself.
 """
 
-from contextlib import AsyncExitStack
-
 import asyncpg
 
 from analyzer_bridge.analysis import Analysis, Outcome, State
 from contracts import AudioFeatures, AudioStored
-from servicekit.postgres import create_schema, open_pool, unavailable_on_outage
-from servicekit.resources import Resource
+from servicekit.postgres import PostgresResource, unavailable_on_outage
 from servicekit.settings import DatabaseSettings
 
 
@@ -79,32 +76,16 @@ CREATE INDEX IF NOT EXISTS analyses_unpublished
 _OPEN = "state IN ('pending', 'requested')"
 
 
-class PostgresStore(Resource):
+class PostgresStore(PostgresResource):
+    ddl = _SCHEMA
+
     def __init__(self, settings: DatabaseSettings) -> None:
-        super().__init__()
-        self._settings = settings
-        self._schema = settings.database_schema
-        self._t = f"{self._schema}.analyses"
-        self._pool_: asyncpg.Pool[asyncpg.Record] | None = None
-
-    async def open(self, stack: AsyncExitStack) -> None:
-        self._pool_ = await open_pool(stack, self._settings)
-        stack.callback(setattr, self, "_pool_", None)
-        await self.create_schema()
-
-    @property
-    def _pool(self) -> "asyncpg.Pool[asyncpg.Record]":
-        assert self._pool_ is not None, "enter the store (async with) before using it"
-        return self._pool_
-
-    @unavailable_on_outage
-    async def create_schema(self) -> None:
-        """Idempotent; an advisory lock keeps starting replicas from racing on it."""
-        await create_schema(self._pool, self._schema, _SCHEMA)
+        super().__init__(settings)
+        self._t = f"{self.schema}.analyses"
 
     @unavailable_on_outage
     async def ping(self) -> bool:
-        if self._pool_ is None:
+        if not self.is_open:
             return False  # not started, or stopped
         return bool(await self._pool.fetchval("SELECT true"))
 

@@ -13,14 +13,12 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from datetime import datetime
 
 import asyncpg
 
-from gateway.ports import LockBusy, State, UploadRow
-from servicekit.postgres import create_schema, open_pool, unavailable_on_outage
-from servicekit.resources import Resource
+from gateway.ports import LockBusy, NewUpload, State, UploadRow
+from servicekit.postgres import PostgresResource, unavailable_on_outage
 from servicekit.settings import DatabaseSettings
 
 _SCHEMA = """
@@ -49,14 +47,14 @@ CREATE INDEX IF NOT EXISTS uploads_open_expiry ON {schema}.uploads (expires_at)
 
 
 _COLUMNS = (
-    "job_id::text, protocol, token_id, owner, filename, upload_length, repr_sha256, state, "
-    "upload_offset, chunk_count, digest, media_type, generation, result::text, expires_at"
+    "job_id::text, protocol, token_id, owner, filename, upload_length, repr_sha256, digest, "
+    "expires_at, state, upload_offset, chunk_count, media_type, generation, result::text"
 )
 
 
 def _row(record: asyncpg.Record) -> UploadRow:
     values = list(record.values())
-    values[7] = State(values[7])
+    values[9] = State(values[9])
     return UploadRow(*values)
 
 
@@ -121,59 +119,33 @@ class PostgresLease:
         return _row(record) if record else None
 
 
-class PostgresUploadStore(Resource):
+class PostgresUploadStore(PostgresResource):
     """:class:`gateway.ports.UploadStore` in ``database_schema``. Entering it (``async
     with``) opens its pool and sets the schema up; a database outage leaves every call as
     ``DependencyUnavailable`` (a 503, docs/architecture.md §2)."""
 
+    ddl = _SCHEMA
+
     def __init__(self, settings: DatabaseSettings, lock_wait_seconds: float) -> None:
-        super().__init__()
-        self._settings = settings
-        self._table = f"{settings.database_schema}.uploads"
+        super().__init__(settings, min_size=1)
+        self._table = f"{self.schema}.uploads"
         self._lock_wait = lock_wait_seconds
-        self._pool_or_none: asyncpg.Pool[asyncpg.Record] | None = None
-
-    async def open(self, stack: AsyncExitStack) -> None:
-        self._pool_or_none = await open_pool(stack, self._settings, min_size=1)
-        stack.callback(setattr, self, "_pool_or_none", None)
-        await self.create_schema()
-
-    @property
-    def _pool(self) -> "asyncpg.Pool[asyncpg.Record]":
-        assert self._pool_or_none is not None, "enter the store (async with) before using it"
-        return self._pool_or_none
 
     @unavailable_on_outage
-    async def create_schema(self) -> None:
-        await create_schema(self._pool, self._settings.database_schema, _SCHEMA)
-
-    @unavailable_on_outage
-    async def create(
-        self,
-        *,
-        job_id: str,
-        protocol: str,
-        token_id: str,
-        owner: str | None,
-        filename: str,
-        length: int | None,
-        repr_sha256: str | None,
-        digest: bytes,
-        expires_at: datetime,
-    ) -> None:
+    async def create(self, upload: NewUpload) -> None:
         await self._pool.execute(
             f"""INSERT INTO {self._table} (job_id, protocol, token_id, owner, filename,
                    upload_length, repr_sha256, digest, expires_at)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
-            uuid.UUID(job_id),
-            protocol,
-            token_id,
-            owner,
-            filename,
-            length,
-            repr_sha256,
-            digest,
-            expires_at,
+            uuid.UUID(upload.job_id),
+            upload.protocol,
+            upload.token_id,
+            upload.owner,
+            upload.filename,
+            upload.length,
+            upload.repr_sha256,
+            upload.digest,
+            upload.expires_at,
         )
 
     @unavailable_on_outage

@@ -31,7 +31,16 @@ from contracts import (
 )
 from gateway.accepted import accepted_body
 from gateway.ingest import Acked, ChunkPipeline, UploadLimits
-from gateway.ports import Lease, LockBusy, SinkError, State, UploadRow, UploadSink, UploadStore
+from gateway.ports import (
+    Lease,
+    LockBusy,
+    NewUpload,
+    SinkError,
+    State,
+    UploadRow,
+    UploadSink,
+    UploadStore,
+)
 from gateway.sniff import SNIFF_BYTES, sniff_audio
 from servicekit.digest import Sha256
 from servicekit.http import ApiError
@@ -105,15 +114,17 @@ class Resumable:
             raise ApiError(422, "empty_file", "the file is empty")
         job_id_var.set(job_id)
         await self.store.create(
-            job_id=job_id,
-            protocol=protocol,
-            token_id=token_id,
-            owner=owner,
-            filename=filename,
-            length=length,
-            repr_sha256=repr_sha256,
-            digest=Sha256().state(),
-            expires_at=self.expires_at(),
+            NewUpload(
+                job_id=job_id,
+                protocol=protocol,
+                token_id=token_id,
+                owner=owner,
+                filename=filename,
+                length=length,
+                repr_sha256=repr_sha256,
+                digest=Sha256().state(),
+                expires_at=self.expires_at(),
+            )
         )
         await self._status(
             JobStatusChanged(

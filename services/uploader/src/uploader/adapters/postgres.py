@@ -4,13 +4,10 @@ An unfinished S3 multipart upload cannot carry metadata, so the parts done (ETag
 bytes and the SHA-256 state after them are kept here, one row per job
 (docs/architecture.md §8, §12)."""
 
-from contextlib import AsyncExitStack
-
 import asyncpg
 
 from contracts import UploadStarted
-from servicekit.postgres import create_schema, open_pool
-from servicekit.resources import Resource
+from servicekit.postgres import PostgresResource
 from servicekit.settings import DatabaseSettings
 from uploader.ports import Checkpoint, StorageError
 
@@ -30,30 +27,20 @@ CREATE TABLE IF NOT EXISTS {schema}.checkpoints (
 """
 
 
-class PostgresCheckpoints(Resource):
-    """An async context manager: the pool is opened and the schema made on entry."""
+class PostgresCheckpoints(PostgresResource):
+    """An async context manager: the pool is opened and the schema made on entry. Its
+    connects and statements are bounded (``DATABASE_TIMEOUT_SECONDS``): with the database
+    down, a call fails within the timeout instead of holding the audio.upload handler
+    (and its partition)."""
+
+    ddl = _SCHEMA
 
     def __init__(self, settings: DatabaseSettings) -> None:
-        super().__init__()
-        self._settings = settings
-        self._table = f"{settings.database_schema}.checkpoints"
-        self._pool_or_none: asyncpg.Pool[asyncpg.Record] | None = None
+        super().__init__(settings, max_size=4)
+        self._table = f"{self.schema}.checkpoints"
 
-    @property
-    def _pool(self) -> "asyncpg.Pool[asyncpg.Record]":
-        if self._pool_or_none is None:
-            raise StorageError("the checkpoint store is not open")
-        return self._pool_or_none
-
-    async def open(self, stack: AsyncExitStack) -> None:
-        # Bounded connects and statements: with the database down, a call fails within
-        # the timeout instead of holding the audio.upload handler (and its partition).
-        self._pool_or_none = await open_pool(stack, self._settings, max_size=4)
-        stack.callback(setattr, self, "_pool_or_none", None)
-        await self.create_schema()
-
-    async def create_schema(self) -> None:
-        await create_schema(self._pool, self._settings.database_schema, _SCHEMA)
+    def not_open(self) -> Exception:
+        return StorageError("the checkpoint store is not open")
 
     async def save(self, checkpoint: Checkpoint) -> None:
         try:
