@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from contracts import UploadStarted
 from gateway.adapters.postgres import PostgresUploadStore
-from gateway.ports import NewUpload, State
+from gateway.ports import State, UploadRecord
 from gateway.settings import Settings as GatewaySettings
 from uploader.adapters.postgres import PostgresCheckpoints
 from uploader.ports import Checkpoint
@@ -53,7 +53,7 @@ async def test_the_gateways_uploads_live_in_the_configured_schema(
     async with PostgresUploadStore(settings, lock_wait_seconds=2) as store:
         expires_at = datetime.now(UTC) + timedelta(hours=1)
         await store.create(
-            NewUpload(job_id, "ietf", "t", None, "a.wav", None, None, b"\0" * 112, expires_at)
+            UploadRecord(job_id, "ietf", "t", None, "a.wav", None, None, b"\0" * 112, expires_at)
         )
         async with store.lease(job_id) as lease:
             assert await lease.advance(1000, 2, b"\1" * 112, "audio/wav")

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from contracts import CeType, Event, topics
-from gateway.ports import Ack, LockBusy, NewUpload, SinkError, State, UploadRow
+from gateway.ports import Ack, LockBusy, SinkError, State, UploadRecord, UploadRow
 
 WAV_HEAD = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 52
 """A RIFF/WAVE header that the sniffer takes for audio."""
@@ -92,10 +92,10 @@ class FakeUploadStore:
         self.busy = False
         self._held: dict[str, FakeLease] = {}
 
-    async def create(self, upload: NewUpload) -> None:
+    async def create(self, upload: UploadRecord) -> None:
         assert upload.job_id not in self.rows
         self.rows[upload.job_id] = UploadRow(
-            **{f.name: getattr(upload, f.name) for f in dataclasses.fields(NewUpload)},
+            **{f.name: getattr(upload, f.name) for f in dataclasses.fields(UploadRecord)},
             state=State.OPEN,
             offset=0,
             chunk_count=0,

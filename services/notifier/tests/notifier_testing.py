@@ -124,7 +124,7 @@ async def running(settings: Settings, **config) -> AsyncIterator[str]:
 async def running_server(settings: Settings, **config) -> AsyncIterator[tuple[str, Any]]:
     """As :func:`running`, with the uvicorn server (its app: ``server.config.app``)."""
     app = create_app(settings)
-    options = {"ws": "none", "timeout_graceful_shutdown": 2} | config
+    options: dict[str, Any] = {"ws": "none", "timeout_graceful_shutdown": 2} | config
     server = build_server(app, settings, on_shutdown=app.state.services.drain, **options)
     task = asyncio.create_task(server.serve())
     deadline = asyncio.get_running_loop().time() + 90

@@ -60,8 +60,8 @@ class State(StrEnum):
 
 
 @dataclass(frozen=True)
-class NewUpload:
-    """A resumable upload as it is created: open, at offset 0."""
+class UploadRecord:
+    """What the store records when a resumable upload is created: open, at offset 0."""
 
     job_id: str
     protocol: str
@@ -76,7 +76,7 @@ class NewUpload:
 
 
 @dataclass(frozen=True)
-class UploadRow(NewUpload):
+class UploadRow(UploadRecord):
     """One resumable upload's durable state (docs/architecture.md §12): as created, and
     how far it got."""
 
@@ -120,7 +120,7 @@ class Lease(Protocol):
 class UploadStore(Protocol):
     """The resumable uploads, shared by every gateway replica."""
 
-    async def create(self, upload: NewUpload) -> None:
+    async def create(self, upload: UploadRecord) -> None:
         """Record a new open upload at offset 0."""
         ...
 

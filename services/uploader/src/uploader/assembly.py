@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from contracts import (
     AudioStored,
     ErrorCode,
-    JobError,
     JobStatus,
     JobStatusChanged,
     UploadAborted,
@@ -279,12 +278,7 @@ class Assembler:
         if job and job.progress:
             # Its progress was shown: end it explicitly rather than leave it `uploading`.
             await self._events.status(
-                JobStatusChanged(
-                    job_id=event.job_id,
-                    status=JobStatus.FAILED,
-                    progress=stage_progress(JobStatus.FAILED),
-                    error=JobError(code=ErrorCode.UPLOAD_ABORTED.value, message=event.reason),
-                ),
+                JobStatusChanged.failed(event.job_id, ErrorCode.UPLOAD_ABORTED, event.reason),
                 f"{event.job_id}:status:failed",
             )
 
@@ -379,12 +373,7 @@ class Assembler:
                 log.warning("could not abort the multipart upload of a failed job")
         log.error("upload failed: %s: %s", code.value, message)
         await self._events.status(
-            JobStatusChanged(
-                job_id=job.started.job_id,
-                status=JobStatus.FAILED,
-                progress=stage_progress(JobStatus.FAILED),
-                error=JobError(code=code.value, message=message),
-            ),
+            JobStatusChanged.failed(job.started.job_id, code, message),
             f"{job.started.job_id}:status:failed",
         )
 

@@ -5,7 +5,8 @@ acknowledged, stored with the chunk count and the SHA-256 state after them, so a
 replica answers a HEAD and continues an append. Appends to one upload are serialised
 across replicas by a session advisory lock held for the append's duration (a killed
 replica's session ends, and its lock with it); a new append (or HEAD, or DELETE) first
-raises ``generation`` and notifies the holder, which stops reading, stores what Kafka
+raises ``generation`` and notifies the holder, which stops reading once its body goes
+quiet (gateway.resumable.uploads.until_taken_over), stores what Kafka
 acknowledged and lets go (the draft's "Concurrency").
 """
 
@@ -17,7 +18,7 @@ from datetime import datetime
 
 import asyncpg
 
-from gateway.ports import LockBusy, NewUpload, State, UploadRow
+from gateway.ports import LockBusy, State, UploadRecord, UploadRow
 from servicekit.postgres import PostgresResource, unavailable_on_outage
 from servicekit.settings import DatabaseSettings
 
@@ -132,7 +133,7 @@ class PostgresUploadStore(PostgresResource):
         self._lock_wait = lock_wait_seconds
 
     @unavailable_on_outage
-    async def create(self, upload: NewUpload) -> None:
+    async def create(self, upload: UploadRecord) -> None:
         await self._pool.execute(
             f"""INSERT INTO {self._table} (job_id, protocol, token_id, owner, filename,
                    upload_length, repr_sha256, digest, expires_at)
