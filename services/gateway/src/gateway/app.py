@@ -19,7 +19,6 @@ from gateway.ports import UploadSink, UploadStore
 from gateway.reachability import Reachability
 from gateway.resumable import routes as resumable_routes
 from gateway.resumable.uploads import Resumable, expire_forever
-from gateway.routes import UploadDeps
 from gateway.settings import Settings
 from servicekit import http
 from servicekit.kafka import make_broker, prepare_kafka
@@ -137,7 +136,7 @@ def create_app(
         readiness=[reachability.kafka_connected],
     )
     app.state.broker = broker
-    app.state.uploads = UploadDeps(sink=sink, limits=limits, tokens=tokens, auth=auth)
+    app.state.sink, app.state.limits, app.state.tokens, app.state.auth = sink, limits, tokens, auth
     http.allow_origins(
         app,
         settings.cors_allowed_origins,

@@ -13,7 +13,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from contracts import Event
 
@@ -27,6 +27,7 @@ class SinkError(Exception):
     not answer in time, or it refused the message."""
 
 
+@runtime_checkable
 class UploadSink(Protocol):
     """Where an upload goes: the ``audio.upload`` topic (and ``job.status`` for the
     acceptance), keyed by the job id."""

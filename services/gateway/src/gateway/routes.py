@@ -1,7 +1,6 @@
 """The seed's upload route: ``POST /tokens/{token_id}/upload-audio`` (docs/architecture.md §2)."""
 
 import re
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response
@@ -21,22 +20,16 @@ router = APIRouter()
 TOKEN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
 
-@dataclass(frozen=True)
-class UploadDeps:
-    """What the upload route needs; :mod:`gateway.app` builds it and keeps it in
-    ``app.state.uploads``."""
-
-    sink: UploadSink
-    limits: UploadLimits
-    tokens: JobTokens
-    auth: UploadAuth
+# What the route needs, built by gateway.app and kept on app.state.
+Sink = Annotated[UploadSink, Depends(from_state(UploadSink, "sink"))]
+Limits = Annotated[UploadLimits, Depends(from_state(UploadLimits, "limits"))]
+Tokens = Annotated[JobTokens, Depends(from_state(JobTokens, "tokens"))]
 
 
-_deps = from_state(UploadDeps, "uploads")
-
-
-def _owner(request: Request, deps: Annotated[UploadDeps, Depends(_deps)]) -> str | None:
-    return deps.auth.owner(request)
+def _owner(
+    request: Request, auth: Annotated[UploadAuth, Depends(from_state(UploadAuth, "auth"))]
+) -> str | None:
+    return auth.owner(request)
 
 
 @router.post(
@@ -63,13 +56,14 @@ async def upload_audio(
     request: Request,
     response: Response,
     token_id: Annotated[str, Path(description="The seed's token id.")],
-    deps: Annotated[UploadDeps, Depends(_deps)],
+    sink: Sink,
+    limits: Limits,
+    tokens: Tokens,
     owner: Annotated[str | None, Depends(_owner)],
 ) -> UploadAccepted | Response:
     """Accept an audio file (multipart field `file`). Answers 202 once every byte is
     durably in Kafka; progress then streams from `progress_url`. With `Tus-Resumable`
     (tus 1.0) or `Upload-Complete` (the IETF draft) it creates a resumable upload."""
-    sink, limits, tokens = deps.sink, deps.limits, deps.tokens
     if not TOKEN_ID.match(token_id):
         raise ApiError(422, "invalid_token_id", "token_id must be 1–128 of A-Z a-z 0-9 _ . -")
     if not sink.available():
