@@ -10,9 +10,6 @@ from typing import Any
 from contracts import CeType, Event, topics
 from gateway.ports import Ack, LockBusy, SinkError, State, UploadRecord, UploadRow
 
-WAV_HEAD = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 52
-"""A RIFF/WAVE header that the sniffer takes for audio."""
-
 
 class FakeSink:
     """Records what would go to Kafka; can be told to fail from the n-th message on."""

@@ -2,13 +2,14 @@ import hashlib
 from collections.abc import AsyncIterator
 
 import pytest
-from gateway_fakes import WAV_HEAD, FakeSink
+from gateway_fakes import FakeSink
 from starlette.requests import ClientDisconnect
 
 from contracts import CeType, Event, JobStatusChanged, UploadFinished, UploadStarted, topics
 from gateway.ingest import UploadLimits, ingest
 from gateway.ports import SinkError
 from servicekit.http import ApiError, DependencyUnavailable
+from tests.support.audio import WAV_HEAD
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.unit

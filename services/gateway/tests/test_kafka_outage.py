@@ -15,11 +15,11 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
-from gateway_fakes import WAV_HEAD
 
 from contracts import CeType, headers, topics
 from gateway.app import create_app
 from gateway.settings import Settings
+from tests.support.audio import WAV_HEAD, wav_form
 from tests.support.inprocess import bound_socket, serving
 from tests.support.kafka import partitions_of
 from tests.support.kafka_proxy import KafkaProxy
@@ -67,11 +67,7 @@ def head(token_id: str, content_length: int) -> bytes:
 
 
 def form(size: int) -> bytes:
-    part = (
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
-        "Content-Type: audio/wav\r\n\r\n"
-    ).encode()
-    return part + WAV_HEAD + b"\1" * (size - len(WAV_HEAD)) + f"\r\n--{BOUNDARY}--\r\n".encode()
+    return wav_form(size, BOUNDARY)
 
 
 async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], dict[str, Any]]:

@@ -9,11 +9,12 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from gateway_fakes import WAV_HEAD, FakeSink
+from gateway_fakes import FakeSink
 
 from gateway.app import create_app
 from gateway.settings import Settings
 from servicekit.tokens import COOKIE_NAME, JobTokens
+from tests.support.audio import WAV_HEAD
 
 pytestmark = pytest.mark.unit
 
