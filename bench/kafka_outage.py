@@ -21,23 +21,19 @@ import time
 import httpx
 
 from bench.report import write
-from gateway.app import build_app
+from gateway.app import create_app
 from gateway.settings import Settings
+from tests.support.audio import WAV_HEAD, wav_form
 from tests.support.inprocess import bound_socket, serving
 from tests.support.kafka_proxy import KafkaProxy
 from tests.support.waiting import eventually
 
-WAV_HEAD = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 52
 CHUNK = 64 * 1024
 BOUNDARY = "bench"
 
 
 def form(size: int) -> bytes:
-    part = (
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
-        "Content-Type: audio/wav\r\n\r\n"
-    ).encode()
-    return part + WAV_HEAD + b"\1" * (size - len(WAV_HEAD)) + f"\r\n--{BOUNDARY}--\r\n".encode()
+    return wav_form(size, BOUNDARY)
 
 
 async def post(
@@ -103,7 +99,7 @@ async def main(rounds: int) -> None:
     sudden_status: list[int] = []
     recovery: list[float] = []
     body = form(8 * 1024 * 1024)
-    async with serving(build_app(settings), bound_socket()) as url, httpx.AsyncClient() as http:
+    async with serving(create_app(settings), bound_socket()) as url, httpx.AsyncClient() as http:
         for _ in range(rounds):
             status, seconds = await post(url, body, 4 * CHUNK, cut=proxy)
             sudden.append(seconds)

@@ -117,7 +117,7 @@ async def upload(client: httpx.AsyncClient, data: bytes) -> str:
 async def bounded(concurrency: int, jobs: list) -> list:  # type: ignore[type-arg]
     gate = asyncio.Semaphore(concurrency)
 
-    async def one(job):  # type: ignore[no-untyped-def]
+    async def one(job):
         async with gate:
             return await job
 

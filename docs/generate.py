@@ -38,10 +38,10 @@ class Service:
 
 
 def _gateway() -> FastAPI:
-    from gateway.app import build_app
+    from gateway.app import create_app
     from gateway.settings import Settings
 
-    return build_app(Settings.model_validate({"kafka_bootstrap_servers": KAFKA}))
+    return create_app(Settings.model_validate({"kafka_bootstrap_servers": KAFKA}))
 
 
 def _uploader() -> FastAPI:

@@ -1,5 +1,6 @@
 import json
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -46,14 +47,18 @@ def test_loudness_and_true_peak_of_a_stereo_tone():
     assert features.integrated_lufs == pytest.approx(-23.0, abs=0.1)
     assert features.loudness_range_lu == pytest.approx(0.0, abs=0.1)
     assert features.true_peak_dbtp == pytest.approx(-23.0, abs=0.3)
+    assert features.true_peak_dbtp is not None and features.peak_dbfs is not None
     assert features.true_peak_dbtp >= features.peak_dbfs
 
 
-def _json_without_nan_or_inf(features: AudioFeatures) -> dict[str, object]:
+def _json_without_nan_or_inf(features: AudioFeatures) -> dict[str, Any]:
     def refuse(constant: str) -> None:
         raise AssertionError(f"{constant} in the JSON")
 
-    return json.loads(features.model_dump_json(exclude_none=True), parse_constant=refuse)
+    body: dict[str, Any] = json.loads(
+        features.model_dump_json(exclude_none=True), parse_constant=refuse
+    )
+    return body
 
 
 def test_silence_reads_minus_70_lufs_and_minus_120_dbtp_in_valid_json():
@@ -125,6 +130,7 @@ def test_block_boundaries_do_not_change_the_result():
 def test_envelope_has_at_most_200_points_following_the_signal():
     samples = np.concatenate([sine(seconds=1, sample_rate=SR, amplitude=0.8), np.zeros((SR, 1))])
     features = compute_features(blocks(samples), sample_rate=SR, channels=1, frames_hint=2 * SR)
+    assert features.envelope is not None
     assert len(features.envelope) == 200
     assert all(0 <= v <= 1 for v in features.envelope)
     assert features.envelope[:100] == pytest.approx([0.8] * 100, abs=0.01)
@@ -140,8 +146,10 @@ def test_short_audio_gets_one_envelope_point_per_frame():
 def test_envelope_tolerates_a_wrong_length_hint():
     samples = sine(seconds=1, sample_rate=SR)
     longer = compute_features([samples], sample_rate=SR, channels=1, frames_hint=2 * SR)
+    assert longer.envelope is not None
     assert len(longer.envelope) == 100  # slices after the real end are dropped
     shorter = compute_features([samples], sample_rate=SR, channels=1, frames_hint=SR // 2)
+    assert shorter.envelope is not None
     assert len(shorter.envelope) == 200  # extra frames fall into the last slice
 
 

@@ -8,7 +8,9 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from playwright.async_api import FilePayload
+from playwright.async_api import BrowserContext, FilePayload, Page, Route
+
+from tests.support.audio import sine_wav
 
 CHROMIUM = Path("/usr/bin/chromium")
 PAGES = Path(__file__).parent / "pages"
@@ -72,3 +74,21 @@ class BrowserStack:
 def picked(name: str, data: bytes, mime_type: str = "audio/wav") -> list[FilePayload]:
     """A file as a person would pick it in the page's file input."""
     return [{"name": name, "mimeType": mime_type, "buffer": data}]
+
+
+async def seed_page(context: BrowserContext, edge_url: str) -> Page:
+    """The seed's page, unchanged, uploading a 1.5 s tone. The page is not shipped in
+    web/: the browser gets it as if the edge served it, so that it has the edge's origin;
+    everything after the page load is the real edge."""
+    page = await context.new_page()
+    url = f"{edge_url}/seed-compat.html"
+
+    async def serve_page(route: Route) -> None:
+        await route.fulfill(path=PAGES / "seed.html")
+
+    await page.route(url, serve_page)
+    await page.goto(url)
+    await page.unroute(url)
+    await page.set_input_files("#file", files=picked("seed.wav", sine_wav(1.5)))
+    await page.click("button")
+    return page

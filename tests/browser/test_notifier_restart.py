@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import BrowserContext, Page, Route, expect
+from playwright.async_api import BrowserContext, Page, expect
 
 from devstack import Stack
-from tests.browser.harness import PAGES, picked
-from tests.support.audio import plucked_wav, sine_wav
+from tests.browser.harness import picked, seed_page
+from tests.support.audio import plucked_wav
 from tests.support.ownstack import kill9, own_stack, restart
 from tests.support.waiting import eventually
 
@@ -60,22 +60,6 @@ async def recorded(context: BrowserContext) -> BrowserContext:
     return context
 
 
-async def _seed_page(context: BrowserContext, edge_url: str) -> Page:
-    """The seed's page, unchanged, with the edge's origin (as test_seed_compat does)."""
-    page = await context.new_page()
-    url = f"{edge_url}/seed-compat.html"
-
-    async def serve_page(route: Route) -> None:
-        await route.fulfill(path=PAGES / "seed.html")
-
-    await page.route(url, serve_page)
-    await page.goto(url)
-    await page.unroute(url)
-    await page.set_input_files("#file", files=picked("seed.wav", sine_wav(1.5)))
-    await page.click("button")
-    return page
-
-
 async def _demo_page(context: BrowserContext, edge_url: str) -> Page:
     page = await context.new_page()
     await page.goto(f"{edge_url}/")
@@ -101,7 +85,7 @@ async def test_streams_reconnect_through_the_edge_and_complete_after_a_notifier_
     restart_stack: Stack, recorded: BrowserContext
 ) -> None:
     edge_url = restart_stack.edge_url
-    seed = await _seed_page(recorded, edge_url)
+    seed = await seed_page(recorded, edge_url)
     demo = await _demo_page(recorded, edge_url)
     card = demo.locator(".card", has_text="plucks.wav")
 

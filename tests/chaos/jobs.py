@@ -136,7 +136,7 @@ async def read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, b
 
 
 def ce_id(record: ConsumerRecord[bytes, bytes]) -> str:
-    return dict((k, v.decode()) for k, v in record.headers)[headers.ID]
+    return str(dict((k, v.decode()) for k, v in record.headers)[headers.ID])
 
 
 @dataclass

@@ -17,7 +17,9 @@ pytestmark = pytest.mark.e2e
 SECONDS = 1.5
 
 
-async def upload_and_follow(edge_url: str, name: str, data: bytes) -> tuple[dict, list[dict]]:
+async def upload_and_follow(
+    edge_url: str, name: str, data: bytes
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Upload through the edge as `curl -F file=@name` does; the job's events to the end."""
     seen: list[dict[str, Any]] = []
     async with httpx.AsyncClient(base_url=edge_url, timeout=30) as client:

@@ -26,7 +26,9 @@ async def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float
     }
 
 
-async def scrape_replicas(service_urls: dict[str, str], service: str) -> dict:
+async def scrape_replicas(
+    service_urls: dict[str, str], service: str
+) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     """The samples of every replica of ``service``, summed."""
     summed: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
     for replica in REPLICAS.get(service, (service,)):
@@ -37,7 +39,9 @@ async def scrape_replicas(service_urls: dict[str, str], service: str) -> dict:
     return summed
 
 
-def total(samples: dict, name: str, **labels: str) -> float:
+def total(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
     wanted = set(labels.items())
     return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
 

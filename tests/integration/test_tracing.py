@@ -3,7 +3,9 @@ message, the analysis request and its webhook (issue 7). All services run in thi
 process so that one in-memory exporter sees every span."""
 
 import uuid
+from collections.abc import Iterator
 from contextlib import AsyncExitStack
+from typing import Any
 
 import httpx
 import pytest
@@ -24,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def spans() -> InMemorySpanExporter:
+def spans() -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
@@ -42,7 +44,7 @@ async def test_one_jobs_spans_across_all_services_share_one_trace(
 ) -> None:
     from analyzer_bridge.app import create_app as bridge_app
     from analyzer_bridge.settings import Settings as BridgeSettings
-    from gateway.app import build_app as gateway_app
+    from gateway.app import create_app as gateway_app
     from gateway.settings import Settings as GatewaySettings
     from notifier.app import create_app as notifier_app
     from notifier.settings import Settings as NotifierSettings
@@ -53,7 +55,7 @@ async def test_one_jobs_spans_across_all_services_share_one_trace(
 
     tag = uuid.uuid4().hex[:8]
     kafka = infra["KAFKA_BOOTSTRAP_SERVERS"]
-    s3 = {k.lower(): v for k, v in infra.items() if k.startswith("S3_")}
+    s3: dict[str, Any] = {k.lower(): v for k, v in infra.items() if k.startswith("S3_")}
     await ensure_topics(kafka, partitions=6)
     await start_group_at_end(kafka, f"trace-uploader-{tag}", topics.AUDIO_UPLOAD)
     await start_group_at_end(kafka, f"trace-notifier-{tag}", topics.JOB_STATUS)
@@ -61,7 +63,10 @@ async def test_one_jobs_spans_across_all_services_share_one_trace(
         name: bound_socket() for name in ("gateway", "uploader", "bridge", "notifier", "reference")
     }
     # Every service that keeps state gets the session's database, never a default one.
-    common = {"kafka_bootstrap_servers": kafka, "database_url": infra["DATABASE_URL"]}
+    common: dict[str, Any] = {
+        "kafka_bootstrap_servers": kafka,
+        "database_url": infra["DATABASE_URL"],
+    }
     apps = {
         "reference": reference_app(ReferenceSettings(http_port=0)),
         "notifier": notifier_app(

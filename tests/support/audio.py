@@ -13,6 +13,19 @@ from dataclasses import dataclass
 
 from reference_analyzer.testing import MEDIARECORDER_WEBM, encode, sine
 
+WAV_HEAD = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 52
+"""A RIFF/WAVE header that the gateway's sniffer takes for audio."""
+
+
+def wav_form(size: int, boundary: str) -> bytes:
+    """A multipart body whose ``file`` field is ``size`` bytes of "audio" (a WAVE
+    header, then filler), for uploads whose content does not matter."""
+    part = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
+        "Content-Type: audio/wav\r\n\r\n"
+    ).encode()
+    return part + WAV_HEAD + b"\1" * (size - len(WAV_HEAD)) + f"\r\n--{boundary}--\r\n".encode()
+
 
 def sine_wav(
     seconds: float,

@@ -45,6 +45,7 @@ async def committed_offset(bootstrap: str, group: str, partition: TopicPartition
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
     await consumer.start()
     try:
-        return await consumer.committed(partition)
+        committed: int | None = await consumer.committed(partition)
+        return committed
     finally:
         await consumer.stop()

@@ -163,5 +163,5 @@ class KafkaProxy:
             listener = await self._listener((node[1], node[2]))
             brokers.append((node[0], HOST, listener.port, *node[3:]))
         response.brokers = brokers
-        body = frame[4:8] + response.encode()
+        body: bytes = frame[4:8] + response.encode()
         return len(body).to_bytes(4, "big") + body

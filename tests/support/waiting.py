@@ -4,17 +4,36 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
 
+# Only a truthy value is returned, so never None.
+@overload
 async def eventually(
-    condition: Callable[[], T | Awaitable[T]],
+    condition: Callable[[], Awaitable[T | None]],
+    within: float = ...,
+    every: float = ...,
+    what: str = ...,
+) -> T: ...
+
+
+@overload
+async def eventually(
+    condition: Callable[[], T | None],
+    within: float = ...,
+    every: float = ...,
+    what: str = ...,
+) -> T: ...
+
+
+async def eventually(
+    condition: Callable[[], Any],
     within: float = 30.0,
     every: float = 0.05,
     what: str = "condition",
-) -> T:
+) -> Any:
     """Poll ``condition`` until it returns something truthy; that value. Fails after
     ``within`` seconds with ``what`` in the message."""
     deadline = time.monotonic() + within
@@ -23,7 +42,7 @@ async def eventually(
         if inspect.isawaitable(value):
             value = await value
         if value:
-            return value  # type: ignore[return-value]
+            return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within}s waiting for {what}")
         await asyncio.sleep(every)

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 
 import httpx
 from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 import reference_analyzer
@@ -17,6 +16,7 @@ from reference_analyzer.routes import Services
 from reference_analyzer.settings import Settings
 from reference_analyzer.webhooks import WebhookSender
 from reference_analyzer.worker import Analyzer
+from servicekit.http import install_error_handlers
 
 
 def create_app(
@@ -74,5 +74,5 @@ def create_app(
         app, excluded_urls="healthz,readyz", exclude_spans=["receive", "send"]
     )
     app.include_router(routes.router)
-    app.add_exception_handler(RequestValidationError, routes.invalid_request)
+    install_error_handlers(app)
     return app

@@ -2,7 +2,9 @@
 
 ``POST /analyze`` answers ``202`` and analyses in the background; ``GET /healthz`` and
 ``GET /readyz`` are the probes; ``GET /jobs/{job_id}`` is a debug view for tests.
-Every error answer has the same JSON shape: ``{"error": {"code", "message"}}``.
+Every error answer has the services' one JSON shape, ``{"error": {"code", "message"}}``:
+the routes raise :class:`servicekit.http.ApiError` and the app installs servicekit's
+handlers (:func:`servicekit.http.install_error_handlers`).
 """
 
 import asyncio
@@ -12,8 +14,6 @@ from typing import Annotated, Any, Literal
 
 import httpx
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from contracts import AnalysisRequest, AnalysisWebhook, ErrorCode
@@ -22,21 +22,12 @@ from reference_analyzer.logs import JobLogger
 from reference_analyzer.modes import Mode, ModeError, resolve
 from reference_analyzer.settings import Settings
 from reference_analyzer.worker import Analyzer
-from servicekit.http import describe_errors
+from servicekit.http import ApiError, ErrorBody
 
 
 class AnalyzeAccepted(BaseModel):
     job_id: str
     status: Literal["accepted"] = "accepted"
-
-
-class ApiError(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorResponse(BaseModel):
-    error: ApiError
 
 
 class JobView(BaseModel):
@@ -68,13 +59,6 @@ def _services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(_services)]
 
 
-def error_response(
-    status_code: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    body = ErrorResponse(error=ApiError(code=code, message=message))
-    return JSONResponse(body.model_dump(), status_code=status_code, headers=headers)
-
-
 def _is_http_url(url: str) -> bool:
     try:
         parsed = httpx.URL(url)
@@ -86,19 +70,19 @@ def _is_http_url(url: str) -> bool:
 router = APIRouter()
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "Rejected (test mode `reject`)."},
-    422: {"model": ErrorResponse, "description": "Invalid body or test-mode keys."},
-    503: {"model": ErrorResponse, "description": "Busy or test mode `fail_first`."},
+    400: {"model": ErrorBody, "description": "Rejected (test mode `reject`)."},
+    422: {"model": ErrorBody, "description": "Invalid body or test-mode keys."},
+    503: {"model": ErrorBody, "description": "Busy or test mode `fail_first`."},
 }
 
 
 @router.post("/analyze", status_code=202, response_model=AnalyzeAccepted, responses=_ERRORS)
-async def analyze(body: AnalysisRequest, services: ServicesDep) -> AnalyzeAccepted | JSONResponse:
+async def analyze(body: AnalysisRequest, services: ServicesDep) -> AnalyzeAccepted:
     """Accept an analysis; progress and the result follow as webhooks to `webhook_url`."""
     settings = services.settings
     for name, url in (("audio_url", body.audio_url), ("webhook_url", body.webhook_url)):
         if not _is_http_url(url):
-            return error_response(422, "invalid_request", f"`{name}` must be an http(s) URL")
+            raise ApiError(422, "invalid_request", f"`{name}` must be an http(s) URL")
     try:
         behaviour = resolve(
             body.metadata,
@@ -107,20 +91,20 @@ async def analyze(body: AnalysisRequest, services: ServicesDep) -> AnalyzeAccept
             slow_delay_seconds=settings.slow_delay_seconds,
         )
     except ModeError as exc:
-        return error_response(422, "invalid_request", str(exc))
+        raise ApiError(422, "invalid_request", str(exc)) from exc
     log = JobLogger(body.job_id)
     record = services.registry.note_request(body.job_id)
     retry_after = {"Retry-After": str(settings.retry_after_seconds)}
     if record.requests <= behaviour.fail_first:
         message = f"test mode: request {record.requests} of the first {behaviour.fail_first} fails"
         log.info("answering 503: %s", message)
-        return error_response(503, "unavailable", message, retry_after)
+        raise ApiError(503, "unavailable", message, retry_after)
     if behaviour.mode is Mode.REJECT:
         log.info("answering 400: test mode reject")
-        return error_response(400, ErrorCode.ANALYSIS_REJECTED.value, "test mode: rejected")
+        raise ApiError(400, ErrorCode.ANALYSIS_REJECTED.value, "test mode: rejected")
     if services.analyzer.pending >= settings.max_pending_jobs:
         log.warning("answering 503: %d analyses pending", services.analyzer.pending)
-        return error_response(503, "busy", "too many analyses pending", retry_after)
+        raise ApiError(503, "busy", "too many analyses pending", retry_after)
     services.analyzer.submit(body, behaviour, record)
     log.info("accepted (request %d for this job)", record.requests)
     return AnalyzeAccepted(job_id=body.job_id)
@@ -131,24 +115,24 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"model": ErrorResponse}})
-async def readyz(services: ServicesDep) -> JSONResponse:
+@router.get("/readyz", responses={503: {"model": ErrorBody}})
+async def readyz(services: ServicesDep) -> dict[str, str]:
     if not services.ready:
-        return error_response(503, "not_ready", "starting or stopping")
-    return JSONResponse({"status": "ready"})
+        raise ApiError(503, "not_ready", "starting or stopping")
+    return {"status": "ready"}
 
 
-@router.get("/jobs/{job_id}", response_model=JobView, responses={404: {"model": ErrorResponse}})
+@router.get("/jobs/{job_id}", response_model=JobView, responses={404: {"model": ErrorBody}})
 async def get_job(
     job_id: str,
     services: ServicesDep,
     wait: Annotated[float, Query(ge=0, le=60, description="Seconds to wait for idle.")] = 0,
-) -> JobView | JSONResponse:
+) -> JobView:
     """Debug view of a job. With `wait`, first waits (at most that long) until no
     analysis of the job is running, so tests wait for a condition, not a sleep."""
     record = services.registry.get(job_id)
     if record is None:
-        return error_response(404, "not_found", "no request seen for this job")
+        raise ApiError(404, "not_found", "no request seen for this job")
     if wait:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(record.idle.wait(), wait)
@@ -162,9 +146,3 @@ async def get_job(
         undelivered=record.undelivered,
         final=record.final,
     )
-
-
-async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    message = describe_errors(exc.errors(), limit=1) or "invalid request"
-    return error_response(422, "invalid_request", message)

@@ -297,4 +297,5 @@ class Bridge:
         await self.publish(self.stored(job_id))
         await wait_until(lambda: self.server.requests_for(job_id), 30, "the /analyze request")
         await wait_until(lambda: self.events.of(job_id, self.status_topic), 30, "analyzing")
-        return self.server.requests_for(job_id)[-1]
+        request: AnalysisRequest = self.server.requests_for(job_id)[-1]
+        return request

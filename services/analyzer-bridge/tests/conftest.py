@@ -41,7 +41,7 @@ from analyzer_bridge_testing import (
 
 
 @pytest.fixture(scope="session")
-async def stored_audio(infra: dict[str, str]) -> tuple[str, str]:
+async def stored_audio(infra: dict[str, str]) -> AsyncIterator[tuple[str, str]]:
     settings = S3Settings(
         s3_endpoint_url=infra["S3_ENDPOINT_URL"],
         s3_access_key_id=infra.get("S3_ACCESS_KEY_ID", "audiopipe"),

@@ -103,6 +103,7 @@ async def test_audio_stored_while_the_database_is_down_is_not_committed_and_requ
             lambda: any("will be redelivered" in r.getMessage() for r in caplog.records),
             what="the consumer to fail on the outage",
         )
+        assert sent is not None
         committed = await committed_offset(
             bridge.settings.kafka_bootstrap_servers,
             bridge.settings.consumer_group,

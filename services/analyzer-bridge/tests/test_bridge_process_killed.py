@@ -196,4 +196,4 @@ async def test_killed_bridge_restarts_and_brings_20_pending_analyses_to_one_fina
 
 
 async def _equals(states, expected: dict[str, int]) -> bool:
-    return await states() == expected
+    return bool(await states() == expected)

@@ -42,5 +42,5 @@ def test_job_token_of_the_gateway_is_not_a_webhook_capability():
 
 
 def test_unsigned_token_is_refused():
-    forged = jwt.encode({"sub": "j", "aud": "audiopipe:analysis-webhook"}, None, algorithm="none")
+    forged = jwt.encode({"sub": "j", "aud": "audiopipe:analysis-webhook"}, "", algorithm="none")
     assert not Capabilities(SECRET, 60).allows(forged, "j")

@@ -5,6 +5,7 @@ test_bridge_database_outage.py."""
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from analyzer_bridge_fakes import JOB, FakePresigner, FakeServer, FakeStore, stored
@@ -29,12 +30,12 @@ class Seen:
         for name in names:
             self._on(broker, name)
 
-    def _on(self, broker, topic: str) -> None:
+    def _on(self, broker: KafkaBroker, topic: str) -> None:
         @broker.subscriber(topic, group_id=f"seen-{topic}", decoder=raw_body)
         async def collect(body: bytes, message: KafkaMessage) -> None:
             self.messages.setdefault(topic, []).append((dict(message.headers), body))
 
-    def of(self, topic: str) -> list[tuple[dict[str, str], dict]]:
+    def of(self, topic: str) -> list[tuple[dict[str, str], dict[str, Any]]]:
         return [(h, json.loads(body)) for h, body in self.messages.get(topic, [])]
 
 

@@ -7,7 +7,7 @@ import dataclasses
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from analyzer_bridge_fakes import JOB, SECRET, FakeServer, rules, stored
+from analyzer_bridge_fakes import JOB, SECRET, FakeServer, FakeStore, rules, stored
 
 from analyzer_bridge.analysis import State
 from analyzer_bridge.capability import WEBHOOK_PATH, Capabilities
@@ -108,10 +108,11 @@ class CuttingServer(FakeServer):
     def __init__(self, calls: int) -> None:
         super().__init__()
         self.calls = calls
-        self.store = None
+        self.store: FakeStore | None = None
 
     async def analyze(self, request: AnalysisRequest) -> ServerAnswer:
         answer = await super().analyze(request)
+        assert self.store is not None
         self.store.down = self.calls
         return answer
 

@@ -1,4 +1,5 @@
 import base64
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -22,7 +23,7 @@ def test_presign_endpoint_can_differ_from_the_s3_endpoint():
     assert settings.presign_endpoint_url == "http://s3.internal:8333"
 
 
-PRODUCTION = {
+PRODUCTION: dict[str, Any] = {
     "environment": "production",
     "job_token_secret": "a-real-secret",
     "s3_secret_access_key": "a-real-s3-secret",

@@ -2,19 +2,18 @@ import hashlib
 from collections.abc import AsyncIterator
 
 import pytest
-from aiokafka.errors import KafkaTimeoutError
+from gateway_fakes import FakeSink
 from starlette.requests import ClientDisconnect
 
 from contracts import CeType, Event, JobStatusChanged, UploadFinished, UploadStarted, topics
 from gateway.ingest import UploadLimits, ingest
+from gateway.ports import SinkError
 from servicekit.http import ApiError, DependencyUnavailable
+from tests.support.audio import WAV_HEAD
 from tests.support.waiting import eventually
-
-from .fakes import FakeSink
 
 pytestmark = pytest.mark.unit
 
-WAV_HEAD = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 52
 LIMITS = UploadLimits(
     max_bytes=10_000, chunk_bytes=1000, max_chunks_in_flight=2, ack_timeout_seconds=5
 )
@@ -170,7 +169,7 @@ async def test_kafka_refusing_a_chunk_is_503_and_no_finished_marker() -> None:
 
 class FullBufferSink(FakeSink):
     """The producer's send buffer is full (the broker is down) for the first ``full``
-    publishes after the ``n``-th: they time out, as aiokafka's ``send`` does."""
+    publishes after the ``n``-th: they time out, as the Kafka adapter's ``send`` does."""
 
     def __init__(self, n: int, full: int) -> None:
         super().__init__()
@@ -179,7 +178,7 @@ class FullBufferSink(FakeSink):
     async def _maybe_full(self) -> None:
         self.publishes += 1
         if self.n < self.publishes <= self.n + self.full:
-            raise KafkaTimeoutError()
+            raise SinkError("timed out")
 
     async def event(self, topic: str, event: Event, ce_id: str):
         await self._maybe_full()
@@ -203,7 +202,7 @@ async def test_an_abort_marker_the_producer_cannot_take_yet_is_queued_once_it_ca
 class StatusRefusingSink(FakeSink):
     async def event(self, topic: str, event: Event, ce_id: str):
         if topic == topics.JOB_STATUS:
-            raise KafkaTimeoutError()
+            raise SinkError("timed out")
         return await super().event(topic, event, ce_id)
 
 
@@ -222,7 +221,7 @@ class DownSink(FakeSink):
 
     async def _maybe_down(self) -> None:
         if not self.up:
-            raise KafkaTimeoutError()
+            raise SinkError("timed out")
 
     async def event(self, topic: str, event: Event, ce_id: str):
         await self._maybe_down()

@@ -10,20 +10,20 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
 from contracts import CeType, headers, topics
-from gateway.app import build_app
+from gateway.app import create_app
 from gateway.settings import Settings
+from tests.support.audio import WAV_HEAD, wav_form
 from tests.support.inprocess import bound_socket, serving
 from tests.support.kafka import partitions_of
 from tests.support.kafka_proxy import KafkaProxy
 from tests.support.waiting import eventually
-
-from .test_ingest import WAV_HEAD
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +49,7 @@ async def gateway(infra: dict[str, str]) -> AsyncIterator[Gateway]:
         kafka_probe_interval_seconds=0.2,
     )
     try:
-        async with serving(build_app(settings), bound_socket()) as url:
+        async with serving(create_app(settings), bound_socket()) as url:
             try:
                 yield Gateway(url, proxy, bootstrap)
             finally:
@@ -67,14 +67,10 @@ def head(token_id: str, content_length: int) -> bytes:
 
 
 def form(size: int) -> bytes:
-    part = (
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
-        "Content-Type: audio/wav\r\n\r\n"
-    ).encode()
-    return part + WAV_HEAD + b"\1" * (size - len(WAV_HEAD)) + f"\r\n--{BOUNDARY}--\r\n".encode()
+    return wav_form(size, BOUNDARY)
 
 
-async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], dict]:
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], dict[str, Any]]:
     status_line, *lines = (await reader.readuntil(b"\r\n\r\n")).decode().split("\r\n")
     answer_headers = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in lines if h)}
     body = await reader.readexactly(int(answer_headers["content-length"]))
@@ -119,7 +115,7 @@ async def test_with_kafka_known_down_an_upload_is_refused_before_its_body_and_th
 
 
 async def messages_of(
-    bootstrap: str, token_id: str, start: dict, wanted: str
+    bootstrap: str, token_id: str, start: dict[str, Any], wanted: str
 ) -> list[tuple[str, str | None]]:
     """(ce_type, ce_sequence) of the job started with ``token_id``, in partition order,
     once one of them is ``wanted``."""

@@ -1,19 +1,20 @@
 """The upload route over HTTP (in memory: the Kafka sink is a fake)."""
 
 import time
+from collections.abc import MutableMapping
+from typing import Any
 
 import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from gateway_fakes import FakeSink
 
-from gateway.app import build_app
+from gateway.app import create_app
 from gateway.settings import Settings
 from servicekit.tokens import COOKIE_NAME, JobTokens
-
-from .fakes import FakeSink
-from .test_ingest import WAV_HEAD
+from tests.support.audio import WAV_HEAD
 
 pytestmark = pytest.mark.unit
 
@@ -26,14 +27,13 @@ PUBLIC_PEM = (
 
 
 def client(**settings: object) -> tuple[httpx.AsyncClient, FakeSink]:
-    app = build_app(Settings(**settings))  # type: ignore[arg-type]
     sink = FakeSink()
-    app.state.sink = sink
+    app = create_app(Settings(**settings), sink=sink)  # type: ignore[arg-type]
     transport = httpx.ASGITransport(app=app)
     return httpx.AsyncClient(transport=transport, base_url="http://gateway"), sink
 
 
-def forged_hs256_with_public_key() -> dict:
+def forged_hs256_with_public_key() -> dict[str, Any]:
     """The classic algorithm-confusion forgery: HS256 keyed with the public key."""
     import base64
     import hashlib
@@ -49,7 +49,9 @@ def forged_hs256_with_public_key() -> dict:
     return {"Authorization": f"Bearer {head}.{body}.{b64(mac)}"}
 
 
-def bearer(sub: str = "alice", key: object = PRIVATE, alg: str = "RS256", **claims: object) -> dict:
+def bearer(
+    sub: str = "alice", key: Any = PRIVATE, alg: str = "RS256", **claims: object
+) -> dict[str, Any]:
     token = jwt.encode({"sub": sub, "exp": int(time.time()) + 60, **claims}, key, algorithm=alg)
     return {"Authorization": f"Bearer {token}"}
 
@@ -93,7 +95,7 @@ async def test_with_a_key_configured_an_upload_without_bearer_token_is_401() -> 
         forged_hs256_with_public_key(),
     ],
 )
-async def test_invalid_bearer_tokens_are_401_and_change_nothing(headers: dict) -> None:
+async def test_invalid_bearer_tokens_are_401_and_change_nothing(headers: dict[str, Any]) -> None:
     http, sink = client(upload_jwt_key=PUBLIC_PEM)
     async with http:
         answer = await http.post("/tokens/t1/upload-audio", files=FILES, headers=headers)
@@ -163,18 +165,18 @@ async def test_a_riff_wave_header_alone_is_422_and_nothing_is_sent() -> None:
 
 
 async def test_with_kafka_known_down_an_upload_is_503_before_its_body_is_read() -> None:
-    app = build_app(Settings())
-    app.state.sink = sink = FakeSink(up=False)
+    sink = FakeSink(up=False)
+    app = create_app(Settings(), sink=sink)
     body_reads = 0
 
-    async def receive() -> dict:
+    async def receive() -> dict[str, Any]:
         nonlocal body_reads
         body_reads += 1
         return {"type": "http.request", "body": b"x" * 1024, "more_body": True}
 
-    sent: list[dict] = []
+    sent: list[MutableMapping[str, Any]] = []
 
-    async def send(message: dict) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     scope = {

@@ -67,7 +67,7 @@ class Stream:
 
 async def follow(lines: AsyncIterator[str], stream: Stream, stop: int | None = None) -> Stream:
     """Read until the server ends the stream, or until ``stop`` events were read."""
-    event_id, data = None, []
+    event_id, data = None, list[str]()
     async for line in lines:
         if line == "":
             if data:
@@ -91,7 +91,7 @@ async def follow(lines: AsyncIterator[str], stream: Stream, stop: int | None = N
     return stream
 
 
-async def projected(client, job, auth, status: JobStatus) -> dict[str, Any] | None:
+async def projected(client, job, auth, status: JobStatus) -> dict[str, Any]:
     async def check():
         response = await client.get(f"/jobs/{job}", headers=auth)
         return (
@@ -100,12 +100,15 @@ async def projected(client, job, auth, status: JobStatus) -> dict[str, Any] | No
             else None
         )
 
-    return await eventually(check)
+    state: dict[str, Any] = await eventually(check)
+    return state
 
 
 async def history(db, schema: str, job: str) -> list[Any]:
-    return await db.fetch(
-        f"SELECT * FROM {schema}.job_events WHERE job_id = $1 ORDER BY seq", uuid.UUID(job)
+    return list(
+        await db.fetch(
+            f"SELECT * FROM {schema}.job_events WHERE job_id = $1 ORDER BY seq", uuid.UUID(job)
+        )
     )
 
 
@@ -121,7 +124,7 @@ async def running(settings: Settings, **config) -> AsyncIterator[str]:
 async def running_server(settings: Settings, **config) -> AsyncIterator[tuple[str, Any]]:
     """As :func:`running`, with the uvicorn server (its app: ``server.config.app``)."""
     app = create_app(settings)
-    options = {"ws": "none", "timeout_graceful_shutdown": 2} | config
+    options: dict[str, Any] = {"ws": "none", "timeout_graceful_shutdown": 2} | config
     server = build_server(app, settings, on_shutdown=app.state.services.drain, **options)
     task = asyncio.create_task(server.serve())
     deadline = asyncio.get_running_loop().time() + 90

@@ -9,6 +9,7 @@ session's PostgreSQL, which other tests share, is never stopped.
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -151,11 +152,13 @@ async def test_an_open_stream_outlives_the_outage_and_nothing_published_meanwhil
         lambda: any("they come again" in r.getMessage() for r in caplog.records),
         what="the consumer to fail on the outage",
     )
-    partition = TopicPartition(topics.JOB_STATUS, during[0].partition)
+    first = during[0]
+    assert first is not None
+    partition = TopicPartition(topics.JOB_STATUS, first.partition)
     committed = await committed_offset(
         settings.kafka_bootstrap_servers, settings.consumer_group, partition
     )
-    assert committed is not None and committed <= during[0].offset
+    assert committed is not None and committed <= first.offset
     await proxy.restore()
     for status, progress in LIFECYCLE[3:]:
         await publish(status, progress)
@@ -184,7 +187,7 @@ async def test_a_stream_that_must_read_while_the_database_is_down_ends_cleanly(
         before = await asyncio.wait_for(follow(lines, Stream(), stop=1), 20)
         await proxy.cut()
         # What the listener does after a lost notification: re-read the history.
-        app.state.services.fanout.resync_all()  # type: ignore[attr-defined]
+        app.state.services.fanout.resync_all()
         stream = await asyncio.wait_for(follow(lines, before), 20)
     assert stream.ended  # a proper end of the chunked body: EventSource reconnects
     assert any("database" in comment for comment in stream.comments)
@@ -212,11 +215,11 @@ async def _status(
 
 async def _event_source(
     http: httpx.AsyncClient, job: str, auth: dict[str, str]
-) -> tuple[list[tuple[int, dict]], int]:
+) -> tuple[list[tuple[int, dict[str, Any]]], int]:
     """What a browser's EventSource does: follow, and after a clean end before the
     final event reconnect with Last-Event-ID (here also after a 503, which a browser
     would only get past through the edge's retries). The events and connections."""
-    events: list[tuple[int, dict]] = []
+    events: list[tuple[int, dict[str, Any]]] = []
     connections = 0
     while not events or events[-1][1]["status"] not in ("completed", "failed"):
         headers = dict(auth)

@@ -4,7 +4,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from faststream.kafka import TestKafkaBroker
+from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from contracts import AudioStored, CeType, JobStatus, JobStatusChanged, headers, topics
@@ -64,7 +64,7 @@ TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 class DeadLettered:
     """The messages the handler parked on ``job.status.dlq``, with their reasons."""
 
-    def __init__(self, broker) -> None:
+    def __init__(self, broker: KafkaBroker) -> None:
         self.reasons: list[str] = []
 
         @broker.subscriber(topics.dead_letter(topics.JOB_STATUS), group_id="seen", decoder=raw_body)

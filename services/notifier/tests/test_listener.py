@@ -3,8 +3,9 @@
 import asyncio
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
+from typing import cast
 
 import asyncpg
 import pytest
@@ -54,7 +55,10 @@ async def test_events_committed_while_the_listen_connection_was_down_still_reach
     listener = Listener(feed, store, fanout, reconnect_seconds=0.01)
     listening = asyncio.create_task(listener.run())
     job = str(uuid.uuid4())
-    stream = job_stream(store, fanout, job, after=None, heartbeat_seconds=30, retry_ms=2000)
+    stream = cast(
+        AsyncGenerator[str, None],
+        job_stream(store, fanout, job, after=None, heartbeat_seconds=30, retry_ms=2000),
+    )
     try:
         assert await anext(stream) == sse.retry(2000)
         await eventually(lambda: asyncio.sleep(0, listener.connected))

@@ -126,8 +126,8 @@ async def test_clients_of_a_restarted_notifier_resume_and_see_the_final_event(
                 for stream in ended:
                     headers = {**auth, "Last-Event-ID": str(stream.events[-1][0])}
                     async with http.stream("GET", url, headers=headers) as response:
-                        lines = response.aiter_lines()
-                        resumed.append(await asyncio.wait_for(follow(lines, Stream()), 20))
+                        again = response.aiter_lines()
+                        resumed.append(await asyncio.wait_for(follow(again, Stream()), 20))
         for before_restart, after_restart in zip(ended, resumed, strict=True):
             assert [i for i, _ in before_restart.events + after_restart.events] == [1, 2, 3, 4, 5]
             assert after_restart.ended

@@ -1,6 +1,7 @@
 import json
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,7 @@ pytestmark = pytest.mark.unit
 
 
 def snapshot(**changes) -> JobSnapshot:
-    fields = {
+    fields: dict[str, Any] = {
         "job_id": str(uuid.uuid4()),
         "event_id": 7,
         "status": JobStatus.ANALYZING,

@@ -217,7 +217,7 @@ async def test_a_one_shot_upload_never_waits_for_the_checkpoint_database() -> No
     from uploader.ports import StorageError
 
     class DatabaseDown(FakeCheckpoints):
-        async def load(self, job_id: str):  # type: ignore[no-untyped-def]
+        async def load(self, job_id: str):
             raise StorageError("checkpoint not read: the database is down")
 
     store, outbox = FakeStore(), FakeEvents()

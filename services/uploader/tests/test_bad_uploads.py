@@ -3,14 +3,14 @@ no multipart upload (issue 3), on the real gateway, broker, uploader and S3 serv
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from uploader_rig import WAV_HEADER, UploadRig, audio_bytes
 
 from tests.support.waiting import eventually
-
-from .conftest import WAV_HEADER, UploadRig, audio_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +56,7 @@ async def test_each_bad_upload_is_refused_and_leaves_nothing_behind(rig: UploadR
     gateway = await rig.service("gateway", MAX_UPLOAD_BYTES=str(LIMIT))
     await rig.service("uploader")
     multipart = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
-    cases = [
+    cases: list[tuple[str, dict[str, Any], int, str]] = [
         (
             "missing file field",
             dict(content=form(WAV_HEADER, field="other"), headers=multipart),

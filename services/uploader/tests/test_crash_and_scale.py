@@ -10,12 +10,11 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from faststream.kafka import KafkaBroker
+from uploader_rig import PART_BYTES, UploadRig, audio_bytes
 
 from contracts import UploadFinished, UploadStarted, headers, topics
 from servicekit.kafka import ce_headers, publish_event
 from tests.support.waiting import eventually
-
-from .conftest import PART_BYTES, UploadRig, audio_bytes
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 
 import pytest
-from faststream.kafka import TestKafkaBroker
+from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from uploader_testing import FakeStore
 
@@ -45,7 +45,7 @@ class Seen:
         self.messages: dict[str, list[tuple[dict[str, str], bytes]]] = {}
         self.commits: list[int] = []
 
-    def on(self, broker, topic: str) -> None:
+    def on(self, broker: KafkaBroker, topic: str) -> None:
         @broker.subscriber(topic, group_id=f"seen-{topic}", decoder=raw_body)
         async def collect(body: bytes, message: KafkaMessage) -> None:
             self.messages.setdefault(topic, []).append((dict(message.headers), body))
@@ -54,7 +54,7 @@ class Seen:
         return [json.loads(body)["status"] for _, body in self.messages.get(topics.JOB_STATUS, [])]
 
 
-def rig(store: FakeStore) -> tuple[object, Seen]:
+def rig(store: FakeStore) -> tuple[KafkaBroker, Seen]:
     broker, uploads = create_broker(settings(), store)
     seen = Seen()
 

@@ -8,11 +8,10 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from draft_client import INTEROP, Cut, DraftClient, cut_after
+from uploader_rig import PART_BYTES, UploadRig, audio_bytes
 
 from tests.support.waiting import eventually
-
-from .conftest import PART_BYTES, UploadRig, audio_bytes
-from .draft_client import INTEROP, Cut, DraftClient, cut_after
 
 pytestmark = pytest.mark.integration
 
@@ -283,13 +282,13 @@ async def test_a_long_open_upload_does_not_hold_back_other_jobs_commits(rig: Upl
             size = None
         finally:
             await conn.close()
-        return size == PART_BYTES
+        return bool(size == PART_BYTES)
 
     await eventually(checkpointed, within=60, what="the first part checkpointed")
     count = len(await partitions_of(rig.infra["KAFKA_BOOTSTRAP_SERVERS"], topics.AUDIO_UPLOAD))
 
     def partition(key: str) -> int:
-        return (murmur2(key.encode()) & 0x7FFFFFFF) % count
+        return int(murmur2(key.encode()) & 0x7FFFFFFF) % count
 
     neighbour = None
     for _ in range(40):  # one-shot uploads until one shares the open upload's partition

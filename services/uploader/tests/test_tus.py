@@ -9,14 +9,14 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from uploader_rig import PART_BYTES, UploadRig, audio_bytes
 
 from tests.support.tus import tus_client_dir
 from tests.support.waiting import eventually
-
-from .conftest import PART_BYTES, UploadRig, audio_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,7 @@ def tus_client() -> Path:
     return tus_client_dir() / "upload.mjs"
 
 
-async def node(script: Path, *args: str) -> list[dict]:
+async def node(script: Path, *args: str) -> list[dict[str, Any]]:
     process = await asyncio.create_subprocess_exec(
         "node", str(script), *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -40,7 +40,7 @@ async def node(script: Path, *args: str) -> list[dict]:
     return events
 
 
-def first(events: list[dict], kind: str) -> dict:
+def first(events: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return next(e for e in events if e["event"] == kind)
 
 

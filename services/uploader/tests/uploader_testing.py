@@ -66,10 +66,10 @@ class FakeCheckpoints:
 
         self.saved: dict[str, Checkpoint] = {}
 
-    async def save(self, checkpoint) -> None:  # type: ignore[no-untyped-def]
+    async def save(self, checkpoint) -> None:
         self.saved[checkpoint.started.job_id] = checkpoint
 
-    async def load(self, job_id: str):  # type: ignore[no-untyped-def]
+    async def load(self, job_id: str):
         return self.saved.get(job_id)
 
     async def delete(self, job_id: str) -> None:

@@ -7,7 +7,7 @@ Every error answer, whatever raised it, has the body
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from servicekit.metrics import HttpMetrics, registry
@@ -22,6 +23,19 @@ from servicekit.metrics import HttpMetrics, registry
 log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
+T = TypeVar("T")
+
+
+def from_state(kind: type[T], name: str) -> Callable[[Request], T]:
+    """A route dependency: ``app.state.<name>``, which the composition root (a service's
+    ``app.py``) set to the ``kind`` of object the route needs."""
+
+    def dependency(request: Request) -> T:
+        value = getattr(request.app.state, name)
+        assert isinstance(value, kind), f"app.state.{name} is not a {kind.__name__}"
+        return value
+
+    return dependency
 
 
 class ApiError(Exception):
@@ -64,6 +78,16 @@ class DependencyUnavailable(ApiError):
 
     def __str__(self) -> str:
         return f"{self.dependency} is unavailable" + (f": {self.detail}" if self.detail else "")
+
+
+class ErrorBody(BaseModel):
+    """The one error shape, as a model for the OpenAPI documents' error answers."""
+
+    class Error(BaseModel):
+        code: str
+        message: str
+
+    error: Error
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:
@@ -144,6 +168,19 @@ async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body("internal", "internal error"), status_code=500)
 
 
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer every error in the one shape: :class:`ApiError` (and
+    :class:`DependencyUnavailable`, a 503 with ``Retry-After``), Starlette's HTTP errors,
+    request validation (422 ``invalid_request``, naming each problem) and, as a 500,
+    anything unexpected. :func:`create_app` installs them; an app built otherwise (the
+    reference analysis server) calls this."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(DependencyUnavailable, _dependency_unavailable)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+
 def allow_origins(
     app: FastAPI,
     origins: Sequence[str],
@@ -190,11 +227,7 @@ def create_app(
         excluded_urls="healthz,readyz,metrics,analysis-progress",
         exclude_spans=["receive", "send"],
     )
-    app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(DependencyUnavailable, _dependency_unavailable)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _unexpected_error)
+    install_error_handlers(app)
     app.state.readiness = list(readiness)
 
     @app.get("/metrics", include_in_schema=False)

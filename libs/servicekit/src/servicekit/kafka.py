@@ -211,6 +211,20 @@ async def wait_for_kafka(bootstrap_servers: str, timeout: float = 60.0) -> None:
             await admin.close()
 
 
+async def prepare_kafka(settings: ServiceSettings, names: Iterable[str] = topics.ALL) -> None:
+    """What a service's start does before its broker starts: wait until the cluster
+    answers, then create the topics ``names`` that are missing, with the partitions,
+    replicas and ``min.insync.replicas`` of the service's settings."""
+    await wait_for_kafka(settings.kafka_bootstrap_servers)
+    await ensure_topics(
+        settings.kafka_bootstrap_servers,
+        settings.kafka_topic_partitions,
+        names,
+        replication_factor=settings.kafka_replication_factor,
+        min_insync_replicas=settings.kafka_min_insync_replicas,
+    )
+
+
 def ce_source(service: str) -> str:
     """The ``ce_source`` of every event ``service`` publishes: ``/services/<service>``
     (a URI-reference, CloudEvents 1.0 §3.1.1), e.g. ``/services/analyzer-bridge``."""

@@ -11,11 +11,14 @@ replaces broken connections by itself, so a service recovers when the server is 
 
 import functools
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar
+from contextlib import AsyncExitStack
+from typing import Any, ClassVar, ParamSpec, TypeVar
 
 import asyncpg
 
 from servicekit.http import DependencyUnavailable
+from servicekit.resources import Resource
+from servicekit.settings import DatabaseSettings
 
 DEPENDENCY = "postgresql"
 RETRY_AFTER_SECONDS = 5
@@ -84,3 +87,79 @@ async def connect(dsn: str, *, timeout_seconds: float) -> "asyncpg.Connection[as
         dsn, timeout=timeout_seconds, command_timeout=timeout_seconds
     )
     return conn
+
+
+async def open_pool(
+    stack: AsyncExitStack,
+    settings: DatabaseSettings,
+    *,
+    max_size: int | None = None,
+    min_size: int = 0,
+) -> "asyncpg.Pool[asyncpg.Record]":
+    """A service's pool, from its settings (``database_pool_size`` unless ``max_size``),
+    closed when ``stack`` closes: what an adapter's :meth:`Resource.open` opens."""
+    pool = await create_pool(
+        settings.database_dsn,
+        max_size=max_size or settings.database_pool_size,
+        timeout_seconds=settings.database_timeout_seconds,
+        min_size=min_size,
+    )
+    stack.push_async_callback(pool.close)
+    return pool
+
+
+async def create_schema(pool: "asyncpg.Pool[asyncpg.Record]", schema: str, ddl: str) -> None:
+    """Run a service's idempotent ``ddl``, its ``{schema}`` placeholders filled with
+    ``schema`` (``database_schema``: one rule for every service, docs/architecture.md §8).
+
+    The schema name is a plain lowercase identifier (``DatabaseSettings`` refuses any
+    other), so it needs no quoting; it is interpolated because identifiers cannot be
+    bind parameters. ``CREATE ... IF NOT EXISTS`` is not race-free between replicas
+    starting together, so an advisory lock on the schema's name serialises them."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"{schema}.schema")
+        await conn.execute(ddl.format(schema=schema))
+
+
+class PostgresResource(Resource):
+    """An adapter over one pool of its service's database (the settings' DSN, pool
+    size, timeout and ``database_schema``): entering it opens the pool, closed again on
+    leaving, and sets up the schema from :attr:`ddl` (:func:`create_schema`)."""
+
+    ddl: ClassVar[str] = ""
+    """The adapter's idempotent schema, with ``{schema}`` placeholders."""
+
+    def __init__(
+        self, settings: DatabaseSettings, *, max_size: int | None = None, min_size: int = 0
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.schema = settings.database_schema
+        self._sizes = (max_size, min_size)
+        self._pool_or_none: asyncpg.Pool[asyncpg.Record] | None = None
+
+    async def open(self, stack: AsyncExitStack) -> None:
+        max_size, min_size = self._sizes
+        self._pool_or_none = await open_pool(
+            stack, self.settings, max_size=max_size, min_size=min_size
+        )
+        stack.callback(setattr, self, "_pool_or_none", None)
+        await self.create_schema()
+
+    @property
+    def is_open(self) -> bool:
+        return self._pool_or_none is not None
+
+    @property
+    def _pool(self) -> "asyncpg.Pool[asyncpg.Record]":
+        if self._pool_or_none is None:
+            raise self.not_open()
+        return self._pool_or_none
+
+    def not_open(self) -> Exception:
+        """What a call raises before the adapter is entered or after it was left."""
+        return RuntimeError(f"enter the {type(self).__name__} (async with) before using it")
+
+    @unavailable_on_outage
+    async def create_schema(self) -> None:
+        await create_schema(self._pool, self.schema, self.ddl)

@@ -28,13 +28,7 @@ from analyzer_bridge.settings import Settings
 from contracts import AnalysisCompleted, AnalysisFailed, JobStatusChanged
 from servicekit import http
 from servicekit.http import ReadinessCheck
-from servicekit.kafka import (
-    broker_connected,
-    ensure_topics,
-    make_broker,
-    raw_body,
-    wait_for_kafka,
-)
+from servicekit.kafka import broker_connected, make_broker, prepare_kafka, raw_body
 from servicekit.metrics import watch_consumer_lag
 
 log = logging.getLogger(__name__)
@@ -145,17 +139,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await wait_for_kafka(settings.kafka_bootstrap_servers)
-        await ensure_topics(
-            settings.kafka_bootstrap_servers,
-            settings.kafka_topic_partitions,
+        await prepare_kafka(
+            settings,
             (
                 settings.audio_stored_topic,
                 settings.analysis_result_topic,
                 settings.job_status_topic,
             ),
-            replication_factor=settings.kafka_replication_factor,
-            min_insync_replicas=settings.kafka_min_insync_replicas,
         )
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(store)  # the pool, and the schema

@@ -3,7 +3,7 @@
 from enum import Enum
 
 from analyzer_bridge.analysis import Analysis, Outcome, State
-from contracts import AnalysisWebhook, JobStatus, WebhookStatus, stage_progress
+from contracts import AnalysisWebhook, JobStatus, WebhookStatus, progress_after, stage_progress
 
 
 class Verdict(Enum):
@@ -48,4 +48,5 @@ def judge(row: Analysis, hook: AnalysisWebhook, webhook_id: str | None) -> Verdi
     if outcome is not None:
         return Verdict.FINALIZE
     assert hook.progress is not None
-    return Verdict.PROGRESS if job_progress(hook.progress) > row.progress else Verdict.IGNORE
+    rises = progress_after(row.progress, job_progress(hook.progress)) != row.progress
+    return Verdict.PROGRESS if rises else Verdict.IGNORE

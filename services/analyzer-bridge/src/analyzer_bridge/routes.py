@@ -32,7 +32,7 @@ from analyzer_bridge.webhook_body import (
 )
 from contracts import AnalysisWebhook, ErrorCode
 from servicekit import webhooks
-from servicekit.http import ApiError
+from servicekit.http import ApiError, from_state
 from servicekit.metrics import WEBHOOKS
 
 log = logging.getLogger(__name__)
@@ -52,13 +52,7 @@ class WebhookDeps:
     max_body_bytes: int = MAX_BODY_BYTES
 
 
-def _deps(request: Request) -> WebhookDeps:
-    deps = request.app.state.webhooks
-    assert isinstance(deps, WebhookDeps)
-    return deps
-
-
-Deps = Annotated[WebhookDeps, Depends(_deps)]
+Deps = Annotated[WebhookDeps, Depends(from_state(WebhookDeps, "webhooks"))]
 
 router = APIRouter(tags=["webhooks"])
 

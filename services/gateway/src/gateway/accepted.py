@@ -27,14 +27,6 @@ class UploadAccepted(BaseModel):
     sha256: str = Field(description="Hex sha256 of the bytes received (so far).")
 
 
-class ErrorBody(BaseModel):
-    class Error(BaseModel):
-        code: str
-        message: str
-
-    error: Error
-
-
 def progress_path(job_id: str) -> str:
     return f"/tokens/analysis-progress/{job_id}"
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import jwt
 from fastapi import Request
 
+from gateway.settings import Settings
 from servicekit.http import ApiError
 from servicekit.tokens import bearer_token
 
@@ -21,6 +22,17 @@ class UploadAuth:
     algorithm: str
     audience: str | None = None
     issuer: str | None = None
+
+    @classmethod
+    def configured(cls, settings: Settings) -> "UploadAuth":
+        """As ``UPLOAD_JWT_KEY``, ``_ALGORITHM``, ``_AUDIENCE`` and ``_ISSUER`` say."""
+        key = settings.upload_jwt_key
+        return cls(
+            key.get_secret_value() if key else None,
+            settings.upload_jwt_algorithm,
+            settings.upload_jwt_audience,
+            settings.upload_jwt_issuer,
+        )
 
     def owner(self, request: Request) -> str | None:
         """The uploader's subject, or None for anonymous uploads; 401 when required and

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka.errors import KafkaError
 from starlette.requests import ClientDisconnect
 
 from contracts import (
@@ -28,7 +27,7 @@ from contracts import (
     topics,
 )
 from gateway.form import FileFieldReader, MalformedForm, NoFileField, NotAForm, boundary_of
-from gateway.sink import Ack, UploadSink
+from gateway.ports import Ack, SinkError, UploadSink
 from gateway.sniff import SNIFF_BYTES, header_bytes, sniff_audio
 from servicekit.blocks import Blocks
 from servicekit.digest import Sha256
@@ -243,7 +242,7 @@ async def ingest(
             f"{job_id}:finished",
         )
     except BaseException as exc:
-        kafka_failed = isinstance(exc, (KafkaError, TimeoutError))
+        kafka_failed = isinstance(exc, (SinkError, TimeoutError))
         if upload.started:
             # With Kafka failing, the client is not kept waiting for the marker too.
             await abort(upload, _reason(exc), wait=not kafka_failed)
@@ -315,7 +314,7 @@ async def abort(upload: ChunkPipeline, reason: str, *, wait: bool = True) -> Non
         return
     try:
         ack = await upload.sink.event(topics.AUDIO_UPLOAD, marker, f"{upload.job_id}:aborted")
-    except (KafkaError, TimeoutError):
+    except (SinkError, TimeoutError):
         # Not handed over: the broker is down. Keep trying in the background.
         _keep(asyncio.create_task(_queue_abort(upload, marker)), "the abort marker")
         return
@@ -334,7 +333,7 @@ async def _queue_abort(upload: ChunkPipeline, marker: UploadAborted) -> None:
     while True:
         try:
             ack = await upload.sink.event(topics.AUDIO_UPLOAD, marker, f"{upload.job_id}:aborted")
-        except (KafkaError, TimeoutError):
+        except (SinkError, TimeoutError):
             if loop.time() > deadline:
                 # The uploader's stale-upload sweep is the safety net for this case.
                 log.error("gave up publishing the abort marker of %s", upload.job_id)

@@ -5,13 +5,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
-from gateway.accepted import ErrorBody, UploadAccepted, accepted_body, set_progress_cookie
+from gateway.accepted import UploadAccepted, accepted_body, set_progress_cookie
 from gateway.auth import UploadAuth
 from gateway.ingest import UploadLimits, ingest
+from gateway.ports import UploadSink
 from gateway.resumable import ietf, tus
 from gateway.resumable.routes import get_resumable
-from gateway.sink import UploadSink
-from servicekit.http import ApiError, DependencyUnavailable
+from servicekit.http import ApiError, DependencyUnavailable, ErrorBody, from_state
 from servicekit.metrics import BYTES_INGESTED, UPLOADS
 from servicekit.tokens import JobTokens
 
@@ -20,24 +20,16 @@ router = APIRouter()
 TOKEN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
 
-def get_sink(request: Request) -> UploadSink:
-    sink: UploadSink = request.app.state.sink
-    return sink
+# What the route needs, built by gateway.app and kept on app.state.
+Sink = Annotated[UploadSink, Depends(from_state(UploadSink, "sink"))]
+Limits = Annotated[UploadLimits, Depends(from_state(UploadLimits, "limits"))]
+Tokens = Annotated[JobTokens, Depends(from_state(JobTokens, "tokens"))]
 
 
-def get_limits(request: Request) -> UploadLimits:
-    limits: UploadLimits = request.app.state.limits
-    return limits
-
-
-def get_owner(request: Request) -> str | None:
-    auth: UploadAuth = request.app.state.auth
+def _owner(
+    request: Request, auth: Annotated[UploadAuth, Depends(from_state(UploadAuth, "auth"))]
+) -> str | None:
     return auth.owner(request)
-
-
-def get_tokens(request: Request) -> JobTokens:
-    tokens: JobTokens = request.app.state.tokens
-    return tokens
 
 
 @router.post(
@@ -64,10 +56,10 @@ async def upload_audio(
     request: Request,
     response: Response,
     token_id: Annotated[str, Path(description="The seed's token id.")],
-    sink: Annotated[UploadSink, Depends(get_sink)],
-    limits: Annotated[UploadLimits, Depends(get_limits)],
-    tokens: Annotated[JobTokens, Depends(get_tokens)],
-    owner: Annotated[str | None, Depends(get_owner)],
+    sink: Sink,
+    limits: Limits,
+    tokens: Tokens,
+    owner: Annotated[str | None, Depends(_owner)],
 ) -> UploadAccepted | Response:
     """Accept an audio file (multipart field `file`). Answers 202 once every byte is
     durably in Kafka; progress then streams from `progress_url`. With `Tus-Resumable`

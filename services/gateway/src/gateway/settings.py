@@ -39,8 +39,7 @@ class Settings(DatabaseSettings):
 
     database_schema: str = Field(
         default="gateway",
-        description="Where the resumable uploads' offsets live. Fixed for now: the "
-        "tables are always in schema `gateway`.",
+        description="PostgreSQL schema of the resumable uploads' offsets (`uploads`).",
     )
     upload_expiry_seconds: int = Field(
         default=24 * 3600,

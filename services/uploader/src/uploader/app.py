@@ -12,7 +12,7 @@ from faststream.middlewares import AckPolicy
 
 from contracts import AudioStored, JobStatusChanged, topics
 from servicekit import http
-from servicekit.kafka import broker_connected, ensure_topics, make_broker, raw_body, wait_for_kafka
+from servicekit.kafka import broker_connected, make_broker, prepare_kafka, raw_body
 from servicekit.metrics import watch_consumer_lag
 from uploader import handlers
 from uploader.adapters.kafka import KafkaEventPublisher
@@ -76,7 +76,7 @@ def create_broker(
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     store = S3ObjectStore(settings)
-    checkpoints = PostgresCheckpoints(settings.database_dsn)
+    checkpoints = PostgresCheckpoints(settings)
     broker, uploads = create_broker(settings, store, checkpoints)
 
     @asynccontextmanager
@@ -84,13 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(store)
             await stack.enter_async_context(checkpoints)
-            await wait_for_kafka(settings.kafka_bootstrap_servers)
-            await ensure_topics(
-                settings.kafka_bootstrap_servers,
-                settings.kafka_topic_partitions,
-                replication_factor=settings.kafka_replication_factor,
-                min_insync_replicas=settings.kafka_min_insync_replicas,
-            )
+            await prepare_kafka(settings)
             await broker.start()
             stack.push_async_callback(broker.stop)
             sweeper = asyncio.create_task(

@@ -23,6 +23,7 @@ from contracts import (
     UploadAborted,
     UploadFinished,
     UploadStarted,
+    progress_after,
     stage_progress,
 )
 from servicekit.blocks import Blocks
@@ -212,8 +213,8 @@ class Assembler:
         if not job.started.size_hint or now - job.reported_at < self._progress_interval:
             return
         fraction = min(job.size / job.started.size_hint, 0.99)
-        progress = stage_progress(JobStatus.UPLOADING, fraction)
-        if progress <= job.progress:
+        progress = progress_after(job.progress, stage_progress(JobStatus.UPLOADING, fraction))
+        if progress == job.progress:
             return
         job.progress, job.reported_at = progress, now
         await self._events.status(
@@ -245,7 +246,7 @@ class Assembler:
             JobStatusChanged(
                 job_id=event.job_id,
                 status=JobStatus.UPLOADING,
-                progress=max(
+                progress=progress_after(
                     job.progress,
                     stage_progress(
                         JobStatus.UPLOADING, len(job.etags) * self._part_bytes / job.size

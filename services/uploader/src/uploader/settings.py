@@ -24,6 +24,5 @@ class Settings(S3Settings, DatabaseSettings):
     )
     database_schema: str = Field(
         default="uploader",
-        description="Where the checkpoints of open resumable uploads live. Fixed for "
-        "now: the tables are always in schema `uploader`.",
+        description="PostgreSQL schema of the checkpoints of open resumable uploads.",
     )

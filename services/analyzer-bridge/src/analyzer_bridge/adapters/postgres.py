@@ -8,14 +8,11 @@ every method as ``DependencyUnavailable`` (a 503 for a webhook, a redelivery for
 consumer); no asyncpg error leaves as itself.
 """
 
-from contextlib import AsyncExitStack
-
 import asyncpg
 
 from analyzer_bridge.analysis import Analysis, Outcome, State
 from contracts import AudioFeatures, AudioStored
-from servicekit.postgres import create_pool, unavailable_on_outage
-from servicekit.resources import Resource
+from servicekit.postgres import PostgresResource, unavailable_on_outage
 from servicekit.settings import DatabaseSettings
 
 
@@ -45,8 +42,8 @@ def _analysis(r: asyncpg.Record) -> Analysis:
 
 
 _SCHEMA = """
-CREATE SCHEMA IF NOT EXISTS {s};
-CREATE TABLE IF NOT EXISTS {s}.analyses (
+CREATE SCHEMA IF NOT EXISTS {schema};
+CREATE TABLE IF NOT EXISTS {schema}.analyses (
     job_id           text PRIMARY KEY,
     state            text NOT NULL
                      CHECK (state IN ('pending', 'requested', 'completed', 'failed')),
@@ -71,49 +68,24 @@ CREATE TABLE IF NOT EXISTS {s}.analyses (
     published_at     timestamptz
 );
 CREATE INDEX IF NOT EXISTS analyses_open_by_deadline
-    ON {s}.analyses (deadline) WHERE state IN ('pending', 'requested');
+    ON {schema}.analyses (deadline) WHERE state IN ('pending', 'requested');
 CREATE INDEX IF NOT EXISTS analyses_unpublished
-    ON {s}.analyses (finished_at) WHERE published_at IS NULL AND finished_at IS NOT NULL;
+    ON {schema}.analyses (finished_at) WHERE published_at IS NULL AND finished_at IS NOT NULL;
 """
 
 _OPEN = "state IN ('pending', 'requested')"
 
 
-class PostgresStore(Resource):
+class PostgresStore(PostgresResource):
+    ddl = _SCHEMA
+
     def __init__(self, settings: DatabaseSettings) -> None:
-        super().__init__()
-        self._settings = settings
-        self._schema = settings.database_schema
-        self._t = f"{self._schema}.analyses"
-        self._pool_: asyncpg.Pool[asyncpg.Record] | None = None
-
-    async def open(self, stack: AsyncExitStack) -> None:
-        settings = self._settings
-        pool = await create_pool(
-            settings.database_dsn,
-            max_size=settings.database_pool_size,
-            timeout_seconds=settings.database_timeout_seconds,
-        )
-        stack.push_async_callback(pool.close)
-        self._pool_ = pool
-        stack.callback(setattr, self, "_pool_", None)
-        await self.create_schema()
-
-    @property
-    def _pool(self) -> "asyncpg.Pool[asyncpg.Record]":
-        assert self._pool_ is not None, "enter the store (async with) before using it"
-        return self._pool_
-
-    @unavailable_on_outage
-    async def create_schema(self) -> None:
-        """Idempotent; an advisory lock keeps starting replicas from racing on it."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._schema)
-            await conn.execute(_SCHEMA.format(s=self._schema))
+        super().__init__(settings)
+        self._t = f"{self.schema}.analyses"
 
     @unavailable_on_outage
     async def ping(self) -> bool:
-        if self._pool_ is None:
+        if not self.is_open:
             return False  # not started, or stopped
         return bool(await self._pool.fetchval("SELECT true"))
 

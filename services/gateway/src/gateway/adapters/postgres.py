@@ -14,15 +14,17 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 
 import asyncpg
 
+from gateway.ports import LockBusy, State, UploadRecord, UploadRow
+from servicekit.postgres import PostgresResource, unavailable_on_outage
+from servicekit.settings import DatabaseSettings
+
 _SCHEMA = """
-CREATE SCHEMA IF NOT EXISTS gateway;
-CREATE TABLE IF NOT EXISTS gateway.uploads (
+CREATE SCHEMA IF NOT EXISTS {schema};
+CREATE TABLE IF NOT EXISTS {schema}.uploads (
     job_id uuid PRIMARY KEY,
     protocol text NOT NULL,
     token_id text NOT NULL,
@@ -40,47 +42,20 @@ CREATE TABLE IF NOT EXISTS gateway.uploads (
     created_at timestamptz NOT NULL DEFAULT now(),
     expires_at timestamptz NOT NULL
 );
-CREATE INDEX IF NOT EXISTS uploads_open_expiry ON gateway.uploads (expires_at)
+CREATE INDEX IF NOT EXISTS uploads_open_expiry ON {schema}.uploads (expires_at)
     WHERE state = 'open';
 """
 
 
-class State(StrEnum):
-    OPEN = "open"
-    COMPLETE = "complete"
-    CANCELLED = "cancelled"
-    EXPIRED = "expired"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class UploadRow:
-    job_id: str
-    protocol: str
-    token_id: str
-    owner: str | None
-    filename: str
-    length: int | None
-    repr_sha256: str | None
-    state: State
-    offset: int
-    chunk_count: int
-    digest: bytes
-    media_type: str | None
-    generation: int
-    result: str | None
-    expires_at: datetime
-
-
 _COLUMNS = (
-    "job_id::text, protocol, token_id, owner, filename, upload_length, repr_sha256, state, "
-    "upload_offset, chunk_count, digest, media_type, generation, result::text, expires_at"
+    "job_id::text, protocol, token_id, owner, filename, upload_length, repr_sha256, digest, "
+    "expires_at, state, upload_offset, chunk_count, media_type, generation, result::text"
 )
 
 
 def _row(record: asyncpg.Record) -> UploadRow:
     values = list(record.values())
-    values[7] = State(values[7])
+    values[9] = State(values[9])
     return UploadRow(*values)
 
 
@@ -92,28 +67,30 @@ def _channel(job_id: str) -> str:
     return "upload_" + uuid.UUID(job_id).hex
 
 
-class LockBusy(Exception):
-    """Another append still holds the upload after it was asked to stop."""
-
-
-class Lease:
-    """The right to append to one upload, for one generation."""
+class PostgresLease:
+    """:class:`gateway.ports.Lease` on the connection that holds the advisory lock."""
 
     def __init__(
-        self, conn: "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]", job_id: str, gen: int
+        self,
+        conn: "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]",
+        table: str,
+        job_id: str,
+        gen: int,
     ) -> None:
         self.conn = conn
+        self._table = table
         self.job_id = job_id
         self.generation = gen
         self.taken_over = asyncio.Event()
 
+    @unavailable_on_outage
     async def advance(
         self, offset: int, chunk_count: int, digest: bytes, media: str | None
     ) -> bool:
         """Store what Kafka acknowledged. The advisory lock makes this lease the only
         writer, so an append asked to stop still stores what it received."""
         status = await self.conn.execute(
-            """UPDATE gateway.uploads SET upload_offset = $2, chunk_count = $3, digest = $4,
+            f"""UPDATE {self._table} SET upload_offset = $2, chunk_count = $3, digest = $4,
                    media_type = coalesce($5, media_type)
                WHERE job_id = $1 AND state = 'open' AND upload_offset <= $2""",
             uuid.UUID(self.job_id),
@@ -124,9 +101,10 @@ class Lease:
         )
         return bool(status == "UPDATE 1")
 
+    @unavailable_on_outage
     async def finish(self, state: State, result: str | None) -> bool:
         status = await self.conn.execute(
-            """UPDATE gateway.uploads SET state = $2, result = $3::jsonb
+            f"""UPDATE {self._table} SET state = $2, result = $3::jsonb
                WHERE job_id = $1 AND state = 'open'""",
             uuid.UUID(self.job_id),
             state.value,
@@ -134,81 +112,75 @@ class Lease:
         )
         return bool(status == "UPDATE 1")
 
+    @unavailable_on_outage
     async def row(self) -> UploadRow | None:
         record = await self.conn.fetchrow(
-            f"SELECT {_COLUMNS} FROM gateway.uploads WHERE job_id = $1", uuid.UUID(self.job_id)
+            f"SELECT {_COLUMNS} FROM {self._table} WHERE job_id = $1", uuid.UUID(self.job_id)
         )
         return _row(record) if record else None
 
 
-class UploadStore:
-    def __init__(self, pool: "asyncpg.Pool[asyncpg.Record]", lock_wait_seconds: float) -> None:
-        self._pool = pool
+class PostgresUploadStore(PostgresResource):
+    """:class:`gateway.ports.UploadStore` in ``database_schema``. Entering it (``async
+    with``) opens its pool and sets the schema up; a database outage leaves every call as
+    ``DependencyUnavailable`` (a 503, docs/architecture.md §2)."""
+
+    ddl = _SCHEMA
+
+    def __init__(self, settings: DatabaseSettings, lock_wait_seconds: float) -> None:
+        super().__init__(settings, min_size=1)
+        self._table = f"{self.schema}.uploads"
         self._lock_wait = lock_wait_seconds
 
-    async def create_schema(self) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            # CREATE ... IF NOT EXISTS is not race-free between replicas starting together.
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('gateway.schema'))")
-            await conn.execute(_SCHEMA)
-
-    async def create(
-        self,
-        *,
-        job_id: str,
-        protocol: str,
-        token_id: str,
-        owner: str | None,
-        filename: str,
-        length: int | None,
-        repr_sha256: str | None,
-        digest: bytes,
-        expires_at: datetime,
-    ) -> None:
+    @unavailable_on_outage
+    async def create(self, upload: UploadRecord) -> None:
         await self._pool.execute(
-            """INSERT INTO gateway.uploads (job_id, protocol, token_id, owner, filename,
+            f"""INSERT INTO {self._table} (job_id, protocol, token_id, owner, filename,
                    upload_length, repr_sha256, digest, expires_at)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
-            uuid.UUID(job_id),
-            protocol,
-            token_id,
-            owner,
-            filename,
-            length,
-            repr_sha256,
-            digest,
-            expires_at,
+            uuid.UUID(upload.job_id),
+            upload.protocol,
+            upload.token_id,
+            upload.owner,
+            upload.filename,
+            upload.length,
+            upload.repr_sha256,
+            upload.digest,
+            upload.expires_at,
         )
 
+    @unavailable_on_outage
     async def get(self, job_id: str) -> UploadRow | None:
         record = await self._pool.fetchrow(
-            f"SELECT {_COLUMNS} FROM gateway.uploads WHERE job_id = $1", uuid.UUID(job_id)
+            f"SELECT {_COLUMNS} FROM {self._table} WHERE job_id = $1", uuid.UUID(job_id)
         )
         return _row(record) if record else None
 
+    @unavailable_on_outage
     async def set_length(self, job_id: str, length: int) -> None:
         await self._pool.execute(
-            "UPDATE gateway.uploads SET upload_length = $2 WHERE job_id = $1 "
+            f"UPDATE {self._table} SET upload_length = $2 WHERE job_id = $1 "
             "AND upload_length IS NULL",
             uuid.UUID(job_id),
             length,
         )
 
+    @unavailable_on_outage
     async def touch(self, job_id: str, expires_at: datetime) -> None:
         await self._pool.execute(
-            "UPDATE gateway.uploads SET expires_at = greatest(expires_at, $2) "
+            f"UPDATE {self._table} SET expires_at = greatest(expires_at, $2) "
             "WHERE job_id = $1 AND state = 'open'",
             uuid.UUID(job_id),
             expires_at,
         )
 
     @contextlib.asynccontextmanager
-    async def lease(self, job_id: str) -> AsyncIterator[Lease]:
+    async def lease(self, job_id: str) -> AsyncIterator[PostgresLease]:
         """End any append in progress on ``job_id`` and hold the upload until exit."""
         key = _lock_key(job_id)
         async with self._pool.acquire() as conn:
             generation = await conn.fetchval(
-                "UPDATE gateway.uploads SET generation = generation + 1 WHERE job_id = $1 "
+                f"UPDATE {self._table} SET generation = generation + 1 WHERE job_id = $1 "
                 "RETURNING generation",
                 uuid.UUID(job_id),
             )
@@ -219,7 +191,7 @@ class UploadStore:
                 if loop.time() > deadline:
                     raise LockBusy(job_id)
                 await asyncio.sleep(0.02)
-            lease = Lease(conn, job_id, int(generation or 0))
+            lease = PostgresLease(conn, self._table, job_id, int(generation or 0))
 
             def heard(_c: object, _pid: int, _channel: str, payload: object) -> None:
                 if str(payload).isdigit() and int(str(payload)) > lease.generation:
@@ -234,11 +206,12 @@ class UploadStore:
                     await conn.remove_listener(_channel(job_id), listener)
                     await conn.execute("SELECT pg_advisory_unlock($1)", key)
 
+    @unavailable_on_outage
     async def expired(self, now: datetime, limit: int = 100) -> list[UploadRow]:
         """Mark open uploads idle past their expiry as expired; those this call ended."""
         records = await self._pool.fetch(
-            f"""UPDATE gateway.uploads SET state = 'expired'
-                WHERE job_id IN (SELECT job_id FROM gateway.uploads
+            f"""UPDATE {self._table} SET state = 'expired'
+                WHERE job_id IN (SELECT job_id FROM {self._table}
                                  WHERE state = 'open' AND expires_at < $1
                                  ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)
                 RETURNING {_COLUMNS}""",
@@ -247,10 +220,11 @@ class UploadStore:
         )
         return [_row(r) for r in records]
 
+    @unavailable_on_outage
     async def end(self, job_id: str, state: State) -> bool:
         """Cancel from outside an append (DELETE): True when it was open."""
         status = await self._pool.execute(
-            "UPDATE gateway.uploads SET state = $2 WHERE job_id = $1 AND state = 'open'",
+            f"UPDATE {self._table} SET state = $2 WHERE job_id = $1 AND state = 'open'",
             uuid.UUID(job_id),
             state.value,
         )

@@ -18,8 +18,8 @@ resume from its first byte creates the upload empty with ``Upload-Complete: ?0``
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 
-from gateway.adapters.postgres import State, UploadRow
 from gateway.ingest import clean_filename
+from gateway.ports import State, UploadRow
 from gateway.resumable.fields import (
     filename_of_disposition,
     repr_sha256,

@@ -5,11 +5,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
-from gateway.accepted import ErrorBody
-from gateway.adapters.postgres import UploadRow
+from gateway.ports import UploadRow
 from gateway.resumable import ietf, tus
 from gateway.resumable.uploads import Resumable
-from servicekit.http import ApiError
+from servicekit.http import ApiError, ErrorBody
 
 router = APIRouter()
 

@@ -19,8 +19,8 @@ from email.utils import format_datetime
 
 from fastapi import Request, Response
 
-from gateway.adapters.postgres import State, UploadRow
 from gateway.ingest import clean_filename
+from gateway.ports import State, UploadRow
 from gateway.resumable.fields import sf_integer
 from gateway.resumable.uploads import (
     NewUpload,

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from aiokafka.errors import KafkaError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
@@ -31,9 +30,17 @@ from contracts import (
     topics,
 )
 from gateway.accepted import accepted_body, set_progress_cookie
-from gateway.adapters.postgres import Lease, LockBusy, State, UploadRow, UploadStore
 from gateway.ingest import Acked, ChunkPipeline, UploadLimits
-from gateway.sink import UploadSink
+from gateway.ports import (
+    Lease,
+    LockBusy,
+    SinkError,
+    State,
+    UploadRecord,
+    UploadRow,
+    UploadSink,
+    UploadStore,
+)
 from gateway.sniff import SNIFF_BYTES, sniff_audio
 from servicekit.digest import Sha256
 from servicekit.http import ApiError
@@ -142,15 +149,17 @@ class Resumable:
         job_id = str(uuid.uuid4())
         job_id_var.set(job_id)
         await self.store.create(
-            job_id=job_id,
-            protocol=new.protocol,
-            token_id=new.token_id,
-            owner=new.owner,
-            filename=new.filename,
-            length=length,
-            repr_sha256=new.repr_sha256,
-            digest=Sha256().state(),
-            expires_at=self.expires_at(),
+            UploadRecord(
+                job_id=job_id,
+                protocol=new.protocol,
+                token_id=new.token_id,
+                owner=new.owner,
+                filename=new.filename,
+                length=length,
+                repr_sha256=new.repr_sha256,
+                digest=Sha256().state(),
+                expires_at=self.expires_at(),
+            )
         )
         await self._status(
             JobStatusChanged(
@@ -344,7 +353,7 @@ class Resumable:
                     after, False, interrupted, pipeline.sent, pipeline.sha256.hexdigest(), None
                 )
             return await self._complete(lease, row, pipeline, total)
-        except (KafkaError, TimeoutError) as exc:
+        except (SinkError, TimeoutError) as exc:
             log.error("Kafka did not take the append: %r", exc)
             raise ApiError(
                 503,
@@ -404,7 +413,7 @@ class Resumable:
             await self._status(
                 JobStatusChanged.failed(job_id, code, message), f"{job_id}:status:failed"
             )
-        except (KafkaError, TimeoutError):
+        except (SinkError, TimeoutError):
             # The uploader's stale-upload sweep is the safety net for the multipart upload.
             log.exception("could not publish the end of upload %s", job_id)
 

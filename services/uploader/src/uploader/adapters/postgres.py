@@ -4,18 +4,16 @@ An unfinished S3 multipart upload cannot carry metadata, so the parts done (ETag
 bytes and the SHA-256 state after them are kept here, one row per job
 (docs/architecture.md §8, §12)."""
 
-from contextlib import AsyncExitStack
-
 import asyncpg
 
 from contracts import UploadStarted
-from servicekit.postgres import create_pool
-from servicekit.resources import Resource
+from servicekit.postgres import PostgresResource
+from servicekit.settings import DatabaseSettings
 from uploader.ports import Checkpoint, StorageError
 
 _SCHEMA = """
-CREATE SCHEMA IF NOT EXISTS uploader;
-CREATE TABLE IF NOT EXISTS uploader.checkpoints (
+CREATE SCHEMA IF NOT EXISTS {schema};
+CREATE TABLE IF NOT EXISTS {schema}.checkpoints (
     job_id text PRIMARY KEY,
     started jsonb NOT NULL,
     key text NOT NULL,
@@ -29,39 +27,25 @@ CREATE TABLE IF NOT EXISTS uploader.checkpoints (
 """
 
 
-class PostgresCheckpoints(Resource):
-    """An async context manager: the pool is opened and the schema made on entry."""
+class PostgresCheckpoints(PostgresResource):
+    """An async context manager: the pool is opened and the schema made on entry. Its
+    connects and statements are bounded (``DATABASE_TIMEOUT_SECONDS``): with the database
+    down, a call fails within the timeout instead of holding the audio.upload handler
+    (and its partition)."""
 
-    def __init__(self, database_url: str, timeout_seconds: float = 5.0) -> None:
-        super().__init__()
-        self._url = database_url
-        self._timeout = timeout_seconds
-        self._pool_or_none: asyncpg.Pool[asyncpg.Record] | None = None
+    ddl = _SCHEMA
 
-    @property
-    def _pool(self) -> "asyncpg.Pool[asyncpg.Record]":
-        if self._pool_or_none is None:
-            raise StorageError("the checkpoint store is not open")
-        return self._pool_or_none
+    def __init__(self, settings: DatabaseSettings) -> None:
+        super().__init__(settings, max_size=4)
+        self._table = f"{self.schema}.checkpoints"
 
-    async def open(self, stack: AsyncExitStack) -> None:
-        # Bounded connects and statements: with the database down, a call fails within
-        # the timeout instead of holding the audio.upload handler (and its partition).
-        pool = await create_pool(self._url, max_size=4, timeout_seconds=self._timeout)
-        stack.push_async_callback(pool.close)
-        self._pool_or_none = pool
-        stack.callback(setattr, self, "_pool_or_none", None)
-        await self.create_schema()
-
-    async def create_schema(self) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('uploader.schema'))")
-            await conn.execute(_SCHEMA)
+    def not_open(self) -> Exception:
+        return StorageError("the checkpoint store is not open")
 
     async def save(self, checkpoint: Checkpoint) -> None:
         try:
             await self._pool.execute(
-                """INSERT INTO uploader.checkpoints (job_id, started, key, upload_id, etags,
+                f"""INSERT INTO {self._table} (job_id, started, key, upload_id, etags,
                        size, digest, next_sequence)
                    VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8)
                    ON CONFLICT (job_id) DO UPDATE SET upload_id = $4, etags = $5, size = $6,
@@ -82,7 +66,7 @@ class PostgresCheckpoints(Resource):
         try:
             row = await self._pool.fetchrow(
                 "SELECT started::text, key, upload_id, etags, size, digest, next_sequence "
-                "FROM uploader.checkpoints WHERE job_id = $1",
+                f"FROM {self._table} WHERE job_id = $1",
                 job_id,
             )
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
@@ -101,13 +85,13 @@ class PostgresCheckpoints(Resource):
 
     async def delete(self, job_id: str) -> None:
         try:
-            await self._pool.execute("DELETE FROM uploader.checkpoints WHERE job_id = $1", job_id)
+            await self._pool.execute(f"DELETE FROM {self._table} WHERE job_id = $1", job_id)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise StorageError(f"checkpoint not deleted: {exc!r}") from exc
 
     async def upload_ids(self) -> set[str]:
         try:
-            rows = await self._pool.fetch("SELECT upload_id FROM uploader.checkpoints")
+            rows = await self._pool.fetch(f"SELECT upload_id FROM {self._table}")
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise StorageError(f"checkpoints not read: {exc!r}") from exc
         return {row[0] for row in rows}

@@ -1,37 +1,19 @@
-"""Where an upload goes: the ``audio.upload`` topic (and ``job.status`` for the
-acceptance). An interface so that the ingest logic is unit-tested without Kafka."""
+"""The Kafka producer adapter: :class:`gateway.ports.UploadSink` on the service's
+FastStream broker. Every aiokafka error (and a bounded wait that ran out) leaves it as
+:class:`gateway.ports.SinkError`, from a send and from its acknowledgement alike."""
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Protocol
 
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 from faststream.kafka import KafkaBroker
 
 from contracts import CE_TYPE_OF, CeType, Event, headers, topics
+from gateway.ports import Ack, SinkError
 from gateway.reachability import Reachability
 from servicekit.kafka import ce_headers, ce_source
 
 SOURCE = ce_source("gateway")
-
-Ack = asyncio.Future[object]
-"""Completes when the broker acknowledged the message; fails if it could not."""
-
-
-class UploadSink(Protocol):
-    def available(self) -> bool:
-        """False when the broker is known to be down: refuse before reading a body."""
-        ...
-
-    async def event(self, topic: str, event: Event, ce_id: str) -> Ack: ...
-
-    async def chunk(
-        self, job_id: str, sequence: int, data: bytes, offset: int | None = None
-    ) -> Ack: ...
-
-    async def confirmed(self, ack: Ack) -> None:
-        """Wait, bounded, until the broker acknowledged; raise if it could not."""
-        ...
 
 
 class KafkaUploadSink:
@@ -78,21 +60,26 @@ class KafkaUploadSink:
         try:
             future = await self._reachability.unless_down(publish, self._timeout)
         except (KafkaError, TimeoutError) as exc:
-            if _is_outage(exc):
-                self._reachability.mark_down(repr(exc))
-            raise
+            raise self._failed(exc) from exc
         assert isinstance(future, asyncio.Future)
-        return future
+        return _translated(future)
 
     async def confirmed(self, ack: Ack) -> None:
         # Cancelling the acknowledgement does not take the message back: the idempotent
         # producer still delivers it when the broker returns, in order.
         try:
             await self._reachability.unless_down(ack, self._timeout)
-        except (KafkaError, TimeoutError) as exc:
-            if _is_outage(exc):
-                self._reachability.mark_down(repr(exc))
+        except SinkError as exc:
+            if exc.__cause__ is not None and _is_outage(exc.__cause__):
+                self._reachability.mark_down(repr(exc.__cause__))
             raise
+        except (KafkaError, TimeoutError) as exc:
+            raise self._failed(exc) from exc
+
+    def _failed(self, exc: BaseException) -> SinkError:
+        if _is_outage(exc):
+            self._reachability.mark_down(repr(exc))
+        return SinkError(repr(exc))
 
 
 def kafka_answers(broker: KafkaBroker, timeout_seconds: float) -> Callable[[], Awaitable[bool]]:
@@ -121,7 +108,30 @@ def kafka_answers(broker: KafkaBroker, timeout_seconds: float) -> Callable[[], A
     return kafka_answers
 
 
-def _is_outage(exc: Exception) -> bool:
+def _translated(future: "asyncio.Future[object]") -> Ack:
+    """The producer's acknowledgement, failing with :class:`SinkError` instead of an
+    aiokafka error; cancelling it leaves the message to the producer."""
+    ack: Ack = asyncio.get_running_loop().create_future()
+
+    def settle(done: "asyncio.Future[object]") -> None:
+        if done.cancelled():
+            ack.cancel()
+            return
+        exc = done.exception()  # retrieved even when nobody waits for ``ack`` any more
+        if ack.done():
+            return
+        if exc is None:
+            ack.set_result(done.result())
+        else:
+            failure = SinkError(repr(exc))
+            failure.__cause__ = exc
+            ack.set_exception(failure)
+
+    future.add_done_callback(settle)
+    return ack
+
+
+def _is_outage(exc: BaseException) -> bool:
     """A timeout or a retriable error (no connection, no leader), not a refusal of this
     one message (e.g. too large)."""
     return isinstance(exc, (TimeoutError, KafkaTimeoutError)) or bool(

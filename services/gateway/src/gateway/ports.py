@@ -1,0 +1,149 @@
+"""What the gateway's rules need from the outside world, as small interfaces.
+
+The ingest logic (:mod:`gateway.ingest`) and the resumable uploads
+(:mod:`gateway.resumable`) import only these; :mod:`gateway.adapters` implements them
+for Kafka and PostgreSQL, and the unit tests have fakes of them
+(``tests/gateway_fakes.py``). An adapter raises only the exceptions named here (and
+``servicekit.http.DependencyUnavailable`` for a database outage, docs/architecture.md
+§2), so no aiokafka or asyncpg error reaches the rules.
+"""
+
+import asyncio
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from contracts import Event
+
+Ack = asyncio.Future[object]
+"""Completes when the broker acknowledged the message; fails with :class:`SinkError`
+if it could not."""
+
+
+class SinkError(Exception):
+    """Kafka did not take or did not acknowledge a message: the broker is down or did
+    not answer in time, or it refused the message."""
+
+
+@runtime_checkable
+class UploadSink(Protocol):
+    """Where an upload goes: the ``audio.upload`` topic (and ``job.status`` for the
+    acceptance), keyed by the job id."""
+
+    def available(self) -> bool:
+        """False when the broker is known to be down: refuse before reading a body."""
+        ...
+
+    async def event(self, topic: str, event: Event, ce_id: str) -> Ack:
+        """Hand ``event`` to the producer; its acknowledgement."""
+        ...
+
+    async def chunk(
+        self, job_id: str, sequence: int, data: bytes, offset: int | None = None
+    ) -> Ack:
+        """Hand chunk ``sequence`` of the job (at byte ``offset`` of a resumable upload)
+        to the producer; its acknowledgement."""
+        ...
+
+    async def confirmed(self, ack: Ack) -> None:
+        """Wait, bounded, until the broker acknowledged; raise if it could not."""
+        ...
+
+
+class State(StrEnum):
+    OPEN = "open"
+    COMPLETE = "complete"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class UploadRecord:
+    """What the store records when a resumable upload is created: open, at offset 0."""
+
+    job_id: str
+    protocol: str
+    token_id: str
+    owner: str | None
+    filename: str
+    length: int | None
+    repr_sha256: str | None
+    digest: bytes
+    """The SHA-256 state (servicekit.digest): of no bytes at creation."""
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class UploadRow(UploadRecord):
+    """One resumable upload's durable state (docs/architecture.md §12): as created, and
+    how far it got."""
+
+    state: State
+    offset: int
+    """Bytes Kafka has acknowledged; ``digest`` is the SHA-256 state after them."""
+    chunk_count: int
+    media_type: str | None
+    generation: int
+    result: str | None
+    """The JSON answer of the completing request, to replay it."""
+
+
+class LockBusy(Exception):
+    """Another append still holds the upload after it was asked to stop."""
+
+
+class Lease(Protocol):
+    """The right to append to one upload, for one generation."""
+
+    job_id: str
+    generation: int
+    taken_over: asyncio.Event
+    """Set when a newer request asked this append to stop."""
+
+    async def advance(
+        self, offset: int, chunk_count: int, digest: bytes, media: str | None
+    ) -> bool:
+        """Store what Kafka acknowledged; False when the upload is no longer open."""
+        ...
+
+    async def finish(self, state: State, result: str | None) -> bool:
+        """End the open upload in ``state``; False when it was not open."""
+        ...
+
+    async def row(self) -> UploadRow | None:
+        """The upload's state now."""
+        ...
+
+
+class UploadStore(Protocol):
+    """The resumable uploads, shared by every gateway replica."""
+
+    async def create(self, upload: UploadRecord) -> None:
+        """Record a new open upload at offset 0."""
+        ...
+
+    async def get(self, job_id: str) -> UploadRow | None: ...
+
+    async def set_length(self, job_id: str, length: int) -> None:
+        """Record the length once it is known (an upload created without it)."""
+        ...
+
+    async def touch(self, job_id: str, expires_at: datetime) -> None:
+        """Push an open upload's expiry out to ``expires_at`` (never in)."""
+        ...
+
+    def lease(self, job_id: str) -> AbstractAsyncContextManager[Lease]:
+        """End any append in progress on ``job_id`` and hold the upload until exit;
+        :class:`LockBusy` when the holder does not let go in time."""
+        ...
+
+    async def expired(self, now: datetime, limit: int = 100) -> list[UploadRow]:
+        """Mark open uploads idle past their expiry as expired; those this call ended."""
+        ...
+
+    async def end(self, job_id: str, state: State) -> bool:
+        """Cancel from outside an append (DELETE): True when it was open."""
+        ...

@@ -1,0 +1,147 @@
+"""In-memory fakes of the gateway's ports (:mod:`gateway.ports`) for unit tests."""
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from contracts import CeType, Event, topics
+from gateway.ports import Ack, LockBusy, SinkError, State, UploadRecord, UploadRow
+
+
+class FakeSink:
+    """Records what would go to Kafka; can be told to fail from the n-th message on."""
+
+    def __init__(self, fail_from: int | None = None, up: bool = True) -> None:
+        self.messages: list[tuple[str, str, Any]] = []
+        self.fail_from = fail_from
+        self.up = up
+
+    def available(self) -> bool:
+        return self.up
+
+    def _ack(self) -> Ack:
+        future: Ack = asyncio.get_running_loop().create_future()
+        if self.fail_from is not None and len(self.messages) >= self.fail_from:
+            future.set_exception(SinkError("the fake broker timed out"))
+        else:
+            future.set_result(None)
+        return future
+
+    async def event(self, topic: str, event: Event, ce_id: str) -> Ack:
+        ack = self._ack()
+        self.messages.append((topic, ce_id, event))
+        return ack
+
+    async def chunk(
+        self, job_id: str, sequence: int, data: bytes, offset: int | None = None
+    ) -> Ack:
+        ack = self._ack()
+        self.messages.append((topics.AUDIO_UPLOAD, CeType.UPLOAD_CHUNK, (sequence, data)))
+        return ack
+
+    async def confirmed(self, ack: Ack) -> None:
+        await ack
+
+    def kinds(self) -> list[str]:
+        return [type(m).__name__ if isinstance(m, Event) else "chunk" for _, _, m in self.messages]
+
+
+class FakeLease:
+    def __init__(self, store: "FakeUploadStore", job_id: str, generation: int) -> None:
+        self._store = store
+        self.job_id = job_id
+        self.generation = generation
+        self.taken_over = asyncio.Event()
+
+    async def advance(
+        self, offset: int, chunk_count: int, digest: bytes, media: str | None
+    ) -> bool:
+        row = self._store.rows[self.job_id]
+        if row.state is not State.OPEN or row.offset > offset:
+            return False
+        self._store.rows[self.job_id] = dataclasses.replace(
+            row,
+            offset=offset,
+            chunk_count=chunk_count,
+            digest=digest,
+            media_type=media or row.media_type,
+        )
+        return True
+
+    async def finish(self, state: State, result: str | None) -> bool:
+        return self._store.ended(self.job_id, state, result)
+
+    async def row(self) -> UploadRow | None:
+        return self._store.rows.get(self.job_id)
+
+
+class FakeUploadStore:
+    """The resumable uploads in a dict. One lease at a time per upload, as the advisory
+    lock gives; a second one asks the holder to stop and fails at once with
+    :class:`LockBusy` (the real store waits a while for it to let go); ``busy`` makes
+    every lease fail as a holder that never lets go would."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, UploadRow] = {}
+        self.busy = False
+        self._held: dict[str, FakeLease] = {}
+
+    async def create(self, upload: UploadRecord) -> None:
+        assert upload.job_id not in self.rows
+        self.rows[upload.job_id] = UploadRow(
+            **{f.name: getattr(upload, f.name) for f in dataclasses.fields(UploadRecord)},
+            state=State.OPEN,
+            offset=0,
+            chunk_count=0,
+            media_type=None,
+            generation=0,
+            result=None,
+        )
+
+    async def get(self, job_id: str) -> UploadRow | None:
+        return self.rows.get(job_id)
+
+    async def set_length(self, job_id: str, length: int) -> None:
+        row = self.rows[job_id]
+        if row.length is None:
+            self.rows[job_id] = dataclasses.replace(row, length=length)
+
+    async def touch(self, job_id: str, expires_at: datetime) -> None:
+        row = self.rows[job_id]
+        if row.state is State.OPEN:
+            self.rows[job_id] = dataclasses.replace(row, expires_at=max(row.expires_at, expires_at))
+
+    @contextlib.asynccontextmanager
+    async def lease(self, job_id: str) -> AsyncIterator[FakeLease]:
+        row = self.rows[job_id]
+        generation = row.generation + 1
+        self.rows[job_id] = dataclasses.replace(row, generation=generation)
+        holder = self._held.get(job_id)
+        if holder is not None:
+            holder.taken_over.set()
+        if self.busy or holder is not None:
+            raise LockBusy(job_id)
+        self._held[job_id] = lease = FakeLease(self, job_id, generation)
+        try:
+            yield lease
+        finally:
+            del self._held[job_id]
+
+    async def expired(self, now: datetime, limit: int = 100) -> list[UploadRow]:
+        due = [r for r in self.rows.values() if r.state is State.OPEN and r.expires_at < now]
+        for row in due[:limit]:
+            self.ended(row.job_id, State.EXPIRED, None)
+        return [self.rows[r.job_id] for r in due[:limit]]
+
+    async def end(self, job_id: str, state: State) -> bool:
+        return self.ended(job_id, state, None)
+
+    def ended(self, job_id: str, state: State, result: str | None) -> bool:
+        row = self.rows[job_id]
+        if row.state is not State.OPEN:
+            return False
+        self.rows[job_id] = dataclasses.replace(row, state=state, result=result)
+        return True
