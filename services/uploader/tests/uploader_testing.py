@@ -19,8 +19,8 @@ class FakeStore:
         self.uploads[upload_id] = {}
         return upload_id
 
-    async def put_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
-        self.uploads[upload_id][number] = data
+    async def put_part(self, key: str, upload_id: str, number: int, data: bytes | bytearray) -> str:
+        self.uploads[upload_id][number] = bytes(data)
         return f"etag{number}"
 
     async def complete(self, key, upload_id, etags, metadata, content_type) -> None:
