@@ -11,7 +11,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaRouter
 
 from contracts import topics
-from notifier import handlers, routes
+from notifier import handlers, progress, routes
 from notifier.adapters.kafka import KafkaDeadLetters
 from notifier.adapters.postgres import PostgresAppliedEvents, PostgresStore
 from notifier.deps import Services
@@ -128,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     app.state.broker = broker
     app.include_router(routes.router)
+    progress.serve_first(app, progress.ProgressStreams(services, SERVICE))
     return app
 
 
