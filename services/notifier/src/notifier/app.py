@@ -11,7 +11,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaRouter
 
 from contracts import topics
-from notifier import handlers, progress, routes
+from notifier import gcpauses, handlers, progress, routes
 from notifier.adapters.kafka import KafkaDeadLetters
 from notifier.adapters.postgres import PostgresAppliedEvents, PostgresStore
 from notifier.deps import Services
@@ -61,6 +61,7 @@ def create_broker(settings: Settings, store: JobStore) -> tuple[KafkaBroker, Sta
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    gcpauses.watch()
     timeout = settings.database_timeout_seconds
     store = PostgresStore(
         settings.database_dsn,
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 stack.push_async_callback(_cancel, asyncio.create_task(work))
             await broker.start()
             stack.push_async_callback(broker.stop)
+            gcpauses.settle()
             yield
 
     async def listening() -> bool:
