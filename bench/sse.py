@@ -369,7 +369,7 @@ def pauses_between(before: dict[float, float], after: dict[float, float]) -> dic
     return {
         "GC pauses": int(count),
         "GC > 50 ms": int(count - new.get(0.05, 0.0)),
-        "longest GC ms": shown,
+        "longest GC ms": shown if count else "none",
     }
 
 
