@@ -25,17 +25,30 @@ def machine() -> str:
     return f"{platform.node()} ({platform.machine()}, {cpus} cores{mem}, Python {python})"
 
 
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, to say how busy the machine was."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def write(
-    name: str, title: str, rows: list[dict[str, Any]], notes: list[str] | None = None
+    name: str,
+    title: str,
+    rows: list[dict[str, Any]],
+    notes: list[str] | None = None,
+    *,
+    module: str | None = None,
 ) -> Path:
-    """Write ``results/<name>.md`` and ``results/<name>.json``; return the markdown path."""
+    """Write ``results/<name>.md`` and ``results/<name>.json``; return the markdown path.
+    ``module`` names the command's ``bench.<module>`` when one benchmark writes several
+    results (default: ``name``)."""
     RESULTS.mkdir(exist_ok=True)
     meta = {
         "title": title,
         "machine": machine(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(
-            shlex.quote(a) for a in ["uv", "run", "python", "-m", f"bench.{name}", *sys.argv[1:]]
+            shlex.quote(a)
+            for a in ["uv", "run", "python", "-m", f"bench.{module or name}", *sys.argv[1:]]
         ),
     }
     (RESULTS / f"{name}.json").write_text(

@@ -7,7 +7,7 @@ import pytest
 from playwright.async_api import BrowserContext
 
 from tests.support.audio import plucked_wav
-from tests.support.tus import tus_client_dir
+from tests.support.tus import FINAL_STATUS, tus_client_dir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -58,14 +58,6 @@ async def test_tus_js_client_in_chromium_resumes_and_the_job_completes(
     assert "HEAD" in result["seen"]  # the second run asked for the offset
     job = result["body"]
     status = await page.evaluate(
-        """async (url) => {
-          for (let i = 0; i < 1000; i += 1) {
-            const s = await (await fetch(url)).json();
-            if (s.status === "completed" || s.status === "failed") return s.status;
-            await new Promise((r) => setTimeout(r, 300));
-          }
-          return "still running";
-        }""",
-        f"{edge_url}{job['status_url']}?access_token={job['access_token']}",
+        FINAL_STATUS, f"{edge_url}{job['status_url']}?access_token={job['access_token']}"
     )
     assert status == "completed"

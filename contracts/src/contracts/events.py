@@ -14,7 +14,7 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.analysis import AudioFeatures
-from contracts.jobs import JobError, JobStatus
+from contracts.jobs import ErrorCode, JobError, JobStatus, stage_progress
 
 JobId = str
 
@@ -111,6 +111,16 @@ class JobStatusChanged(Event):
     result: AudioFeatures | None = Field(default=None, description="Set on `completed`.")
     error: JobError | None = Field(default=None, description="Set on `failed`.")
     time: datetime = Field(default_factory=_now)
+
+    @classmethod
+    def failed(cls, job_id: JobId, code: ErrorCode, message: str) -> "JobStatusChanged":
+        """The final ``failed`` event with its error (docs/architecture.md §3)."""
+        return cls(
+            job_id=job_id,
+            status=JobStatus.FAILED,
+            progress=stage_progress(JobStatus.FAILED),
+            error=JobError(code=code.value, message=message),
+        )
 
 
 class CeType:

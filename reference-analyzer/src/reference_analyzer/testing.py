@@ -168,11 +168,14 @@ class Delivery:
 @dataclass
 class WebhookReceiver:
     """Records every webhook attempt at ``/hooks/{job_id}``; answers 204, or 503 with
-    ``Retry-After: 0`` to the first ``fail_first[job_id]`` attempts of a job."""
+    ``Retry-After: 0`` to the first ``fail_first[job_id]`` attempts of a job. The first
+    attempt of a job in ``hold`` is answered only once its event is set (a slow
+    receiver)."""
 
     base_url: str = "http://hooks.test"
     attempts: list[Delivery] = field(default_factory=list)
     fail_first: dict[str, int] = field(default_factory=dict)
+    hold: dict[str, asyncio.Event] = field(default_factory=dict)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     def __post_init__(self) -> None:
@@ -184,6 +187,8 @@ class WebhookReceiver:
     async def _post(self, request: Request) -> Response:
         job_id = request.path_params["job_id"]
         body = await request.body()
+        if job_id in self.hold:
+            await self.hold.pop(job_id).wait()
         failing = self.fail_first.get(job_id, 0) > 0
         if failing:
             self.fail_first[job_id] -= 1

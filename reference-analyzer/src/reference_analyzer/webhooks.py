@@ -6,11 +6,14 @@ answers are final. The ``webhook-id`` stays the same across the retries of a mes
 and the timestamp and signature are those of each attempt, as the spec requires.
 
 :class:`JobWebhooks` is the sequence of one analysis run: increasing ``progress``
-messages, then one final message, shaped by the run's test mode.
+messages, then one final message, shaped by the run's test mode. Progress is sent
+beside the analysis, not in its way: a receiver's round trip (the bridge records and
+publishes each one) costs a short clip more than decoding it does (issue 14).
 """
 
 import asyncio
 import base64
+import contextlib
 import os
 import time
 import uuid
@@ -111,7 +114,15 @@ class WebhookSender:
 
 class JobWebhooks:
     """The webhooks of one analysis run. ``silent`` sends none; ``twice`` delivers the
-    final message twice, with the same id and body, as a redelivery would."""
+    final message twice, with the same id and body, as a redelivery would.
+
+    :meth:`progress` does not wait for the receiver. One progress message is on its way
+    at a time, in order; a newer value replaces one still waiting for its turn, so a
+    receiver slower than the analysis gets fewer, later values instead of holding the
+    analysis up. :meth:`finish` sends the final message after the progress on its way
+    and the latest one waiting, so the receiver sees the run's messages in order
+    (docs/architecture.md §7) and the last progress reached before the result.
+    """
 
     def __init__(
         self,
@@ -127,6 +138,8 @@ class JobWebhooks:
         self._record = record
         self._log = log
         self._last_progress = -1
+        self._waiting: AnalysisWebhook | None = None
+        self._progress_task: asyncio.Task[None] | None = None
 
     async def progress(self, value: int) -> None:
         """Report progress; values that would not increase it are skipped."""
@@ -137,14 +150,37 @@ class JobWebhooks:
         message = AnalysisWebhook(
             job_id=self._request.job_id, status=WebhookStatus.PROGRESS, progress=value
         )
-        await self._send(message, new_message_id())
+        if self._progress_task is None or self._progress_task.done():
+            # Handed to the task, so it is sent even if the run finishes at once.
+            self._progress_task = asyncio.create_task(self._send_progress(message))
+        else:
+            self._waiting = message
+
+    async def _send_progress(self, message: AnalysisWebhook | None) -> None:
+        while message is not None:
+            try:
+                await self._send(message, new_message_id())
+            except Exception:
+                # Progress is advisory; the final message must still go.
+                self._log.exception("sending a progress webhook crashed")
+            message, self._waiting = self._waiting, None
 
     async def finish(self, message: AnalysisWebhook) -> None:
+        if self._progress_task is not None:
+            await self._progress_task
         msg_id = new_message_id()
         times = 2 if self._behaviour.mode is Mode.TWICE else 1
         for _ in range(times):
             await self._send(message, msg_id)
         self._log.info("analysis %s", message.status.value)
+
+    async def cancel(self) -> None:
+        """Stop a progress message still on its way (the run was cancelled)."""
+        task, self._progress_task = self._progress_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _send(self, message: AnalysisWebhook, msg_id: str) -> None:
         if self._behaviour.mode is Mode.SILENT:

@@ -97,6 +97,7 @@ class Analyzer:
             await webhooks.finish(final)
         except asyncio.CancelledError:
             log.info("analysis cancelled")
+            await webhooks.cancel()
             raise
         except Exception:
             log.exception("sending the result crashed")

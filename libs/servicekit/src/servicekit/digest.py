@@ -37,7 +37,7 @@ def _load() -> ctypes.CDLL:
         except OSError:
             continue
         lib.SHA256_Init.argtypes = (ctypes.POINTER(_Ctx),)
-        lib.SHA256_Update.argtypes = (ctypes.POINTER(_Ctx), ctypes.c_char_p, ctypes.c_size_t)
+        lib.SHA256_Update.argtypes = (ctypes.POINTER(_Ctx), ctypes.c_void_p, ctypes.c_size_t)
         lib.SHA256_Final.argtypes = (ctypes.c_char_p, ctypes.POINTER(_Ctx))
         return lib
     raise OSError("libcrypto (OpenSSL) was not found; it is needed for resumable digests")
@@ -64,8 +64,12 @@ class Sha256:
     def state(self) -> bytes:
         return bytes(self._ctx)
 
-    def update(self, data: bytes) -> None:
-        _lib.SHA256_Update(ctypes.byref(self._ctx), data, len(data))
+    def update(self, data: bytes | bytearray) -> None:
+        if not data:
+            return
+        # A bytearray is hashed in place, not copied into a bytes first.
+        buffer = data if isinstance(data, bytes) else (ctypes.c_char * len(data)).from_buffer(data)
+        _lib.SHA256_Update(ctypes.byref(self._ctx), buffer, len(data))
 
     def hexdigest(self) -> str:
         """The digest so far; the state itself is left as it was."""

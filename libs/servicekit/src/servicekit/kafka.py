@@ -8,12 +8,17 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.structs import RecordMetadata
+
+# The class behind faststream.Context() (a function); faststream.kafka.annotations uses it too.
+from faststream._internal.context import Context as ContextField
 from faststream.kafka import KafkaBroker
+from faststream.kafka.message import KafkaMessage
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.message import StreamMessage
@@ -32,6 +37,38 @@ result (at most 1 MiB, the webhook body limit) stay well below it."""
 TOPIC_MAX_MESSAGE_BYTES = MAX_MESSAGE_BYTES + 64 * 1024
 """``max.message.bytes`` of the topics we create: a record batch of one largest
 message with room for its headers (the broker default is 1 MiB)."""
+
+
+BATCH_TIMEOUT_MS = 20
+"""``batch_timeout_ms`` of batch subscribers. FastStream's batch subscriber waits that
+long in ``getmany`` and, when nothing came, sleeps as long again before it fetches anew
+(``faststream.kafka.subscriber.usecase.BatchSubscriber.get_msg``). A record that arrives
+during the wait is handed over at once; one that arrives during the sleep waits for its
+end. FastStream's 200 ms default put up to 200 ms on every hop into an idle batch
+consumer (bench/kafka_hop.py); 20 ms bounds that and still sleeps between empty polls.
+The price is the idle loop: about 25 empty polls a second, ~10 ms of CPU a second per
+idle consumer (measured from /proc on the devstack's notifiers)."""
+
+
+class InlineContext(ContextField):
+    """FastStream's ``Context()`` parameter, resolved on the event loop.
+
+    FastStream 0.7's ``Context.use`` is a plain function, and fast_depends 3 runs every
+    such one in a worker thread (``anyio.to_thread``): a thread hop, with its GIL
+    handovers, per context parameter per message. For the uploader, which takes three
+    per ``audio.upload`` chunk, that was a tenth of its CPU samples (issue 14,
+    bench/results/profile-ingest.md). The lookup itself is a dict access."""
+
+    async def use(self, /, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        resolved: dict[str, Any] = super().use(**kwargs)
+        return resolved
+
+
+MessageParam = Annotated[KafkaMessage, InlineContext("message")]
+"""``faststream.kafka.annotations.KafkaMessage``, resolved inline."""
+
+ConsumerParam = Annotated[AIOKafkaConsumer, InlineContext("handler_.consumer")]
+"""``faststream.kafka.annotations.Consumer``, resolved inline."""
 
 
 def bootstrap_list(servers: str) -> list[str]:

@@ -20,7 +20,9 @@ def s3_client(
     presign for the host another party reaches (the Host header is signed)."""
     config = AioConfig(
         signature_version="s3v4",
-        s3={"addressing_style": "path"},
+        # payload_signing_enabled=False sends UNSIGNED-PAYLOAD even over plain HTTP,
+        # where botocore otherwise hashes every body once more (S3Settings.s3_sign_payload).
+        s3={"addressing_style": "path", "payload_signing_enabled": settings.s3_sign_payload},
         # Non-AWS servers reject or miscompute the newer default CRC checksums.
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from uvicorn.config import STARTUP_FAILURE
 
 from servicekit import logs
+from servicekit.informational import InformationalHttpToolsProtocol
 from servicekit.settings import ServiceSettings
 from servicekit.telemetry import configure_tracing
 
@@ -44,11 +45,14 @@ def server(
     settings: ServiceSettings,
     *,
     on_shutdown: ShutdownHook | None = None,
+    informational: bool = False,
     **config: Any,
 ) -> Server:
     """The server :func:`serve` runs, for running it in-process (tests); ``config``
-    overrides uvicorn options."""
+    overrides uvicorn options. ``informational`` lets the app send 1xx responses on
+    HTTP/1.1 (:mod:`servicekit.informational`); the gateway's resumable uploads need it."""
     options: dict[str, Any] = {
+        **({"http": InformationalHttpToolsProtocol} if informational else {}),
         "host": settings.http_host,
         "port": settings.http_port,
         "log_config": None,
@@ -65,10 +69,11 @@ def serve(
     service: str,
     *,
     on_shutdown: ShutdownHook | None = None,
+    informational: bool = False,
 ) -> None:
     logs.configure(service, settings.log_level)
     configure_tracing(service)
-    running = server(app, settings, on_shutdown=on_shutdown)
+    running = server(app, settings, on_shutdown=on_shutdown, informational=informational)
     with contextlib.suppress(KeyboardInterrupt):
         running.run()
     if not running.started:

@@ -73,6 +73,13 @@ class S3Settings(ServiceSettings):
     s3_create_bucket: bool = Field(
         default=True, description="Create the bucket at start when it does not exist."
     )
+    s3_sign_payload: bool = Field(
+        default=False,
+        description="Sign each request body's sha256 into SigV4 (`X-Amz-Content-SHA256`), "
+        "botocore's default over plain HTTP. Off, bodies go as `UNSIGNED-PAYLOAD`: the "
+        "uploader verifies every file's sha256 itself (docs/architecture.md §5.4), and "
+        "signing costs one more pass over every byte in the client and one in the server.",
+    )
 
 
 class DatabaseSettings(ServiceSettings):

@@ -5,7 +5,8 @@ from servicekit.serve import serve
 
 def main() -> None:
     settings = Settings()
-    serve(build_app(settings), settings, "gateway")
+    # Informational responses: the resumable upload draft's 104 (docs/architecture.md §12).
+    serve(build_app(settings), settings, "gateway", informational=True)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from contracts import (
 from gateway.form import FileFieldReader, MalformedForm, NoFileField, NotAForm, boundary_of
 from gateway.sink import Ack, UploadSink
 from gateway.sniff import SNIFF_BYTES, header_bytes, sniff_audio
+from servicekit.blocks import Blocks
 from servicekit.digest import Sha256
 from servicekit.http import ApiError, DependencyUnavailable
 from servicekit.logs import job_id_var
@@ -95,7 +96,7 @@ class ChunkPipeline:
         self.sequence = sequence
         self.offsets = offsets
         self.on_acked = on_acked
-        self.buffer = bytearray()
+        self.buffer = Blocks(limits.chunk_bytes, bytes)
         self.in_flight: deque[tuple[Ack, Acked | None]] = deque()
         self.started = False
 
@@ -105,14 +106,12 @@ class ChunkPipeline:
             raise ApiError(
                 413, "too_large", f"the file is larger than {self.limits.max_bytes} bytes"
             )
-        self.buffer += piece
-        while len(self.buffer) >= self.limits.chunk_bytes:
-            await self._send_chunk(bytes(self.buffer[: self.limits.chunk_bytes]))
-            del self.buffer[: self.limits.chunk_bytes]
+        for chunk in self.buffer.add(piece):
+            await self._send_chunk(chunk)
 
     async def flush(self) -> None:
         if self.buffer:
-            await self._send_chunk(bytes(self.buffer))
+            await self._send_chunk(self.buffer.rest())
             self.buffer.clear()
         while self.in_flight:
             await self._await_first()

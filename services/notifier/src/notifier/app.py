@@ -23,7 +23,14 @@ from notifier.projector import Projector
 from notifier.settings import Settings
 from notifier.streams import StreamSlots
 from servicekit import http
-from servicekit.kafka import broker_connected, ensure_topics, make_broker, raw_body, wait_for_kafka
+from servicekit.kafka import (
+    BATCH_TIMEOUT_MS,
+    broker_connected,
+    ensure_topics,
+    make_broker,
+    raw_body,
+    wait_for_kafka,
+)
 from servicekit.metrics import watch_consumer_lag
 from servicekit.postgres import connect
 from servicekit.tokens import JobTokens
@@ -50,6 +57,7 @@ def create_broker(settings: Settings, store: JobStore) -> tuple[KafkaBroker, Sta
         ack_policy=AckPolicy.NACK_ON_ERROR,
         batch=True,
         max_records=handlers.MAX_BATCH,
+        batch_timeout_ms=BATCH_TIMEOUT_MS,
         decoder=raw_body,
         title="notifier:job.status",
         description="Projects every job status change into PostgreSQL and pushes it "

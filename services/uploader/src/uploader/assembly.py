@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from contracts import (
     AudioStored,
     ErrorCode,
-    JobError,
     JobStatus,
     JobStatusChanged,
     UploadAborted,
@@ -26,6 +25,7 @@ from contracts import (
     UploadStarted,
     stage_progress,
 )
+from servicekit.blocks import Blocks
 from servicekit.digest import Sha256
 from servicekit.logs import job_id_var
 from servicekit.metrics import OBJECTS_STORED, S3_PARTS
@@ -39,13 +39,17 @@ class OpenJob:
     started: UploadStarted
     key: str
     upload_id: str | None
+    buffer: Blocks[bytearray]
+    """The bytes received since the last part was cut, cut into parts as they fill. Parts
+    are bytearrays: botocore turns a ``bytes`` body into a BytesIO, which aiohttp copies
+    whole (``getbuffer``) and then again piece by piece as it sends it; a bytearray goes
+    to the socket as it is."""
     already_stored: str | None = None
     next_sequence: int = 0
     size: int = 0
     sha256: Sha256 = field(default_factory=Sha256)
     """Over the bytes handed to parts so far (the buffer is hashed when it is cut), so
     that its state at a part boundary can be checkpointed."""
-    buffer: bytearray = field(default_factory=bytearray)
     etags: list[str] = field(default_factory=list)
     uploading: "asyncio.Task[None] | None" = None
     progress: int = 0
@@ -111,6 +115,7 @@ class Assembler:
             saved.started,
             saved.key,
             saved.upload_id,
+            Blocks(self._part_bytes, bytearray),
             next_sequence=saved.next_sequence,
             size=saved.size,
             sha256=Sha256.restore(saved.digest),
@@ -145,7 +150,12 @@ class Assembler:
         stored = await self._store.stored_sha256(key)
         upload_id = None if stored else await self._store.start(key, event.content_type)
         self.jobs[event.job_id] = OpenJob(
-            event, key, upload_id, already_stored=stored, reported_at=self._clock()
+            event,
+            key,
+            upload_id,
+            Blocks(self._part_bytes, bytearray),
+            already_stored=stored,
+            reported_at=self._clock(),
         )
         log.info("receiving upload" if not stored else "upload already stored; skipping it")
         return True
@@ -186,11 +196,8 @@ class Assembler:
         else:
             job.next_sequence += 1
         job.size += len(data)
-        job.buffer += data
-        if len(job.buffer) >= self._part_bytes:
+        for part in job.buffer.add(data):
             await self._settle(job)
-            part = bytes(job.buffer[: self._part_bytes])
-            del job.buffer[: self._part_bytes]
             job.sha256.update(part)
             job.uploading = asyncio.create_task(
                 self._put_part(job, part, job.sha256.state(), job.next_sequence)
@@ -249,8 +256,9 @@ class Assembler:
             f"{event.job_id}:status:uploading",
         )
         if job.buffer or not job.etags:
-            job.sha256.update(bytes(job.buffer))
-            await self._put_part(job, bytes(job.buffer))
+            rest = job.buffer.rest()
+            job.sha256.update(rest)
+            await self._put_part(job, rest)
             job.buffer.clear()
         assert job.upload_id is not None
         await self._store.complete(
@@ -278,12 +286,7 @@ class Assembler:
         if job and job.progress:
             # Its progress was shown: end it explicitly rather than leave it `uploading`.
             await self._events.status(
-                JobStatusChanged(
-                    job_id=event.job_id,
-                    status=JobStatus.FAILED,
-                    progress=stage_progress(JobStatus.FAILED),
-                    error=JobError(code=ErrorCode.UPLOAD_ABORTED.value, message=event.reason),
-                ),
+                JobStatusChanged.failed(event.job_id, ErrorCode.UPLOAD_ABORTED, event.reason),
                 f"{event.job_id}:status:failed",
             )
 
@@ -307,7 +310,7 @@ class Assembler:
                     log.warning("could not abort the upload of revoked job %s", job_id)
 
     async def _put_part(
-        self, job: OpenJob, data: bytes, digest: bytes | None = None, sequence: int = 0
+        self, job: OpenJob, data: bytes | bytearray, digest: bytes | None = None, sequence: int = 0
     ) -> None:
         # Parts are numbered in order: at most one is in flight per job.
         assert job.upload_id is not None
@@ -378,12 +381,7 @@ class Assembler:
                 log.warning("could not abort the multipart upload of a failed job")
         log.error("upload failed: %s: %s", code.value, message)
         await self._events.status(
-            JobStatusChanged(
-                job_id=job.started.job_id,
-                status=JobStatus.FAILED,
-                progress=stage_progress(JobStatus.FAILED),
-                error=JobError(code=code.value, message=message),
-            ),
+            JobStatusChanged.failed(job.started.job_id, code, message),
             f"{job.started.job_id}:status:failed",
         )
 
@@ -402,7 +400,7 @@ def _mismatch(job: OpenJob, event: UploadFinished) -> str | None:
     if job.size != event.size:
         return f"received {job.size} bytes, the gateway sent {event.size}"
     whole = Sha256.restore(job.sha256.state())
-    whole.update(bytes(job.buffer))
+    whole.update(job.buffer.rest())
     if whole.hexdigest() != event.sha256:
         return "the sha256 of the received bytes differs from the gateway's"
     return None

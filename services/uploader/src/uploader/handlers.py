@@ -14,11 +14,16 @@ from typing import Annotated
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
-from faststream import Context
-from faststream.kafka.annotations import Consumer, KafkaMessage
+from faststream.kafka.annotations import Consumer
 
 from contracts import CeType, UploadAborted, UploadFinished, UploadStarted, headers, topics
-from servicekit.kafka import PoisonMessage, decode_event
+from servicekit.kafka import (
+    ConsumerParam,
+    InlineContext,
+    MessageParam,
+    PoisonMessage,
+    decode_event,
+)
 from servicekit.logs import job_id_var
 from uploader.assembly import Assembler
 from uploader.offsets import CommitTracker
@@ -88,7 +93,7 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 async def on_upload(
-    message: KafkaMessage, consumer: Consumer, uploads: Annotated[Uploads, Context()]
+    message: MessageParam, consumer: ConsumerParam, uploads: Annotated[Uploads, InlineContext()]
 ) -> None:
     record: ConsumerRecord[bytes, bytes] = message.raw_message
     partition = TopicPartition(record.topic, record.partition)

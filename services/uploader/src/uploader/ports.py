@@ -23,7 +23,7 @@ class ObjectStore(Protocol):
     async def start(self, key: str, content_type: str) -> str:
         """Begin a multipart upload, first aborting any left on ``key``; its upload id."""
 
-    async def put_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+    async def put_part(self, key: str, upload_id: str, number: int, data: bytes | bytearray) -> str:
         """Upload part ``number`` (1-based); its ETag."""
 
     async def complete(

@@ -5,7 +5,8 @@ acknowledged, stored with the chunk count and the SHA-256 state after them, so a
 replica answers a HEAD and continues an append. Appends to one upload are serialised
 across replicas by a session advisory lock held for the append's duration (a killed
 replica's session ends, and its lock with it); a new append (or HEAD, or DELETE) first
-raises ``generation`` and notifies the holder, which stops reading, stores what Kafka
+raises ``generation`` and notifies the holder, which stops reading once its body goes
+quiet (gateway.resumable.uploads.until_taken_over), stores what Kafka
 acknowledged and lets go (the draft's "Concurrency").
 """
 

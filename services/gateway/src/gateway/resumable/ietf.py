@@ -3,21 +3,21 @@
 
 Creation is ``POST /tokens/{token_id}/upload-audio`` with ``Upload-Complete``; the
 upload resource is ``/uploads/{job_id}`` (HEAD offset retrieval, PATCH append with
-``application/partial-upload``, DELETE cancellation, OPTIONS limits). No ``104 (Upload
-Resumption Supported)`` is sent: ASGI has no message for an arbitrary informational
-response, and uvicorn sends none on HTTP/1.1 (its ``http.response.early_hint`` is
-HTTP/2 only, and 103). ``Location`` is therefore in
-the final response only; a client that must be able to resume from its first byte
-creates the upload with an empty ``Upload-Complete: ?0`` request first (the draft's
-"careful upload creation").
-"""
+``application/partial-upload``, DELETE cancellation, OPTIONS limits).
 
-import uuid
+A creation that names interop version 8 gets ``104 (Upload Resumption Supported)`` with
+``Location`` before its body is read (draft -11 §4.1), so that a client cut off during
+that first request can resume it. uvicorn has no ASGI message for it; the gateway runs
+:class:`servicekit.informational.InformationalHttpToolsProtocol`, which offers
+``http.response.informational`` on HTTP/1.1. Where the extension is missing (HTTP/1.0,
+another server) ``Location`` is in the final response only, and a client that must
+resume from its first byte creates the upload empty with ``Upload-Complete: ?0`` first
+(the draft's "careful upload creation").
+"""
 
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 
-from gateway.accepted import accepted_body, set_progress_cookie
 from gateway.adapters.postgres import State, UploadRow
 from gateway.ingest import clean_filename
 from gateway.resumable.fields import (
@@ -27,8 +27,17 @@ from gateway.resumable.fields import (
     sf_integer,
     sha256_field,
 )
-from gateway.resumable.uploads import Appended, OffsetMismatch, Resumable, final_body
+from gateway.resumable.uploads import (
+    Appended,
+    NewUpload,
+    OffsetMismatch,
+    Resumable,
+    accepted_json,
+    creation_answer,
+    final_body,
+)
 from servicekit.http import ApiError
+from servicekit.informational import EXTENSION as INFORMATIONAL
 
 INTEROP_VERSION = "8"
 PARTIAL_UPLOAD = "application/partial-upload"
@@ -36,10 +45,6 @@ PARTIAL_UPLOAD = "application/partial-upload"
 
 def wants_ietf(request: Request) -> bool:
     return "upload-complete" in request.headers or "upload-draft-interop-version" in request.headers
-
-
-def upload_url(job_id: str, token: str) -> str:
-    return f"/uploads/{job_id}?access_token={token}"
 
 
 def limits(resumable: Resumable) -> str:
@@ -73,9 +78,8 @@ def _conflict(error: OffsetMismatch) -> JSONResponse:
     )
 
 
-def _answer(resumable: Resumable, done: Appended, location: str | None, status: int) -> Response:
-    headers = _headers(resumable, done.row, **({"Location": location} if location else {}))
-    headers["Repr-Digest"] = sha256_field(done.sha256)
+def _answer(resumable: Resumable, done: Appended, status: int) -> Response:
+    headers = _headers(resumable, done.row, **{"Repr-Digest": sha256_field(done.sha256)})
     if done.complete and done.body is not None:
         return Response(done.body, status_code=202, media_type="application/json", headers=headers)
     return Response(status_code=status, headers=headers)
@@ -92,39 +96,55 @@ async def create(
     expected = repr_sha256(digest_field)
     if digest_field and expected is None:
         raise ApiError(400, "invalid_repr_digest", "Repr-Digest needs a sha-256 member")
-    job_id = str(uuid.uuid4())
-    filename = clean_filename(filename_of_disposition(request.headers.get("content-disposition")))
-    token = await resumable.create(
+    new = NewUpload(
         protocol="ietf",
         token_id=token_id,
         owner=owner,
-        filename=filename,
+        filename=clean_filename(
+            filename_of_disposition(request.headers.get("content-disposition"))
+        ),
         length=length,
         repr_sha256=expected,
-        job_id=job_id,
     )
-    location = upload_url(job_id, token)
+    created = await resumable.create(new)
+    await _resumption_supported(request, resumable, created.location)
     try:
         done = await resumable.append(
-            job_id, request.stream(), offset=0, complete=complete, length=length
+            created.job_id, request.stream(), offset=0, complete=complete, length=length
         )
     except ApiError as error:
-        error.headers = {**(error.headers or {}), "Location": location}
+        error.headers = {**(error.headers or {}), "Location": created.location}
         raise
-    if done.complete:
-        answer = _answer(resumable, done, location, 202)
-    else:
-        body = accepted_body(
-            job_id, token, filename, done.row.media_type or "", done.size, done.sha256
-        )
-        answer = Response(
-            body.model_dump_json(),
-            status_code=201,
-            media_type="application/json",
-            headers=_headers(resumable, done.row, Location=location),
-        )
-    set_progress_cookie(request, answer, resumable.tokens, job_id, token)
-    return answer
+    headers = _headers(resumable, done.row)
+    if done.complete and done.body is not None:
+        headers["Repr-Digest"] = sha256_field(done.sha256)
+        return creation_answer(request, resumable, created, done.body, 202, headers)
+    body = accepted_json(created, new, done.row, done.size, done.sha256)
+    return creation_answer(request, resumable, created, body, 201, headers)
+
+
+async def _resumption_supported(request: Request, resumable: Resumable, location: str) -> None:
+    """``104`` with the upload's URL, before the body is read (draft -11 §4.1). Only to a
+    client that named this interop version, as the draft's interop implementations do:
+    a client that did not ask (curl, the seed's form post) sees only the final answer."""
+    if request.headers.get("upload-draft-interop-version") != INTEROP_VERSION:
+        return
+    if INFORMATIONAL not in request.scope.get("extensions", {}):
+        return
+    headers = {
+        "Location": location,
+        "Upload-Draft-Interop-Version": INTEROP_VERSION,
+        "Upload-Limit": limits(resumable),
+    }
+    # Starlette's Request keeps the ASGI send it was built with (as for its own
+    # ``send_push_promise``); a route has no other way to reach it.
+    await request._send(
+        {
+            "type": INFORMATIONAL,
+            "status": 104,
+            "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        }
+    )
 
 
 def _length(request: Request, complete: bool, offset: int) -> int | None:
@@ -142,9 +162,7 @@ def _length(request: Request, complete: bool, offset: int) -> int | None:
 
 
 async def head(resumable: Resumable, row: UploadRow) -> Response:
-    resumable.usable(row)
-    row = await resumable.current(row.job_id)
-    resumable.usable(row)
+    row = await resumable.current(row)
     return Response(
         status_code=204, headers=_headers(resumable, row, **{"Cache-Control": "no-store"})
     )
@@ -175,12 +193,9 @@ async def patch(request: Request, resumable: Resumable, row: UploadRow) -> Respo
         )
     except OffsetMismatch as error:
         return _conflict(error)
-    return _answer(resumable, done, None, 204)
+    return _answer(resumable, done, 204)
 
 
 async def delete(resumable: Resumable, row: UploadRow) -> Response:
-    resumable.usable(row)
-    if row.state is State.COMPLETE:
-        raise ApiError(409, "upload_complete", "the upload is complete already")
-    await resumable.cancel(row.job_id)
+    await resumable.cancel(row)
     return Response(status_code=204)

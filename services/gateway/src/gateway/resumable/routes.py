@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request, Response
 
 from gateway.accepted import ErrorBody
+from gateway.adapters.postgres import UploadRow
 from gateway.resumable import ietf, tus
 from gateway.resumable.uploads import Resumable
 from servicekit.http import ApiError
@@ -49,32 +50,38 @@ async def options(resumable: ResumableDep) -> Response:
     )
 
 
-@router.head("/uploads/{job_id}", responses=_ERRORS)
-async def offset(request: Request, job_id: JobId, resumable: ResumableDep) -> Response:
-    """Offset retrieval: answered from PostgreSQL, so any replica can answer it."""
+async def get_upload(request: Request, job_id: JobId, resumable: ResumableDep) -> UploadRow:
+    """The upload the request names, if its token grants access; a tus request must
+    speak this server's tus version."""
     row = await resumable.find(job_id, _token(request))
     if tus.wants_tus(request):
         tus.check_version(request)
+    return row
+
+
+UploadDep = Annotated[UploadRow, Depends(get_upload)]
+
+
+@router.head("/uploads/{job_id}", responses=_ERRORS)
+async def offset(request: Request, row: UploadDep, resumable: ResumableDep) -> Response:
+    """Offset retrieval: answered from PostgreSQL, so any replica can answer it."""
+    if tus.wants_tus(request):
         return await tus.head(resumable, row)
     return await ietf.head(resumable, row)
 
 
 @router.patch("/uploads/{job_id}", responses=_ERRORS)
-async def append(request: Request, job_id: JobId, resumable: ResumableDep) -> Response:
+async def append(request: Request, row: UploadDep, resumable: ResumableDep) -> Response:
     """Append bytes at ``Upload-Offset`` (``application/partial-upload`` for the draft,
     ``application/offset+octet-stream`` for tus)."""
-    row = await resumable.find(job_id, _token(request))
     if tus.wants_tus(request):
-        tus.check_version(request)
         return await tus.patch(request, resumable, row)
     return await ietf.patch(request, resumable, row)
 
 
 @router.delete("/uploads/{job_id}", status_code=204, responses=_ERRORS)
-async def cancel(request: Request, job_id: JobId, resumable: ResumableDep) -> Response:
+async def cancel(request: Request, row: UploadDep, resumable: ResumableDep) -> Response:
     """Cancel the upload: the multipart upload is aborted and the job fails."""
-    row = await resumable.find(job_id, _token(request))
     if tus.wants_tus(request):
-        tus.check_version(request)
         return await tus.delete(resumable, row)
     return await ietf.delete(resumable, row)

@@ -14,18 +14,21 @@ verified, then appended; PATCHes without one stream as usual.
 import base64
 import binascii
 import hashlib
-import uuid
 from collections.abc import AsyncIterator
 from email.utils import format_datetime
 
 from fastapi import Request, Response
 
-from gateway.accepted import accepted_body, set_progress_cookie
 from gateway.adapters.postgres import State, UploadRow
 from gateway.ingest import clean_filename
 from gateway.resumable.fields import sf_integer
-from gateway.resumable.ietf import upload_url
-from gateway.resumable.uploads import OffsetMismatch, Resumable
+from gateway.resumable.uploads import (
+    NewUpload,
+    OffsetMismatch,
+    Resumable,
+    accepted_json,
+    creation_answer,
+)
 from servicekit.http import ApiError
 
 VERSION = "1.0.0"
@@ -93,39 +96,28 @@ async def create(
     if length is None:
         raise ApiError(400, "invalid_upload_length", "Upload-Length is required")
     metadata = _metadata(request.headers.get("upload-metadata"))
-    job_id = str(uuid.uuid4())
-    filename = clean_filename(metadata.get("filename") or metadata.get("name"))
-    token = await resumable.create(
+    new = NewUpload(
         protocol="tus",
         token_id=token_id,
         owner=owner,
-        filename=filename,
+        filename=clean_filename(metadata.get("filename") or metadata.get("name")),
         length=length,
-        repr_sha256=None,
-        job_id=job_id,
     )
-    location = upload_url(job_id, token)
+    created = await resumable.create(new)
     has_body = sf_integer(request.headers.get("content-length")) not in (None, 0) or (
         "transfer-encoding" in request.headers
     )
-    row = await resumable.store.get(job_id)
+    row = await resumable.store.get(created.job_id)
     assert row is not None
     size, sha256 = 0, ""
     if has_body:
         _content_type(request)
         done = await resumable.append(
-            job_id, await _body(request, resumable), offset=0, complete=None, length=None
+            created.job_id, await _body(request, resumable), offset=0, complete=None, length=None
         )
         row, size, sha256 = done.row, done.size, done.sha256
-    body = accepted_body(job_id, token, filename, row.media_type or "", size, sha256)
-    answer = Response(
-        body.model_dump_json(),
-        status_code=201,
-        media_type="application/json",
-        headers=_headers(row, Location=location),
-    )
-    set_progress_cookie(request, answer, resumable.tokens, job_id, token)
-    return answer
+    body = accepted_json(created, new, row, size, sha256)
+    return creation_answer(request, resumable, created, body, 201, _headers(row))
 
 
 def _content_type(request: Request) -> None:
@@ -161,10 +153,7 @@ async def _body(request: Request, resumable: Resumable) -> AsyncIterator[bytes]:
 
 
 async def head(resumable: Resumable, row: UploadRow) -> Response:
-    resumable.usable(row)
-    row = await resumable.current(row.job_id)
-    resumable.usable(row)
-    return Response(status_code=200, headers=_headers(row))
+    return Response(status_code=200, headers=_headers(await resumable.current(row)))
 
 
 async def patch(request: Request, resumable: Resumable, row: UploadRow) -> Response:
@@ -196,8 +185,5 @@ async def patch(request: Request, resumable: Resumable, row: UploadRow) -> Respo
 
 
 async def delete(resumable: Resumable, row: UploadRow) -> Response:
-    resumable.usable(row)
-    if row.state is State.COMPLETE:
-        raise ApiError(409, "upload_complete", "the upload is complete already")
-    await resumable.cancel(row.job_id)
+    await resumable.cancel(row)
     return Response(status_code=204, headers={"Tus-Resumable": VERSION})

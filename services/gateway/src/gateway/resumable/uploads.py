@@ -12,25 +12,25 @@ one-shot route does.
 import asyncio
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from aiokafka.errors import KafkaError
-from starlette.requests import ClientDisconnect
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 
 from contracts import (
     ErrorCode,
-    JobError,
     JobStatus,
     JobStatusChanged,
     UploadAborted,
     UploadFinished,
     UploadStarted,
-    stage_progress,
     topics,
 )
-from gateway.accepted import accepted_body
+from gateway.accepted import accepted_body, set_progress_cookie
 from gateway.adapters.postgres import Lease, LockBusy, State, UploadRow, UploadStore
 from gateway.ingest import Acked, ChunkPipeline, UploadLimits
 from gateway.sink import UploadSink
@@ -52,7 +52,7 @@ class OffsetMismatch(ApiError):
         self.provided = provided
 
 
-class _TakenOver(Exception):
+class TakenOver(Exception):
     """A newer request on the same upload asked this append to stop."""
 
 
@@ -67,53 +67,88 @@ class Appended:
     """The final answer's JSON (the one-shot route's 202 body) once complete."""
 
 
+@dataclass(frozen=True)
+class NewUpload:
+    """What a creation request says about the upload to come."""
+
+    protocol: str
+    token_id: str
+    owner: str | None
+    filename: str
+    length: int | None
+    repr_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Created:
+    job_id: str
+    token: str
+
+    @property
+    def location(self) -> str:
+        """The upload URL both protocols answer; it carries the job access token."""
+        return f"/uploads/{self.job_id}?access_token={self.token}"
+
+
+def creation_answer(
+    request: Request,
+    resumable: "Resumable",
+    created: Created,
+    body: str,
+    status: int,
+    headers: dict[str, str],
+) -> Response:
+    """A creation's answer in either protocol: the one-shot route's JSON ``body``, the
+    upload URL in ``Location`` and the progress cookie, as the one-shot route sets it."""
+    answer = Response(
+        body,
+        status_code=status,
+        media_type="application/json",
+        headers={**headers, "Location": created.location},
+    )
+    set_progress_cookie(request, answer, resumable.tokens, created.job_id, created.token)
+    return answer
+
+
+def accepted_json(created: Created, new: NewUpload, row: UploadRow, size: int, sha256: str) -> str:
+    """The one-shot route's 202 body for an upload not complete yet."""
+    body = accepted_body(
+        created.job_id, created.token, new.filename, row.media_type or "", size, sha256
+    )
+    return body.model_dump_json()
+
+
+@dataclass
 class Resumable:
-    def __init__(
-        self,
-        store: UploadStore,
-        sink: UploadSink,
-        limits: UploadLimits,
-        tokens: JobTokens,
-        expiry_seconds: int,
-        checksum_max_bytes: int = 16 * 1024 * 1024,
-    ) -> None:
-        self.checksum_max_bytes = checksum_max_bytes
-        self.store = store
-        self.sink = sink
-        self.limits = limits
-        self.tokens = tokens
-        self.expiry_seconds = expiry_seconds
+    store: UploadStore
+    sink: UploadSink
+    limits: UploadLimits
+    tokens: JobTokens
+    expiry_seconds: int
+    checksum_max_bytes: int = 16 * 1024 * 1024
 
     def expires_at(self) -> datetime:
         return datetime.now(UTC) + timedelta(seconds=self.expiry_seconds)
 
-    async def create(
-        self,
-        *,
-        protocol: str,
-        token_id: str,
-        owner: str | None,
-        filename: str,
-        length: int | None,
-        repr_sha256: str | None,
-        job_id: str,
-    ) -> str:
-        """Create the upload resource and its job; the job access token."""
+    async def create(self, new: NewUpload) -> Created:
+        """Create the upload resource and its job, publishing ``accepted``."""
+        length = new.length
         if length is not None and length > self.limits.max_bytes:
             raise ApiError(
                 413, "too_large", f"the file is larger than {self.limits.max_bytes} bytes"
             )
         if length == 0:
             raise ApiError(422, "empty_file", "the file is empty")
+        job_id = str(uuid.uuid4())
         job_id_var.set(job_id)
         await self.store.create(
             job_id=job_id,
-            protocol=protocol,
-            token_id=token_id,
-            owner=owner,
-            filename=filename,
+            protocol=new.protocol,
+            token_id=new.token_id,
+            owner=new.owner,
+            filename=new.filename,
             length=length,
-            repr_sha256=repr_sha256,
+            repr_sha256=new.repr_sha256,
             digest=Sha256().state(),
             expires_at=self.expires_at(),
         )
@@ -126,7 +161,7 @@ class Resumable:
             ),
             f"{job_id}:status:accepted",
         )
-        return self.tokens.issue(job_id, owner)
+        return Created(job_id, self.tokens.issue(job_id, new.owner))
 
     async def find(self, job_id: str, token: str | None) -> UploadRow:
         """The upload, if ``token`` grants access to it (as for progress, docs §6)."""
@@ -149,20 +184,27 @@ class Resumable:
         if row.state in (State.CANCELLED, State.FAILED):
             raise ApiError(404, "upload_ended", f"the upload was {row.state.value}")
 
-    async def current(self, job_id: str) -> UploadRow:
+    async def current(self, row: UploadRow) -> UploadRow:
         """The stored state, after ending any append in progress (the draft's
         "Concurrency"), so that the offset answered is the one the next append needs."""
+        self.usable(row)
         try:
-            async with self.store.lease(job_id) as lease:
-                row = await lease.row()
+            async with self.store.lease(row.job_id) as lease:
+                found = await lease.row()
         except LockBusy:
-            row = await self.store.get(job_id)
-        assert row is not None
-        if row.state is State.OPEN:
-            await self.store.touch(job_id, self.expires_at())
-        return row
+            found = await self.store.get(row.job_id)
+        assert found is not None
+        self.usable(found)
+        if found.state is State.OPEN:
+            await self.store.touch(row.job_id, self.expires_at())
+        return found
 
-    async def cancel(self, job_id: str) -> None:
+    async def cancel(self, row: UploadRow) -> None:
+        """Termination (the draft's DELETE, tus ``termination``) of an upload not complete."""
+        self.usable(row)
+        if row.state is State.COMPLETE:
+            raise ApiError(409, "upload_complete", "the upload is complete already")
+        job_id = row.job_id
         try:
             async with self.store.lease(job_id) as lease:
                 ended = await lease.finish(State.CANCELLED, None)
@@ -275,7 +317,7 @@ class Resumable:
         interrupted = False
         try:
             try:
-                async for piece in _until(body, lease.taken_over):
+                async for piece in until_taken_over(body, lease.taken_over):
                     if total is not None and pipeline.size + len(head) + len(piece) > total:
                         raise ApiError(
                             413, "beyond_length", f"the upload's length is {total} bytes"
@@ -286,7 +328,7 @@ class Resumable:
                     head += piece
                     if len(head) >= SNIFF_BYTES:
                         await start()
-            except (ClientDisconnect, _TakenOver) as exc:
+            except (ClientDisconnect, TakenOver) as exc:
                 # Keep what arrived: the client resumes from the stored offset.
                 log.info("append interrupted (%s) at %d bytes", type(exc).__name__, pipeline.size)
                 interrupted = True
@@ -360,13 +402,7 @@ class Resumable:
                 f"{job_id}:aborted",
             )
             await self._status(
-                JobStatusChanged(
-                    job_id=job_id,
-                    status=JobStatus.FAILED,
-                    progress=stage_progress(JobStatus.FAILED),
-                    error=JobError(code=code.value, message=message),
-                ),
-                f"{job_id}:status:failed",
+                JobStatusChanged.failed(job_id, code, message), f"{job_id}:status:failed"
             )
         except (KafkaError, TimeoutError):
             # The uploader's stale-upload sweep is the safety net for the multipart upload.
@@ -382,21 +418,45 @@ class Resumable:
         await asyncio.wait_for(ack, self.limits.ack_timeout_seconds)
 
 
-async def _until(body: AsyncIterator[bytes], stop: asyncio.Event) -> AsyncIterator[bytes]:
-    """``body``'s pieces until ``stop`` is set; then :class:`_TakenOver`."""
+# A take-over lets the append it ends store the bytes already on their way first: a
+# client whose connection was cut had written them, and the edge's and the kernel's
+# buffers (tens of MiB on loopback) still hold them. The append keeps reading while
+# pieces come closer together than DRAIN_QUIET_SECONDS, for at most DRAIN_MOST_SECONDS
+# (well inside UPLOAD_LOCK_WAIT_SECONDS), then lets go; a connection that went silent
+# (half-open) is let go after one quiet gap.
+DRAIN_QUIET_SECONDS = 0.25
+DRAIN_MOST_SECONDS = 5.0
+
+
+async def until_taken_over(
+    body: AsyncIterator[bytes],
+    stop: asyncio.Event,
+    quiet: float = DRAIN_QUIET_SECONDS,
+    most: float = DRAIN_MOST_SECONDS,
+) -> AsyncIterator[bytes]:
+    """``body``'s pieces; once ``stop`` is set, those that keep coming (see above), then
+    :class:`TakenOver`."""
+    loop = asyncio.get_running_loop()
     pieces = body.__aiter__()
     stopped = asyncio.ensure_future(stop.wait())
+    deadline: float | None = None
     try:
-        while True:
+        while deadline is None or loop.time() < deadline:
             piece = asyncio.ensure_future(pieces.__anext__())
-            await asyncio.wait((piece, stopped), return_when=asyncio.FIRST_COMPLETED)
+            if deadline is None:
+                await asyncio.wait((piece, stopped), return_when=asyncio.FIRST_COMPLETED)
+                if stopped.done():
+                    deadline = loop.time() + most
+            if deadline is not None and not piece.done():
+                await asyncio.wait((piece,), timeout=min(quiet, max(0.0, deadline - loop.time())))
             if not piece.done():
                 piece.cancel()
-                raise _TakenOver()
+                raise TakenOver()
             try:
                 yield piece.result()
             except StopAsyncIteration:
                 return
+        raise TakenOver()
     finally:
         stopped.cancel()
 

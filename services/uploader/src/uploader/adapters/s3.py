@@ -7,7 +7,7 @@ every botocore error leaves as :class:`uploader.ports.StorageError`.
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -65,10 +65,17 @@ class S3ObjectStore(Resource):
             )
             return created["UploadId"]
 
-    async def put_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+    async def put_part(self, key: str, upload_id: str, number: int, data: bytes | bytearray) -> str:
         async with _storage_errors():
             part = await self._s3.upload_part(
-                Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                # botocore takes a bytearray as a blob as it is (the stubs name only
+                # bytes); a bytes body it would wrap in a BytesIO that aiohttp copies
+                # (uploader.assembly.OpenJob.buffer).
+                Body=cast("bytes", data),
             )
             return part["ETag"]
 
