@@ -205,12 +205,15 @@ def rss_kib(pid: int) -> int:
 
 @contextlib.contextmanager
 def server_process(
-    args: list[str], env: dict[str, str], stop: signal.Signals = signal.SIGTERM
+    args: list[str],
+    env: dict[str, str],
+    stop: signal.Signals = signal.SIGTERM,
+    cwd: Path = ROOT,
 ) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(
         [sys.executable, *args],
         env={**os.environ, **env},
-        cwd=ROOT,
+        cwd=cwd,
         preexec_fn=_raise_fd_limit,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -475,8 +478,24 @@ def stack_env() -> Iterator[dict[str, str]]:
         stack.down(only=started)
 
 
-async def run_notifier(name: str, plan: Plan, env: dict[str, str], producer: Any) -> dict[str, Any]:
-    """One notifier process, measured with ``plan``; its row."""
+def source_path(source: Path) -> dict[str, str]:
+    """``PYTHONPATH`` that runs the notifier (and the libraries it imports) from another
+    checkout of this repository: ahead of the environment's editable installs, so that
+    two versions can be measured in one run with the same interpreter and dependencies."""
+    dirs = [source / "services" / "notifier" / "src", source / "libs" / "servicekit" / "src"]
+    dirs.append(source / "contracts" / "src")
+    return {"PYTHONPATH": os.pathsep.join(str(d) for d in dirs)}
+
+
+async def run_notifier(
+    name: str,
+    plan: Plan,
+    env: dict[str, str],
+    producer: Any,
+    source: Path = ROOT,
+) -> dict[str, Any]:
+    """One notifier process, measured with ``plan``, from the checkout at ``source``;
+    its row."""
     from servicekit.tokens import JobTokens
 
     tokens = JobTokens(SECRET, 3600)
@@ -494,14 +513,17 @@ async def run_notifier(name: str, plan: Plan, env: dict[str, str], producer: Any
         "LOG_LEVEL": "WARNING",
     }
     await start_group_at_end(bootstrap, notifier_env["CONSUMER_GROUP"], topics.JOB_STATUS)
-    with server_process(["-m", "notifier"], notifier_env) as proc:
+    if source != ROOT:
+        notifier_env |= source_path(source)
+    with server_process(["-m", "notifier"], notifier_env, cwd=source) as proc:
         await wait_ready(proc, port, "/readyz")
         side = Side(
             name,
             port,
             proc.pid,
             lambda job: f"/tokens/analysis-progress/{job}?access_token={tokens.issue(job)}",
-            metrics=True,
+            # A notifier without the GC histogram (an older checkout) reports none.
+            metrics=(source / "services/notifier/src/notifier/gcpauses.py").exists(),
         )
         row, clients = await measure(side, plan, producer)
         stopping = time.perf_counter()
@@ -525,7 +547,9 @@ def target(row: dict[str, Any], streams: int) -> str:
     return "; ".join(wanted)
 
 
-async def run(plan: Plan, big: int | None) -> list[dict[str, Any]]:
+async def run(
+    plan: Plan, big: int | None, compare: dict[str, Path], rounds: int, with_baseline: bool
+) -> list[dict[str, Any]]:
     from servicekit.kafka import ensure_topics, make_broker, wait_for_kafka
     from servicekit.settings import ServiceSettings
 
@@ -539,14 +563,23 @@ async def run(plan: Plan, big: int | None) -> list[dict[str, Any]]:
         )
         await producer.start()
         try:
-            row = await run_notifier("notifier (push)", plan, env, producer)
-            rows.append(row | {"target": target(row, plan.connections)})
+            # Interleaved rounds (this checkout, then each other one, and again), so that
+            # a change in the machine's load falls on every version alike.
+            for n in range(rounds):
+                for label, source in {"": ROOT, **compare}.items():
+                    name = "notifier (push)" + (f" {label}" if label else "")
+                    if rounds > 1:
+                        name += f", round {n + 1}"
+                    row = await run_notifier(name, plan, env, producer, source)
+                    rows.append(row | {"target": target(row, plan.connections)})
             if big:
                 jobs = max(1, big // 10)
                 big_plan = Plan(big, jobs, 2 * jobs, plan.rate)
                 row = await run_notifier("notifier (push), many streams", big_plan, env, producer)
                 rows.append(row | {"target": target(row, big)})
 
+            if not with_baseline:
+                return rows
             port = _free_port()
             baseline_env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap}
             baseline = ["-m", "bench.sse", "--serve-baseline", str(port)]
@@ -589,6 +622,19 @@ def main() -> None:
         help="streams of the second notifier run, for memory at scale (0: none; "
         f"default {STREAMS_BIG:,}, capped by the open-file limit)",
     )
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="LABEL=DIR",
+        help="also run the notifier of another checkout of this repository (e.g. main's, "
+        "from `git worktree add`), interleaved with this one's",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of the notifier runs")
+    parser.add_argument(
+        "--results", default="sse", help="name of the results files under bench/results/"
+    )
+    parser.add_argument("--no-baseline", action="store_true", help="skip the seed's baseline")
     parser.add_argument("--serve-baseline", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_baseline:
@@ -610,7 +656,11 @@ def main() -> None:
             f"{fd_limit() - 500:,}."
         )
         big = fd_limit() - 500
-    rows = asyncio.run(run(plan, big or None))
+    compare = {
+        label: Path(source).resolve()
+        for label, source in (item.split("=", 1) for item in args.compare)
+    }
+    rows = asyncio.run(run(plan, big or None, compare, args.rounds, not args.no_baseline))
     notes = [
         *([capped] if capped else []),
         f"{plan.connections} streams over {plan.jobs} jobs; {plan.events} `job.status` events "
@@ -635,7 +685,15 @@ def main() -> None:
         failures = row.pop("_failures")
         if failures:
             notes.append(f"{row['server']} failures: {'; '.join(failures)}")
-    report.write("sse", "SSE: notifier push vs the seed's 1 s polling", rows, notes)
+    notes.append(f"Load average (1, 5, 15 min) at the end of the run: {report.load_average()}.")
+    title = "SSE: notifier push vs the seed's 1 s polling"
+    if compare:
+        notes.append(
+            "Other checkouts, run interleaved with this one: "
+            + ", ".join(f"{label} = `{source}`" for label, source in compare.items())
+        )
+        title = "SSE: this notifier vs " + ", ".join(compare) + "'s, interleaved"
+    report.write(args.results, title, rows, notes, module="sse")
 
 
 if __name__ == "__main__":
