@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from notifier import sse, streams
+from notifier import gcpauses, sse, streams
 from notifier.access import authorize, job_id_of, presented_tokens
 from notifier.deps import Services
 from notifier.fanout import Subscription
@@ -131,6 +131,7 @@ class ProgressStreams:
                 raise ApiError(
                     503, "too_many_streams", "too many open progress streams", {"Retry-After": "5"}
                 )
+            gcpauses.stream_opened()
         except BaseException:
             fanout.leave(live)
             raise
