@@ -11,7 +11,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaRouter
 
 from contracts import topics
-from notifier import handlers, routes
+from notifier import gcpauses, handlers, progress, routes
 from notifier.adapters.kafka import KafkaDeadLetters
 from notifier.adapters.postgres import PostgresAppliedEvents, PostgresStore
 from notifier.deps import Services
@@ -69,6 +69,7 @@ def create_broker(settings: Settings, store: JobStore) -> tuple[KafkaBroker, Sta
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    gcpauses.watch()
     timeout = settings.database_timeout_seconds
     store = PostgresStore(
         settings.database_dsn,
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 stack.push_async_callback(_cancel, asyncio.create_task(work))
             await broker.start()
             stack.push_async_callback(broker.stop)
+            gcpauses.settle()
             yield
 
     async def listening() -> bool:
@@ -136,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     app.state.broker = broker
     app.include_router(routes.router)
+    progress.serve_first(app, progress.ProgressStreams(services, SERVICE))
     return app
 
 

@@ -6,9 +6,11 @@ so the SSE ids have no gaps; docs/architecture.md §9); a redelivered event (sam
 dropped; the visible progress never decreases (``contracts.progress_after``).
 """
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from contracts import JobStatus, JobStatusChanged, progress_after
@@ -48,6 +50,13 @@ class JobSnapshot:
             "error": self.error,
             "time": self.time.isoformat(),
         }
+
+    @cached_property
+    def public_json(self) -> str:
+        """:meth:`public` as compact JSON, serialised once however many streams send it
+        (a cached_property writes the instance ``__dict__``, so it works on a frozen
+        dataclass and stays out of its fields, equality and repr)."""
+        return json.dumps(self.public(), separators=(",", ":"))
 
 
 class Outcome(StrEnum):

@@ -4,8 +4,6 @@ Events use the default type (no ``event:`` line) so that ``EventSource.onmessage
 fires, as the seed's browser code expects (docs/architecture.md §2).
 """
 
-import json
-
 from notifier.projection import JobSnapshot
 
 KEEP_ALIVE = ": keep-alive\n\n"
@@ -45,4 +43,6 @@ def message(event_id: int, data: str) -> str:
 
 
 def snapshot_event(snapshot: JobSnapshot) -> str:
-    return message(snapshot.event_id, json.dumps(snapshot.public(), separators=(",", ":")))
+    """The event of ``snapshot``; its JSON is built once per event and shared by every
+    stream that sends it (``JobSnapshot.public_json``)."""
+    return message(snapshot.event_id, snapshot.public_json)

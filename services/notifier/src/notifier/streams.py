@@ -11,15 +11,12 @@ cleanly and its client reconnects with Last-Event-ID; one that needs nothing fro
 carries on (heartbeats) and catches up when the LISTEN connection is back.
 """
 
-import asyncio
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from opentelemetry import trace
 from opentelemetry.propagate import get_global_textmap
-from starlette.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
 
 from notifier import sse
 from notifier.fanout import Subscription
@@ -134,58 +131,3 @@ class StreamSlots:
     def release(self) -> None:
         self.open -= 1
         SSE_STREAMS.dec()
-
-
-class EventStreamResponse(StreamingResponse):
-    """``text/event-stream`` that runs ``on_close`` however the stream ends, even when
-    the client is gone before the first byte."""
-
-    media_type = "text/event-stream"
-
-    def __init__(
-        self,
-        content: AsyncGenerator[str, None],
-        on_close: Callable[[], None],
-        status_code: int = 200,  # FastAPI's OpenAPI reads the default status from here
-    ) -> None:
-        super().__init__(
-            content,
-            status_code,
-            headers={
-                "Cache-Control": "no-cache",
-                # nginx-style proxies would otherwise buffer the stream.
-                "X-Accel-Buffering": "no",
-            },
-        )
-        self._content = content
-        self._on_close = on_close
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Starlette runs the body and a disconnect watcher in an anyio task group (for
-        # ASGI < 2.4, which uvicorn speaks): a group, two tasks and their cancel scopes
-        # per stream. Here the body runs in the request's own task and one plain task
-        # waits for the disconnect and cancels it: less memory per open stream.
-        streaming = asyncio.current_task()
-        assert streaming is not None
-        hung_up = finished = False
-
-        async def watch() -> None:
-            nonlocal hung_up
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            if not finished:
-                hung_up = True
-                streaming.cancel()
-
-        watcher = asyncio.create_task(watch())
-        try:
-            await self.stream_response(send)
-            finished = True  # no await since: the watcher cannot cancel a finished stream
-        except asyncio.CancelledError:
-            if not hung_up:
-                raise
-            streaming.uncancel()  # the client left: a normal end of the stream
-        finally:
-            watcher.cancel()
-            self._on_close()
-            await self._content.aclose()

@@ -1,0 +1,243 @@
+"""The SSE progress route, ``GET /tokens/analysis-progress/{job_id}``, as a plain ASGI
+callable that answers before FastAPI's middleware stack and routing (issue 14).
+
+An open stream lives for minutes and a notifier holds tens of thousands of them, so
+whatever a request keeps while it streams is paid per stream. Through FastAPI that was
+about 15 KiB of the 30 per stream (``bench/results/sse-memory.md``): the frames and
+send wrappers of each middleware, the request's exit stack, Starlette's
+``StreamingResponse`` and its task group. Here a stream keeps its task, the
+:func:`notifier.streams.follow` generator, its subscription and one task waiting for
+the client to hang up.
+
+Behaviour is the route's, unchanged: the same access checks, ``Last-Event-ID``
+handling, JSON error bodies (``servicekit.http``), request metrics, CORS (the app's
+own ``CORSMiddleware`` settings, wrapped around this callable) and the drain on
+shutdown. Everything else, other methods on this path included, goes to FastAPI, whose
+route declaration in :mod:`notifier.routes` documents this one (OpenAPI) and hands
+such requests back here.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from notifier import gcpauses, sse, streams
+from notifier.access import authorize, job_id_of, presented_tokens
+from notifier.deps import Services
+from notifier.fanout import Subscription
+from servicekit.http import ApiError, DependencyUnavailable, error_body, error_response
+from servicekit.metrics import HTTP_LATENCY, HTTP_REQUESTS
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/tokens/analysis-progress/"
+ROUTE = PREFIX + "{job_id}"
+"""The route as metrics label it (as ``servicekit.metrics.HttpMetrics`` does)."""
+
+_HEADERS = [
+    (b"cache-control", b"no-cache"),
+    # nginx-style proxies would otherwise buffer the stream.
+    (b"x-accel-buffering", b"no"),
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+]
+
+
+def is_progress(path: str) -> bool:
+    """Whether ``path`` is the route's (``{job_id}`` is one non-empty segment)."""
+    return path.startswith(PREFIX) and len(path) > len(PREFIX) and "/" not in path[len(PREFIX) :]
+
+
+def event_id(header: str | None, query: str | None) -> int | None:
+    """The id to resume after: the header (EventSource sends it on every reconnect, to
+    the URL it first opened), else the query. Both must be ids when present."""
+    try:
+        from_header, from_query = sse.parse_event_id(header), sse.parse_event_id(query)
+    except ValueError:
+        raise ApiError(
+            422,
+            "invalid_last_event_id",
+            "Last-Event-ID must be ASCII digits, at most 9223372036854775807",
+        ) from None
+    return from_header if from_header is not None else from_query
+
+
+class ProgressStreams:
+    """The ASGI callable of the route, for the requests :func:`serve_first` routes to it
+    (and those FastAPI's route declaration hands back)."""
+
+    def __init__(self, services: Services, service: str) -> None:
+        self.services = services
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        started = time.perf_counter()
+        status = 500
+        try:
+            live: Subscription | None = None
+            answer: Response = _NO_CONTENT
+            try:
+                live = await self._open(scope)
+            except ApiError as exc:
+                if isinstance(exc, DependencyUnavailable):
+                    # An outage is expected operation, not a bug: one line, no traceback.
+                    log.warning("%s %s answered 503: %s", method, scope["path"], exc)
+                answer = error_response(exc)
+            except Exception as exc:
+                log.exception("unhandled error", exc_info=exc)
+                answer = JSONResponse(error_body("internal", "internal error"), 500)
+            HTTP_LATENCY.labels(self.service, method, ROUTE).observe(time.perf_counter() - started)
+            if live is None:  # an error, or 204: the client already has the final event
+                status = answer.status_code
+                await answer(scope, receive, send)
+                return
+            status = 200
+            await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+            await self._stream(receive, send, live)
+        finally:
+            HTTP_REQUESTS.labels(self.service, method, ROUTE, str(status)).inc()
+
+    async def _open(self, scope: Scope) -> Subscription | None:
+        """The checks, and where the stream starts, all before any byte is sent (a
+        database outage is a 503, not a broken 200); None when the client already has
+        the final event. The stream's live subscription, holding a slot."""
+        services = self.services
+        request = Request(scope)
+        query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+        job = job_id_of(scope["path"][len(PREFIX) :])
+        authorize(services.tokens, job, presented_tokens(request, query.get("access_token")))
+        after = event_id(request.headers.get("last-event-id"), query.get("last_event_id"))
+        if services.draining:
+            raise ApiError(
+                503, "shutting_down", "this notifier is shutting down", {"Retry-After": "1"}
+            )
+        fanout = services.fanout
+        live = fanout.join(job)  # before the read: nothing committed in between is missed
+        try:
+            live.begin = await streams.start(services.history, job, after)
+            if live.begin.seen_final:
+                fanout.leave(live)
+                return None
+            if not services.slots.acquire():
+                raise ApiError(
+                    503, "too_many_streams", "too many open progress streams", {"Retry-After": "5"}
+                )
+            gcpauses.stream_opened()
+        except BaseException:
+            fanout.leave(live)
+            raise
+        return live
+
+    async def _stream(self, receive: Receive, send: Send, live: Subscription) -> None:
+        """Send the stream's body; leave the fan-out and free the slot however it ends,
+        also when the client hangs up (the body's generator is then cancelled where it
+        waits).
+
+        The body runs in the request's own task and one plain task waits for the
+        disconnect, instead of Starlette's task group of two tasks and their cancel
+        scopes."""
+        services = self.services
+        settings = services.settings
+        begin, live.begin = live.begin, None
+        assert begin is not None
+        chunks = streams.follow(
+            services.history,
+            live,
+            begin,
+            heartbeat_seconds=settings.sse_heartbeat_seconds,
+            retry_ms=settings.sse_retry_ms,
+        )
+        del begin
+        streaming = asyncio.current_task()
+        assert streaming is not None
+        hung_up = finished = False
+
+        async def watch() -> None:
+            nonlocal hung_up
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            if not finished:
+                hung_up = True
+                streaming.cancel()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            async for chunk in chunks:
+                await send(
+                    {"type": "http.response.body", "body": chunk.encode(), "more_body": True}
+                )
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            finished = True  # no await since: the watcher cannot cancel a finished stream
+        except asyncio.CancelledError:
+            if not hung_up:
+                raise
+            streaming.uncancel()  # the client left: a normal end of the stream
+        finally:
+            watcher.cancel()
+            services.fanout.leave(live)
+            services.slots.release()
+            await chunks.aclose()
+
+
+_NO_CONTENT = Response(status_code=204)
+
+
+class _FastPath:
+    """In front of the app's middleware stack: the stream's GETs go to ``streams``."""
+
+    __slots__ = ("app", "streams")
+
+    def __init__(self, app: ASGIApp, streams: ASGIApp) -> None:
+        self.app = app
+        self.streams = streams
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine of its own: one frame fewer held by every open stream.
+        if scope["type"] == "http" and scope["method"] == "GET" and is_progress(scope["path"]):
+            return self.streams(scope, receive, send)
+        return self.app(scope, receive, send)
+
+
+def serve_first(app: FastAPI, endpoint: ProgressStreams) -> None:
+    """Answer the route's GETs with ``endpoint`` before ``app``'s middleware stack.
+
+    Starlette builds the stack on the first request; it is wrapped then, so the CORS
+    settings the app has by that time (``servicekit.http.allow_origins``) apply to the
+    stream too, in Starlette's own ``CORSMiddleware``. (OpenTelemetry's instrumentation
+    wraps the same method; both wrappers compose.)"""
+    app.state.progress = endpoint
+    build = app.build_middleware_stack
+
+    def build_middleware_stack() -> ASGIApp:
+        front: ASGIApp = endpoint
+        for middleware in reversed(app.user_middleware):
+            factory: object = middleware.cls
+            if factory is CORSMiddleware:
+                options: dict[str, Any] = middleware.kwargs
+                front = CORSMiddleware(front, **options)
+        return _FastPath(build(), front)
+
+    app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
+
+
+class EventStreamResponse(Response):
+    """What FastAPI's declaration of the route answers (OpenAPI reads its media type
+    and status): the request, handed to :class:`ProgressStreams`."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, endpoint: ASGIApp, status_code: int = 200) -> None:
+        super().__init__(status_code=status_code)
+        self._endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._endpoint(scope, receive, send)
