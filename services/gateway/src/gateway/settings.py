@@ -6,17 +6,11 @@ from servicekit.settings import DatabaseSettings
 class Settings(DatabaseSettings):
     http_port: int = 8101
     max_upload_bytes: int = Field(default=2 * 1024**3, description="Largest accepted file.")
-    # 1 MiB: half the messages of 512 KiB for the same bytes, and the per-message work
-    # (producer, broker, the uploader's handler) is a large share of the ingest CPU. With
-    # the finished marker sent behind the last chunk it was also the faster 202 for a
-    # 1 MiB upload in an interleaved A/B (bench/results/ingest_ab.md). A chunk and its
-    # headers stay below servicekit.kafka.MAX_MESSAGE_BYTES (2 MiB).
     chunk_bytes: int = Field(
-        default=1024 * 1024, description="Size of the chunk messages on `audio.upload`."
+        default=512 * 1024, description="Size of the chunk messages on `audio.upload`."
     )
     max_chunks_in_flight: int = Field(
-        default=4,
-        description="Unacknowledged chunks per upload; bounds memory per upload (4 MiB).",
+        default=8, description="Unacknowledged chunks per upload; bounds memory per upload."
     )
     kafka_timeout_seconds: float = Field(
         default=5.0,
