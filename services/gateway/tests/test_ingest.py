@@ -1,4 +1,3 @@
-import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 
@@ -8,7 +7,6 @@ from starlette.requests import ClientDisconnect
 
 from contracts import CeType, Event, JobStatusChanged, UploadFinished, UploadStarted, topics
 from gateway.ingest import UploadLimits, ingest
-from gateway.sink import Ack
 from servicekit.http import ApiError, DependencyUnavailable
 from tests.support.waiting import eventually
 
@@ -42,12 +40,7 @@ async def stream(
         raise then
 
 
-async def run(
-    body: AsyncIterator[bytes],
-    sink: FakeSink,
-    content_type: str = CT,
-    limits: UploadLimits = LIMITS,
-):
+async def run(body: AsyncIterator[bytes], sink: FakeSink, content_type: str = CT):
     return await ingest(
         body,
         content_type=content_type,
@@ -55,7 +48,7 @@ async def run(
         token_id="t1",
         owner=None,
         sink=sink,
-        limits=limits,
+        limits=LIMITS,
     )
 
 
@@ -173,63 +166,6 @@ async def test_kafka_refusing_a_chunk_is_503_and_no_finished_marker() -> None:
     await eventually(lambda: "UploadAborted" in sink.kinds(), within=5, what="the abort")
     assert "UploadFinished" not in sink.kinds()
     assert sink.kinds()[-1] == "UploadAborted"
-
-
-class HeldSink(FakeSink):
-    """Holds every acknowledgement until the test releases it; ``failing`` names the
-    messages (by their index) whose acknowledgement then fails."""
-
-    def __init__(self, failing: frozenset[int] = frozenset()) -> None:
-        super().__init__()
-        self.failing = failing
-        self.held: list[Ack] = []
-
-    def _ack(self) -> Ack:
-        future: Ack = asyncio.get_running_loop().create_future()
-        self.held.append(future)
-        return future
-
-    def release(self) -> None:
-        for n, future in enumerate(self.held):
-            if not future.done():
-                if n in self.failing:
-                    future.set_exception(KafkaTimeoutError())
-                else:
-                    future.set_result(None)
-
-
-async def test_the_finished_marker_follows_the_last_chunk_without_waiting_for_it() -> None:
-    # One round trip to the 202: the marker is handed to the producer before the last
-    # chunk is acknowledged, and the answer waits for both.
-    sink = HeldSink()
-    data = WAV_HEAD + b"\0" * 500
-    task = asyncio.create_task(run(stream(form(data)), sink))
-    await eventually(lambda: "UploadFinished" in sink.kinds(), within=5, what="the marker")
-    assert sink.kinds() == ["UploadStarted", "chunk", "UploadFinished"]
-    assert not any(future.done() for future in sink.held)
-    assert not task.done()
-    sink.release()
-    done = await task
-    assert done.size == len(data)
-
-
-@pytest.mark.parametrize("lost", [1, 2])
-async def test_a_chunk_lost_while_the_marker_is_taken_is_503_and_aborted(lost: int) -> None:
-    # started, chunk 0, chunk 1, finished: a chunk's acknowledgement fails although
-    # the marker's after it succeeds. No 202; the abort marker follows, and the uploader
-    # finds the chunk missing anyway (uploader tests: a missing chunk stores nothing).
-    sink = HeldSink(failing=frozenset({lost}))
-    limits = UploadLimits(
-        max_bytes=10_000, chunk_bytes=1000, max_chunks_in_flight=4, ack_timeout_seconds=5
-    )
-    task = asyncio.create_task(run(stream(form(WAV_HEAD + b"\0" * 1500)), sink, limits=limits))
-    await eventually(lambda: "UploadFinished" in sink.kinds(), within=5, what="the marker")
-    sink.release()
-    with pytest.raises(DependencyUnavailable):
-        await task
-    await eventually(lambda: "UploadAborted" in sink.kinds(), within=5, what="the abort")
-    assert sink.kinds() == ["UploadStarted", "chunk", "chunk", "UploadFinished", "UploadAborted"]
-    assert "JobStatusChanged" not in sink.kinds()
 
 
 class FullBufferSink(FakeSink):

@@ -2,9 +2,8 @@
 
 The body is read as it arrives; the ``file`` field's bytes are cut into chunks and
 produced to ``audio.upload`` behind an ``UploadStarted``, with a bounded number of
-unacknowledged chunks in flight, and the ``UploadFinished`` marker right behind the last
-chunk. Only after Kafka acknowledged every chunk and the marker does the client get its
-202.
+unacknowledged chunks in flight. Only after Kafka acknowledged every chunk, the
+``UploadFinished`` marker and the ``accepted`` status does the client get its 202.
 Anything that goes wrong after ``UploadStarted`` was sent is followed by
 ``UploadAborted`` so that the uploader drops what it holds.
 """
@@ -111,35 +110,9 @@ class ChunkPipeline:
             await self._send_chunk(chunk)
 
     async def flush(self) -> None:
-        await self._send_rest()
-        await self._drain()
-
-    async def finish(self) -> UploadFinished:
-        """Send the rest and the ``finished`` marker right behind it, then wait for every
-        acknowledgement: one round trip instead of two. The marker goes on the job's
-        partition behind its chunks and the idempotent producer keeps their order, but
-        a chunk may still fail while the marker is taken; then this raises (no 202),
-        and the uploader, finding a chunk missing or the size or sha256 different from
-        the marker's, stores nothing (docs/architecture.md §5.1, §5.4)."""
-        await self._send_rest()
-        marker = UploadFinished(
-            job_id=self.job_id,
-            chunk_count=self.sequence,
-            size=self.sent,
-            sha256=self.sha256.hexdigest(),
-        )
-        ack = await self.sink.event(topics.AUDIO_UPLOAD, marker, f"{self.job_id}:finished")
-        self.in_flight.append((ack, None))
-        await self._drain()
-        return marker
-
-    async def _send_rest(self) -> None:
         if self.buffer:
             await self._send_chunk(self.buffer.rest())
             self.buffer.clear()
-
-    async def _drain(self) -> None:
-        # In order: the first failure raises, whatever was acknowledged after it.
         while self.in_flight:
             await self._await_first()
 
@@ -258,7 +231,17 @@ async def ingest(
             await start()
         if upload.size < header_needed:  # a header longer than the sniffed head
             raise _too_short(upload.size, media_type, header_needed)
-        await upload.finish()
+        await upload.flush()
+        await upload.send_and_wait(
+            topics.AUDIO_UPLOAD,
+            UploadFinished(
+                job_id=job_id,
+                chunk_count=upload.sequence,
+                size=upload.size,
+                sha256=upload.sha256.hexdigest(),
+            ),
+            f"{job_id}:finished",
+        )
     except BaseException as exc:
         kafka_failed = isinstance(exc, (KafkaError, TimeoutError))
         if upload.started:
