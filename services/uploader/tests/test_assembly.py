@@ -88,7 +88,7 @@ async def test_a_checksum_mismatch_fails_the_job_and_aborts_the_upload() -> None
     n = await feed(a, data)
     await a.finished(finished(data[:-1] + b"x", n))
     assert "audio/j1" not in store.objects
-    assert store.aborted == ["u0"]
+    assert store.aborted == ["u0"] and store.uploads == {}
     failed = outbox.events[-1][1]
     assert isinstance(failed, JobStatusChanged) and failed.error
     assert failed.error.code == "checksum_mismatch"
@@ -101,6 +101,52 @@ async def test_a_missing_chunk_is_detected() -> None:
     await a.chunk("j1", 2, b"ijkl")
     await a.finished(finished(b"abcdefghijkl", 3))
     assert outbox.statuses() == ["failed"]
+
+
+async def test_a_file_within_one_part_is_one_put_with_its_metadata_and_no_multipart() -> None:
+    a, store, outbox = setup()
+    data = bytes(range(PART - 1))
+    await a.started(started())
+    n = await feed(a, data)
+    assert store.objects == {} and store.uploads == {}, "nothing is written before the end"
+    await a.finished(finished(data, n))
+    assert store.puts == ["audio/j1"] and store.uploads == {} and store.aborted == []
+    body, metadata = store.objects["audio/j1"]
+    assert body == data
+    assert metadata == {
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size": str(len(data)),
+        "job-id": "j1",
+    }
+    assert outbox.statuses() == ["uploading", "uploaded"]
+
+
+async def test_a_file_beyond_one_part_begins_the_multipart_upload_with_its_first_part() -> None:
+    a, store, _ = setup()
+    data = bytes(range(PART * 2 + 3))
+    await a.started(started())
+    assert store.uploads == {}
+    n = await feed(a, data)
+    await a.finished(finished(data, n))
+    assert store.puts == [] and store.objects["audio/j1"][0] == data
+
+
+@pytest.mark.parametrize("size", [PART - 2, PART * 2 + 3])
+async def test_a_chunk_lost_before_the_marker_stores_nothing(size: int) -> None:
+    # The gateway sends the marker behind the last chunk without waiting for it: a chunk
+    # the broker lost while taking the marker must not leave an object.
+    a, store, outbox = setup()
+    data = bytes(range(size))
+    await a.started(started())
+    chunks = [data[i : i + 4] for i in range(0, len(data), 4)]
+    for n, chunk in enumerate(chunks):
+        if n != len(chunks) - 1:
+            await a.chunk("j1", n, chunk)
+    await a.finished(finished(data, len(chunks)))
+    assert store.objects == {} and store.uploads == {}
+    failed = outbox.events[-1][1]
+    assert isinstance(failed, JobStatusChanged) and failed.error
+    assert failed.error.code == "checksum_mismatch"
 
 
 async def test_abort_drops_the_multipart_upload() -> None:

@@ -127,6 +127,53 @@ async def test_chunks_and_finished_marker_delivered_twice_store_one_object(
     await assert_each_stored_once(rig, [{"job_id": job_id, "sha256": finished.sha256}])
 
 
+async def test_a_chunk_missing_before_the_marker_stores_nothing_one_part_or_many(
+    rig: UploadRig, producer: KafkaBroker
+):
+    # The gateway sends the finished marker without waiting for the last chunk's
+    # acknowledgement; a chunk the broker lost while it took the marker must leave no
+    # object, whether the file would be one PutObject or a multipart upload.
+    await rig.service("uploader")
+    jobs = {}
+    for name, size, lose in (
+        ("whole", 300 * 1024, None),
+        ("one part", 300 * 1024, 1),
+        ("many parts", PART_BYTES + 2 * MiB, 3),
+    ):
+        job_id = str(uuid.uuid4())
+        data = audio_bytes(size)
+        chunks = [data[i : i + 128 * 1024] for i in range(0, len(data), 128 * 1024)]
+        started = UploadStarted(
+            job_id=job_id,
+            token_id="t",
+            filename="a.wav",
+            content_type="audio/wav",
+            chunk_size=128 * 1024,
+        )
+        await publish_event(producer, topics.AUDIO_UPLOAD, started, source="t", ce_id=f"{job_id}:s")
+        for seq, chunk in enumerate(chunks):
+            if seq != lose:
+                await send_chunk(producer, job_id, seq, chunk)
+        finished = UploadFinished(
+            job_id=job_id,
+            chunk_count=len(chunks),
+            size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
+        await publish_event(
+            producer, topics.AUDIO_UPLOAD, finished, source="t", ce_id=f"{job_id}:f"
+        )
+        jobs[name] = (job_id, finished.sha256)
+    for name, expected in (("whole", "uploaded"), ("one part", "failed"), ("many parts", "failed")):
+        job_id = jobs[name][0]
+
+        def reached(job_id: str = job_id, expected: str = expected) -> bool:
+            return expected in rig.status.statuses(job_id)
+
+        await eventually(reached, what=f"{name} {expected}")
+    await assert_each_stored_once(rig, [{"job_id": jobs["whole"][0], "sha256": jobs["whole"][1]}])
+
+
 async def test_a_poison_message_is_dead_lettered_and_the_partition_moves_on(
     rig: UploadRig, producer: KafkaBroker
 ):

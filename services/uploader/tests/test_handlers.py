@@ -138,6 +138,9 @@ class FailingStore(FakeStore):
     async def complete(self, key, upload_id, etags, metadata, content_type) -> None:
         raise StorageError("the bucket is gone")
 
+    async def put(self, key, data, metadata, content_type) -> None:
+        raise StorageError("the bucket is gone")
+
 
 async def test_a_storage_failure_fails_the_job_and_closes_it() -> None:
     store = FailingStore()
@@ -147,7 +150,7 @@ async def test_a_storage_failure_fails_the_job_and_closes_it() -> None:
     assert seen.statuses()[-1] == "failed"
     failed = json.loads(seen.messages[topics.JOB_STATUS][-1][1])
     assert failed["error"]["code"] == "storage_failed"
-    assert store.aborted, "the multipart upload is aborted"
+    assert not store.uploads and not store.objects, "nothing is left in the bucket"
     assert topics.AUDIO_STORED not in seen.messages
     assert seen.commits
 

@@ -13,6 +13,7 @@ class FakeStore:
         self.uploads: dict[str, dict[int, bytes]] = {}
         self.objects: dict[str, tuple[bytes, dict[str, str]]] = {}
         self.aborted: list[str] = []
+        self.puts: list[str] = []
 
     async def start(self, key: str, content_type: str) -> str:
         upload_id = f"u{len(self.uploads)}"
@@ -27,6 +28,12 @@ class FakeStore:
         parts = self.uploads.pop(upload_id)
         assert all(len(parts[n]) >= PART for n in range(1, len(parts)))
         self.objects[key] = (b"".join(parts[n] for n in sorted(parts)), metadata)
+
+    async def put(
+        self, key: str, data: bytes | bytearray, metadata: dict[str, str], content_type: str
+    ) -> None:
+        self.objects[key] = (bytes(data), metadata)
+        self.puts.append(key)
 
     async def abort(self, key: str, upload_id: str) -> None:
         self.uploads.pop(upload_id, None)

@@ -57,7 +57,8 @@ class InlineContext(ContextField):
     such one in a worker thread (``anyio.to_thread``): a thread hop, with its GIL
     handovers, per context parameter per message. For the uploader, which takes three
     per ``audio.upload`` chunk, that was a tenth of its CPU samples (issue 14,
-    bench/results/profile-ingest.md). The lookup itself is a dict access."""
+    bench/results/profile-ingest.md). The lookup itself is a dict access. Every Kafka
+    handler (uploader, analyzer-bridge, notifier) takes its parameters this way."""
 
     async def use(self, /, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
         resolved: dict[str, Any] = super().use(**kwargs)

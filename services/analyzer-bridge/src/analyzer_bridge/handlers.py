@@ -13,13 +13,10 @@ import logging
 from dataclasses import dataclass
 from typing import Annotated
 
-from faststream import Context
-from faststream.kafka.annotations import KafkaMessage
-
 from analyzer_bridge.ports import AnalysisStore, DependencyUnavailable, EventPublisher
 from analyzer_bridge.requesting import Requester
 from contracts import AudioStored
-from servicekit.kafka import PoisonMessage, decode_event
+from servicekit.kafka import InlineContext, MessageParam, PoisonMessage, decode_event
 from servicekit.logs import job_id_var
 
 log = logging.getLogger(__name__)
@@ -40,7 +37,9 @@ class Intake:
     retry_pause_seconds: float = RETRY_PAUSE_SECONDS
 
 
-async def on_audio_stored(message: KafkaMessage, intake: Annotated[Intake, Context()]) -> None:
+async def on_audio_stored(
+    message: MessageParam, intake: Annotated[Intake, InlineContext()]
+) -> None:
     raw = message.raw_message
     topic = raw.topic if not isinstance(raw, tuple) else ""
     try:

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from aiokafka.structs import ConsumerRecord
-from faststream import Context
-from faststream.kafka.annotations import KafkaMessage
 from opentelemetry import trace
 from opentelemetry.propagate import get_global_textmap
 
@@ -28,7 +26,7 @@ from contracts import JobStatusChanged, headers, topics
 from notifier.ports import DeadLetters
 from notifier.projector import Projector
 from servicekit.http import DependencyUnavailable
-from servicekit.kafka import PoisonMessage, decode_event
+from servicekit.kafka import InlineContext, MessageParam, PoisonMessage, decode_event
 
 log = logging.getLogger(__name__)
 _TRACER = trace.get_tracer(__name__)
@@ -65,7 +63,9 @@ def parse(message_headers: dict[str, Any], body: bytes) -> tuple[str, JobStatusC
     return ce_id, event
 
 
-async def on_job_statuses(message: KafkaMessage, statuses: Annotated[Statuses, Context()]) -> None:
+async def on_job_statuses(
+    message: MessageParam, statuses: Annotated[Statuses, InlineContext()]
+) -> None:
     records: tuple[ConsumerRecord[bytes, bytes], ...] = message.raw_message
     events = []
     for record in records:

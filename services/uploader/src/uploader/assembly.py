@@ -5,6 +5,10 @@ most one part being uploaded in the background, so the parts of concurrent jobs 
 S3 in parallel while memory stays at about two parts per job. On ``UploadFinished`` it
 checks the chunk count, size and sha256 against the gateway's before completing the
 multipart upload (docs/architecture.md §5.4).
+
+The multipart upload is begun with the first full part. A file that ends before one
+(the common short recording) is stored with one PutObject once it is verified: one S3
+request instead of create, upload part, complete and the metadata copy.
 """
 
 import asyncio
@@ -149,11 +153,10 @@ class Assembler:
             return True  # replayed from before its checkpoint: continue it
         key = self._prefix + event.job_id
         stored = await self._store.stored_sha256(key)
-        upload_id = None if stored else await self._store.start(key, event.content_type)
         self.jobs[event.job_id] = OpenJob(
             event,
             key,
-            upload_id,
+            None,
             Blocks(self._part_bytes, bytearray),
             already_stored=stored,
             reported_at=self._clock(),
@@ -256,19 +259,20 @@ class Assembler:
             ),
             f"{event.job_id}:status:uploading",
         )
-        if job.buffer or not job.etags:
-            rest = job.buffer.rest()
-            job.sha256.update(rest)
-            await self._put_part(job, rest)
-            job.buffer.clear()
-        assert job.upload_id is not None
-        await self._store.complete(
-            job.key,
-            job.upload_id,
-            job.etags,
-            {"sha256": event.sha256, "size": str(event.size), "job-id": event.job_id},
-            job.started.content_type,
-        )
+        metadata = {"sha256": event.sha256, "size": str(event.size), "job-id": event.job_id}
+        rest = job.buffer.rest()
+        if job.upload_id is None:
+            # No part was cut: the whole file is ``rest``, verified above, so it is
+            # written once and visible only complete, with its metadata.
+            await self._store.put(job.key, rest, metadata, job.started.content_type)
+        else:
+            if rest:
+                job.sha256.update(rest)
+                await self._put_part(job, rest)
+            await self._store.complete(
+                job.key, job.upload_id, job.etags, metadata, job.started.content_type
+            )
+        job.buffer.clear()
         OBJECTS_STORED.inc()
         await self._announce(job, event)
         self.jobs.pop(event.job_id)
@@ -313,8 +317,10 @@ class Assembler:
     async def _put_part(
         self, job: OpenJob, data: bytes | bytearray, digest: bytes | None = None, sequence: int = 0
     ) -> None:
-        # Parts are numbered in order: at most one is in flight per job.
-        assert job.upload_id is not None
+        # Parts are numbered in order: at most one is in flight per job, so the first
+        # begins the multipart upload alone.
+        if job.upload_id is None:
+            job.upload_id = await self._store.start(job.key, job.started.content_type)
         etag = await self._store.put_part(job.key, job.upload_id, len(job.etags) + 1, data)
         job.etags.append(etag)
         job.parted += len(data)

@@ -18,7 +18,7 @@ class StorageError(Exception):
 
 
 class ObjectStore(Protocol):
-    """Multipart uploads into one bucket."""
+    """Objects in one bucket: multipart uploads, or one request for a one-part file."""
 
     async def start(self, key: str, content_type: str) -> str:
         """Begin a multipart upload, first aborting any left on ``key``; its upload id."""
@@ -35,6 +35,11 @@ class ObjectStore(Protocol):
         content_type: str,
     ) -> None:
         """Assemble the parts into the object and record ``metadata`` on it."""
+
+    async def put(
+        self, key: str, data: bytes | bytearray, metadata: dict[str, str], content_type: str
+    ) -> None:
+        """Store ``data`` as the whole object at ``key`` with ``metadata``, in one request."""
 
     async def abort(self, key: str, upload_id: str) -> None:
         """Abort a multipart upload; one that is gone already is not an error."""

@@ -1,4 +1,5 @@
-"""S3 multipart uploads: :class:`uploader.ports.ObjectStore` over aiobotocore.
+"""S3 objects, multipart or in one PutObject: :class:`uploader.ports.ObjectStore` over
+aiobotocore.
 
 The client is opened when the store is entered (``async with``) and closed on exit;
 every botocore error leaves as :class:`uploader.ports.StorageError`.
@@ -102,6 +103,19 @@ class S3ObjectStore(Resource):
                 CopySource={"Bucket": self.bucket, "Key": key},
                 Metadata=metadata,
                 MetadataDirective="REPLACE",
+                ContentType=content_type,
+            )
+
+    async def put(
+        self, key: str, data: bytes | bytearray, metadata: dict[str, str], content_type: str
+    ) -> None:
+        async with _storage_errors():
+            # One request, and the metadata is on the object the moment it is visible.
+            await self._s3.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=cast("bytes", data),  # a bytearray as it is (see put_part)
+                Metadata=metadata,
                 ContentType=content_type,
             )
 
