@@ -14,6 +14,7 @@ from functools import cached_property
 from typing import Any
 
 from contracts import JobStatus, JobStatusChanged, progress_after
+from notifier import sse
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,13 @@ class JobSnapshot:
         (a cached_property writes the instance ``__dict__``, so it works on a frozen
         dataclass and stays out of its fields, equality and repr)."""
         return json.dumps(self.public(), separators=(",", ":"))
+
+    @cached_property
+    def sse_event(self) -> str:
+        """The SSE event of this state, formatted once for every stream that sends it
+        (formatting it per stream showed in py-spy profiles of a 10,000-stream fan-out;
+        issue 14)."""
+        return sse.message(self.event_id, self.public_json)
 
 
 class Outcome(StrEnum):

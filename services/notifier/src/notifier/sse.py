@@ -4,7 +4,10 @@ Events use the default type (no ``event:`` line) so that ``EventSource.onmessage
 fires, as the seed's browser code expects (docs/architecture.md §2).
 """
 
-from notifier.projection import JobSnapshot
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # projection builds its event text with :func:`message`
+    from notifier.projection import JobSnapshot
 
 KEEP_ALIVE = ": keep-alive\n\n"
 
@@ -42,7 +45,7 @@ def message(event_id: int, data: str) -> str:
     return f"id: {event_id}\n{lines}\n"
 
 
-def snapshot_event(snapshot: JobSnapshot) -> str:
-    """The event of ``snapshot``; its JSON is built once per event and shared by every
-    stream that sends it (``JobSnapshot.public_json``)."""
-    return message(snapshot.event_id, snapshot.public_json)
+def snapshot_event(snapshot: "JobSnapshot") -> str:
+    """The event of ``snapshot``; its text is built once per event and shared by every
+    stream that sends it (``JobSnapshot.sse_event``)."""
+    return snapshot.sse_event
