@@ -157,6 +157,29 @@ async def test_abort_drops_the_multipart_upload() -> None:
     assert store.aborted == ["u0"] and store.objects == {} and outbox.events == []
 
 
+async def test_an_abort_behind_a_stored_finished_marker_removes_the_object() -> None:
+    # The broker took the finished marker, died before acknowledging it, and delivered
+    # it after its restart: the gateway had answered 503 and sent the abort behind it.
+    a, store, outbox = setup()
+    data = bytes(range(30))
+    await a.started(started())
+    n = await feed(a, data)
+    await a.finished(finished(data, n))
+    assert "audio/j1" in store.objects
+    await a.aborted(UploadAborted(job_id="j1", reason="kafka_unavailable"))
+    assert store.objects == {}
+    assert outbox.statuses() == ["uploading", "uploaded", "failed"]
+    # A replay of the abort finds nothing more to do.
+    await a.aborted(UploadAborted(job_id="j1", reason="kafka_unavailable"))
+    assert outbox.statuses() == ["uploading", "uploaded", "failed"]
+
+
+async def test_an_abort_for_an_unknown_job_changes_nothing() -> None:
+    a, store, outbox = setup()
+    await a.aborted(UploadAborted(job_id="j9", reason="client went away"))
+    assert store.objects == {} and outbox.events == []
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 100.0

@@ -43,6 +43,9 @@ class FakeStore:
         obj = self.objects.get(key)
         return obj[1]["sha256"] if obj else None
 
+    async def delete(self, key: str) -> None:
+        self.objects.pop(key, None)
+
     async def unfinished(self, prefix: str) -> list[tuple[str, str, datetime]]:
         return [(f"{prefix}?", upload_id, datetime.now(UTC)) for upload_id in self.uploads]
 

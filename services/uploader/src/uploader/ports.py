@@ -47,6 +47,9 @@ class ObjectStore(Protocol):
     async def stored_sha256(self, key: str) -> str | None:
         """The sha256 recorded on a complete object at ``key``, if there is one."""
 
+    async def delete(self, key: str) -> None:
+        """Remove the complete object at ``key``; one that is gone already is not an error."""
+
     async def unfinished(self, prefix: str) -> list[tuple[str, str, datetime]]:
         """Multipart uploads in progress under ``prefix``: (key, upload id, initiated)."""
 

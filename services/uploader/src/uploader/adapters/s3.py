@@ -139,6 +139,10 @@ class S3ObjectStore(Resource):
                 raise
             return head.get("Metadata", {}).get("sha256")
 
+    async def delete(self, key: str) -> None:
+        async with _storage_errors():
+            await self._s3.delete_object(Bucket=self.bucket, Key=key)
+
     async def unfinished(self, prefix: str) -> list[tuple[str, str, datetime]]:
         found = []
         async with _storage_errors():
