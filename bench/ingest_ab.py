@@ -31,11 +31,8 @@ import socket
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
-
-import httpx
 
 from bench.report import load_average, write
 from bench.sse import wait_ready
@@ -47,7 +44,7 @@ from bench.upload import (
     ingest_stack,
     pct,
     pipeline_round,
-    upload,
+    time_to_202,
 )
 from servicekit.settings import S3Settings
 
@@ -105,17 +102,6 @@ def gateway_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen
                 proc.wait()
 
 
-async def times_to_202(base: str, count: int) -> list[float]:
-    data = audio(MiB, 7)
-    times = []
-    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
-        for _ in range(count):
-            start = time.perf_counter()
-            await upload(client, data)
-            times.append((time.perf_counter() - start) * 1000)
-    return times
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
@@ -162,7 +148,7 @@ async def main() -> None:
             await watcher.start()
             files = [audio(20 * MiB, i) for i in range(10)]
             for name in variants:  # warm up connections and code paths
-                await times_to_202(bases[name], 3)
+                await time_to_202(bases[name], 3)
                 await pipeline_round(bases[name], files[:2], 2, watcher)
             latencies: dict[str, list[float]] = {name: [] for name in variants}
             throughput: dict[str, list[float]] = {name: [] for name in variants}
@@ -173,7 +159,7 @@ async def main() -> None:
             for r in range(args.rounds):
                 order = names[r % len(names) :] + names[: r % len(names)]
                 for name in order:
-                    latencies[name] += await times_to_202(bases[name], args.per_round)
+                    latencies[name] += await time_to_202(bases[name], args.per_round)
                 for name in order:
                     pid = procs[name].pid
                     before = cpu_seconds(pid)
