@@ -302,16 +302,14 @@ class Assembler:
         abort only for an upload it did not answer 202 (docs/architecture.md §5): here the
         broker took the finished marker but died before acknowledging it, and delivered it
         after its restart, ahead of the abort. The client was told to retry, so the object
-        is nobody's: it goes, and the job ends `failed` rather than be analysed."""
+        is nobody's: it goes. No status is published here: this runs right after a broker
+        restart, where waiting on an acknowledgement stalled the consumer (chaos suite);
+        the analysis of the removed object fails and ends the job."""
         key = self._prefix + event.job_id
         if await self._store.stored_sha256(key) is None:
             return
         await self._store.delete(key)
         log.warning("removed the object of an upload the gateway aborted: %s", event.reason)
-        await self._events.status(
-            JobStatusChanged.failed(event.job_id, ErrorCode.UPLOAD_ABORTED, event.reason),
-            f"{event.job_id}:status:failed",
-        )
 
     async def fail_storage(self, job_id: str, exc: StorageError) -> None:
         job = self.jobs.get(job_id)
