@@ -25,10 +25,13 @@ from faststream.message import StreamMessage
 from pydantic import ValidationError
 
 from contracts import CE_TYPE_OF, EVENT_TYPES, Event, headers, topics
+from servicekit import kafka_uvloop
 from servicekit.metrics import registry
 from servicekit.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
+
+kafka_uvloop.install()  # before any connection: a dropped connection must not end a task
 
 MAX_MESSAGE_BYTES = 2 * 1024 * 1024
 """Largest message we produce; upload chunks and the events carrying an analysis
