@@ -302,9 +302,10 @@ class Assembler:
         abort only for an upload it did not answer 202 (docs/architecture.md §5): here the
         broker took the finished marker but died before acknowledging it, and delivered it
         after its restart, ahead of the abort. The client was told to retry, so the object
-        is nobody's: it goes. No status is published here: this runs right after a broker
-        restart, where waiting on an acknowledgement stalled the consumer (chaos suite);
-        the analysis of the removed object fails and ends the job."""
+        is nobody's: it goes. No status is published here: ``uploaded`` and
+        ``audio.stored`` are out already, so the bridge owns the job's end, and the
+        analysis of the removed object fails and ends it; a ``failed`` from here as
+        well could race the bridge's final status (one final status per job, §3)."""
         key = self._prefix + event.job_id
         if await self._store.stored_sha256(key) is None:
             return
