@@ -133,6 +133,7 @@ class DetachingHttpToolsProtocol(HttpToolsProtocol):
             self.cycle = None  # type: ignore[assignment]
             self.scope = None  # type: ignore[assignment]
             self.headers = None  # type: ignore[assignment]
+            self.url = b""
         response = DetachedResponse(self, listener, cycle.keep_alive)
         if disconnected or self.transport.is_closing():
             response._detach()
