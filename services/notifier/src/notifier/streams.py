@@ -14,7 +14,7 @@ carries on (heartbeats) and catches up when the LISTEN connection is back.
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from opentelemetry import trace
 from opentelemetry.propagate import get_global_textmap
@@ -23,7 +23,7 @@ from notifier import sse
 from notifier.fanout import Subscription
 from notifier.ports import History
 from notifier.projection import JobSnapshot
-from servicekit.detached import DetachedResponse, chunk
+from servicekit.detached import chunk
 from servicekit.http import DependencyUnavailable
 from servicekit.metrics import SSE_STREAMS
 
@@ -73,6 +73,18 @@ async def start(store: History, job_id: str, after: int | None) -> Start:
     return Start(current, await store.applied_after(job_id, after), after)
 
 
+class Body(Protocol):
+    """Where a stream writes: ``servicekit.detached.DetachedResponse`` (a fake in tests)."""
+
+    @property
+    def paused(self) -> bool:
+        """The client reads slower than the stream writes."""
+
+    def write(self, framed: bytes) -> None: ...
+
+    def end(self, framed: bytes = b"") -> None: ...
+
+
 class Stream(Subscription):
     """One open SSE stream: its live subscription, and the response it writes to.
 
@@ -97,7 +109,7 @@ class Stream(Subscription):
     def __init__(self, job_id: str, services: "Services") -> None:
         super().__init__(job_id, services.fanout.queue_size)
         self._services = services
-        self._response: DetachedResponse | None = None
+        self._response: Body | None = None
         self._reading: asyncio.Task[None] | None = None
         self._replay: list[JobSnapshot] | None = None
         """Events read from the history and not written yet, the next one last."""
@@ -107,7 +119,7 @@ class Stream(Subscription):
         """The id of the last event sent."""
 
     # What the protocol calls (servicekit.detached.DetachedStream).
-    def attached(self, response: DetachedResponse) -> None:
+    def attached(self, response: Body) -> None:
         begin, self.begin = self.begin, None
         assert begin is not None, "a stream starts where start() said"
         self._response = response
