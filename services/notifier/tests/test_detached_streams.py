@@ -194,3 +194,26 @@ async def test_a_client_that_hangs_up_frees_its_stream(served) -> None:
     await eventually(lambda: services.slots.open == 0, what="the stream to be freed")
     assert services.fanout.subscriber_count() == 0
     assert not [c for c in server.server_state.connections if c.detached is not None]
+
+
+async def test_a_client_that_hangs_up_before_the_stream_began_leaves_nothing(served) -> None:
+    port, server, history = served
+    job = str(uuid.uuid4())
+    history.add(snapshot(job, 1, JobStatus.UPLOADING))
+    gate = asyncio.Event()
+    current = history.current
+
+    async def slow_current(job_id: str) -> JobSnapshot | None:
+        await gate.wait()  # the database answers after the client left
+        return await current(job_id)
+
+    history.current = slow_current  # type: ignore[method-assign]
+    _, writer = await connect(port)
+    writer.write(request(job))
+    services = server.config.app.state.services
+    await eventually(lambda: services.fanout.subscriber_count() == 1, what="the request")
+    writer.close()
+    await eventually(lambda: not server.server_state.connections, what="the hang-up")
+    gate.set()
+    await eventually(lambda: services.fanout.subscriber_count() == 0, what="the stream to leave")
+    assert services.slots.open == 0

@@ -122,9 +122,11 @@ class DetachingHttpToolsProtocol(HttpToolsProtocol):
         super()._start_asgi_task(cycle, cast(ASGI3Application, _Detaching(self, cycle, app)))
 
     def _detach(self, cycle: RequestResponseCycle, listener: DetachedStream) -> None:
+        if cycle.disconnected:  # the client left before the head (uvicorn wrote nothing)
+            listener.lost()
+            return
         if not cycle.response_started or cycle.response_complete or not cycle.chunked_encoding:
             raise RuntimeError("http.response.detach needs a started, chunked response")
-        disconnected = cycle.disconnected
         # The cycle is done as far as uvicorn's task is concerned (it returns quietly);
         # the protocol forgets it, its scope and headers (pipelined requests behind
         # this one keep their own).
@@ -135,7 +137,7 @@ class DetachingHttpToolsProtocol(HttpToolsProtocol):
             self.headers = None  # type: ignore[assignment]
             self.url = b""
         response = DetachedResponse(self, listener, cycle.keep_alive)
-        if disconnected or self.transport.is_closing():
+        if self.transport.is_closing():
             response._detach()
             listener.lost()
             return

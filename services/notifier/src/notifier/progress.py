@@ -95,7 +95,7 @@ class ProgressStreams:
             answer: Response = _NO_CONTENT
             try:
                 live = await self._open(scope)
-                if live is not None and method != "HEAD" and not _detachable(scope):
+                if live is not None and not _detachable(scope):
                     live.abandon()
                     live = None
                     raise RuntimeError("progress streams need servicekit.serve(detached=True)")
@@ -115,17 +115,13 @@ class ProgressStreams:
             status = 200
             try:
                 await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
-                if method == "HEAD":
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
             except BaseException:
                 live.abandon()
                 raise
-            if method == "HEAD":
-                live.abandon()
-                return
             # From here the protocol writes the body (live.attached), this task ends.
             await send({"type": detached.EXTENSION, "stream": live})
         finally:
+            # A stream counts once its head is sent: its body is the protocol's.
             HTTP_REQUESTS.labels(self.service, method, ROUTE, str(status)).inc()
 
     async def _open(self, scope: Scope) -> Stream | None:
@@ -179,7 +175,7 @@ class _FastPath:
         self.streams = streams
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        # Not a coroutine of its own: one frame fewer held by every open stream.
+        # Not a coroutine of its own: one frame fewer for every stream while it opens.
         if scope["type"] == "http" and scope["method"] == "GET" and is_progress(scope["path"]):
             return self.streams(scope, receive, send)
         return self.app(scope, receive, send)
