@@ -205,9 +205,10 @@ async def test_a_client_that_hangs_up_before_the_stream_began_leaves_nothing(ser
 
     async def slow_current(job_id: str) -> JobSnapshot | None:
         await gate.wait()  # the database answers after the client left
-        return await current(job_id)
+        found: JobSnapshot | None = await current(job_id)
+        return found
 
-    history.current = slow_current  # type: ignore[method-assign]
+    history.current = slow_current
     _, writer = await connect(port)
     writer.write(request(job))
     services = server.config.app.state.services

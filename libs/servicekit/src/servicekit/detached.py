@@ -73,13 +73,8 @@ class DetachedResponse:
         than the listener writes. Writing on grows the buffer; a listener that must not
         grow without bound waits for ``writable``."""
 
-    @property
-    def ended(self) -> bool:
-        """Ended, or the connection is gone: writing does nothing."""
-        return self._protocol is None
-
     def write(self, framed: bytes) -> None:
-        """Write one or more chunks (:func:`chunk`)."""
+        """Write one or more chunks (:func:`chunk`); nothing once ended or lost."""
         if self._protocol is not None:
             self._protocol.transport.write(framed)
 

@@ -95,7 +95,8 @@ class Stream(Subscription):
     one heartbeat clock (:class:`Heartbeats`) writes the keep-alives of idle streams; a
     task exists only while a stream re-reads the history.
 
-    The order of what is sent is :func:`start`'s, then: ended by the drain (``closed``),
+    The order: what :func:`start` or a re-read of the history returned, then: ended by
+    the drain (``closed``),
     else re-read the history when live events may be missing (``lagged``), else the
     next live event (one already sent by id is dropped), else a heartbeat after
     ``SSE_HEARTBEAT_SECONDS`` of silence; the final event ends the stream. A slow
@@ -202,6 +203,13 @@ class Stream(Subscription):
                 "ending the stream after id %d: %s", self.last, exc, extra={"job_id": self.job_id}
             )
             self._finish(_DATABASE_GONE)
+            return
+        except Exception:
+            # Not an outage: a bug. End the stream (its client resumes by Last-Event-ID)
+            # rather than leave it waiting for a read that ended.
+            self._reading = None
+            log.exception("ending the stream after id %d", self.last, extra={"job_id": self.job_id})
+            self._finish()
             return
         self._reading = None
         if self._response is not None:
