@@ -66,7 +66,9 @@ def serve(port: int, out: Path) -> None:
     )
     app = create_app(settings)
     app.state.services.history = _History()
-    running = server(app, settings, on_shutdown=app.state.services.drain, lifespan="off")
+    running = server(
+        app, settings, on_shutdown=app.state.services.drain, lifespan="off", detached=True
+    )
     taken = 0
 
     def snapshot() -> None:

@@ -51,7 +51,7 @@ def main(port: int, out: Path) -> None:
     app = create_app(settings)
     services = app.state.services
     services.history = _History()
-    running = server(app, settings, on_shutdown=services.drain, lifespan="off")
+    running = server(app, settings, on_shutdown=services.drain, lifespan="off", detached=True)
     probes = 0
 
     def probe() -> None:

@@ -5,6 +5,7 @@ import asyncio
 from collections.abc import Callable
 
 from contracts import JobStatusChanged
+from notifier.fanout import Subscription
 from notifier.ports import OnApplied
 from notifier.projection import Decision, JobSnapshot, Outcome, decide
 from servicekit.http import DependencyUnavailable
@@ -110,3 +111,30 @@ class FakeDeadLetters:
         self, topic: str, key: bytes | None, value: bytes, headers: dict[str, str], reason: str
     ) -> None:
         self.dead.append((topic, reason))
+
+
+class Waiting(Subscription):
+    """A subscription read by waiting for it, as these tests read one."""
+
+    __slots__ = ("_waiter",)
+
+    def __init__(self, job_id: str, size: int = 64) -> None:
+        super().__init__(job_id, size)
+        self._waiter: asyncio.Future[None] | None = None
+
+    def wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def next(self, wait_seconds: float) -> JobSnapshot | None:
+        """The next live event, or None after ``wait_seconds`` or a wake-up (then the
+        reader looks at ``lagged`` and ``closed``)."""
+        if not self.pending() and not self.lagged and not self.closed:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(self._waiter, wait_seconds)
+            except TimeoutError:
+                pass
+            finally:
+                self._waiter = None
+        return self.take()

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
@@ -16,6 +17,7 @@ from notifier.app import create_app
 from notifier.fanout import FanOut
 from notifier.ports import History
 from notifier.settings import Settings
+from notifier.streams import StreamSlots
 from servicekit.serve import server as build_server
 from tests.support.waiting import eventually
 
@@ -33,6 +35,31 @@ LIFECYCLE = [
 ]
 
 
+class MemoryResponse:
+    """What ``servicekit.detached.DetachedResponse`` is to a stream, in memory: the
+    bodies of the chunks written, in order, then None for the end."""
+
+    def __init__(self) -> None:
+        self.bodies: asyncio.Queue[str | None] = asyncio.Queue()
+        self.paused = False
+        self.keep_alive = True
+        self.ended = False
+
+    def write(self, framed: bytes) -> None:
+        while framed:
+            size, _, rest = framed.partition(b"\r\n")
+            length = int(size, 16)
+            assert length and rest[length : length + 2] == b"\r\n", "a chunk, framed"
+            self.bodies.put_nowait(rest[:length].decode())
+            framed = rest[length + 2 :]
+
+    def end(self, framed: bytes = b"") -> None:
+        assert not self.ended
+        self.write(framed)
+        self.ended = True
+        self.bodies.put_nowait(None)
+
+
 async def job_stream(
     store: History,
     fanout: FanOut,
@@ -42,17 +69,28 @@ async def job_stream(
     heartbeat_seconds: float,
     retry_ms: int,
 ) -> AsyncIterator[str]:
-    """One job's SSE text as the route serves it: subscribe, read the start, follow,
-    leave (the route leaves in the response's close instead)."""
-    live = fanout.join(job_id)
+    """One job's SSE text as the route serves it: subscribe, read the start, hand the
+    stream its response (as the protocol does), read what it writes; closing the
+    iterator is the client hanging up."""
+    services: Any = SimpleNamespace(
+        history=store,
+        fanout=fanout,
+        slots=StreamSlots(100),
+        heartbeats=streams.Heartbeats(heartbeat_seconds),
+        settings=SimpleNamespace(sse_retry_ms=retry_ms),
+    )
+    live = fanout.join(streams.Stream(job_id, services))
+    response = MemoryResponse()
     try:
-        begin = await streams.start(store, job_id, after)
-        async for chunk in streams.follow(
-            store, live, begin, heartbeat_seconds=heartbeat_seconds, retry_ms=retry_ms
-        ):
-            yield chunk
+        live.begin = await streams.start(store, job_id, after)
+        assert services.slots.acquire()
+        live.attached(response)
+        while (body := await response.bodies.get()) is not None:
+            yield body
     finally:
-        fanout.leave(live)
+        if not response.ended:
+            live.lost()
+        assert services.slots.open == 0, "the stream freed its slot"
 
 
 @dataclass
@@ -125,7 +163,9 @@ async def running_server(settings: Settings, **config) -> AsyncIterator[tuple[st
     """As :func:`running`, with the uvicorn server (its app: ``server.config.app``)."""
     app = create_app(settings)
     options: dict[str, Any] = {"ws": "none", "timeout_graceful_shutdown": 2} | config
-    server = build_server(app, settings, on_shutdown=app.state.services.drain, **options)
+    server = build_server(
+        app, settings, on_shutdown=app.state.services.drain, detached=True, **options
+    )
     task = asyncio.create_task(server.serve())
     deadline = asyncio.get_running_loop().time() + 90
     while not server.started:

@@ -1,12 +1,17 @@
 import asyncio
+import sys
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from contracts import JobStatus
 from notifier.fanout import FanOut
 from notifier.projection import JobSnapshot
+
+sys.path.insert(0, str(Path(__file__).parent))
+from notifier_fakes import Waiting
 
 pytestmark = pytest.mark.unit
 
@@ -20,7 +25,7 @@ def snapshot(job_id: str, event_id: int) -> JobSnapshot:
 async def test_event_reaches_only_subscribers_of_its_job():
     fanout = FanOut()
     job, other = str(uuid.uuid4()), str(uuid.uuid4())
-    with fanout.subscribe(job) as mine, fanout.subscribe(other) as theirs:
+    with fanout.subscribe(Waiting(job)) as mine, fanout.subscribe(Waiting(other)) as theirs:
         assert fanout.publish(snapshot(job, 1)) == 1
         received = await mine.next(1.0)
         assert received is not None
@@ -32,7 +37,7 @@ async def test_event_reaches_only_subscribers_of_its_job():
 async def test_full_queue_marks_the_subscriber_lagged_instead_of_growing():
     fanout = FanOut(queue_size=2)
     job = str(uuid.uuid4())
-    with fanout.subscribe(job) as live:
+    with fanout.subscribe(Waiting(job, fanout.queue_size)) as live:
         for event_id in (1, 2, 3):
             fanout.publish(snapshot(job, event_id))
         assert live.lagged
@@ -45,7 +50,7 @@ async def test_full_queue_marks_the_subscriber_lagged_instead_of_growing():
 async def test_resync_wakes_a_waiting_subscriber_and_marks_it_lagged():
     fanout = FanOut()
     job = str(uuid.uuid4())
-    with fanout.subscribe(job) as live:
+    with fanout.subscribe(Waiting(job)) as live:
         waiting = asyncio.create_task(live.next(5.0))
         await asyncio.sleep(0)
         fanout.resync(job)
@@ -57,6 +62,6 @@ async def test_subscribers_are_known_by_job():
     fanout = FanOut()
     job = str(uuid.uuid4())
     assert not fanout.has_subscribers(job)
-    with fanout.subscribe(job):
+    with fanout.subscribe(Waiting(job)):
         assert fanout.has_subscribers(job)
     assert not fanout.has_subscribers(job)

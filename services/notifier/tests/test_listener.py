@@ -18,6 +18,7 @@ from notifier.listener import Listener
 from tests.support.waiting import eventually
 
 sys.path.insert(0, str(Path(__file__).parent))
+from notifier_fakes import Waiting
 from notifier_testing import job_stream
 
 pytestmark = pytest.mark.integration
@@ -92,7 +93,7 @@ async def test_a_notified_event_reaches_the_streams_of_its_job_only(infra, store
     watched, other = str(uuid.uuid4()), str(uuid.uuid4())
     try:
         await eventually(lambda: asyncio.sleep(0, listener.connected))
-        with fanout.subscribe(watched) as live:
+        with fanout.subscribe(Waiting(watched)) as live:
             for n, job in enumerate((other, watched)):
                 event = JobStatusChanged(job_id=job, status=JobStatus.ACCEPTED, progress=0)
                 await store.record(f"ce-{n}", event)

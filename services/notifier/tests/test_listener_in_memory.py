@@ -15,7 +15,7 @@ from notifier.listener import Listener
 from tests.support.waiting import eventually
 
 sys.path.insert(0, str(Path(__file__).parent))
-from notifier_fakes import FakeFeed, FakeStore
+from notifier_fakes import FakeFeed, FakeStore, Waiting
 
 pytestmark = pytest.mark.unit
 
@@ -38,7 +38,7 @@ async def test_an_applied_event_reaches_the_streams_of_its_job_only(rig) -> None
     for job in (WATCHED, OTHER):
         accepted = JobStatusChanged(job_id=job, status=JobStatus.ACCEPTED, progress=0)
         await store.record_batch([(f"{job}:a", accepted)])
-    with fanout.subscribe(WATCHED) as live, fanout.subscribe(WATCHED) as second:
+    with fanout.subscribe(Waiting(WATCHED)) as live, fanout.subscribe(Waiting(WATCHED)) as second:
         assert feed.notify(OTHER, 1) and feed.notify(WATCHED, 1)
         for subscription in (live, second):
             snapshot = await subscription.next(10)
@@ -49,7 +49,7 @@ async def test_an_applied_event_reaches_the_streams_of_its_job_only(rig) -> None
 
 async def test_after_the_feed_is_lost_it_reconnects_and_every_stream_rereads(rig) -> None:
     _, feed, fanout, listener = rig
-    with fanout.subscribe(WATCHED) as live:
+    with fanout.subscribe(Waiting(WATCHED)) as live:
         assert not live.lagged
         feed.lose()
         await eventually(lambda: feed.sessions == 2 and listener.connected, what="a reconnect")

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from uvicorn.config import STARTUP_FAILURE
 
 from servicekit import logs
+from servicekit.detached import DetachingHttpToolsProtocol
 from servicekit.informational import InformationalHttpToolsProtocol
 from servicekit.settings import ServiceSettings
 from servicekit.telemetry import configure_tracing
@@ -46,13 +47,19 @@ def server(
     *,
     on_shutdown: ShutdownHook | None = None,
     informational: bool = False,
+    detached: bool = False,
     **config: Any,
 ) -> Server:
     """The server :func:`serve` runs, for running it in-process (tests); ``config``
     overrides uvicorn options. ``informational`` lets the app send 1xx responses on
-    HTTP/1.1 (:mod:`servicekit.informational`); the gateway's resumable uploads need it."""
+    HTTP/1.1 (:mod:`servicekit.informational`); the gateway's resumable uploads need it.
+    ``detached`` lets it hand a response's body over to the protocol
+    (:mod:`servicekit.detached`); the notifier's streams need it."""
+    if informational and detached:
+        raise ValueError("one protocol extension per server: informational or detached")
+    protocol = InformationalHttpToolsProtocol if informational else DetachingHttpToolsProtocol
     options: dict[str, Any] = {
-        **({"http": InformationalHttpToolsProtocol} if informational else {}),
+        **({"http": protocol} if informational or detached else {}),
         "host": settings.http_host,
         "port": settings.http_port,
         "log_config": None,
@@ -70,10 +77,13 @@ def serve(
     *,
     on_shutdown: ShutdownHook | None = None,
     informational: bool = False,
+    detached: bool = False,
 ) -> None:
     logs.configure(service, settings.log_level)
     configure_tracing(service)
-    running = server(app, settings, on_shutdown=on_shutdown, informational=informational)
+    running = server(
+        app, settings, on_shutdown=on_shutdown, informational=informational, detached=detached
+    )
     with contextlib.suppress(KeyboardInterrupt):
         running.run()
     if not running.started:

@@ -10,7 +10,8 @@ def main() -> None:
     app = create_app(settings)
     # Shutdown first ends the open streams, so their clients resume elsewhere by
     # Last-Event-ID instead of holding the shutdown (docs/architecture.md §9).
-    serve(app, settings, SERVICE, on_shutdown=app.state.services.drain)
+    # Streams are written by the protocol itself (servicekit.detached, issue 14).
+    serve(app, settings, SERVICE, on_shutdown=app.state.services.drain, detached=True)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from notifier.listener import Listener
 from notifier.ports import JobStore
 from notifier.projector import Projector
 from notifier.settings import Settings
-from notifier.streams import StreamSlots
+from notifier.streams import Heartbeats, StreamSlots
 from servicekit import http
 from servicekit.kafka import (
     BATCH_TIMEOUT_MS,
@@ -97,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         fanout=fanout,
         slots=StreamSlots(settings.sse_max_streams),
         history=store,
+        heartbeats=Heartbeats(settings.sse_heartbeat_seconds),
     )
 
     @asynccontextmanager

@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from notifier.fanout import FanOut
 from notifier.ports import History
 from notifier.settings import Settings
-from notifier.streams import StreamSlots
+from notifier.streams import Heartbeats, StreamSlots
 from servicekit.tokens import JobTokens
 
 
@@ -21,6 +21,8 @@ class Services:
     slots: StreamSlots
     history: History
     """The projection's read side; ``DependencyUnavailable`` while it is not open."""
+    heartbeats: Heartbeats
+    """The one clock that writes the keep-alives of idle streams."""
     draining: bool = False
     """Set when the process starts shutting down: no new streams."""
 

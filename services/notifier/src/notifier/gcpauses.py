@@ -1,8 +1,8 @@
 """The garbage collector of a process holding tens of thousands of streams (issue 14).
 
-Every open stream is a few dozen long-lived container objects (its task, coroutine
-frames, subscription, the server's protocol and scope), so a full collection walks all
-of them and pauses every stream at once. Two measures:
+Every open stream is a dozen or so long-lived container objects (its record, the
+server's protocol, its parser and flow control, the transport), so a full collection
+walks all of them and pauses every stream at once. Three measures:
 
 - :func:`settle` after start-up: what start-up left (modules, the app, settings) moves
   to the permanent generation (``gc.freeze``), so that no collection walks it again,

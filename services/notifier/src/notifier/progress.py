@@ -5,9 +5,11 @@ An open stream lives for minutes and a notifier holds tens of thousands of them,
 whatever a request keeps while it streams is paid per stream. Through FastAPI that was
 about 15 KiB of the 30 per stream (``bench/results/sse-memory.md``): the frames and
 send wrappers of each middleware, the request's exit stack, Starlette's
-``StreamingResponse`` and its task group. Here a stream keeps its task, the
-:func:`notifier.streams.follow` generator, its subscription and one task waiting for
-the client to hang up.
+``StreamingResponse`` and its task group. Here the request is answered through ASGI
+up to the stream's head; then the server's protocol takes the body over
+(``servicekit.detached``) and the request's task ends, so that an open stream keeps
+only its :class:`notifier.streams.Stream` record and uvicorn's protocol of its
+connection.
 
 Behaviour is the route's, unchanged: the same access checks, ``Last-Event-ID``
 handling, JSON error bodies (``servicekit.http``), request metrics, CORS (the app's
@@ -17,7 +19,6 @@ route declaration in :mod:`notifier.routes` documents this one (OpenAPI) and han
 such requests back here.
 """
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable
@@ -33,7 +34,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from notifier import gcpauses, sse, streams
 from notifier.access import authorize, job_id_of, presented_tokens
 from notifier.deps import Services
-from notifier.fanout import Subscription
+from notifier.streams import Stream
+from servicekit import detached
 from servicekit.http import ApiError, DependencyUnavailable, error_body, error_response
 from servicekit.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
@@ -72,7 +74,13 @@ def event_id(header: str | None, query: str | None) -> int | None:
 
 class ProgressStreams:
     """The ASGI callable of the route, for the requests :func:`serve_first` routes to it
-    (and those FastAPI's route declaration hands back)."""
+    (and those FastAPI's route declaration hands back).
+
+    It answers what is answered at once (errors, 204) through ASGI; a stream it starts
+    through ASGI too (the head: CORS adds its headers), then hands its body to the
+    server's protocol (``servicekit.detached``), so that the request's task, its frames
+    and uvicorn's request cycle end here: the open stream is its
+    :class:`notifier.streams.Stream` record, written by the fan-out."""
 
     def __init__(self, services: Services, service: str) -> None:
         self.services = services
@@ -83,10 +91,14 @@ class ProgressStreams:
         started = time.perf_counter()
         status = 500
         try:
-            live: Subscription | None = None
+            live: Stream | None = None
             answer: Response = _NO_CONTENT
             try:
                 live = await self._open(scope)
+                if live is not None and not _detachable(scope):
+                    live.abandon()
+                    live = None
+                    raise RuntimeError("progress streams need servicekit.serve(detached=True)")
             except ApiError as exc:
                 if isinstance(exc, DependencyUnavailable):
                     # An outage is expected operation, not a bug: one line, no traceback.
@@ -101,12 +113,18 @@ class ProgressStreams:
                 await answer(scope, receive, send)
                 return
             status = 200
-            await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
-            await self._stream(receive, send, live)
+            try:
+                await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+            except BaseException:
+                live.abandon()
+                raise
+            # From here the protocol writes the body (live.attached), this task ends.
+            await send({"type": detached.EXTENSION, "stream": live})
         finally:
+            # A stream counts once its head is sent: its body is the protocol's.
             HTTP_REQUESTS.labels(self.service, method, ROUTE, str(status)).inc()
 
-    async def _open(self, scope: Scope) -> Subscription | None:
+    async def _open(self, scope: Scope) -> Stream | None:
         """The checks, and where the stream starts, all before any byte is sent (a
         database outage is a 503, not a broken 200); None when the client already has
         the final event. The stream's live subscription, holding a slot."""
@@ -121,7 +139,8 @@ class ProgressStreams:
                 503, "shutting_down", "this notifier is shutting down", {"Retry-After": "1"}
             )
         fanout = services.fanout
-        live = fanout.join(job)  # before the read: nothing committed in between is missed
+        # Joined before the read: nothing committed in between is missed.
+        live = fanout.join(Stream(job, services))
         try:
             live.begin = await streams.start(services.history, job, after)
             if live.begin.seen_final:
@@ -137,58 +156,13 @@ class ProgressStreams:
             raise
         return live
 
-    async def _stream(self, receive: Receive, send: Send, live: Subscription) -> None:
-        """Send the stream's body; leave the fan-out and free the slot however it ends,
-        also when the client hangs up (the body's generator is then cancelled where it
-        waits).
-
-        The body runs in the request's own task and one plain task waits for the
-        disconnect, instead of Starlette's task group of two tasks and their cancel
-        scopes."""
-        services = self.services
-        settings = services.settings
-        begin, live.begin = live.begin, None
-        assert begin is not None
-        chunks = streams.follow(
-            services.history,
-            live,
-            begin,
-            heartbeat_seconds=settings.sse_heartbeat_seconds,
-            retry_ms=settings.sse_retry_ms,
-        )
-        del begin
-        streaming = asyncio.current_task()
-        assert streaming is not None
-        hung_up = finished = False
-
-        async def watch() -> None:
-            nonlocal hung_up
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            if not finished:
-                hung_up = True
-                streaming.cancel()
-
-        watcher = asyncio.create_task(watch())
-        try:
-            async for chunk in chunks:
-                await send(
-                    {"type": "http.response.body", "body": chunk.encode(), "more_body": True}
-                )
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-            finished = True  # no await since: the watcher cannot cancel a finished stream
-        except asyncio.CancelledError:
-            if not hung_up:
-                raise
-            streaming.uncancel()  # the client left: a normal end of the stream
-        finally:
-            watcher.cancel()
-            services.fanout.leave(live)
-            services.slots.release()
-            await chunks.aclose()
-
 
 _NO_CONTENT = Response(status_code=204)
+
+
+def _detachable(scope: Scope) -> bool:
+    extensions: dict[str, object] = scope.get("extensions") or {}
+    return detached.EXTENSION in extensions
 
 
 class _FastPath:
@@ -201,7 +175,7 @@ class _FastPath:
         self.streams = streams
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        # Not a coroutine of its own: one frame fewer held by every open stream.
+        # Not a coroutine of its own: one frame fewer for every stream while it opens.
         if scope["type"] == "http" and scope["method"] == "GET" and is_progress(scope["path"]):
             return self.streams(scope, receive, send)
         return self.app(scope, receive, send)

@@ -11,9 +11,10 @@ cleanly and its client reconnects with Last-Event-ID; one that needs nothing fro
 carries on (heartbeats) and catches up when the LISTEN connection is back.
 """
 
+import asyncio
 import logging
-from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from opentelemetry import trace
 from opentelemetry.propagate import get_global_textmap
@@ -22,8 +23,12 @@ from notifier import sse
 from notifier.fanout import Subscription
 from notifier.ports import History
 from notifier.projection import JobSnapshot
+from servicekit.detached import chunk
 from servicekit.http import DependencyUnavailable
 from servicekit.metrics import SSE_STREAMS
+
+if TYPE_CHECKING:
+    from notifier.deps import Services
 
 log = logging.getLogger(__name__)
 _TRACER = trace.get_tracer(__name__)
@@ -68,50 +73,202 @@ async def start(store: History, job_id: str, after: int | None) -> Start:
     return Start(current, await store.applied_after(job_id, after), after)
 
 
-async def follow(
-    store: History,
-    live: Subscription,
-    begin: Start,
-    *,
-    heartbeat_seconds: float,
-    retry_ms: int,
-) -> AsyncGenerator[str, None]:
-    """SSE text for ``live.job_id`` from ``begin``: then live events, heartbeats while
-    idle.
+class Body(Protocol):
+    """Where a stream writes: ``servicekit.detached.DetachedResponse`` (a fake in tests)."""
 
-    Ends after the final event; early when the process shuts down or the database
-    goes away mid-stream (the client then reconnects, maybe to another replica, and
-    resumes by Last-Event-ID)."""
-    job_id = live.job_id
-    yield sse.retry(retry_ms)
-    pending, last = begin.pending, begin.last
-    try:
+    @property
+    def paused(self) -> bool:
+        """The client reads slower than the stream writes."""
+
+    def write(self, framed: bytes) -> None: ...
+
+    def end(self, framed: bytes = b"") -> None: ...
+
+
+class Stream(Subscription):
+    """One open SSE stream: its live subscription, and the response it writes to.
+
+    Served by the HTTP protocol itself once the route's checks passed
+    (``servicekit.detached``): nothing waits per stream, no task, no future, no timer.
+    The fan-out's :meth:`wake` writes what arrived at once, to the stream's connection,
+    as the event's shared pre-framed bytes (``JobSnapshot.sse_chunk``); the process's
+    one heartbeat clock (:class:`Heartbeats`) writes the keep-alives of idle streams; a
+    task exists only while a stream re-reads the history.
+
+    The order: what :func:`start` or a re-read of the history returned, then: ended by
+    the drain (``closed``),
+    else re-read the history when live events may be missing (``lagged``), else the
+    next live event (one already sent by id is dropped), else a heartbeat after
+    ``SSE_HEARTBEAT_SECONDS`` of silence; the final event ends the stream. A slow
+    reader (the transport's buffer over its high-water mark) is written nothing more
+    until it catches up: live events wait in the bounded buffer, beyond which the
+    stream is ``lagged`` and re-reads the history then, so memory stays bounded.
+    """
+
+    __slots__ = ("_reading", "_replay", "_response", "_services", "begin", "last")
+
+    def __init__(self, job_id: str, services: "Services") -> None:
+        super().__init__(job_id, services.fanout.queue_size)
+        self._services = services
+        self._response: Body | None = None
+        self._reading: asyncio.Task[None] | None = None
+        self._replay: list[JobSnapshot] | None = None
+        """Events read from the history and not written yet, the next one last."""
+        self.begin: Start | None = None
+        """Where the stream starts, from the subscription until its body begins."""
+        self.last = 0
+        """The id of the last event sent."""
+
+    # What the protocol calls (servicekit.detached.DetachedStream).
+    def attached(self, response: Body) -> None:
+        begin, self.begin = self.begin, None
+        assert begin is not None, "a stream starts where start() said"
+        self._response = response
+        response.write(chunk(sse.retry(self._services.settings.sse_retry_ms).encode()))
+        self.last = begin.last
+        self._replaying(begin.pending)
+        self.wake()
+
+    def writable(self) -> None:
+        self.wake()
+
+    def lost(self) -> None:
+        """The client hung up."""
+        self._response = self._replay = None
+        reading, self._reading = self._reading, None
+        if reading is not None:
+            reading.cancel()
+        self._release()
+
+    def abandon(self) -> None:
+        """The response never began (its head could not be sent)."""
+        self._release()
+
+    # What the fan-out and the clock call.
+    def wake(self) -> None:
+        """Write what there is to write, as far as the client keeps up."""
+        response = self._response
+        if response is None or self._reading is not None:
+            return  # not begun, ended, or re-reading the history (which wakes it after)
+        heartbeats = self._services.heartbeats
         while True:
-            for snapshot in pending:
-                if snapshot.event_id <= last:
-                    continue
-                _delivered(snapshot)
-                yield sse.snapshot_event(snapshot)
-                last = snapshot.event_id
-                if snapshot.is_final:
-                    return
-            if live.closed:
+            replay = self._replay
+            if replay and not response.paused:
+                snapshot = replay.pop()
+                if not replay:
+                    self._replay = None
+            elif self.closed:  # the drain ends even a slow reader's stream
+                self._finish()
                 return
-            arrived = await live.next(heartbeat_seconds)
-            if live.closed:
+            elif response.paused:
+                heartbeats.discard(self)  # woken again once the client caught up
                 return
-            if live.lagged:
+            elif self.lagged:
                 # Live events may be missing: the history is the truth.
-                live.drain()
-                pending = await store.applied_after(job_id, last)
-            elif arrived is None:
-                pending = []
-                yield sse.KEEP_ALIVE
+                self.drain()
+                heartbeats.discard(self)
+                self._reading = asyncio.create_task(self._catch_up())
+                return
             else:
-                pending = [arrived]
-    except DependencyUnavailable as exc:
-        log.warning("ending the stream after id %d: %s", last, exc, extra={"job_id": job_id})
-        yield sse.comment("the database is unavailable; reconnect to resume")
+                taken = self.take()
+                if taken is None:
+                    heartbeats.add(self)
+                    return
+                snapshot = taken
+            if snapshot.event_id <= self.last:
+                continue  # sent already: the live copy of an event read from the history
+            _delivered(snapshot)
+            self.last = snapshot.event_id
+            if snapshot.is_final:
+                self._finish(snapshot.sse_chunk)
+                return
+            response.write(snapshot.sse_chunk)
+
+    def heartbeat(self) -> None:
+        """Silent for an interval: a comment, so that proxies keep the connection."""
+        response = self._response
+        if response is not None and self._reading is None and not response.paused:
+            response.write(_KEEP_ALIVE)
+            self._services.heartbeats.add(self)
+
+    def _replaying(self, pending: list[JobSnapshot]) -> None:
+        self._replay = pending[::-1] if pending else None
+
+    async def _catch_up(self) -> None:
+        try:
+            pending = await self._services.history.applied_after(self.job_id, self.last)
+        except DependencyUnavailable as exc:
+            self._reading = None
+            log.warning(
+                "ending the stream after id %d: %s", self.last, exc, extra={"job_id": self.job_id}
+            )
+            self._finish(_DATABASE_GONE)
+            return
+        except Exception:
+            # Not an outage: a bug. End the stream (its client resumes by Last-Event-ID)
+            # rather than leave it waiting for a read that ended.
+            self._reading = None
+            log.exception("ending the stream after id %d", self.last, extra={"job_id": self.job_id})
+            self._finish()
+            return
+        self._reading = None
+        if self._response is not None:
+            self._replaying(pending)
+            self.wake()
+
+    def _finish(self, framed: bytes = b"") -> None:
+        response, self._response = self._response, None
+        self._replay = None
+        if response is not None:
+            self._release()
+            response.end(framed)
+
+    def _release(self) -> None:
+        services = self._services
+        services.heartbeats.discard(self)
+        services.fanout.leave(self)
+        services.slots.release()
+
+
+_KEEP_ALIVE = chunk(sse.KEEP_ALIVE.encode())
+_DATABASE_GONE = chunk(sse.comment("the database is unavailable; reconnect to resume").encode())
+
+
+class Heartbeats:
+    """One timer for every idle stream of a process: each tick (a quarter of the
+    interval) calls :meth:`Stream.heartbeat` of those silent for the interval. An idle
+    stream thus costs a dict entry instead of a timer handle of its own, and 10,000
+    idle streams one timer callback instead of 10,000 (issue 14)."""
+
+    __slots__ = ("_due", "_handle", "_loop", "interval")
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._due: dict[Stream, float] = {}
+        self._handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, stream: Stream) -> None:
+        """``stream`` wrote just now: its heartbeat is due after the interval."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new loop (tests run several)
+            self._loop, self._due, self._handle = loop, {}, None
+        self._due[stream] = loop.time() + self.interval
+        if self._handle is None:
+            self._handle = loop.call_later(self.interval / 4, self._tick)
+
+    def discard(self, stream: Stream) -> None:
+        self._due.pop(stream, None)
+
+    def _tick(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
+        over = [s for s, due in self._due.items() if due <= now]
+        for stream in over:
+            del self._due[stream]
+            stream.heartbeat()
+        self._handle = loop.call_later(self.interval / 4, self._tick) if self._due else None
 
 
 class StreamSlots:
