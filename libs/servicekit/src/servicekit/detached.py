@@ -75,8 +75,14 @@ class DetachedResponse:
 
     def write(self, framed: bytes) -> None:
         """Write one or more chunks (:func:`chunk`); nothing once ended or lost."""
-        if self._protocol is not None:
-            self._protocol.transport.write(framed)
+        protocol = self._protocol
+        # Closing: the client is gone and connection_lost is on its way. uvloop closes
+        # the socket's handle before it calls connection_lost, and a write in between
+        # raises RuntimeError ("the handler is closed") where asyncio's loop drops it;
+        # raised here, it would break off the fan-out of an event to every stream after
+        # this one (servicekit.kafka_uvloop has the same story for Kafka).
+        if protocol is not None and not protocol.transport.is_closing():
+            protocol.transport.write(framed)
 
     def end(self, framed: bytes = b"") -> None:
         """Write ``framed`` (chunks, maybe none) and the last chunk; the connection goes
@@ -84,8 +90,8 @@ class DetachedResponse:
         protocol = self._protocol
         if protocol is None:
             return
+        self.write(framed + _LAST_CHUNK if framed else _LAST_CHUNK)
         self._detach()
-        protocol.transport.write(framed + _LAST_CHUNK if framed else _LAST_CHUNK)
         protocol.detached_ended(self)
 
     def _detach(self) -> None:
