@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from contracts import topics
+from servicekit.detached import DetachingHttpToolsProtocol
 from servicekit.kafka import ensure_topics
 from tests.support.audio import sine_wav
 from tests.support.inprocess import bound_socket, serving, url_of
@@ -97,7 +98,9 @@ async def test_one_jobs_spans_across_all_services_share_one_trace(
     }
     async with AsyncExitStack() as stack:
         for name, app in apps.items():
-            await stack.enter_async_context(serving(app, sockets[name]))
+            # As servicekit.serve serves each (the notifier: detached=True).
+            options = {"http": DetachingHttpToolsProtocol} if name == "notifier" else {}
+            await stack.enter_async_context(serving(app, sockets[name], **options))
         spans.clear()
         async with httpx.AsyncClient(base_url=url_of(sockets["gateway"]), timeout=30) as http:
             answer = await http.post(

@@ -26,9 +26,16 @@ def url_of(sock: socket.socket) -> str:
 
 
 @asynccontextmanager
-async def serving(app: Any, sock: socket.socket) -> AsyncIterator[str]:
+async def serving(app: Any, sock: socket.socket, **options: Any) -> AsyncIterator[str]:
+    """``app`` served on ``sock`` until the block ends; ``options`` are uvicorn's (the
+    notifier's streams need ``http=servicekit.detached.DetachingHttpToolsProtocol``)."""
     config = uvicorn.Config(
-        app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=5
+        app,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        **options,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
