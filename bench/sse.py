@@ -33,6 +33,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -256,34 +257,48 @@ def server_process(
     stop: signal.Signals = signal.SIGTERM,
     cwd: Path = ROOT,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(
-        [sys.executable, *args],
-        env={**os.environ, **env},
-        cwd=cwd,
-        preexec_fn=_raise_fd_limit,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(stop)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+    # Its log goes to a file, not a pipe: a pipe nobody reads while the benchmark runs
+    # would stop a server that logs more than the pipe holds.
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [sys.executable, *args],
+            env={**os.environ, **env},
+            cwd=cwd,
+            preexec_fn=_raise_fd_limit,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        _LOGS[proc.pid] = log
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(stop)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            del _LOGS[proc.pid]
+
+
+_LOGS: dict[int, Any] = {}
+"""The log file of each running server_process, by pid."""
+
+
+def _log_tail(proc: subprocess.Popen[bytes], size: int = 3000) -> str:
+    log = _LOGS.get(proc.pid)
+    if log is None:
+        return ""
+    log.seek(0)
+    return bytes(log.read()[-size:]).decode(errors="replace")
 
 
 async def wait_ready(proc: subprocess.Popen[bytes], port: int, path: str) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            err = proc.stderr.read().decode()[-3000:] if proc.stderr else ""
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{err}")
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{_log_tail(proc)}")
         with contextlib.suppress(OSError):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
