@@ -6,6 +6,8 @@ the JSON (or raw chunk bytes) as the value, the job id as the key.
 
 import asyncio
 import logging
+import os
+import signal
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -120,6 +122,39 @@ def broker_connected(broker: KafkaBroker) -> Callable[[], Awaitable[bool]]:
         return await broker.ping(timeout=2.0)
 
     return kafka_connected
+
+
+def _terminate() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def stop_if_fetching_ends(broker: KafkaBroker, stop: Callable[[], None] = _terminate) -> None:
+    """Once ``broker`` has started: should a consumer's fetch task end with an error,
+    log it and ``stop`` the process (SIGTERM: the graceful shutdown).
+
+    aiokafka fetches in one background task per consumer; an error it does not expect
+    ends that task for good, while the consumer, its group membership and the
+    process's readiness carry on, and nothing is consumed again (servicekit.kafka_uvloop
+    tells of one such error). A process that stops instead is restarted by whatever
+    supervises it, and resumes from its committed offsets (docs/architecture.md §5)."""
+    subscriber: Any
+    for subscriber in broker.subscribers:
+        fetcher = getattr(subscriber.consumer, "_fetcher", None)
+        if fetcher is None:
+            continue
+        topics_of = ",".join(subscriber.topic_names_for_subscribe)
+
+        def ended(task: "asyncio.Future[None]", topics_of: str = topics_of) -> None:
+            if task.cancelled() or task.exception() is None:
+                return  # the consumer was stopped
+            log.critical(
+                "the consumer of %s stopped fetching; stopping the process so that it is restarted",
+                topics_of,
+                exc_info=task.exception(),
+            )
+            stop()
+
+        fetcher.error_future.add_done_callback(ended)
 
 
 def replication_for(brokers: int) -> tuple[int, int]:

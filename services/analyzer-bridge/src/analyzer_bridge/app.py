@@ -28,7 +28,13 @@ from analyzer_bridge.settings import Settings
 from contracts import AnalysisCompleted, AnalysisFailed, JobStatusChanged
 from servicekit import http
 from servicekit.http import ReadinessCheck
-from servicekit.kafka import broker_connected, make_broker, prepare_kafka, raw_body
+from servicekit.kafka import (
+    broker_connected,
+    make_broker,
+    prepare_kafka,
+    raw_body,
+    stop_if_fetching_ends,
+)
 from servicekit.metrics import watch_consumer_lag
 
 log = logging.getLogger(__name__)
@@ -214,6 +220,7 @@ class Consumer:
         except Exception:
             log.exception("the audio.stored consumer did not start; the service is not ready")
             raise
+        stop_if_fetching_ends(self._broker)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

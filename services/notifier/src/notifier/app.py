@@ -29,6 +29,7 @@ from servicekit.kafka import (
     ensure_topics,
     make_broker,
     raw_body,
+    stop_if_fetching_ends,
     wait_for_kafka,
 )
 from servicekit.metrics import watch_consumer_lag
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 stack.push_async_callback(_cancel, asyncio.create_task(work))
             await broker.start()
             stack.push_async_callback(broker.stop)
+            stop_if_fetching_ends(broker)
             gcpauses.settle()
             yield
 

@@ -12,7 +12,13 @@ from faststream.middlewares import AckPolicy
 
 from contracts import AudioStored, JobStatusChanged, topics
 from servicekit import http
-from servicekit.kafka import broker_connected, make_broker, prepare_kafka, raw_body
+from servicekit.kafka import (
+    broker_connected,
+    make_broker,
+    prepare_kafka,
+    raw_body,
+    stop_if_fetching_ends,
+)
 from servicekit.metrics import watch_consumer_lag
 from uploader import handlers
 from uploader.adapters.kafka import KafkaEventPublisher
@@ -87,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await prepare_kafka(settings)
             await broker.start()
             stack.push_async_callback(broker.stop)
+            stop_if_fetching_ends(broker)
             sweeper = asyncio.create_task(
                 sweep_forever(
                     store,
