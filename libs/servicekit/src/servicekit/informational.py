@@ -20,9 +20,12 @@ from collections.abc import Iterable
 from typing import Any, cast
 
 from uvicorn._types import ASGI3Application, ASGIReceiveCallable, ASGISendCallable, Scope
-from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE, HttpToolsProtocol
-from uvicorn.server import ServerState
+from uvicorn.protocols.http.httptools_impl import (
+    HEADER_RE,
+    HEADER_VALUE_RE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 EXTENSION = "http.response.informational"
 
@@ -50,41 +53,42 @@ def informational_head(status: int, headers: Iterable[tuple[bytes, bytes]]) -> b
 class InformationalHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, with ``http.response.informational`` for HTTP/1.1.
 
-    The app is wrapped per connection (uvicorn makes one protocol per connection), so
-    the wrapper writes to this connection's transport; everything else is uvicorn's."""
+    Each request's app is wrapped so that it writes 1xx heads to this connection's
+    transport; everything else is uvicorn's."""
 
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        # Wrapped per request, not once in ``self.app``: a wrapper kept on the protocol
+        # that refers back to it would make every connection a reference cycle.
+        super()._start_asgi_task(cycle, cast(ASGI3Application, _Informational(self.transport, app)))
+
+
+class _Informational:
+    """The app of one request, offered ``http.response.informational`` on HTTP/1.1."""
+
+    __slots__ = ("app", "final_started", "send", "transport")
+
+    def __init__(self, transport: asyncio.Transport, app: ASGI3Application) -> None:
+        self.transport = transport
+        self.app = app
+        self.final_started = False
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
-        self.app = self._informational(self.app)
+        if scope["type"] != "http" or scope["http_version"] != "1.1":
+            await self.app(scope, receive, send)
+            return
+        scope["extensions"] = {**(scope.get("extensions") or {}), EXTENSION: {}}
+        self.send = send
+        await self.app(scope, receive, cast(ASGISendCallable, self.sending))
 
-    def _informational(self, app: ASGI3Application) -> ASGI3Application:
-        async def with_informational(
-            scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-        ) -> None:
-            if scope["type"] != "http" or scope["http_version"] != "1.1":
-                await app(scope, receive, send)
-                return
-            scope["extensions"] = {**(scope.get("extensions") or {}), EXTENSION: {}}
-            final_started = False
-
-            async def sending(message: Any) -> None:
-                nonlocal final_started
-                if message["type"] != EXTENSION:
-                    final_started = final_started or message["type"] == "http.response.start"
-                    await send(message)
-                    return
-                if final_started:
-                    raise RuntimeError("an informational response after the final response")
-                head = informational_head(int(message["status"]), message.get("headers", []))
-                if not self.transport.is_closing():
-                    self.transport.write(head)
-
-            await app(scope, receive, cast(ASGISendCallable, sending))
-
-        return with_informational
+    async def sending(self, message: Any) -> None:
+        if message["type"] != EXTENSION:
+            self.final_started = self.final_started or message["type"] == "http.response.start"
+            await self.send(message)
+            return
+        if self.final_started:
+            raise RuntimeError("an informational response after the final response")
+        head = informational_head(int(message["status"]), message.get("headers", []))
+        if not self.transport.is_closing():
+            self.transport.write(head)
