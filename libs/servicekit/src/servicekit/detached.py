@@ -25,10 +25,12 @@ chunked (no ``content-length``) and not to a ``HEAD``; anything else is a Runtim
 import asyncio
 from typing import Any, Protocol, cast
 
-from uvicorn._types import ASGI3Application, ASGIReceiveCallable, ASGISendCallable, Scope
+from uvicorn._types import ASGI3Application, Scope
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
+
+from servicekit.asgi_extension import RequestExtension
 
 EXTENSION = "http.response.detach"
 
@@ -118,8 +120,7 @@ class DetachingHttpToolsProtocol(HttpToolsProtocol):
         self.detached: DetachedResponse | None = None
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
-        # Wrapped per request, not once in ``self.app``: a wrapper kept on the protocol
-        # that refers back to it would be a reference cycle of every connection.
+        # Per request (servicekit.asgi_extension says why).
         super()._start_asgi_task(cycle, cast(ASGI3Application, _Detaching(self, cycle, app)))
 
     def _detach(self, cycle: RequestResponseCycle, listener: DetachedStream) -> None:
@@ -207,10 +208,12 @@ class DetachingHttpToolsProtocol(HttpToolsProtocol):
                 response.listener.writable()
 
 
-class _Detaching:
+class _Detaching(RequestExtension):
     """The app of one request, offered ``http.response.detach`` (not for ``HEAD``)."""
 
-    __slots__ = ("app", "cycle", "protocol", "send")
+    __slots__ = ("cycle", "protocol")
+
+    name = EXTENSION
 
     def __init__(
         self,
@@ -218,25 +221,15 @@ class _Detaching:
         cycle: RequestResponseCycle,
         app: ASGI3Application,
     ) -> None:
+        super().__init__(app)
         self.protocol = protocol
         self.cycle = cycle
-        self.app = app
 
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
-        if scope["type"] != "http" or scope["method"] == "HEAD":
-            await self.app(scope, receive, send)
-            return
-        scope["extensions"] = {**(scope.get("extensions") or {}), EXTENSION: {}}
-        self.send = send
-        await self.app(scope, receive, cast(ASGISendCallable, self.sending))
+    def offered(self, scope: Scope) -> bool:
+        return scope["type"] == "http" and scope["method"] != "HEAD"
 
-    async def sending(self, message: Any) -> None:
-        if message["type"] == EXTENSION:
-            self.protocol._detach(self.cycle, message["stream"])
-        else:
-            await self.send(message)
+    def extension(self, message: Any) -> None:
+        self.protocol._detach(self.cycle, message["stream"])
 
 
 class _Unfinished:

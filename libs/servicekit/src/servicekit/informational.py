@@ -19,13 +19,15 @@ import http
 from collections.abc import Iterable
 from typing import Any, cast
 
-from uvicorn._types import ASGI3Application, ASGIReceiveCallable, ASGISendCallable, Scope
+from uvicorn._types import ASGI3Application, Scope
 from uvicorn.protocols.http.httptools_impl import (
     HEADER_RE,
     HEADER_VALUE_RE,
     HttpToolsProtocol,
     RequestResponseCycle,
 )
+
+from servicekit.asgi_extension import RequestExtension
 
 EXTENSION = "http.response.informational"
 
@@ -57,36 +59,30 @@ class InformationalHttpToolsProtocol(HttpToolsProtocol):
     transport; everything else is uvicorn's."""
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
-        # Wrapped per request, not once in ``self.app``: a wrapper kept on the protocol
-        # that refers back to it would make every connection a reference cycle.
+        # Per request (servicekit.asgi_extension says why).
         super()._start_asgi_task(cycle, cast(ASGI3Application, _Informational(self.transport, app)))
 
 
-class _Informational:
+class _Informational(RequestExtension):
     """The app of one request, offered ``http.response.informational`` on HTTP/1.1."""
 
-    __slots__ = ("app", "final_started", "send", "transport")
+    __slots__ = ("final_started", "transport")
+
+    name = EXTENSION
 
     def __init__(self, transport: asyncio.Transport, app: ASGI3Application) -> None:
+        super().__init__(app)
         self.transport = transport
-        self.app = app
         self.final_started = False
 
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
-        if scope["type"] != "http" or scope["http_version"] != "1.1":
-            await self.app(scope, receive, send)
-            return
-        scope["extensions"] = {**(scope.get("extensions") or {}), EXTENSION: {}}
-        self.send = send
-        await self.app(scope, receive, cast(ASGISendCallable, self.sending))
+    def offered(self, scope: Scope) -> bool:
+        return scope["type"] == "http" and scope["http_version"] == "1.1"
 
-    async def sending(self, message: Any) -> None:
-        if message["type"] != EXTENSION:
-            self.final_started = self.final_started or message["type"] == "http.response.start"
-            await self.send(message)
-            return
+    async def passed(self, message: Any) -> None:
+        self.final_started = self.final_started or message["type"] == "http.response.start"
+        await self.send(message)
+
+    def extension(self, message: Any) -> None:
         if self.final_started:
             raise RuntimeError("an informational response after the final response")
         head = informational_head(int(message["status"]), message.get("headers", []))
