@@ -28,6 +28,14 @@ new MutationObserver((records) => {
 });
 """
 
+# What the edge's Content-Security-Policy refused on the page, if anything (issue 19).
+RECORD_CSP_VIOLATIONS = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`);
+});
+"""
+
 
 async def _facts(page: Page, card_name: str) -> dict[str, str]:
     card = page.locator(".card", has_text=card_name)
@@ -43,6 +51,7 @@ async def test_an_upload_shows_live_stages_then_the_analysis_table_and_plot(
     page = await context.new_page()
     errors: list[Exception] = []
     page.on("pageerror", lambda error: errors.append(error))
+    await page.add_init_script(RECORD_CSP_VIOLATIONS)
     await page.goto(f"{edge_url}/")
     await page.evaluate(RECORD_STATUSES)
 
@@ -83,6 +92,7 @@ async def test_an_upload_shows_live_stages_then_the_analysis_table_and_plot(
     assert reached == sorted(reached), statuses  # stages only move forward
 
     assert errors == []  # no script error on the way
+    assert await page.evaluate("window.cspViolations") == []  # the edge's policy fits
 
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=SCREENSHOT, full_page=True)
