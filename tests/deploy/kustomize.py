@@ -90,7 +90,7 @@ def edge_routes() -> list[EdgeRoute]:
         if not line.startswith("handle") or not line.endswith("{"):
             continue
         target = line.removeprefix("handle").removesuffix("{").strip()
-        patterns, regex = matchers[target] if target in matchers else ([target], False)
+        patterns, regex = matchers.get(target, ([target], False))
         depth, body = 1, []
         for inner in lines[i + 1 :]:
             depth += inner.count("{") - inner.count("}")
