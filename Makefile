@@ -35,7 +35,7 @@ browser:  ## install Debian's chromium for the browser tests when it is missing
 # only when missing; needs root, as CI has. Without root it says how. kubectl comes with
 # the machine; where its kustomize is missing or too old (Debian's kubectl 1.20 cannot
 # read `labels:`), kustomize is built from the Go module proxy into .cache/bin.
-CONTAINER_PACKAGES := podman buildah runc iptables debootstrap slirp4netns netavark \
+CONTAINER_PACKAGES := podman buildah runc catatonit iptables debootstrap slirp4netns netavark \
 	aardvark-dns uidmap
 KUSTOMIZE_MODULE := sigs.k8s.io/kustomize/kustomize/v5@v5.7.1
 containers:  ## install podman, buildah, debootstrap... for the container tests when missing

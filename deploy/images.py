@@ -32,7 +32,7 @@ TAG = os.environ.get("AUDIOPIPE_TAG", "latest")
 CA_SECRET_ID = "ca-certificates"
 PODMAN_TOOLS = ("podman", "buildah", "runc")
 INSTALL_HINT = (
-    "as root: apt-get install podman buildah runc iptables debootstrap slirp4netns "
+    "as root: apt-get install podman buildah runc catatonit iptables debootstrap slirp4netns "
     "netavark aardvark-dns uidmap (`make containers` does it)"
 )
 

@@ -17,7 +17,6 @@ import secrets
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import asyncpg
 import httpx
@@ -149,10 +148,22 @@ def container_env(
     return env
 
 
+@dataclass
+class OwnStack:
+    """The tests' stack (Kafka, S3, PostgreSQL, edge; no apps) and the secrets made for
+    this run: an S3 identity and a PostgreSQL role of their own, random secrets."""
+
+    stack: Stack
+    secrets: dict[str, str]
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """Where the edge looks for each service."""
+        return {name: self.stack.settings.app_port(name) for name in NAMES}
+
+
 @pytest.fixture(scope="package")
-def deployment(
-    container_engine: Engine, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Deployment]:
+def own_infra(container_engine: Engine) -> Iterator[OwnStack]:
     db_password = secrets.token_hex(24)
     s3_secret = random_secret()
     extra = {"S3_ACCESS_KEY_ID": S3_ACCESS_KEY, "S3_SECRET_ACCESS_KEY": s3_secret}
@@ -174,20 +185,31 @@ def deployment(
             s3_secret_access_key=s3_secret,
         )
         asyncio.run(_bucket(bucket))
-        ports = {name: stack.settings.app_port(name) for name in NAMES}
-        env_dir = own_run_dir("containers") / "env"
-        env_dir.mkdir(parents=True, exist_ok=True)
-        containers = Containers(container_engine, session_prefix(), env_dir)
-        deployment = Deployment(containers, stack, values, ports)
-        try:
-            for name in NAMES:
-                settings = container_settings(name)
-                containers.run(settings, container_env(settings, stack, values, ports))
-            deployment.wait_ready(list(NAMES))
-            yield deployment
-        finally:
-            for name in list(containers.started):
-                log = Path(own_run_dir("containers")) / "logs" / f"container-{name}.log"
-                log.parent.mkdir(parents=True, exist_ok=True)
-                log.write_text(containers.logs(name))
-            containers.remove_all()
+        yield OwnStack(stack, values)
+
+
+def save_logs(containers: Containers, names: list[str]) -> None:
+    """Each container's output beside the stack's logs, for a look after a failure."""
+    for name in names:
+        log = own_run_dir("containers") / "logs" / f"container-{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(containers.logs(name))
+
+
+@pytest.fixture(scope="module")
+def deployment(container_engine: Engine, own_infra: OwnStack) -> Iterator[Deployment]:
+    """The five containers, started once for a module's checks."""
+    env_dir = own_run_dir("containers") / "env"
+    env_dir.mkdir(parents=True, exist_ok=True)
+    containers = Containers(container_engine, session_prefix(), env_dir)
+    stack, values, ports = own_infra.stack, own_infra.secrets, own_infra.ports
+    deployment = Deployment(containers, stack, values, ports)
+    try:
+        for name in NAMES:
+            settings = container_settings(name)
+            containers.run(settings, container_env(settings, stack, values, ports))
+        deployment.wait_ready(list(NAMES))
+        yield deployment
+    finally:
+        save_logs(containers, list(containers.started))
+        containers.remove_all()

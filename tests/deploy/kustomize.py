@@ -37,14 +37,18 @@ def kustomize_command() -> list[str] | None:
     return None
 
 
-def render(command: list[str], tmp: Path, overlay: bool) -> list[dict[str, Any]]:
-    """The base, or the example overlay with its secrets.env made from the example
-    (in a copy: a real secrets.env of the checkout is never read or touched)."""
+def render(
+    command: list[str], tmp: Path, overlay: bool, secrets: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """The base, or the example overlay with its secrets.env made from ``secrets`` or
+    else the example (in a copy: a real secrets.env of the checkout is never read)."""
     copy = tmp / "k8s"
     shutil.copytree(K8S, copy, ignore=shutil.ignore_patterns("secrets.env"))
     folder = copy / "overlays" / "example" if overlay else copy / "base"
     if overlay:
-        (folder / "secrets.env").write_text((folder / "secrets.env.example").read_text())
+        example = (folder / "secrets.env.example").read_text()
+        given = "".join(f"{k}={v}\n" for k, v in (secrets or {}).items())
+        (folder / "secrets.env").write_text(given or example)
     result = subprocess.run(
         [*command, str(folder)], capture_output=True, text=True, timeout=120, check=False
     )
