@@ -213,3 +213,20 @@ def deployment(container_engine: Engine, own_infra: OwnStack) -> Iterator[Deploy
     finally:
         save_logs(containers, list(containers.started))
         containers.remove_all()
+
+
+_SPENT: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if "tests/containers/" in report.nodeid or "tests/deploy/test_kustomize" in report.nodeid:
+        _SPENT[report.nodeid] = _SPENT.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """What the container tests add to a run (their fixtures' start and stop included;
+    the image build is `make images`, before pytest, and prints its own time)."""
+    if _SPENT:
+        terminalreporter.write_line(
+            f"container tests: {len(_SPENT)} tests in {sum(_SPENT.values()):.0f} s"
+        )
