@@ -30,7 +30,7 @@ import yaml
 
 from deploy.images import Engine
 from devstack.edge import caddy_executable
-from devstack.kafka import cluster_id, java_executable, libs_dir
+from devstack.kafka import cluster_id, ensure_libs, java_executable, libs_dir
 from devstack.postgres import pg_install_dir
 from devstack.s3 import weed_executable
 from tests.containers.engine import random_secret, random_signing_secret
@@ -106,6 +106,7 @@ def compose_up(container_engine: Engine, tmp_path_factory: pytest.TempPathFactor
     if not Path(tool).exists():
         pytest.skip("podman-compose is missing (a dev dependency: `make setup`)")
     tmp = tmp_path_factory.mktemp("compose")
+    ensure_libs(ROOT, tmp / "kafka-maven.log")  # the jars, as the local stack resolves them
     (tmp / "override.yaml").write_text(yaml.safe_dump(override()))
     port = _free_port()
     env = {
