@@ -219,7 +219,7 @@ _SPENT: dict[str, float] = {}
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if "tests/containers/" in report.nodeid or "tests/deploy/test_kustomize" in report.nodeid:
+    if "tests/containers/" in report.nodeid:
         _SPENT[report.nodeid] = _SPENT.get(report.nodeid, 0.0) + report.duration
 
 
