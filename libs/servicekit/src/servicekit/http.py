@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from servicekit.metrics import HttpMetrics, registry
+from servicekit.telemetry import redact_server_span
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +227,7 @@ def create_app(
         app,
         excluded_urls="healthz,readyz,metrics,analysis-progress",
         exclude_spans=["receive", "send"],
+        server_request_hook=redact_server_span,
     )
     install_error_handlers(app)
     app.state.readiness = list(readiness)

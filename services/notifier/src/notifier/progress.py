@@ -32,12 +32,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from notifier import gcpauses, sse, streams
-from notifier.access import authorize, job_id_of, presented_tokens
+from notifier.access import job_id_of
 from notifier.deps import Services
 from notifier.streams import Stream
 from servicekit import detached
 from servicekit.http import ApiError, DependencyUnavailable, error_body, error_response
 from servicekit.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from servicekit.tokens import authorize, presented_tokens
 
 log = logging.getLogger(__name__)
 

@@ -4,10 +4,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
-from notifier.access import authorize, job_id_of, presented_tokens
+from notifier.access import job_id_of
 from notifier.deps import Services, ServicesDep
 from notifier.progress import EventStreamResponse
 from servicekit.http import ApiError
+from servicekit.tokens import authorize, presented_tokens
 
 router = APIRouter()
 
