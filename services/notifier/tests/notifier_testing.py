@@ -17,7 +17,7 @@ from notifier.app import create_app
 from notifier.fanout import FanOut
 from notifier.ports import History
 from notifier.settings import Settings
-from notifier.streams import StreamSlots
+from notifier.slots import StreamSlots
 from servicekit.serve import server as build_server
 from tests.support.waiting import eventually
 
@@ -68,6 +68,7 @@ async def job_stream(
     after: int | None,
     heartbeat_seconds: float,
     retry_ms: int,
+    lifetime_seconds: float = 3600.0,
 ) -> AsyncIterator[str]:
     """One job's SSE text as the route serves it: subscribe, read the start, hand the
     stream its response (as the protocol does), read what it writes; closing the
@@ -75,15 +76,16 @@ async def job_stream(
     services: Any = SimpleNamespace(
         history=store,
         fanout=fanout,
-        slots=StreamSlots(100),
-        heartbeats=streams.Heartbeats(heartbeat_seconds),
+        slots=StreamSlots(100, per_job=100, per_client=100),
+        heartbeats=streams.Heartbeats(heartbeat_seconds, lifetime_seconds),
         settings=SimpleNamespace(sse_retry_ms=retry_ms),
     )
-    live = fanout.join(streams.Stream(job_id, services))
+    live = streams.Stream(job_id, services)
+    live.admit("127.0.0.1")
+    fanout.join(live)
     response = MemoryResponse()
     try:
         live.begin = await streams.start(store, job_id, after)
-        assert services.slots.acquire()
         live.attached(response)
         while (body := await response.bodies.get()) is not None:
             yield body
@@ -91,6 +93,7 @@ async def job_stream(
         if not response.ended:
             live.lost()
         assert services.slots.open == 0, "the stream freed its slot"
+        assert not services.slots.counted(), "and its job's and address's"
 
 
 @dataclass
