@@ -73,8 +73,8 @@ async def test_a_stream_ends_at_its_lifetime_and_a_reconnect_resumes_exactly(
     short_lived, short_client, publish, job, auth
 ):
     services = short_lived[1]
-    for status, progress in LIFECYCLE[:2]:
-        await publish(status, progress)
+    for state, progress in LIFECYCLE[:2]:
+        await publish(state, progress)
     await projected(short_client, job, auth, JobStatus.UPLOADING)
 
     # Nothing happens for a lifetime: the server ends the stream, cleanly.
@@ -86,8 +86,8 @@ async def test_a_stream_ends_at_its_lifetime_and_a_reconnect_resumes_exactly(
 
     # Events committed while the client was away come with the reconnect; the rest
     # live, over as many connections as lifetimes pass.
-    for status, progress in LIFECYCLE[2:4]:
-        await publish(status, progress)
+    for state, progress in LIFECYCLE[2:4]:
+        await publish(state, progress)
     await projected(short_client, job, auth, JobStatus.ANALYZING)
     connections = [first]
     last = first.events[-1][0]

@@ -3,6 +3,8 @@ import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -10,11 +12,12 @@ from contracts import JobStatus
 from notifier import sse
 from notifier.fanout import FanOut
 from notifier.projection import JobSnapshot
-from notifier.streams import LIFETIME_SPREAD, Heartbeats, start
+from notifier.slots import StreamSlots
+from notifier.streams import LIFETIME_SPREAD, Heartbeats, Stream, start
 from servicekit.http import DependencyUnavailable
 
 sys.path.insert(0, str(Path(__file__).parent))
-from notifier_testing import job_stream
+from notifier_testing import MemoryResponse, job_stream
 
 from tests.support.waiting import eventually
 
@@ -223,6 +226,29 @@ async def test_a_busy_stream_past_its_lifetime_ends_after_the_event_it_was_writi
         sse.snapshot_event(snapshot(2)),
         LIFETIME_OVER,
     ]
+
+
+async def test_a_slow_readers_stream_past_its_lifetime_ends_too():
+    """A client that stopped reading gets nothing more written, but stays on the clock:
+    its lifetime still ends the stream and frees its slots."""
+    history, fanout = FakeHistory([snapshot(1)]), FanOut()
+    services: Any = SimpleNamespace(
+        history=history,
+        fanout=fanout,
+        slots=StreamSlots(10, per_job=10, per_client=10),
+        heartbeats=Heartbeats(0.02, 0.1),
+        settings=SimpleNamespace(sse_retry_ms=2000),
+    )
+    live = Stream(JOB, services)
+    live.admit("127.0.0.2")
+    fanout.join(live)
+    live.begin = await start(history, JOB, None)
+    response = MemoryResponse()
+    response.paused = True  # the transport's buffer is full
+    live.attached(response)
+    bodies = [await asyncio.wait_for(response.bodies.get(), 10) for _ in range(3)]
+    assert bodies == [sse.retry(2000), LIFETIME_OVER, None]
+    assert (services.slots.open, fanout.subscriber_count()) == (0, 0)
 
 
 async def test_ends_fall_in_the_last_tenth_of_the_lifetime_spread_and_shared():
