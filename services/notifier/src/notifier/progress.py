@@ -128,7 +128,7 @@ class ProgressStreams:
     async def _open(self, scope: Scope) -> Stream | None:
         """The checks, and where the stream starts, all before any byte is sent (a
         database outage is a 503, not a broken 200); None when the client already has
-        the final event. The stream's live subscription, holding a slot."""
+        the final event. The stream's live subscription, holding its slots."""
         services = self.services
         request = Request(scope)
         query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
@@ -139,23 +139,32 @@ class ProgressStreams:
             raise ApiError(
                 503, "shutting_down", "this notifier is shutting down", {"Retry-After": "1"}
             )
-        fanout = services.fanout
+        live = Stream(job, services)
+        # The caps (429, or 503 when the process is full) from the head and the counts
+        # alone: a refusal reads nothing from the database (docs/architecture.md §9).
+        live.admit(client_address(scope))
         # Joined before the read: nothing committed in between is missed.
-        live = fanout.join(Stream(job, services))
+        services.fanout.join(live)
         try:
             live.begin = await streams.start(services.history, job, after)
             if live.begin.seen_final:
-                fanout.leave(live)
+                live.abandon()
                 return None
-            if not services.slots.acquire():
-                raise ApiError(
-                    503, "too_many_streams", "too many open progress streams", {"Retry-After": "5"}
-                )
             gcpauses.stream_opened()
         except BaseException:
-            fanout.leave(live)
+            live.abandon()
             raise
         return live
+
+
+def client_address(scope: Scope) -> str:
+    """Whose stream it is, for the per-client cap: the peer's address, which uvicorn's
+    proxy-header handling has already set to the ``X-Forwarded-For`` client when the
+    peer is a trusted proxy (``forwarded_allow_ips``: the edge, which puts there the
+    address it saw, never the client's own header). Empty when the server has none
+    (a Unix socket)."""
+    client = scope.get("client")
+    return str(client[0]) if client else ""
 
 
 _NO_CONTENT = Response(status_code=204)
