@@ -11,14 +11,13 @@ here, pure. A refusal is ``429`` with ``Retry-After``, decided before the body i
 and changes nothing.
 """
 
-import ipaddress
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from starlette.requests import Request
 
-from servicekit.http import ApiError
+from servicekit.http import ApiError, client_address
 
 RETRY_OPEN_SECONDS = 10
 """When to try again after a refusal that only the end of another upload lifts."""
@@ -133,18 +132,8 @@ def _seconds(delta: timedelta) -> int:
 
 def client_key(request: Request, owner: str | None) -> str:
     """Whom the limits count a request against: ``sub:<owner>`` for an authenticated
-    upload, else ``addr:<address>``, the address uvicorn took from a trusted proxy's
-    ``X-Forwarded-For`` (``TRUSTED_PROXIES``) or the peer's own. An IPv6 client is keyed
-    on its /64, which one subscriber usually holds whole."""
+    upload, else ``addr:<address>`` (``servicekit.http.client_address``: the address a
+    trusted proxy saw, an IPv6 client by its /64)."""
     if owner is not None:
         return f"sub:{owner}"
-    host = request.client.host if request.client else "unknown"
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return f"addr:{host}"
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return f"addr:{address.ipv4_mapped}"
-        return f"addr:{ipaddress.ip_network(f'{address}/64', strict=False)}"
-    return f"addr:{address}"
+    return f"addr:{client_address(request.scope) or 'unknown'}"

@@ -36,7 +36,13 @@ from notifier.access import job_id_of
 from notifier.deps import Services
 from notifier.streams import Stream
 from servicekit import detached
-from servicekit.http import ApiError, DependencyUnavailable, error_body, error_response
+from servicekit.http import (
+    ApiError,
+    DependencyUnavailable,
+    client_address,
+    error_body,
+    error_response,
+)
 from servicekit.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from servicekit.tokens import authorize, presented_tokens
 
@@ -155,16 +161,6 @@ class ProgressStreams:
             live.abandon()
             raise
         return live
-
-
-def client_address(scope: Scope) -> str:
-    """Whose stream it is, for the per-client cap: the peer's address, which uvicorn's
-    proxy-header handling has already set to the ``X-Forwarded-For`` client when the
-    peer is a trusted proxy (``forwarded_allow_ips``: the edge, which puts there the
-    address it saw, never the client's own header). Empty when the server has none
-    (a Unix socket)."""
-    client = scope.get("client")
-    return str(client[0]) if client else ""
 
 
 _NO_CONTENT = Response(status_code=204)
