@@ -197,6 +197,12 @@ class PostgresQuota(PostgresResource):
                     WHERE day < (now() AT TIME ZONE 'UTC')::date - 1"""
             )
 
+    @unavailable_on_outage
+    async def usage_of(self, client: str) -> Usage:
+        """What ``client`` and everyone use now (for tests and operators)."""
+        async with self._pool.acquire() as conn:
+            return await self._read(conn, client)
+
     async def _read(self, conn: "Connection", client: str) -> Usage:
         row = await conn.fetchrow(self._usage, client)
         assert row is not None
