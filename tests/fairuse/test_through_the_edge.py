@@ -1,5 +1,5 @@
 """Issue 19's acceptance, black-box through the edge of a stack with the limits `make
-run` ships, each client on a loopback address of its own (docs/architecture.md §6a)."""
+run` ships, each client on a loopback address of its own (docs/architecture.md §6)."""
 
 import asyncio
 import collections

@@ -1,7 +1,7 @@
-"""The gateway's fair-use limits in the tests (docs/architecture.md §6a)."""
+"""The gateway's fair-use limits in the tests (docs/architecture.md §6)."""
 
 # Every test client comes from 127.0.0.1 and most upload far faster than a person, so the
-# tests raise the gateway's fair-use limits (docs/architecture.md §6a) well above what
+# tests raise the gateway's fair-use limits (docs/architecture.md §6) well above what
 # they do; the limits are still counted on every upload. The tests of the limits set
 # their own (tests/fairuse, services/gateway/tests/test_fair_use.py).
 TEST_UPLOAD_LIMITS = {

@@ -1,5 +1,5 @@
 """Fair use on the real broker and database (issue 19 points 1, 2; docs/architecture.md
-§6a): the limits hold across two gateway replicas, a killed replica's uploads stop
+§6): the limits hold across two gateway replicas, a killed replica's uploads stop
 counting, and uploads are authenticated against an issuer whose JWKS rotates."""
 
 import asyncio

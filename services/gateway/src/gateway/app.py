@@ -217,7 +217,7 @@ async def _stopped(reachability: Reachability, probing: "asyncio.Task[None]") ->
 
 
 async def renew_forever(quota: Quota, every_seconds: float) -> None:
-    """Keep this replica's uploads counted while they last (docs/architecture.md §6a)."""
+    """Keep this replica's uploads counted while they last (docs/architecture.md §6)."""
     while True:
         await asyncio.sleep(every_seconds)
         try:

@@ -1,5 +1,5 @@
 """The fair-use counts in PostgreSQL, shared by every gateway replica (docs/architecture.md
-§6a): :class:`gateway.ports.Quota` over asyncpg, in the gateway's schema.
+§6): :class:`gateway.ports.Quota` over asyncpg, in the gateway's schema.
 
 - ``client_rates``: each client's GCRA timestamp (one row per client that uploaded).
 - ``client_days``: bytes each client sent per UTC day.
