@@ -109,6 +109,7 @@ FINISHED_BARS = """
 async def settled_for_picture(page: Page) -> None:
     """Wait until the page's transitions have ended; then every finished job's bar is
     full, as the picture must show it."""
+
     # Polled with evaluate: wait_for_function would eval a string, which the page's
     # Content-Security-Policy (no 'unsafe-eval') refuses.
     async def still() -> bool:
