@@ -5,24 +5,37 @@
 Every error answer has the services' one JSON shape, ``{"error": {"code", "message"}}``:
 the routes raise :class:`servicekit.http.ApiError` and the app installs servicekit's
 handlers (:func:`servicekit.http.install_error_handlers`).
+
+``POST /analyze`` checks, in order, each as soon as what decides it has been read: the
+signature's headers (401), the body's size (413, from ``Content-Length`` before
+reading, else while reading), the signature (401), the body (422), the audio's size
+against ``MAX_DOWNLOAD_BYTES`` (413). Only then is the job noted, so that a refused
+call leaves no trace but a log line (docs/architecture.md §7).
 """
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import httpx
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 
 from contracts import AnalysisRequest, AnalysisWebhook, ErrorCode
 from reference_analyzer.jobs import JobRegistry
 from reference_analyzer.logs import JobLogger
 from reference_analyzer.modes import Mode, ModeError, resolve
 from reference_analyzer.settings import Settings
+from reference_analyzer.signatures import RequestGuard, Unauthorized
 from reference_analyzer.worker import Analyzer
+from servicekit import webhooks
 from servicekit.http import ApiError, ErrorBody
+
+log = logging.getLogger(__name__)
 
 
 class AnalyzeAccepted(BaseModel):
@@ -41,6 +54,10 @@ class JobView(BaseModel):
     delivered: dict[str, int]
     undelivered: int
     final: AnalysisWebhook | None
+    replayed: int = 0
+    """Requests answered 202 as replays of one that had started a run (none started)."""
+    stopped: int = 0
+    """Runs stopped at their request's deadline, their result not sent."""
 
 
 @dataclass
@@ -48,6 +65,7 @@ class Services:
     settings: Settings
     analyzer: Analyzer
     registry: JobRegistry
+    guard: RequestGuard
     ready: bool = False
 
 
@@ -71,18 +89,94 @@ router = APIRouter()
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Rejected (test mode `reject`)."},
+    401: {"model": ErrorBody, "description": "Missing, forged or stale signature."},
+    413: {"model": ErrorBody, "description": "Body, or the audio's `size`, over the limit."},
     422: {"model": ErrorBody, "description": "Invalid body or test-mode keys."},
     503: {"model": ErrorBody, "description": "Busy or test mode `fail_first`."},
 }
 
+_SIGNATURE_HEADERS = [
+    {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": f"Standard Webhooks `{name}`; required when the server has a "
+        "signing secret (always in production).",
+    }
+    for name in (webhooks.ID_HEADER, webhooks.TIMESTAMP_HEADER, webhooks.SIGNATURE_HEADER)
+]
+# The body is read and verified by the route itself (signature first, then the model),
+# so FastAPI is told its shape here.
+_OPENAPI_BODY: dict[str, Any] = {
+    "parameters": _SIGNATURE_HEADERS,
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": AnalysisRequest.model_json_schema()}},
+    },
+}
 
-@router.post("/analyze", status_code=202, response_model=AnalyzeAccepted, responses=_ERRORS)
-async def analyze(body: AnalysisRequest, services: ServicesDep) -> AnalyzeAccepted:
-    """Accept an analysis; progress and the result follow as webhooks to `webhook_url`."""
+_UNAUTHORIZED = "missing or invalid request signature"
+
+
+async def _read_bounded(request: Request, limit: int) -> bytes:
+    """The body, or 413 as soon as it is known to be over ``limit`` bytes."""
+    too_large = ApiError(413, "too_large", f"the request body is over {limit} bytes")
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
+def _parse(raw: bytes) -> AnalysisRequest:
+    try:
+        return AnalysisRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        # Located under `body`, as FastAPI names a body it parses itself.
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
+
+
+@router.post(
+    "/analyze",
+    status_code=202,
+    response_model=AnalyzeAccepted,
+    responses=_ERRORS,
+    openapi_extra=_OPENAPI_BODY,
+)
+async def analyze(request: Request, services: ServicesDep) -> AnalyzeAccepted:
+    """Accept an analysis; progress and the result follow as webhooks to `webhook_url`.
+
+    Signed by the caller with the server's signing secret (Standard Webhooks, as its
+    webhooks are); a replay of a request that started an analysis is answered `202`
+    again and starts nothing. The analysis stops at the body's `deadline`, if any,
+    without a word more."""
     settings = services.settings
+    guard = services.guard
+    try:
+        guard.check_headers(request.headers)
+        raw = await _read_bounded(request, settings.max_request_bytes)
+        guard.check(request.headers, raw)
+    except Unauthorized as exc:
+        log.warning("answering 401: %s", exc)
+        raise ApiError(401, "unauthorized", _UNAUTHORIZED) from None
+    body = _parse(raw)
     for name, url in (("audio_url", body.audio_url), ("webhook_url", body.webhook_url)):
         if not _is_http_url(url):
             raise ApiError(422, "invalid_request", f"`{name}` must be an http(s) URL")
+    if body.deadline is not None and body.deadline <= datetime.now(UTC):
+        raise ApiError(422, "invalid_request", "`deadline` has passed")
+    if body.size > settings.max_download_bytes:
+        message = (
+            f"the audio is {body.size} bytes, over this server's limit of "
+            f"{settings.max_download_bytes}"
+        )
+        raise ApiError(413, "too_large", message)
     try:
         behaviour = resolve(
             body.metadata,
@@ -92,21 +186,26 @@ async def analyze(body: AnalysisRequest, services: ServicesDep) -> AnalyzeAccept
         )
     except ModeError as exc:
         raise ApiError(422, "invalid_request", str(exc)) from exc
-    log = JobLogger(body.job_id)
+    job_log = JobLogger(body.job_id)
     record = services.registry.note_request(body.job_id)
+    if guard.already_started(request.headers):
+        record.replayed += 1
+        job_log.info("answering 202: a replay of a request that started an analysis")
+        return AnalyzeAccepted(job_id=body.job_id)
     retry_after = {"Retry-After": str(settings.retry_after_seconds)}
     if record.requests <= behaviour.fail_first:
         message = f"test mode: request {record.requests} of the first {behaviour.fail_first} fails"
-        log.info("answering 503: %s", message)
+        job_log.info("answering 503: %s", message)
         raise ApiError(503, "unavailable", message, retry_after)
     if behaviour.mode is Mode.REJECT:
-        log.info("answering 400: test mode reject")
+        job_log.info("answering 400: test mode reject")
         raise ApiError(400, ErrorCode.ANALYSIS_REJECTED.value, "test mode: rejected")
     if services.analyzer.pending >= settings.max_pending_jobs:
-        log.warning("answering 503: %d analyses pending", services.analyzer.pending)
+        job_log.warning("answering 503: %d analyses pending", services.analyzer.pending)
         raise ApiError(503, "busy", "too many analyses pending", retry_after)
     services.analyzer.submit(body, behaviour, record)
-    log.info("accepted (request %d for this job)", record.requests)
+    guard.started(request.headers)
+    job_log.info("accepted (request %d for this job)", record.requests)
     return AnalyzeAccepted(job_id=body.job_id)
 
 
@@ -145,4 +244,6 @@ async def get_job(
         delivered=dict(record.delivered),
         undelivered=record.undelivered,
         final=record.final,
+        replayed=record.replayed,
+        stopped=record.stopped,
     )
