@@ -11,11 +11,11 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 import reference_analyzer
 from reference_analyzer import routes
+from reference_analyzer.admission import RequestGuard
 from reference_analyzer.download import Downloader
 from reference_analyzer.jobs import JobRegistry
 from reference_analyzer.routes import Services
 from reference_analyzer.settings import Settings
-from reference_analyzer.signatures import RequestGuard
 from reference_analyzer.webhooks import WebhookSender
 from reference_analyzer.worker import Analyzer
 from servicekit.http import install_error_handlers
@@ -60,7 +60,11 @@ def create_app(
             max_duration_seconds=settings.max_duration_seconds,
             max_analysis_seconds=settings.max_analysis_seconds,
         )
-        guard = RequestGuard(settings.signing_secret, settings.signature_tolerance_seconds)
+        guard = RequestGuard(
+            settings.signing_secret,
+            settings.signature_tolerance_seconds,
+            max_body_bytes=settings.max_request_bytes,
+        )
         if not guard.required:
             log.warning(
                 "no WEBHOOK_SIGNING_SECRET: POST /analyze is open to anyone who reaches "

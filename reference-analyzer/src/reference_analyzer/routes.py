@@ -16,21 +16,23 @@ call leaves no trace but a log line (docs/architecture.md §7).
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import httpx
-from fastapi import APIRouter, Depends, Query, Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ValidationError
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field
+from starlette.types import Message, Receive
 
 from contracts import AnalysisRequest, AnalysisWebhook, ErrorCode
+from reference_analyzer.admission import BodyTooLarge, RequestGuard, Unauthorized
 from reference_analyzer.jobs import JobRegistry
 from reference_analyzer.logs import JobLogger
 from reference_analyzer.modes import Mode, ModeError, resolve
 from reference_analyzer.settings import Settings
-from reference_analyzer.signatures import RequestGuard, Unauthorized
 from reference_analyzer.worker import Analyzer
 from servicekit import webhooks
 from servicekit.http import ApiError, ErrorBody
@@ -54,10 +56,12 @@ class JobView(BaseModel):
     delivered: dict[str, int]
     undelivered: int
     final: AnalysisWebhook | None
-    replayed: int = 0
-    """Requests answered 202 as replays of one that had started a run (none started)."""
-    stopped: int = 0
-    """Runs stopped at their request's deadline, their result not sent."""
+    replayed: int = Field(
+        0, description="Requests answered 202 as replays of one that had started a run."
+    )
+    stopped: int = Field(
+        0, description="Runs stopped at their request's deadline, their result not sent."
+    )
 
 
 @dataclass
@@ -106,50 +110,49 @@ _SIGNATURE_HEADERS = [
     }
     for name in (webhooks.ID_HEADER, webhooks.TIMESTAMP_HEADER, webhooks.SIGNATURE_HEADER)
 ]
-# The body is read and verified by the route itself (signature first, then the model),
-# so FastAPI is told its shape here.
-_OPENAPI_BODY: dict[str, Any] = {
-    "parameters": _SIGNATURE_HEADERS,
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": AnalysisRequest.model_json_schema()}},
-    },
-}
-
-_UNAUTHORIZED = "missing or invalid request signature"
 
 
-async def _read_bounded(request: Request, limit: int) -> bytes:
-    """The body, or 413 as soon as it is known to be over ``limit`` bytes."""
-    too_large = ApiError(413, "too_large", f"the request body is over {limit} bytes")
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_large
-    return bytes(body)
+class _AdmittedFirst(APIRoute):
+    """A route whose request is admitted (:meth:`RequestGuard.admit`: signature
+    headers, size, signature) before FastAPI reads and parses its body, which it then
+    gets from what was admitted."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        parse_and_handle = super().get_route_handler()
+
+        async def admit_then_handle(request: Request) -> Response:
+            guard = _services(request).guard
+            try:
+                body = await guard.admit(request.headers, request.stream())
+            except Unauthorized as exc:
+                log.warning("answering 401: %s", exc)
+                raise ApiError(
+                    401, "unauthorized", "missing or invalid request signature"
+                ) from None
+            except BodyTooLarge as exc:
+                raise ApiError(413, "too_large", str(exc)) from None
+            return await parse_and_handle(Request(request.scope, _replay(body, request.receive)))
+
+        return admit_then_handle
 
 
-def _parse(raw: bytes) -> AnalysisRequest:
-    try:
-        return AnalysisRequest.model_validate_json(raw)
-    except ValidationError as exc:
-        # Located under `body`, as FastAPI names a body it parses itself.
-        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-        raise RequestValidationError(errors) from None
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """An ASGI ``receive`` that gives ``body`` once, then what ``receive`` gives."""
+    sent = False
+
+    async def replaying() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replaying
 
 
-@router.post(
-    "/analyze",
-    status_code=202,
-    response_model=AnalyzeAccepted,
-    responses=_ERRORS,
-    openapi_extra=_OPENAPI_BODY,
-)
-async def analyze(request: Request, services: ServicesDep) -> AnalyzeAccepted:
+async def analyze(
+    body: AnalysisRequest, request: Request, services: ServicesDep
+) -> AnalyzeAccepted:
     """Accept an analysis; progress and the result follow as webhooks to `webhook_url`.
 
     Signed by the caller with the server's signing secret (Standard Webhooks, as its
@@ -158,14 +161,6 @@ async def analyze(request: Request, services: ServicesDep) -> AnalyzeAccepted:
     without a word more."""
     settings = services.settings
     guard = services.guard
-    try:
-        guard.check_headers(request.headers)
-        raw = await _read_bounded(request, settings.max_request_bytes)
-        guard.check(request.headers, raw)
-    except Unauthorized as exc:
-        log.warning("answering 401: %s", exc)
-        raise ApiError(401, "unauthorized", _UNAUTHORIZED) from None
-    body = _parse(raw)
     for name, url in (("audio_url", body.audio_url), ("webhook_url", body.webhook_url)):
         if not _is_http_url(url):
             raise ApiError(422, "invalid_request", f"`{name}` must be an http(s) URL")
@@ -207,6 +202,18 @@ async def analyze(request: Request, services: ServicesDep) -> AnalyzeAccepted:
     guard.started(request.headers)
     job_log.info("accepted (request %d for this job)", record.requests)
     return AnalyzeAccepted(job_id=body.job_id)
+
+
+router.add_api_route(
+    "/analyze",
+    analyze,
+    methods=["POST"],
+    status_code=202,
+    response_model=AnalyzeAccepted,
+    responses=_ERRORS,
+    openapi_extra={"parameters": _SIGNATURE_HEADERS},
+    route_class_override=_AdmittedFirst,
+)
 
 
 @router.get("/healthz")

@@ -1,9 +1,9 @@
 """Who may ask for an analysis: the signature checks of ``POST /analyze`` and the
-memory of requests that started one (``reference_analyzer.signatures``)."""
+memory of requests that started one (``reference_analyzer.admission``)."""
 
 import pytest
 
-from reference_analyzer.signatures import RequestGuard, Unauthorized
+from reference_analyzer.admission import RequestGuard, Unauthorized
 from servicekit.webhooks import signed_headers
 
 pytestmark = pytest.mark.unit

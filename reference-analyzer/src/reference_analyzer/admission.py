@@ -1,12 +1,14 @@
-"""Who may ask for an analysis: ``POST /analyze`` signed by the bridge
-(docs/architecture.md §7).
+"""Who may ask for an analysis: ``POST /analyze`` signed by the bridge, its body
+bounded (docs/architecture.md §7).
 
 The analyzer-bridge signs each request as Standard Webhooks says (``webhook-id``,
 ``webhook-timestamp``, ``webhook-signature``: HMAC-SHA256 over ``id.timestamp.body``),
 with the secret this server signs its webhooks with; :mod:`servicekit.webhooks` checks
-it. It is checked in two steps, so that a call its headers already condemn (unsigned,
-stale) is refused before its body is read. Without a secret (development only: the
-settings refuse that in production) every request is let through.
+it. :meth:`RequestGuard.admit` checks each thing as soon as what decides it is known:
+a call its headers condemn (unsigned, stale, a ``Content-Length`` over the limit) is
+refused before its body is read, a longer body as soon as it passes the limit, and
+only then the signature over the body. Without a secret (development only: the
+settings refuse that in production) any signature, or none, is let through.
 
 A request that started an analysis is remembered by its ``webhook-id`` for as long as
 its signature stays acceptable: a replay of it, or the bridge's retry of the same
@@ -16,14 +18,19 @@ starts nothing.
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from servicekit import webhooks
 
-__all__ = ["RequestGuard", "Unauthorized"]
+__all__ = ["BodyTooLarge", "RequestGuard", "Unauthorized"]
 
 Unauthorized = webhooks.WebhookVerificationError
 """Missing, forged or stale: answer 401."""
+
+
+class BodyTooLarge(Exception):
+    """Over the limit; what was read of it is dropped. Answer 413."""
+
 
 _MAX_REMEMBERED = 10_000
 
@@ -34,11 +41,13 @@ class RequestGuard:
         secret: str | None,
         tolerance_seconds: int = webhooks.TOLERANCE_SECONDS,
         *,
+        max_body_bytes: int = 64 * 1024,
         clock: Callable[[], float] = time.time,
         max_remembered: int = _MAX_REMEMBERED,
     ) -> None:
         self._secret = secret
         self._tolerance = tolerance_seconds
+        self.max_body_bytes = max_body_bytes
         self._clock = clock
         self._max = max_remembered
         self._started: OrderedDict[str, float] = OrderedDict()  # webhook-id -> until
@@ -46,6 +55,22 @@ class RequestGuard:
     @property
     def required(self) -> bool:
         return self._secret is not None
+
+    async def admit(self, headers: Mapping[str, str], chunks: AsyncIterator[bytes]) -> bytes:
+        """The body of a request that may be served; :class:`Unauthorized` or
+        :class:`BodyTooLarge`, each as early as it is known, otherwise."""
+        self.check_headers(headers)
+        limit = self.max_body_bytes
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            raise BodyTooLarge(f"the request body is {length} bytes, over {limit}")
+        body = bytearray()
+        async for chunk in chunks:
+            body += chunk
+            if len(body) > limit:
+                raise BodyTooLarge(f"the request body is over {limit} bytes")
+        self.check(headers, bytes(body))
+        return bytes(body)
 
     def check_headers(self, headers: Mapping[str, str]) -> None:
         """Refuse what the headers alone decide: no signature, a stale timestamp."""
