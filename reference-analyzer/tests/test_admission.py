@@ -3,7 +3,7 @@ memory of requests that started one (``reference_analyzer.admission``)."""
 
 import pytest
 
-from reference_analyzer.admission import RequestGuard, Unauthorized
+from reference_analyzer.admission import BodyTooLarge, RequestGuard, Unauthorized
 from servicekit.webhooks import signed_headers
 
 pytestmark = pytest.mark.unit
@@ -98,3 +98,43 @@ def test_a_request_without_an_id_is_never_taken_for_a_replay():
     checker = RequestGuard(None)
     checker.started({})
     assert not checker.already_started({})
+
+
+class Chunks:
+    """A body that records whether any of it was read."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks, self.read = chunks, 0
+
+    async def __aiter__(self):
+        for chunk in self.chunks:
+            self.read += 1
+            yield chunk
+
+
+async def test_admit_returns_the_body_of_a_signed_request():
+    headers = signed_headers(SECRET, "msg_1", NOW, BODY)
+    assert await guard().admit(headers, Chunks(BODY[:5], BODY[5:])) == BODY
+
+
+async def test_admit_refuses_an_unsigned_request_before_reading_its_body():
+    body = Chunks(BODY)
+    with pytest.raises(Unauthorized):
+        await guard().admit({}, body)
+    assert body.read == 0
+
+
+async def test_admit_refuses_a_declared_length_over_the_limit_before_reading():
+    headers = signed_headers(SECRET, "msg_1", NOW, BODY) | {"content-length": "65"}
+    body = Chunks(BODY)
+    with pytest.raises(BodyTooLarge):
+        await guard(max_body_bytes=64).admit(headers, body)
+    assert body.read == 0
+
+
+async def test_admit_stops_reading_a_body_as_soon_as_it_passes_the_limit():
+    headers = signed_headers(SECRET, "msg_1", NOW, BODY)
+    body = Chunks(b"x" * 40, b"x" * 40, b"x" * 40)
+    with pytest.raises(BodyTooLarge):
+        await guard(max_body_bytes=64).admit(headers, body)
+    assert body.read == 2
