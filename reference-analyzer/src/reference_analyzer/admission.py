@@ -18,7 +18,7 @@ starts nothing.
 
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterable, Callable, Mapping
 
 from servicekit import webhooks
 
@@ -56,7 +56,7 @@ class RequestGuard:
     def required(self) -> bool:
         return self._secret is not None
 
-    async def admit(self, headers: Mapping[str, str], chunks: AsyncIterator[bytes]) -> bytes:
+    async def admit(self, headers: Mapping[str, str], chunks: AsyncIterable[bytes]) -> bytes:
         """The body of a request that may be served; :class:`Unauthorized` or
         :class:`BodyTooLarge`, each as early as it is known, otherwise."""
         self.check_headers(headers)

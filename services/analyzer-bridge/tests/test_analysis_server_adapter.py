@@ -38,7 +38,7 @@ def accepting(seen):
 
 
 async def test_posts_the_request_to_analyze():
-    seen = []
+    seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
@@ -81,7 +81,7 @@ async def test_transport_errors_and_timeouts_mean_unreachable(error):
 
 
 async def test_requests_are_signed_over_their_exact_body_with_the_secret():
-    seen = []
+    seen: list[httpx.Request] = []
     clock = iter([1_700_000_000, 1_700_000_007, 1_700_000_008])
     signing = server(accepting(seen), signing_secret=SECRET, clock=lambda: next(clock))
     await signing.analyze(REQUEST)
@@ -98,14 +98,14 @@ async def test_requests_are_signed_over_their_exact_body_with_the_secret():
 
 
 async def test_without_a_secret_requests_go_unsigned():
-    seen = []
+    seen: list[httpx.Request] = []
     await server(accepting(seen)).analyze(REQUEST)
     assert not {"webhook-id", "webhook-signature"} & set(seen[0].headers)
     assert seen[0].headers["content-type"] == "application/json"
 
 
 async def test_the_deadline_is_sent_in_rfc_3339_utc_and_left_out_when_unknown():
-    seen = []
+    seen: list[httpx.Request] = []
     deadline = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
     await server(accepting(seen)).analyze(REQUEST.model_copy(update={"deadline": deadline}))
     await server(accepting(seen)).analyze(REQUEST)
