@@ -62,11 +62,28 @@ def test_the_secret_is_not_shown_in_the_settings_repr(clean_env):
     assert VECTOR_SECRET not in repr(Settings())
 
 
+STRONG_SECRET = "whsec_" + "cmVmZXJlbmNlLWFuYWx5emVyLXByb2R1Y3Rpb24ta2V5IQ=="  # 34 bytes
+
+
 @pytest.mark.parametrize("name", ["ENVIRONMENT", "REFERENCE_ANALYZER_ENVIRONMENT"])
 def test_production_refuses_to_start_without_a_signing_secret(clean_env, name):
     # Without one, anyone who reaches the server makes it fetch and decode any URL.
     clean_env.setenv(name, "production")
     with pytest.raises(pydantic.ValidationError, match="webhook_signing_secret is required"):
         Settings()
-    clean_env.setenv("WEBHOOK_SIGNING_SECRET", VECTOR_SECRET)
+    clean_env.setenv("WEBHOOK_SIGNING_SECRET", STRONG_SECRET)
     assert Settings().environment == "production"
+
+
+@pytest.mark.parametrize(
+    ("secret", "why"),
+    [
+        (VECTOR_SECRET, "at least 32 bytes"),  # 24 bytes: enough in development only
+        ("whsec_Y2hhbmdlLW1lLWNoYW5nZS1tZS1jaGFuZ2UtbWUtMzI=", "example"),  # published
+    ],
+)
+def test_production_refuses_a_short_or_published_signing_secret(clean_env, secret, why):
+    clean_env.setenv("ENVIRONMENT", "production")
+    clean_env.setenv("WEBHOOK_SIGNING_SECRET", secret)
+    with pytest.raises(pydantic.ValidationError, match=why):
+        Settings()

@@ -12,6 +12,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reference_analyzer.modes import Mode
+from servicekit.settings import MIN_SIGNING_SECRET_BYTES, production_problem
 from servicekit.webhooks import secret_key
 
 ENV_PREFIX = "REFERENCE_ANALYZER_"
@@ -93,9 +94,21 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _signed_requests_in_production(self) -> "Settings":
         # Without a secret anyone who reaches the server makes it fetch any URL and
-        # decode what it finds (docs/architecture.md §7, issue 19).
-        if self.environment == "production" and self.webhook_signing_secret is None:
+        # decode what it finds (docs/architecture.md §6, §7, issue 19). The same rules
+        # as the bridge's for the same secret.
+        if self.environment != "production":
+            return self
+        if self.webhook_signing_secret is None:
             raise ValueError("webhook_signing_secret is required in production")
+        value = self.webhook_signing_secret.get_secret_value()
+        problem = production_problem("webhook_signing_secret", value)
+        if problem:
+            raise ValueError(problem)
+        if len(secret_key(value)) < MIN_SIGNING_SECRET_BYTES:
+            raise ValueError(
+                "webhook_signing_secret must decode to at least "
+                f"{MIN_SIGNING_SECRET_BYTES} bytes in production"
+            )
         return self
 
     @property
