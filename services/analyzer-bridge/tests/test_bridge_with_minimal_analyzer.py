@@ -1,9 +1,9 @@
 """The bridge against the real Kafka, PostgreSQL and S3 and a second analysis server,
 written from the contract alone, with its own result shape (issue 10, item 6).
 
-The server (``tests/support/minimal_analyzer.py``) signs its webhooks itself, answers
-a job's first request with 503, calls back before its 202, repeats its final callback
-and sends a stale progress after it.
+The server (``tests/support/minimal_analyzer.py``) signs its webhooks and verifies
+the bridge's signed requests itself, answers a job's first request with 503, calls
+back before its 202, repeats its final callback and sends a stale progress after it.
 """
 
 import json
@@ -60,6 +60,7 @@ async def test_its_own_result_shape_reaches_job_status_unchanged(start_bridge, f
     assert [r.value["result"] for r in results] == [expected]
     assert json.loads(row["result"]) == expected
     assert seen.requests == 2  # the 503, then the 202
+    assert server.refused == 0  # both signed as Standard Webhooks says
     assert [code for code, _ in answers(seen, "completed")] == [200, 200]  # won, replay
     assert all(code == 200 for code, _ in answers(seen, "progress"))
 
@@ -158,3 +159,17 @@ async def test_result_of_almost_the_body_limit_fits_every_kafka_limit(start_brid
         for resource in response.resources
     }
     assert limits == dict.fromkeys(names, TOPIC_MAX_MESSAGE_BYTES)
+
+
+async def test_a_bridge_signing_with_another_secret_is_refused_and_the_job_fails_at_once(
+    start_bridge,
+):
+    server = MinimalAnalyzer(SIGNING_SECRET)
+    other = "whsec_" + "YW5vdGhlci1zZWNyZXQtdGhhbi10aGUtc2VydmVycw=="
+    async with start_bridge(server=server, webhook_signing_secret=other) as bridge:
+        job_id = str(uuid.uuid4())
+        await bridge.publish(bridge.stored(job_id))
+        final = await bridge.final(job_id)
+    assert (final["status"], final["error"]["code"]) == ("failed", "analysis_rejected")
+    assert "HTTP 401" in final["error"]["message"]
+    assert server.refused == 1 and server.jobs == {}
