@@ -6,7 +6,9 @@ the bridge's signed requests itself, answers a job's first request with 503, cal
 back before its 202, repeats its final callback and sends a stale progress after it.
 """
 
+import asyncio
 import json
+import time
 import uuid
 from urllib.parse import urlencode
 
@@ -120,7 +122,14 @@ async def test_oversized_webhook_gets_413_and_changes_nothing(start_bridge):
             answer = await client.post(
                 f"{bridge.url}/tokens/webhook/analysis-complete?{query}",
                 content=chunks(),
-                headers={"content-type": "application/json"},
+                # Signature headers that pass the check of the head alone: an unsigned
+                # call is refused with 401 before its body is read.
+                headers={
+                    "content-type": "application/json",
+                    "webhook-id": "msg_oversized",
+                    "webhook-timestamp": str(int(time.time())),
+                    "webhook-signature": "v1,bm90LWNoZWNrZWQteWV0",
+                },
             )
         assert "content-length" not in answer.request.headers
         assert answer.status_code == 413
@@ -173,3 +182,23 @@ async def test_a_bridge_signing_with_another_secret_is_refused_and_the_job_fails
     assert (final["status"], final["error"]["code"]) == ("failed", "analysis_rejected")
     assert "HTTP 401" in final["error"]["message"]
     assert server.refused == 1 and server.jobs == {}
+
+
+async def test_an_unsigned_webhook_is_401_before_its_body_is_read(start_bridge):
+    server = MinimalAnalyzer(SIGNING_SECRET)
+    job_id = str(uuid.uuid4())
+    async with start_bridge(server=server, **SIGNED) as bridge:
+        caps = Capabilities(bridge.settings.webhook_capability_secret.get_secret_value(), 60)
+        query = urlencode({"job_id": job_id, "token": caps.issue(job_id)})
+        host, port = bridge.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        # The head and 16 KiB of a declared 8 MiB: the answer cannot wait for the rest.
+        writer.write(
+            f"POST /tokens/webhook/analysis-complete?{query} HTTP/1.1\r\nHost: bridge\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {8 << 20}\r\n\r\n".encode()
+            + b" " * 16384
+        )
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 30)
+        writer.close()
+        assert status_line.split()[1] == b"401"
