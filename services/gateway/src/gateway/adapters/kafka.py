@@ -11,6 +11,7 @@ from faststream.kafka import KafkaBroker
 from contracts import CE_TYPE_OF, CeType, Event, headers, topics
 from gateway.ports import Ack, SinkError
 from gateway.reachability import Reachability
+from servicekit.compat.faststream import admin_client
 from servicekit.kafka import ce_headers, ce_source
 
 SOURCE = ce_source("gateway")
@@ -95,7 +96,7 @@ def kafka_answers(broker: KafkaBroker, timeout_seconds: float) -> Callable[[], A
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
                 # cancellation that stops the probe (cpython gh-86296).
                 async with asyncio.timeout(timeout_seconds):
-                    await broker.config.admin_client.describe_cluster()
+                    await admin_client(broker).describe_cluster()
             except TimeoutError:
                 return False
             except Exception:
