@@ -9,8 +9,8 @@ in a worker thread otherwise, ``fast_depends.utils.run_async``). FastStream 0.7'
 ``Context.use`` is a plain function, so every context parameter of every message costs a
 thread hop with its GIL handovers: for the uploader, which takes three per
 ``audio.upload`` chunk, a tenth of its CPU samples (issue 14,
-bench/results/profile-ingest.md). The lookup itself is a dict access.
-``libs/servicekit/tests/test_inline_context.py`` checks that it stays on the loop.
+bench/results/profile-ingest.md). The lookup itself is a dict access. The upgrade test
+checks that it stays on the loop (and that FastStream's own still hops to a thread).
 
 **The consumer of the message at hand** (:data:`CONSUMER`, the context key
 ``"handler_.consumer"``, which ``faststream.kafka.annotations.Consumer`` names).
