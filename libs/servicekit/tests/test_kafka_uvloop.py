@@ -4,7 +4,7 @@ task which sent it (servicekit.compat.aiokafka; aio-libs/aiokafka#1038)."""
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import uvloop
@@ -58,7 +58,7 @@ def test_a_write_on_a_dropped_connection_is_a_broken_connection(infra: dict[str,
 def test_without_the_guard_uvloop_raises_what_ended_the_consumer(infra: dict[str, str]) -> None:
     # What the guard is for: this fails should uvloop or aiokafka stop raising it.
     install_closed_transport_guard()
-    unguarded = AIOKafkaConnection.send.__wrapped__
+    unguarded = cast(Any, AIOKafkaConnection.send).__wrapped__
     raised, _ = _write_after_a_hangup(infra["KAFKA_BOOTSTRAP_SERVERS"], unguarded)
     assert isinstance(raised, RuntimeError), repr(raised)
     assert "handler is closed" in str(raised)

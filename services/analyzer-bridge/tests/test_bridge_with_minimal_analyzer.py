@@ -8,6 +8,7 @@ and sends a stale progress after it.
 
 import json
 import uuid
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -145,6 +146,7 @@ async def test_result_of_almost_the_body_limit_fits_every_kafka_limit(start_brid
     await admin.start()
     try:
         names = [bridge.status_topic, bridge.result_topic]
+        response: Any  # DescribeConfigs response: its fields are not typed
         [response] = await admin.describe_configs(
             [
                 ConfigResource(ConfigResourceType.TOPIC, n, {"max.message.bytes": None})

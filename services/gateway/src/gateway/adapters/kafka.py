@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from aiokafka.errors import KafkaError, KafkaTimeoutError
+from aiokafka.structs import RecordMetadata
 from faststream.kafka import KafkaBroker
 
 from contracts import CE_TYPE_OF, CeType, Event, headers, topics
@@ -109,12 +110,12 @@ def kafka_answers(broker: KafkaBroker, timeout_seconds: float) -> Callable[[], A
     return kafka_answers
 
 
-def _translated(future: "asyncio.Future[object]") -> Ack:
+def _translated(future: "asyncio.Future[RecordMetadata]") -> Ack:
     """The producer's acknowledgement, failing with :class:`SinkError` instead of an
     aiokafka error; cancelling it leaves the message to the producer."""
     ack: Ack = asyncio.get_running_loop().create_future()
 
-    def settle(done: "asyncio.Future[object]") -> None:
+    def settle(done: "asyncio.Future[RecordMetadata]") -> None:
         if done.cancelled():
             ack.cancel()
             return
