@@ -13,7 +13,6 @@ import inspect
 import re
 import threading
 import typing
-from importlib import import_module
 from importlib.metadata import version
 from types import SimpleNamespace
 from typing import Annotated, Any
@@ -54,13 +53,6 @@ def test_each_library_is_the_release_the_layer_was_checked_against(dist: str) ->
 
 
 # --- uvicorn (servicekit/compat/uvicorn.py, uvicorn_protocols.py) --------------------
-
-
-def test_uvicorn_private_types_module_has_the_asgi_types() -> None:
-    types = import_module("uvicorn._types")
-    names = ("ASGI3Application", "ASGIReceiveCallable", "ASGISendCallable", "HTTPScope", "Scope")
-    for name in names:
-        assert hasattr(types, name), reread("uvicorn", "uvicorn", f"uvicorn._types.{name} is gone")
 
 
 def test_uvicorn_header_checks_reject_what_a_head_must_not_carry() -> None:
@@ -222,10 +214,10 @@ def test_fastapi_puts_the_matched_route_in_the_scope() -> None:
 
 
 def test_faststream_context_class_is_the_one_its_annotations_use() -> None:
-    from faststream._internal.context import Context as ContextField
     from faststream.kafka.annotations import Consumer
     from faststream.kafka.annotations import KafkaMessage as MessageAnnotation
 
+    ContextField = faststream.ContextField
     assert issubclass(faststream.InlineContext, ContextField)
     assert type(Context()) is ContextField, reread(
         "faststream", "faststream", "faststream.Context() no longer makes _internal.context.Context"

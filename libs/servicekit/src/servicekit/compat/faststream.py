@@ -37,7 +37,14 @@ from faststream._internal.context import Context as ContextField
 from faststream.kafka import KafkaBroker
 from faststream.kafka.subscriber.usecase import LogicSubscriber
 
-__all__ = ["CONSUMER", "InlineContext", "SubscribedConsumer", "admin_client", "kafka_consumers"]
+__all__ = [
+    "CONSUMER",
+    "ContextField",
+    "InlineContext",
+    "SubscribedConsumer",
+    "admin_client",
+    "kafka_consumers",
+]
 
 CONSUMER = "handler_.consumer"
 """The context key of the aiokafka consumer that received the message at hand."""
