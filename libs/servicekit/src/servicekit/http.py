@@ -20,6 +20,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from servicekit.metrics import HttpMetrics, registry
 
+__all__ = [
+    "ApiError",
+    "DependencyUnavailable",
+    "ErrorBody",
+    "ReadinessCheck",
+    "allow_origins",
+    "create_app",
+    "describe_errors",
+    "error_body",
+    "error_response",
+    "from_state",
+    "install_error_handlers",
+    "unavailable_response",
+]
+
 log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[bool]]

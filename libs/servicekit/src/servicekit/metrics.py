@@ -18,6 +18,24 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from servicekit.compat.faststream import kafka_consumers
 from servicekit.compat.starlette import route_path
 
+__all__ = [
+    "ANALYSIS_REQUESTS",
+    "ANALYSIS_RETRIES",
+    "BYTES_INGESTED",
+    "CONSUMER_LAG",
+    "HTTP_LATENCY",
+    "HTTP_REQUESTS",
+    "JOBS_FINISHED",
+    "OBJECTS_STORED",
+    "S3_PARTS",
+    "SSE_STREAMS",
+    "UPLOADS",
+    "WEBHOOKS",
+    "HttpMetrics",
+    "registry",
+    "watch_consumer_lag",
+]
+
 log = logging.getLogger(__name__)
 
 HTTP_REQUESTS = Counter(

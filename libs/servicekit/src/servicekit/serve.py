@@ -16,6 +16,8 @@ from servicekit.compat.uvicorn_protocols import (
 from servicekit.settings import ServiceSettings
 from servicekit.telemetry import configure_tracing
 
+__all__ = ["ShutdownHook", "serve", "server"]
+
 
 def server(
     app: FastAPI,

@@ -11,6 +11,17 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+__all__ = [
+    "DEV_DATABASE_URL",
+    "DEV_JOB_TOKEN_SECRET",
+    "DEV_S3_SECRET",
+    "DEV_SECRETS",
+    "DEV_WEBHOOK_CAPABILITY_SECRET",
+    "DatabaseSettings",
+    "S3Settings",
+    "ServiceSettings",
+]
+
 DEV_JOB_TOKEN_SECRET = "dev-only-job-token-secret-change-me"
 DEV_S3_SECRET = "audiopipe-secret"
 DEV_WEBHOOK_CAPABILITY_SECRET = "dev-only-webhook-capability-secret-change-me"

@@ -15,6 +15,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+__all__ = ["configure_tracing", "current_trace_id"]
+
 
 def configure_tracing(service: str) -> None:
     """Install a tracer provider once per process; exporting only when configured."""

@@ -14,6 +14,8 @@ from enum import Enum
 
 import jwt
 
+__all__ = ["AUDIENCE", "COOKIE_NAME", "JobTokens", "TokenProblem", "bearer_token"]
+
 AUDIENCE = "audiopipe:job"
 COOKIE_NAME = "audiopipe_job_token"
 

@@ -14,6 +14,19 @@ import hmac
 from collections.abc import Mapping
 from typing import Final
 
+__all__ = [
+    "ID_HEADER",
+    "SECRET_PREFIX",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "TOLERANCE_SECONDS",
+    "WebhookVerificationError",
+    "secret_key",
+    "sign",
+    "signed_headers",
+    "verify",
+]
+
 ID_HEADER: Final = "webhook-id"
 TIMESTAMP_HEADER: Final = "webhook-timestamp"
 SIGNATURE_HEADER: Final = "webhook-signature"

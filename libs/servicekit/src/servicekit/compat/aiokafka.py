@@ -37,7 +37,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.conn import AIOKafkaConnection, CloseReason
 from aiokafka.errors import KafkaConnectionError
 
-__all__ = ["fetch_task", "install_closed_transport_guard", "refresh_metadata"]
+__all__ = ["WRITES", "fetch_task", "install_closed_transport_guard", "refresh_metadata"]
 
 _GUARDED = "_audiopipe_closed_transport_guard"
 
