@@ -13,6 +13,9 @@ memory per connection.
 
 - notifier: ``python -m notifier`` as a subprocess against the stack (Kafka + PostgreSQL),
   so the path is Kafka → projection in PostgreSQL → NOTIFY → LISTEN → fan-out → SSE.
+  Its stream caps per client address and per job (``SSE_MAX_STREAMS_PER_CLIENT``,
+  ``SSE_MAX_STREAMS_PER_JOB``) are raised to the whole run: here one client opens
+  every stream, many to a job.
 - baseline: the seed's design, a small Starlette app in a subprocess keeping job state
   in a dict (fed from `job.status`) whose SSE endpoint looks at the dict once a second.
 
@@ -566,6 +569,10 @@ async def run_notifier(
         "HTTP_PORT": str(port),
         "JOB_TOKEN_SECRET": SECRET,
         "SSE_MAX_STREAMS": str(plan.connections + 100),
+        # One client (a few loopback addresses) opens every stream, many to a job: the
+        # caps per address and per job (issue 19) are raised to the whole process here.
+        "SSE_MAX_STREAMS_PER_CLIENT": str(plan.connections + 100),
+        "SSE_MAX_STREAMS_PER_JOB": str(plan.connections + 100),
         "LOG_LEVEL": "WARNING",
     }
     await start_group_at_end(bootstrap, notifier_env["CONSUMER_GROUP"], topics.JOB_STATUS)

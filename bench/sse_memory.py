@@ -55,8 +55,12 @@ def serve(port: int, out: Path) -> None:
     from servicekit.serve import server
 
     tracemalloc.start(8)
+    # One client opens every stream: its share per address (issue 19) is the process.
     settings = Settings(
-        job_token_secret=SecretStr(SECRET), http_port=port, sse_max_streams=1_000_000
+        job_token_secret=SecretStr(SECRET),
+        http_port=port,
+        sse_max_streams=1_000_000,
+        sse_max_streams_per_client=1_000_000,
     )
     app = create_app(settings)
     app.state.services.history = _History()

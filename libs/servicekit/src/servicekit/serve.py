@@ -42,6 +42,9 @@ def server(
         "port": settings.http_port,
         "log_config": None,
         "access_log": False,
+        # The client's address and scheme as a trusted proxy saw them (X-Forwarded-*).
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.trusted_proxies,
         "timeout_graceful_shutdown": 10,
         **config,
     }

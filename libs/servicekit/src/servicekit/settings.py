@@ -2,11 +2,14 @@
 
 Each service subclasses :class:`ServiceSettings` once, in its own ``settings.py``.
 Secrets have development defaults so that ``make run`` needs no setup; a service in
-``production`` refuses to start with one of them (docs/architecture.md §6).
+``production`` refuses to start with one of them, with a value from the repository's
+examples, with a placeholder, or with a signing secret shorter than 32 bytes
+(docs/architecture.md §6).
 """
 
 import re
-from typing import Literal
+from typing import ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,9 +20,13 @@ __all__ = [
     "DEV_S3_SECRET",
     "DEV_SECRETS",
     "DEV_WEBHOOK_CAPABILITY_SECRET",
+    "EXAMPLE_SECRETS",
+    "MIN_SIGNING_SECRET_BYTES",
+    "PLACEHOLDER",
     "DatabaseSettings",
     "S3Settings",
     "ServiceSettings",
+    "production_problem",
 ]
 
 DEV_JOB_TOKEN_SECRET = "dev-only-job-token-secret-change-me"
@@ -32,6 +39,37 @@ DEV_SECRETS = (
     DEV_WEBHOOK_CAPABILITY_SECRET,
     DEV_DATABASE_URL,
 )
+EXAMPLE_SECRETS = frozenset(
+    {
+        *DEV_SECRETS,
+        "audiopipe",  # the local stack's database password
+        "change-me",
+        # deploy/.env.example and the overlay's secrets.env.example: published, so known
+        # to everyone (tests/deploy/test_example_secrets.py keeps this list complete).
+        "whsec_Y2hhbmdlLW1lLWNoYW5nZS1tZS1jaGFuZ2UtbWUtMzI=",
+    }
+)
+"""Values no production secret may have: the development defaults and every secret
+value in the repository's example files."""
+PLACEHOLDER = re.compile(r"change-?me|replace-?me|dev-only", re.IGNORECASE)
+MIN_SIGNING_SECRET_BYTES = 32
+"""HMAC keys at least as long as SHA-256's output (RFC 2104 §3, RFC 7518 §3.2)."""
+
+
+def production_problem(name: str, value: str, *, signing: bool = False) -> str | None:
+    """Why ``value`` may not be secret ``name`` in production, or None. A DSN is judged
+    by its password; a ``signing`` secret (an HMAC key) also by its length."""
+    candidates = [value]
+    if "://" in value:
+        candidates.append(urlsplit(value).password or "")
+    for candidate in candidates:
+        if candidate in EXAMPLE_SECRETS:
+            return f"{name} has its development default or an example's value in production"
+        if PLACEHOLDER.search(candidate):
+            return f"{name} is a placeholder in production"
+    if signing and len(value.encode()) < MIN_SIGNING_SECRET_BYTES:
+        return f"{name} must be at least {MIN_SIGNING_SECRET_BYTES} bytes in production"
+    return None
 
 
 class ServiceSettings(BaseSettings):
@@ -41,6 +79,14 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8100
     log_level: str = "INFO"
+    trusted_proxies: str = Field(
+        default="127.0.0.1,::1",
+        description="Comma-separated addresses or networks (CIDR) of the proxies in front of "
+        "this service (the edge, an ingress controller) whose `X-Forwarded-For` and "
+        "`X-Forwarded-Proto` are believed: the client address that limits are keyed on, "
+        "and the scheme that makes the progress cookie `Secure`. From any other peer the "
+        "headers are ignored.",
+    )
 
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
     kafka_topic_partitions: int = Field(
@@ -61,12 +107,16 @@ class ServiceSettings(BaseSettings):
     job_token_secret: SecretStr = SecretStr(DEV_JOB_TOKEN_SECRET)
     job_token_ttl_seconds: int = 24 * 3600
 
+    signing_secrets: ClassVar[frozenset[str]] = frozenset({"job_token_secret"})
+    """The secrets that are HMAC keys of ours: at least 32 bytes in production."""
+
     @model_validator(mode="after")
     def _no_development_secrets_in_production(self) -> "ServiceSettings":
         if self.environment == "production":
             for name, value in self.secrets().items():
-                if value in DEV_SECRETS:
-                    raise ValueError(f"{name} has its development default in production")
+                problem = production_problem(name, value, signing=name in self.signing_secrets)
+                if problem:
+                    raise ValueError(problem)
         return self
 
     def secrets(self) -> dict[str, str]:

@@ -3,19 +3,24 @@ registered with them (docs/architecture.md, "Adding a service")."""
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 
 from contracts import JobStatusChanged, UploadAborted, UploadFinished, UploadStarted, topics
 from gateway import routes
+from gateway.adapters.jwks import JwksKeys
 from gateway.adapters.kafka import KafkaUploadSink, kafka_answers
 from gateway.adapters.postgres import PostgresUploadStore
-from gateway.auth import UploadAuth
+from gateway.adapters.postgres_limits import PostgresQuota
+from gateway.auth import ASYMMETRIC, StaticKey, UploadAuth
 from gateway.ingest import UploadLimits
-from gateway.ports import UploadSink, UploadStore
+from gateway.limits import FairUse
+from gateway.ports import Quota, UploadSink, UploadStore
 from gateway.reachability import Reachability
 from gateway.resumable import routes as resumable_routes
 from gateway.resumable.uploads import Resumable, expire_forever
@@ -25,6 +30,7 @@ from servicekit.kafka import make_broker, prepare_kafka
 from servicekit.tokens import JobTokens
 
 SERVICE = "gateway"
+log = logging.getLogger(__name__)
 
 RESUMABLE_HEADERS = (
     "Upload-Complete",
@@ -75,15 +81,56 @@ def create_broker(settings: Settings) -> KafkaBroker:
     return broker
 
 
+def fair_use(settings: Settings) -> FairUse:
+    return FairUse(
+        rate_per_minute=settings.upload_rate_per_minute,
+        burst=settings.upload_rate_burst,
+        open_per_client=settings.uploads_open_per_client,
+        bytes_per_day=settings.upload_bytes_per_day,
+        bytes_in_flight=settings.upload_bytes_in_flight,
+    )
+
+
+def upload_auth(settings: Settings, http_client: httpx.AsyncClient) -> UploadAuth:
+    """``UPLOAD_AUTH`` as the settings resolved it: anonymous, one static key, or the
+    issuer's JWKS (its URL given, or found by OpenID Connect discovery)."""
+    if settings.upload_auth != "jwt":
+        return UploadAuth(None)
+    assert settings.upload_jwt_issuer is not None
+    if settings.upload_jwt_key is not None:
+        algorithm = settings.upload_jwt_algorithm
+        keys: StaticKey | JwksKeys = StaticKey(
+            settings.upload_jwt_key.get_secret_value(), algorithm
+        )
+        algorithms = frozenset({algorithm})
+    else:
+        keys = JwksKeys(
+            http_client,
+            issuer=settings.upload_jwt_issuer,
+            jwks_url=settings.upload_jwt_jwks_url,
+            cache_seconds=settings.upload_jwks_cache_seconds,
+            min_refresh_seconds=settings.upload_jwks_min_refresh_seconds,
+        )
+        algorithms = ASYMMETRIC
+    return UploadAuth(
+        keys,
+        issuer=settings.upload_jwt_issuer,
+        audience=settings.upload_jwt_audience,
+        algorithms=algorithms,
+        leeway_seconds=settings.upload_jwt_leeway_seconds,
+    )
+
+
 def create_app(
     settings: Settings | None = None,
     *,
     sink: UploadSink | None = None,
     store: UploadStore | None = None,
+    quota: Quota | None = None,
 ) -> FastAPI:
-    """The gateway. ``sink`` and ``store`` replace the Kafka and PostgreSQL adapters
-    (unit tests pass fakes); the lifespan still waits for Kafka and enters the store
-    when it is an adapter."""
+    """The gateway. ``sink``, ``store`` and ``quota`` replace the Kafka and PostgreSQL
+    adapters (unit tests pass fakes); the lifespan still waits for Kafka and enters the
+    store and the quota when they are adapters."""
     settings = settings or Settings()
     broker = create_broker(settings)
     reachability = Reachability(
@@ -99,12 +146,16 @@ def create_app(
         ack_timeout_seconds=settings.kafka_timeout_seconds,
     )
     tokens = JobTokens(settings.job_token_secret.get_secret_value(), settings.job_token_ttl_seconds)
-    auth = UploadAuth.configured(settings)
+    # The identity provider's keys (JWKS, discovery): small, rare requests.
+    http_client = httpx.AsyncClient(timeout=settings.kafka_timeout_seconds)
+    auth = upload_auth(settings, http_client)
+    quota = quota or PostgresQuota(settings, fair_use(settings), settings.upload_lease_seconds)
     resumable = Resumable(
         store,
         sink,
         limits,
         tokens,
+        quota,
         settings.upload_expiry_seconds,
         settings.tus_checksum_max_bytes,
     )
@@ -113,8 +164,12 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             await prepare_kafka(settings)
+            stack.push_async_callback(http_client.aclose)
             if isinstance(store, contextlib.AbstractAsyncContextManager):
                 await stack.enter_async_context(store)
+            # After the store: the quota reads its uploads table.
+            if isinstance(quota, contextlib.AbstractAsyncContextManager):
+                await stack.enter_async_context(quota)
             # Resumable uploads are offered once their store is open (until then 503).
             app.state.resumable = resumable
             stack.callback(delattr, app.state, "resumable")
@@ -126,6 +181,10 @@ def create_app(
                 expire_forever(resumable, settings.upload_expiry_sweep_seconds)
             )
             stack.callback(expiry.cancel)
+            renewing = asyncio.create_task(
+                renew_forever(quota, settings.upload_lease_seconds / 3), name="quota-renewal"
+            )
+            stack.callback(renewing.cancel)
             yield
 
     app = http.create_app(
@@ -137,6 +196,7 @@ def create_app(
     )
     app.state.broker = broker
     app.state.sink, app.state.limits, app.state.tokens, app.state.auth = sink, limits, tokens, auth
+    app.state.quota = quota
     http.allow_origins(
         app,
         settings.cors_allowed_origins,
@@ -154,3 +214,13 @@ async def _stopped(reachability: Reachability, probing: "asyncio.Task[None]") ->
     probing.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await probing
+
+
+async def renew_forever(quota: Quota, every_seconds: float) -> None:
+    """Keep this replica's uploads counted while they last (docs/architecture.md §6a)."""
+    while True:
+        await asyncio.sleep(every_seconds)
+        try:
+            await quota.renew()
+        except Exception:
+            log.warning("could not renew the uploads' leases", exc_info=True)

@@ -1,60 +1,160 @@
-"""Optional bearer-JWT authentication of uploads (docs/architecture.md §6).
+"""Who may upload (docs/architecture.md §6): bearer JWTs, or anonymous by choice.
 
-With no key configured uploads are anonymous. With a key, ``Authorization: Bearer``
-must carry a JWT that verifies with it (signature, expiry, and audience/issuer when
-configured); its ``sub`` becomes the job's owner. One algorithm is configured, never
-taken from the token, so a public key can never be used as an HMAC secret.
+With ``UPLOAD_AUTH=jwt`` every upload needs ``Authorization: Bearer <JWT>`` whose
+signature verifies with a key of the configured issuer (its JWKS, by ``kid``, or one
+static key), whose ``iss`` and ``aud`` are the configured ones, and that has not
+expired; its ``sub`` becomes the job's owner, the key of the owner's limits. The
+algorithm comes from the key, never from the token alone, so a public key is never
+used as an HMAC secret. A refusal is ``401`` with ``WWW-Authenticate`` (RFC 6750 §3)
+and a JSON body saying what is wrong in our words, never the library's.
+
+With ``UPLOAD_AUTH=anonymous`` uploads need no token, and the limits are keyed on the
+client address the edge saw.
 """
 
+import logging
 from dataclasses import dataclass
+from typing import Protocol
 
 import jwt
 from fastapi import Request
 
-from gateway.settings import Settings
 from servicekit.http import ApiError
 from servicekit.tokens import bearer_token
+
+log = logging.getLogger(__name__)
+
+REALM = "audiopipe"
+ASYMMETRIC = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+
+class UnknownKey(Exception):
+    """No key of the issuer has the token's ``kid`` (after a refresh, where allowed)."""
+
+
+class SigningKeys(Protocol):
+    """Where the issuer's verification keys come from: its JWKS
+    (:class:`gateway.adapters.jwks.JwksKeys`) or one configured key (:class:`StaticKey`)."""
+
+    async def key(self, kid: str | None, algorithm: str) -> jwt.PyJWK:
+        """The key for a token signed with ``algorithm`` under ``kid``; raises
+        :class:`UnknownKey`, or ``DependencyUnavailable`` when the keys cannot be had."""
+        ...
+
+
+class StaticKey:
+    """One key from the settings (``UPLOAD_JWT_KEY``): a PEM public key, or an HMAC
+    secret for ``HS256``, used with exactly ``UPLOAD_JWT_ALGORITHM``."""
+
+    def __init__(self, material: str, algorithm: str) -> None:
+        algo = jwt.get_algorithm_by_name(algorithm)
+        jwk = algo.to_jwk(algo.prepare_key(material), as_dict=True)
+        self.algorithm = algorithm
+        self._key = jwt.PyJWK.from_dict(jwk, algorithm)
+
+    async def key(self, kid: str | None, algorithm: str) -> jwt.PyJWK:
+        if algorithm != self.algorithm:
+            raise UnknownKey(algorithm)
+        return self._key
+
+
+class Unauthorized(ApiError):
+    """401 with RFC 6750's challenge: without ``error`` when no token came (§3.1)."""
+
+    def __init__(self, message: str, *, token_given: bool) -> None:
+        challenge = f'Bearer realm="{REALM}"'
+        if token_given:
+            challenge += f', error="invalid_token", error_description="{message}"'
+        super().__init__(401, "unauthorized", message, headers={"WWW-Authenticate": challenge})
+
+
+_REASONS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
+    (jwt.ExpiredSignatureError, "the bearer token has expired"),
+    (jwt.ImmatureSignatureError, "the bearer token is not valid yet"),
+    (jwt.InvalidAudienceError, "the bearer token is not meant for this service (aud)"),
+    (jwt.InvalidIssuerError, "the bearer token is from another issuer (iss)"),
+    (jwt.InvalidSignatureError, "the bearer token's signature does not verify"),
+    (jwt.DecodeError, "the bearer token is not a well-formed JWT"),
+)
+
+
+def _reason(error: jwt.PyJWTError) -> str:
+    if isinstance(error, jwt.MissingRequiredClaimError):
+        return f"the bearer token has no `{error.claim}` claim"
+    for kind, reason in _REASONS:
+        if isinstance(error, kind):
+            return reason
+    return "the bearer token is not valid"
 
 
 @dataclass(frozen=True)
 class UploadAuth:
-    key: str | None
-    algorithm: str
-    audience: str | None = None
+    """The upload route's authentication: ``keys`` is None for anonymous uploads."""
+
+    keys: SigningKeys | None
     issuer: str | None = None
+    audience: str | None = None
+    algorithms: frozenset[str] = ASYMMETRIC
+    leeway_seconds: float = 30.0
 
-    @classmethod
-    def configured(cls, settings: Settings) -> "UploadAuth":
-        """As ``UPLOAD_JWT_KEY``, ``_ALGORITHM``, ``_AUDIENCE`` and ``_ISSUER`` say."""
-        key = settings.upload_jwt_key
-        return cls(
-            key.get_secret_value() if key else None,
-            settings.upload_jwt_algorithm,
-            settings.upload_jwt_audience,
-            settings.upload_jwt_issuer,
-        )
+    @property
+    def required(self) -> bool:
+        return self.keys is not None
 
-    def owner(self, request: Request) -> str | None:
-        """The uploader's subject, or None for anonymous uploads; 401 when required and
-        missing or invalid."""
-        if self.key is None:
+    async def owner(self, request: Request) -> str | None:
+        """The uploader's subject, or None when uploads are anonymous; 401 when a token
+        is required and missing or not valid."""
+        if self.keys is None:
             return None
         token = bearer_token(request.headers.get("authorization"))
         if token is None:
-            raise _unauthorized("a bearer token is required to upload")
+            raise Unauthorized("a bearer token is required to upload", token_given=False)
+        return await self.subject(token)
+
+    async def owner_if_any(self, request: Request) -> str | None:
+        """The subject of a valid bearer JWT the request carries, else None: for the
+        routes where the job's own token is the other way in."""
+        token = bearer_token(request.headers.get("authorization"))
+        if self.keys is None or token is None:
+            return None
+        try:
+            return await self.subject(token)
+        except Unauthorized:
+            return None
+
+    async def subject(self, token: str) -> str:
+        assert self.keys is not None
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as error:
+            raise Unauthorized(_reason(error), token_given=True) from None
+        algorithm = header.get("alg")
+        if not isinstance(algorithm, str) or algorithm not in self.algorithms:
+            raise Unauthorized("the bearer token's algorithm is not accepted", token_given=True)
+        kid = header.get("kid")
+        try:
+            key = await self.keys.key(kid if isinstance(kid, str) else None, algorithm)
+        except UnknownKey:
+            raise Unauthorized(
+                "the bearer token's signing key is not one of the issuer's", token_given=True
+            ) from None
+        if key.algorithm_name != algorithm:
+            raise Unauthorized("the bearer token's algorithm is not its key's", token_given=True)
         try:
             claims = jwt.decode(
                 token,
-                self.key,
-                algorithms=[self.algorithm],
+                key.key,
+                algorithms=[algorithm],
                 audience=self.audience,
                 issuer=self.issuer,
-                options={"require": ["sub", "exp"], "verify_aud": self.audience is not None},
+                leeway=self.leeway_seconds,
+                options={"require": ["sub", "exp", "iss", "aud"]},
             )
-        except jwt.PyJWTError as exc:
-            raise _unauthorized(f"the bearer token is not valid: {exc}") from exc
-        return str(claims["sub"])
-
-
-def _unauthorized(message: str) -> ApiError:
-    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+        except jwt.PyJWTError as error:
+            raise Unauthorized(_reason(error), token_given=True) from None
+        subject = claims["sub"]
+        if not isinstance(subject, str) or not subject:
+            raise Unauthorized("the bearer token's `sub` is not a string", token_given=True)
+        return subject

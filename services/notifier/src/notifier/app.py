@@ -21,7 +21,8 @@ from notifier.listener import Listener
 from notifier.ports import JobStore
 from notifier.projector import Projector
 from notifier.settings import Settings
-from notifier.streams import Heartbeats, StreamSlots
+from notifier.slots import StreamSlots
+from notifier.streams import Heartbeats
 from servicekit import http
 from servicekit.kafka import (
     BATCH_TIMEOUT_MS,
@@ -96,9 +97,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.job_token_secret.get_secret_value(), settings.job_token_ttl_seconds
         ),
         fanout=fanout,
-        slots=StreamSlots(settings.sse_max_streams),
+        slots=StreamSlots(
+            settings.sse_max_streams,
+            per_job=settings.sse_max_streams_per_job,
+            per_client=settings.sse_max_streams_per_client,
+        ),
         history=store,
-        heartbeats=Heartbeats(settings.sse_heartbeat_seconds),
+        heartbeats=Heartbeats(settings.sse_heartbeat_seconds, settings.sse_max_stream_seconds),
     )
 
     @asynccontextmanager

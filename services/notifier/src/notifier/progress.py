@@ -31,13 +31,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from notifier import gcpauses, sse, streams
-from notifier.access import authorize, job_id_of, presented_tokens
+from notifier.access import job_id_of
 from notifier.deps import Services
 from notifier.streams import Stream
 from servicekit import detached
 from servicekit.compat.starlette import in_front_of_middleware, middleware_options
-from servicekit.http import ApiError, DependencyUnavailable, error_body, error_response
+from servicekit.http import (
+    ApiError,
+    DependencyUnavailable,
+    client_address,
+    error_body,
+    error_response,
+)
 from servicekit.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from servicekit.tokens import authorize, presented_tokens
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +134,7 @@ class ProgressStreams:
     async def _open(self, scope: Scope) -> Stream | None:
         """The checks, and where the stream starts, all before any byte is sent (a
         database outage is a 503, not a broken 200); None when the client already has
-        the final event. The stream's live subscription, holding a slot."""
+        the final event. The stream's live subscription, holding its slots."""
         services = self.services
         request = Request(scope)
         query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
@@ -138,21 +145,20 @@ class ProgressStreams:
             raise ApiError(
                 503, "shutting_down", "this notifier is shutting down", {"Retry-After": "1"}
             )
-        fanout = services.fanout
+        live = Stream(job, services)
+        # The caps (429, or 503 when the process is full) from the head and the counts
+        # alone: a refusal reads nothing from the database (docs/architecture.md §9).
+        live.admit(client_address(scope))
         # Joined before the read: nothing committed in between is missed.
-        live = fanout.join(Stream(job, services))
+        services.fanout.join(live)
         try:
             live.begin = await streams.start(services.history, job, after)
             if live.begin.seen_final:
-                fanout.leave(live)
+                live.abandon()
                 return None
-            if not services.slots.acquire():
-                raise ApiError(
-                    503, "too_many_streams", "too many open progress streams", {"Retry-After": "5"}
-                )
             gcpauses.stream_opened()
         except BaseException:
-            fanout.leave(live)
+            live.abandon()
             raise
         return live
 
