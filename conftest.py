@@ -23,22 +23,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.limits import TEST_UPLOAD_LIMITS
+
 ROOT = Path(__file__).resolve().parent
 INFRA_VARS = ("KAFKA_BOOTSTRAP_SERVERS", "S3_ENDPOINT_URL", "DATABASE_URL")
 INFRA_PREFIXES = ("KAFKA_", "S3_", "DATABASE_")
 TEST_PORT_OFFSET = 500
 SHIFTED_MARKER = "AUDIOPIPE_TEST_PORTS_SHIFTED"
-# Every test client comes from 127.0.0.1 and most upload far faster than a person, so the
-# tests raise the gateway's fair-use limits (docs/architecture.md §6a) well above what
-# they do; the limits are still counted on every upload. The tests of the limits set
-# their own (tests/fairuse, services/gateway/tests/test_fair_use.py).
-TEST_UPLOAD_LIMITS = {
-    "UPLOAD_RATE_PER_MINUTE": "100000",
-    "UPLOAD_RATE_BURST": "10000",
-    "UPLOADS_OPEN_PER_CLIENT": "1000",
-    "UPLOAD_BYTES_PER_DAY": str(1024**4),
-    "UPLOAD_BYTES_IN_FLIGHT": str(1024**4),
-}
 
 
 def pytest_configure(config: pytest.Config) -> None:

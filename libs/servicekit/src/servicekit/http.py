@@ -46,7 +46,7 @@ T = TypeVar("T")
 
 def client_address(scope: Mapping[str, Any]) -> str:
     """Whom a request counts against when no account says (fair use, docs/architecture.md
-    §6a): its client's address, which uvicorn has set from a trusted proxy's
+    §6): its client's address, which uvicorn has set from a trusted proxy's
     ``X-Forwarded-For`` (``TRUSTED_PROXIES``) or else to the peer's own. An IPv6 client
     counts by its /64, the network one subscriber is usually given whole; an IPv4 address
     mapped into IPv6 as IPv4. Empty when the server knows no peer."""

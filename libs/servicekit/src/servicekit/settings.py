@@ -11,7 +11,7 @@ import re
 from typing import ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -175,3 +175,78 @@ class DatabaseSettings(ServiceSettings):
     @property
     def database_dsn(self) -> str:
         return self.database_url.get_secret_value()
+
+
+class OwnerAuthSettings(ServiceSettings):
+    """Who owns a job: the subject of a bearer JWT from the operator's identity provider,
+    required to upload when ``UPLOAD_AUTH=jwt`` (docs/architecture.md §6). The services
+    that check an owner's token (the gateway, and the notifier for an owner's jobs) read
+    the same settings."""
+
+    upload_auth: Literal["jwt", "anonymous"] | None = Field(
+        default=None,
+        description="Who may upload: `jwt` (a bearer JWT of the issuer below on every "
+        "upload; its `sub` owns the job) or `anonymous` (anyone; limits keyed on the client "
+        "address). Unset: `jwt` when an `UPLOAD_JWT_*` setting is given, else anonymous in "
+        "development; production refuses to start until it is chosen.",
+    )
+    upload_jwt_issuer: str | None = Field(
+        default=None,
+        description="The tokens' `iss`, required with `jwt`; its OpenID "
+        "Connect discovery document names the JWKS unless `UPLOAD_JWT_JWKS_URL` does.",
+    )
+    upload_jwt_audience: str | None = Field(
+        default=None, description="The tokens' `aud`, required with `jwt`."
+    )
+    upload_jwt_jwks_url: str | None = Field(
+        default=None, description="The issuer's JWK Set, when not found by discovery."
+    )
+    upload_jwt_key: SecretStr | None = Field(
+        default=None,
+        description="One static verification key instead of a JWKS: a PEM public key, or "
+        "an HMAC secret of >= 32 bytes for HS256 (matching `UPLOAD_JWT_ALGORITHM`).",
+    )
+    upload_jwt_algorithm: str = Field(default="RS256", description="The static key's algorithm.")
+    upload_jwt_leeway_seconds: float = Field(
+        default=30.0, ge=0, description="Clock skew allowed on `exp` and `nbf`."
+    )
+    upload_jwks_cache_seconds: float = Field(
+        default=900.0, gt=0, description="How long the issuer's keys are used before refetching."
+    )
+    upload_jwks_min_refresh_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Least time between two fetches of the issuer's keys; a token with an "
+        "unknown `kid` refetches them (key rotation) no more often than this.",
+    )
+    _auth_chosen: bool = PrivateAttr(default=False)
+
+    @property
+    def upload_auth_chosen(self) -> bool:
+        """Whether ``UPLOAD_AUTH`` was given, or implied by an ``UPLOAD_JWT_*`` setting."""
+        return self._auth_chosen
+
+    @model_validator(mode="after")
+    def _owner_auth_is_coherent(self) -> "OwnerAuthSettings":
+        """``UPLOAD_AUTH`` as given, or its default; coherent with the ``UPLOAD_JWT_*``."""
+        jwt_given = [
+            name
+            for name in ("upload_jwt_issuer", "upload_jwt_audience", "upload_jwt_jwks_url")
+            if getattr(self, name)
+        ] + (["upload_jwt_key"] if self.upload_jwt_key else [])
+        self._auth_chosen = self.upload_auth is not None or bool(jwt_given)
+        if self.upload_auth is None:
+            self.upload_auth = "jwt" if jwt_given else "anonymous"
+        if self.upload_auth == "anonymous" and jwt_given:
+            raise ValueError(f"UPLOAD_AUTH=anonymous, but {', '.join(jwt_given)} is set")
+        if self.upload_auth == "jwt":
+            if not (self.upload_jwt_issuer and self.upload_jwt_audience):
+                raise ValueError("UPLOAD_AUTH=jwt needs UPLOAD_JWT_ISSUER and UPLOAD_JWT_AUDIENCE")
+            if self.upload_jwt_key and self.upload_jwt_jwks_url:
+                raise ValueError("give UPLOAD_JWT_KEY or UPLOAD_JWT_JWKS_URL, not both")
+            key = self.upload_jwt_key
+            hmac = self.upload_jwt_algorithm.startswith("HS")
+            if key and hmac and len(key.get_secret_value().encode()) < 32:
+                # RFC 7518 §3.2: an HMAC key at least as long as the hash.
+                raise ValueError("an HS256 UPLOAD_JWT_KEY must be at least 32 bytes")
+        return self

@@ -72,15 +72,12 @@ def signed_headers(secret: str, msg_id: str, timestamp: int, body: bytes) -> dic
     }
 
 
-def verify(
-    secret: str,
-    headers: Mapping[str, str],
-    body: bytes,
-    now: float,
-    tolerance_seconds: int = TOLERANCE_SECONDS,
-) -> None:
-    """Return when ``body`` is signed under ``secret`` and recent, else raise
-    :class:`WebhookVerificationError`. ``headers`` may use any letter case."""
+def check_headers(
+    headers: Mapping[str, str], now: float, tolerance_seconds: int = TOLERANCE_SECONDS
+) -> tuple[str, int, str]:
+    """What the headers alone decide, so that a receiver can refuse before reading the
+    body: the three headers are there and the timestamp is recent. Returns the id, the
+    timestamp and the signatures; raises :class:`WebhookVerificationError`."""
     lowered = {k.lower(): v for k, v in headers.items()}
     msg_id = lowered.get(ID_HEADER)
     timestamp_text = lowered.get(TIMESTAMP_HEADER)
@@ -93,6 +90,19 @@ def verify(
         raise WebhookVerificationError("webhook-timestamp is not an integer") from None
     if abs(now - timestamp) > tolerance_seconds:
         raise WebhookVerificationError("webhook-timestamp is outside the tolerance")
+    return msg_id, timestamp, signatures
+
+
+def verify(
+    secret: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: float,
+    tolerance_seconds: int = TOLERANCE_SECONDS,
+) -> None:
+    """Return when ``body`` is signed under ``secret`` and recent, else raise
+    :class:`WebhookVerificationError`. ``headers`` may use any letter case."""
+    msg_id, timestamp, signatures = check_headers(headers, now, tolerance_seconds)
     expected = _digest(secret_key(secret), msg_id, timestamp, body)
     for entry in signatures.split(" "):
         version, _, encoded = entry.partition(",")

@@ -13,11 +13,9 @@ from faststream.kafka import KafkaBroker
 
 from contracts import JobStatusChanged, UploadAborted, UploadFinished, UploadStarted, topics
 from gateway import routes
-from gateway.adapters.jwks import JwksKeys
 from gateway.adapters.kafka import KafkaUploadSink, kafka_answers
 from gateway.adapters.postgres import PostgresUploadStore
 from gateway.adapters.postgres_limits import PostgresQuota
-from gateway.auth import ASYMMETRIC, StaticKey, UploadAuth
 from gateway.ingest import UploadLimits
 from gateway.limits import FairUse
 from gateway.ports import Quota, UploadSink, UploadStore
@@ -26,6 +24,7 @@ from gateway.resumable import routes as resumable_routes
 from gateway.resumable.uploads import Resumable, expire_forever
 from gateway.settings import Settings
 from servicekit import http
+from servicekit.auth import owner_auth
 from servicekit.kafka import make_broker, prepare_kafka
 from servicekit.tokens import JobTokens
 
@@ -91,36 +90,6 @@ def fair_use(settings: Settings) -> FairUse:
     )
 
 
-def upload_auth(settings: Settings, http_client: httpx.AsyncClient) -> UploadAuth:
-    """``UPLOAD_AUTH`` as the settings resolved it: anonymous, one static key, or the
-    issuer's JWKS (its URL given, or found by OpenID Connect discovery)."""
-    if settings.upload_auth != "jwt":
-        return UploadAuth(None)
-    assert settings.upload_jwt_issuer is not None
-    if settings.upload_jwt_key is not None:
-        algorithm = settings.upload_jwt_algorithm
-        keys: StaticKey | JwksKeys = StaticKey(
-            settings.upload_jwt_key.get_secret_value(), algorithm
-        )
-        algorithms = frozenset({algorithm})
-    else:
-        keys = JwksKeys(
-            http_client,
-            issuer=settings.upload_jwt_issuer,
-            jwks_url=settings.upload_jwt_jwks_url,
-            cache_seconds=settings.upload_jwks_cache_seconds,
-            min_refresh_seconds=settings.upload_jwks_min_refresh_seconds,
-        )
-        algorithms = ASYMMETRIC
-    return UploadAuth(
-        keys,
-        issuer=settings.upload_jwt_issuer,
-        audience=settings.upload_jwt_audience,
-        algorithms=algorithms,
-        leeway_seconds=settings.upload_jwt_leeway_seconds,
-    )
-
-
 def create_app(
     settings: Settings | None = None,
     *,
@@ -148,7 +117,7 @@ def create_app(
     tokens = JobTokens(settings.job_token_secret.get_secret_value(), settings.job_token_ttl_seconds)
     # The identity provider's keys (JWKS, discovery): small, rare requests.
     http_client = httpx.AsyncClient(timeout=settings.kafka_timeout_seconds)
-    auth = upload_auth(settings, http_client)
+    auth = owner_auth(settings, http_client)
     quota = quota or PostgresQuota(settings, fair_use(settings), settings.upload_lease_seconds)
     resumable = Resumable(
         store,
@@ -217,7 +186,7 @@ async def _stopped(reachability: Reachability, probing: "asyncio.Task[None]") ->
 
 
 async def renew_forever(quota: Quota, every_seconds: float) -> None:
-    """Keep this replica's uploads counted while they last (docs/architecture.md §6a)."""
+    """Keep this replica's uploads counted while they last (docs/architecture.md §6)."""
     while True:
         await asyncio.sleep(every_seconds)
         try:

@@ -1,4 +1,4 @@
-"""Fair use (docs/architecture.md §6a): how much one client may upload, and all of them.
+"""Fair use (docs/architecture.md §6): how much one client may upload, and all of them.
 
 Every limit is keyed on the client: the JWT's subject when uploads are authenticated,
 else the client address the edge saw (``client_key``). Per client: a rate of new

@@ -151,7 +151,7 @@ class UploadStore(Protocol):
 
 @runtime_checkable
 class Quota(Protocol):
-    """The fair-use counts every replica shares (docs/architecture.md §6a); the rules
+    """The fair-use counts every replica shares (docs/architecture.md §6); the rules
     are :mod:`gateway.limits`. Each admission raises ``gateway.limits.Refused`` (a 429)
     or returns the id of a lease on the request's body, which the caller releases once
     the body is over."""

@@ -6,12 +6,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request, Response
 
 from gateway.accepted import JobGrant, UploadAccepted, accepted_body, set_progress_cookie
-from gateway.auth import UploadAuth
 from gateway.ingest import UploadLimits, checked_headers, ingest
 from gateway.limits import client_key
 from gateway.ports import Quota, UploadSink
 from gateway.resumable import ietf, tus
 from gateway.resumable.routes import get_resumable
+from servicekit.auth import OwnerAuth
 from servicekit.http import ApiError, DependencyUnavailable, ErrorBody, from_state
 from servicekit.metrics import BYTES_INGESTED, UPLOADS
 from servicekit.tokens import JobTokens
@@ -29,7 +29,7 @@ QuotaDep = Annotated[Quota, Depends(from_state(Quota, "quota"))]
 
 
 async def _owner(
-    request: Request, auth: Annotated[UploadAuth, Depends(from_state(UploadAuth, "auth"))]
+    request: Request, auth: Annotated[OwnerAuth, Depends(from_state(OwnerAuth, "auth"))]
 ) -> str | None:
     return await auth.owner(request)
 

@@ -1,11 +1,9 @@
-from typing import Literal
+from pydantic import Field, model_validator
 
-from pydantic import Field, SecretStr, model_validator
-
-from servicekit.settings import DatabaseSettings
+from servicekit.settings import DatabaseSettings, OwnerAuthSettings
 
 
-class Settings(DatabaseSettings):
+class Settings(DatabaseSettings, OwnerAuthSettings):
     http_port: int = 8101
     max_upload_bytes: int = Field(default=2 * 1024**3, description="Largest accepted file.")
     chunk_bytes: int = Field(
@@ -30,43 +28,6 @@ class Settings(DatabaseSettings):
     cors_allowed_origins: list[str] = Field(
         default_factory=list, description="Origins allowed to call the API from a browser."
     )
-    upload_auth: Literal["jwt", "anonymous"] | None = Field(
-        default=None,
-        description="Who may upload: `jwt` (a bearer JWT of the issuer below on every "
-        "upload; its `sub` owns the job) or `anonymous` (anyone; limits keyed on the client "
-        "address). Unset: `jwt` when an `UPLOAD_JWT_*` setting is given, else anonymous in "
-        "development; production refuses to start until it is chosen.",
-    )
-    upload_jwt_issuer: str | None = Field(
-        default=None,
-        description="The tokens' `iss`, required with `jwt`; its OpenID "
-        "Connect discovery document names the JWKS unless `UPLOAD_JWT_JWKS_URL` does.",
-    )
-    upload_jwt_audience: str | None = Field(
-        default=None, description="The tokens' `aud`, required with `jwt`."
-    )
-    upload_jwt_jwks_url: str | None = Field(
-        default=None, description="The issuer's JWK Set, when not found by discovery."
-    )
-    upload_jwt_key: SecretStr | None = Field(
-        default=None,
-        description="One static verification key instead of a JWKS: a PEM public key, or "
-        "an HMAC secret of >= 32 bytes for HS256 (matching `UPLOAD_JWT_ALGORITHM`).",
-    )
-    upload_jwt_algorithm: str = Field(default="RS256", description="The static key's algorithm.")
-    upload_jwt_leeway_seconds: float = Field(
-        default=30.0, ge=0, description="Clock skew allowed on `exp` and `nbf`."
-    )
-    upload_jwks_cache_seconds: float = Field(
-        default=900.0, gt=0, description="How long the issuer's keys are used before refetching."
-    )
-    upload_jwks_min_refresh_seconds: float = Field(
-        default=30.0,
-        gt=0,
-        description="Least time between two fetches of the issuer's keys; a token with an "
-        "unknown `kid` refetches them (key rotation) no more often than this.",
-    )
-
     upload_rate_per_minute: float = Field(
         default=30.0,
         ge=0,
@@ -122,33 +83,11 @@ class Settings(DatabaseSettings):
     )
 
     @model_validator(mode="after")
-    def _upload_auth_is_chosen(self) -> "Settings":
-        """``UPLOAD_AUTH``: explicit in production, coherent everywhere (issue 19)."""
-        jwt_given = [
-            name
-            for name in ("upload_jwt_issuer", "upload_jwt_audience", "upload_jwt_jwks_url")
-            if getattr(self, name)
-        ] + (["upload_jwt_key"] if self.upload_jwt_key else [])
-        if self.upload_auth is None:
-            if jwt_given:
-                self.upload_auth = "jwt"
-            elif self.environment == "production":
-                raise ValueError(
-                    "choose who may upload: UPLOAD_AUTH=jwt (with UPLOAD_JWT_ISSUER and "
-                    "UPLOAD_JWT_AUDIENCE) or UPLOAD_AUTH=anonymous"
-                )
-            else:
-                self.upload_auth = "anonymous"
-        if self.upload_auth == "anonymous" and jwt_given:
-            raise ValueError(f"UPLOAD_AUTH=anonymous, but {', '.join(jwt_given)} is set")
-        if self.upload_auth == "jwt":
-            if not (self.upload_jwt_issuer and self.upload_jwt_audience):
-                raise ValueError("UPLOAD_AUTH=jwt needs UPLOAD_JWT_ISSUER and UPLOAD_JWT_AUDIENCE")
-            if self.upload_jwt_key and self.upload_jwt_jwks_url:
-                raise ValueError("give UPLOAD_JWT_KEY or UPLOAD_JWT_JWKS_URL, not both")
-            key = self.upload_jwt_key
-            hmac = self.upload_jwt_algorithm.startswith("HS")
-            if key and hmac and len(key.get_secret_value().encode()) < 32:
-                # RFC 7518 §3.2: an HMAC key at least as long as the hash.
-                raise ValueError("an HS256 UPLOAD_JWT_KEY must be at least 32 bytes")
+    def _who_may_upload_is_chosen_in_production(self) -> "Settings":
+        """A public upload route is the operator's explicit choice (issue 19)."""
+        if self.environment == "production" and not self.upload_auth_chosen:
+            raise ValueError(
+                "choose who may upload: UPLOAD_AUTH=jwt (with UPLOAD_JWT_ISSUER and "
+                "UPLOAD_JWT_AUDIENCE) or UPLOAD_AUTH=anonymous"
+            )
         return self

@@ -1,5 +1,5 @@
 """The fair-use counts in PostgreSQL, shared by every gateway replica (docs/architecture.md
-§6a): :class:`gateway.ports.Quota` over asyncpg, in the gateway's schema.
+§6): :class:`gateway.ports.Quota` over asyncpg, in the gateway's schema.
 
 - ``client_rates``: each client's GCRA timestamp (one row per client that uploaded).
 - ``client_days``: bytes each client sent per UTC day.
@@ -196,6 +196,12 @@ class PostgresQuota(PostgresResource):
                 f"""DELETE FROM {s}.client_days
                     WHERE day < (now() AT TIME ZONE 'UTC')::date - 1"""
             )
+
+    @unavailable_on_outage
+    async def usage_of(self, client: str) -> Usage:
+        """What ``client`` and everyone use now (for tests and operators)."""
+        async with self._pool.acquire() as conn:
+            return await self._read(conn, client)
 
     async def _read(self, conn: "Connection", client: str) -> Usage:
         row = await conn.fetchrow(self._usage, client)

@@ -5,11 +5,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
-from gateway.auth import UploadAuth
 from gateway.limits import client_key
 from gateway.ports import UploadRow
 from gateway.resumable import ietf, tus
 from gateway.resumable.uploads import Resumable
+from servicekit.auth import OwnerAuth
 from servicekit.http import ApiError, ErrorBody, from_state
 from servicekit.tokens import presented_tokens
 
@@ -29,7 +29,7 @@ def get_resumable(request: Request) -> Resumable:
 
 
 ResumableDep = Annotated[Resumable, Depends(get_resumable)]
-AuthDep = Annotated[UploadAuth, Depends(from_state(UploadAuth, "auth"))]
+AuthDep = Annotated[OwnerAuth, Depends(from_state(OwnerAuth, "auth"))]
 JobId = Annotated[
     str, Path(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 ]

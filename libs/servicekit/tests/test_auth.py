@@ -1,4 +1,4 @@
-"""Upload authentication (gateway.auth, gateway.adapters.jwks): JWTs of an issuer's JWKS,
+"""Upload authentication (servicekit.auth, servicekit.jwks): JWTs of an issuer's JWKS,
 keys by ``kid``, rotation without a restart at a bounded rate, and 401s that say what is
 wrong without the library's words. The JWKS endpoint here is in memory; the gateway
 against a real one that rotates is in test_fair_use.py."""
@@ -12,10 +12,10 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from gateway.adapters.jwks import JwksKeys
-from gateway.auth import ASYMMETRIC, Unauthorized, UploadAuth
-from gateway.settings import Settings
+from servicekit.auth import OwnerAuth, Unauthorized
 from servicekit.http import DependencyUnavailable
+from servicekit.jwks import ASYMMETRIC, JwksKeys
+from servicekit.settings import OwnerAuthSettings
 
 pytestmark = pytest.mark.unit
 
@@ -57,10 +57,10 @@ class Issuer:
         return httpx.Response(200, json={"keys": jwks})
 
 
-def auth_for(issuer: Issuer, min_refresh: float = 30.0) -> UploadAuth:
+def auth_for(issuer: Issuer, min_refresh: float = 30.0) -> OwnerAuth:
     client = httpx.AsyncClient(transport=httpx.MockTransport(issuer.handler))
     keys = JwksKeys(client, issuer=ISSUER, min_refresh_seconds=min_refresh)
-    return UploadAuth(keys, issuer=ISSUER, audience=AUDIENCE, algorithms=ASYMMETRIC)
+    return OwnerAuth(keys, issuer=ISSUER, audience=AUDIENCE, algorithms=ASYMMETRIC)
 
 
 async def test_a_token_of_the_issuer_names_its_subject_found_by_discovery() -> None:
@@ -142,21 +142,13 @@ async def test_an_algorithm_the_key_does_not_have_is_refused() -> None:
         await auth_for(issuer).subject(token)
 
 
-def test_production_refuses_to_start_until_who_may_upload_is_chosen() -> None:
-    secrets: dict[str, Any] = {
-        "job_token_secret": "p" * 40,
-        "database_url": "postgresql://u:pw-x@db/a",
-    }
-    with pytest.raises(ValueError, match="choose who may upload"):
-        Settings(environment="production", **secrets)
-    chosen = Settings(environment="production", upload_auth="anonymous", **secrets)
-    assert chosen.upload_auth == "anonymous"
-
-
 def test_jwt_needs_issuer_and_audience_and_anonymous_takes_no_jwt_setting() -> None:
     with pytest.raises(ValueError, match="needs UPLOAD_JWT_ISSUER and UPLOAD_JWT_AUDIENCE"):
-        Settings(upload_auth="jwt", upload_jwt_issuer=ISSUER)
+        OwnerAuthSettings(upload_auth="jwt", upload_jwt_issuer=ISSUER)
     with pytest.raises(ValueError, match="UPLOAD_AUTH=anonymous, but upload_jwt_issuer"):
-        Settings(upload_auth="anonymous", upload_jwt_issuer=ISSUER)
-    assert Settings(upload_jwt_issuer=ISSUER, upload_jwt_audience=AUDIENCE).upload_auth == "jwt"
-    assert Settings().upload_auth == "anonymous"  # development's default
+        OwnerAuthSettings(upload_auth="anonymous", upload_jwt_issuer=ISSUER)
+    assert (
+        OwnerAuthSettings(upload_jwt_issuer=ISSUER, upload_jwt_audience=AUDIENCE).upload_auth
+        == "jwt"
+    )
+    assert OwnerAuthSettings().upload_auth == "anonymous"  # development's default

@@ -1,4 +1,5 @@
-"""An OpenID Connect issuer's signing keys, from its JWKS (RFC 7517 §5), over httpx.
+"""Where the keys that verify an owner's JWT come from (servicekit.auth): one static key,
+or an OpenID Connect issuer's JWKS (RFC 7517 §5), fetched over httpx.
 
 The JWKS URL is configured (``UPLOAD_JWT_JWKS_URL``) or found by OpenID Connect
 Discovery 1.0 §4 from the issuer (``<issuer>/.well-known/openid-configuration``, whose
@@ -13,18 +14,52 @@ the keys already had keep working; with none, an upload is 503.
 import asyncio
 import logging
 import time
+from typing import Protocol
 
 import httpx
 import jwt
 
-from gateway.auth import ASYMMETRIC, UnknownKey
 from servicekit.http import DependencyUnavailable
 
 log = logging.getLogger(__name__)
 
+ASYMMETRIC = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+
+class UnknownKey(Exception):
+    """No key of the issuer has the token's ``kid`` (after a refresh, where allowed)."""
+
+
+class SigningKeys(Protocol):
+    """Where the issuer's verification keys come from: its JWKS
+    (:class:`JwksKeys`) or one configured key (:class:`StaticKey`)."""
+
+    async def key(self, kid: str | None, algorithm: str) -> jwt.PyJWK:
+        """The key for a token signed with ``algorithm`` under ``kid``; raises
+        :class:`UnknownKey`, or ``DependencyUnavailable`` when the keys cannot be had."""
+        ...
+
+
+class StaticKey:
+    """One key from the settings (``UPLOAD_JWT_KEY``): a PEM public key, or an HMAC
+    secret for ``HS256``, used with exactly ``UPLOAD_JWT_ALGORITHM``."""
+
+    def __init__(self, material: str, algorithm: str) -> None:
+        algo = jwt.get_algorithm_by_name(algorithm)
+        jwk = algo.to_jwk(algo.prepare_key(material), as_dict=True)
+        self.algorithm = algorithm
+        self._key = jwt.PyJWK.from_dict(jwk, algorithm)
+
+    async def key(self, kid: str | None, algorithm: str) -> jwt.PyJWK:
+        if algorithm != self.algorithm:
+            raise UnknownKey(algorithm)
+        return self._key
+
 
 class JwksKeys:
-    """:class:`gateway.auth.SigningKeys` from an issuer's JWKS."""
+    """:class:`SigningKeys` from an issuer's JWKS."""
 
     def __init__(
         self,

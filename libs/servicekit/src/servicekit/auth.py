@@ -1,12 +1,14 @@
-"""Who may upload (docs/architecture.md §6): bearer JWTs, or anonymous by choice.
+"""Who owns a job (docs/architecture.md §6): bearer JWTs of the operator's identity
+provider, or anonymous uploads by choice (``UPLOAD_AUTH``, :class:`OwnerAuthSettings`).
 
 With ``UPLOAD_AUTH=jwt`` every upload needs ``Authorization: Bearer <JWT>`` whose
-signature verifies with a key of the configured issuer (its JWKS, by ``kid``, or one
-static key), whose ``iss`` and ``aud`` are the configured ones, and that has not
-expired; its ``sub`` becomes the job's owner, the key of the owner's limits. The
-algorithm comes from the key, never from the token alone, so a public key is never
-used as an HMAC secret. A refusal is ``401`` with ``WWW-Authenticate`` (RFC 6750 §3)
-and a JSON body saying what is wrong in our words, never the library's.
+signature verifies with a key of the configured issuer (its JWKS, by ``kid``:
+:class:`servicekit.jwks.JwksKeys`; or one static key), whose ``iss`` and ``aud`` are the
+configured ones, and that has not expired; its ``sub`` becomes the job's owner, the key
+of the owner's limits, and what later proves ownership (an owner's jobs). The algorithm
+comes from the key, never from the token alone, so a public key is never used as an
+HMAC secret. A refusal is ``401`` with ``WWW-Authenticate`` (RFC 6750 §3) and a JSON
+body saying what is wrong in our words, never the library's.
 
 With ``UPLOAD_AUTH=anonymous`` uploads need no token, and the limits are keyed on the
 client address the edge saw.
@@ -14,50 +16,19 @@ client address the edge saw.
 
 import logging
 from dataclasses import dataclass
-from typing import Protocol
 
+import httpx
 import jwt
 from fastapi import Request
 
 from servicekit.http import ApiError
+from servicekit.jwks import ASYMMETRIC, JwksKeys, SigningKeys, StaticKey, UnknownKey
+from servicekit.settings import OwnerAuthSettings
 from servicekit.tokens import bearer_token
 
 log = logging.getLogger(__name__)
 
 REALM = "audiopipe"
-ASYMMETRIC = frozenset(
-    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
-)
-
-
-class UnknownKey(Exception):
-    """No key of the issuer has the token's ``kid`` (after a refresh, where allowed)."""
-
-
-class SigningKeys(Protocol):
-    """Where the issuer's verification keys come from: its JWKS
-    (:class:`gateway.adapters.jwks.JwksKeys`) or one configured key (:class:`StaticKey`)."""
-
-    async def key(self, kid: str | None, algorithm: str) -> jwt.PyJWK:
-        """The key for a token signed with ``algorithm`` under ``kid``; raises
-        :class:`UnknownKey`, or ``DependencyUnavailable`` when the keys cannot be had."""
-        ...
-
-
-class StaticKey:
-    """One key from the settings (``UPLOAD_JWT_KEY``): a PEM public key, or an HMAC
-    secret for ``HS256``, used with exactly ``UPLOAD_JWT_ALGORITHM``."""
-
-    def __init__(self, material: str, algorithm: str) -> None:
-        algo = jwt.get_algorithm_by_name(algorithm)
-        jwk = algo.to_jwk(algo.prepare_key(material), as_dict=True)
-        self.algorithm = algorithm
-        self._key = jwt.PyJWK.from_dict(jwk, algorithm)
-
-    async def key(self, kid: str | None, algorithm: str) -> jwt.PyJWK:
-        if algorithm != self.algorithm:
-            raise UnknownKey(algorithm)
-        return self._key
 
 
 class Unauthorized(ApiError):
@@ -90,8 +61,8 @@ def _reason(error: jwt.PyJWTError) -> str:
 
 
 @dataclass(frozen=True)
-class UploadAuth:
-    """The upload route's authentication: ``keys`` is None for anonymous uploads."""
+class OwnerAuth:
+    """The owner's bearer JWT, checked: ``keys`` is None when uploads are anonymous."""
 
     keys: SigningKeys | None
     issuer: str | None = None
@@ -158,3 +129,33 @@ class UploadAuth:
         if not isinstance(subject, str) or not subject:
             raise Unauthorized("the bearer token's `sub` is not a string", token_given=True)
         return subject
+
+
+def owner_auth(settings: OwnerAuthSettings, http_client: httpx.AsyncClient) -> OwnerAuth:
+    """``UPLOAD_AUTH`` as the settings resolved it: anonymous, one static key, or the
+    issuer's JWKS (its URL given, or found by OpenID Connect discovery); the JWKS is
+    fetched with ``http_client``."""
+    if settings.upload_auth != "jwt":
+        return OwnerAuth(None)
+    assert settings.upload_jwt_issuer is not None
+    keys: SigningKeys
+    if settings.upload_jwt_key is not None:
+        algorithm = settings.upload_jwt_algorithm
+        keys = StaticKey(settings.upload_jwt_key.get_secret_value(), algorithm)
+        algorithms = frozenset({algorithm})
+    else:
+        keys = JwksKeys(
+            http_client,
+            issuer=settings.upload_jwt_issuer,
+            jwks_url=settings.upload_jwt_jwks_url,
+            cache_seconds=settings.upload_jwks_cache_seconds,
+            min_refresh_seconds=settings.upload_jwks_min_refresh_seconds,
+        )
+        algorithms = ASYMMETRIC
+    return OwnerAuth(
+        keys,
+        issuer=settings.upload_jwt_issuer,
+        audience=settings.upload_jwt_audience,
+        algorithms=algorithms,
+        leeway_seconds=settings.upload_jwt_leeway_seconds,
+    )
