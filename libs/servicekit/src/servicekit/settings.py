@@ -24,6 +24,7 @@ __all__ = [
     "MIN_SIGNING_SECRET_BYTES",
     "PLACEHOLDER",
     "DatabaseSettings",
+    "OwnerAuthSettings",
     "S3Settings",
     "ServiceSettings",
     "production_problem",

@@ -26,6 +26,7 @@ __all__ = [
     "TIMESTAMP_HEADER",
     "TOLERANCE_SECONDS",
     "WebhookVerificationError",
+    "check_headers",
     "secret_key",
     "sign",
     "signed_headers",
