@@ -2,8 +2,10 @@
 library's private names or undocumented behaviour, in one place.
 
 Nothing outside this package imports a private name of uvicorn, Starlette, FastAPI,
-FastStream or aiokafka (``_``-prefixed modules and attributes), nor leans on what their
-documentation does not promise; it imports the function or class here that does. Each
+FastStream or aiokafka (``_``-prefixed modules and attributes), and no source outside it
+leans on what their documentation does not promise; it imports the function or class
+here that does. (Some tests still reach into a client's private state to break it on
+purpose, e.g. a consumer's fetcher; that is the test's own business.) Each
 module says, for each reach, what it uses, why (the measured reason or the upstream
 issue) and which version it was checked against:
 
