@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaRouter
 
-from contracts import topics
+from contracts import JobDeleted, topics
 from notifier import gcpauses, handlers, progress, routes
 from notifier.adapters.kafka import KafkaDeadLetters
 from notifier.adapters.postgres import PostgresAppliedEvents, PostgresStore
@@ -66,6 +66,13 @@ def create_broker(settings: Settings, store: JobStore) -> tuple[KafkaBroker, Sta
         "to the job's live SSE streams.",
     )(handlers.on_job_statuses)
     broker.include_router(router)
+    broker.publisher(
+        topics.JOB_DELETED,
+        title="job.deleted",
+        description="A job to erase everywhere: asked for by its holder or owner "
+        "(DELETE /jobs/{job_id}), or past the state's retention; keyed by job id.",
+        schema=JobDeleted,
+    )
     return broker, statuses
 
 
