@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from contracts import topics
-from servicekit.detached import DetachingHttpToolsProtocol
+from servicekit.compat.uvicorn_protocols import DetachingHttpToolsProtocol
 from servicekit.kafka import ensure_topics
 from servicekit.telemetry import instrument_httpx
 from tests.support.audio import sine_wav

@@ -10,6 +10,7 @@ import asyncio
 import json
 import time
 import uuid
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -155,6 +156,7 @@ async def test_result_of_almost_the_body_limit_fits_every_kafka_limit(start_brid
     await admin.start()
     try:
         names = [bridge.status_topic, bridge.result_topic]
+        response: Any  # DescribeConfigs response: its fields are not typed
         [response] = await admin.describe_configs(
             [
                 ConfigResource(ConfigResourceType.TOPIC, n, {"max.message.bytes": None})

@@ -20,7 +20,7 @@ from contracts import JobStatus
 from notifier.projection import JobSnapshot
 from notifier.settings import Settings
 from notifier.streams import Stream
-from servicekit.detached import DetachingHttpToolsProtocol
+from servicekit.compat.uvicorn_protocols import DetachingHttpToolsProtocol
 from servicekit.tokens import JobTokens
 from tests.support.processes import free_port
 from tests.support.waiting import eventually

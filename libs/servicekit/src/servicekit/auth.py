@@ -26,6 +26,8 @@ from servicekit.jwks import ASYMMETRIC, JwksKeys, SigningKeys, StaticKey, Unknow
 from servicekit.settings import OwnerAuthSettings
 from servicekit.tokens import bearer_token
 
+__all__ = ["REALM", "OwnerAuth", "Unauthorized", "owner_auth"]
+
 log = logging.getLogger(__name__)
 
 REALM = "audiopipe"

@@ -22,6 +22,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from servicekit.metrics import HttpMetrics, registry
 from servicekit.telemetry import redact_server_span
 
+__all__ = [
+    "ApiError",
+    "DependencyUnavailable",
+    "ErrorBody",
+    "ReadinessCheck",
+    "allow_origins",
+    "client_address",
+    "create_app",
+    "describe_errors",
+    "error_body",
+    "error_response",
+    "from_state",
+    "install_error_handlers",
+    "unavailable_response",
+]
+
 log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[bool]]

@@ -21,6 +21,8 @@ import jwt
 
 from servicekit.http import DependencyUnavailable
 
+__all__ = ["ASYMMETRIC", "JwksKeys", "SigningKeys", "StaticKey", "UnknownKey"]
+
 log = logging.getLogger(__name__)
 
 ASYMMETRIC = frozenset(

@@ -14,6 +14,22 @@ from urllib.parse import urlsplit
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+__all__ = [
+    "DEV_DATABASE_URL",
+    "DEV_JOB_TOKEN_SECRET",
+    "DEV_S3_SECRET",
+    "DEV_SECRETS",
+    "DEV_WEBHOOK_CAPABILITY_SECRET",
+    "EXAMPLE_SECRETS",
+    "MIN_SIGNING_SECRET_BYTES",
+    "PLACEHOLDER",
+    "DatabaseSettings",
+    "OwnerAuthSettings",
+    "S3Settings",
+    "ServiceSettings",
+    "production_problem",
+]
+
 DEV_JOB_TOKEN_SECRET = "dev-only-job-token-secret-change-me"
 DEV_S3_SECRET = "audiopipe-secret"
 DEV_WEBHOOK_CAPABILITY_SECRET = "dev-only-webhook-capability-secret-change-me"

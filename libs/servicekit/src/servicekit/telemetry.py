@@ -17,6 +17,18 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+__all__ = [
+    "SECRET_PARAMETERS",
+    "URL_ATTRIBUTES",
+    "configure_tracing",
+    "current_trace_id",
+    "instrument_httpx",
+    "redact",
+    "redact_async_client_span",
+    "redact_client_span",
+    "redact_server_span",
+]
+
 
 def configure_tracing(service: str) -> None:
     """Install a tracer provider once per process; exporting only when configured."""

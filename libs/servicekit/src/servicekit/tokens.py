@@ -26,6 +26,18 @@ from starlette.requests import Request
 
 from servicekit.http import ApiError
 
+__all__ = [
+    "AUDIENCE",
+    "COOKIE_NAME",
+    "EVERY_SCOPE",
+    "JobTokens",
+    "Scope",
+    "TokenProblem",
+    "authorize",
+    "bearer_token",
+    "presented_tokens",
+]
+
 AUDIENCE = "audiopipe:job"
 COOKIE_NAME = "audiopipe_job_token"
 

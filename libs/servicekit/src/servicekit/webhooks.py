@@ -5,6 +5,11 @@ the shared secret and sends ``webhook-signature: v1,<base64>`` (several space-se
 entries during a key rotation). A receiver accepts when any ``v1`` entry matches and
 the timestamp is within the tolerance, which bounds how long a captured call can be
 replayed. Secrets are written ``whsec_<base64 key>``.
+
+Not PyPI's ``standardwebhooks`` (1.1.0), though it reproduces the spec's vector: its
+``verify`` raises ValueError on a signature entry without a comma and UnicodeDecodeError
+on a body that is not UTF-8 (a 500 where a forged call must get 401), and reads the
+clock itself, so the tolerance cannot be tested at its edges.
 """
 
 import base64
@@ -13,6 +18,20 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from typing import Final
+
+__all__ = [
+    "ID_HEADER",
+    "SECRET_PREFIX",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "TOLERANCE_SECONDS",
+    "WebhookVerificationError",
+    "check_headers",
+    "secret_key",
+    "sign",
+    "signed_headers",
+    "verify",
+]
 
 ID_HEADER: Final = "webhook-id"
 TIMESTAMP_HEADER: Final = "webhook-timestamp"

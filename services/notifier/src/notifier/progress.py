@@ -22,7 +22,6 @@ such requests back here.
 import logging
 import time
 from collections.abc import Awaitable
-from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
@@ -36,6 +35,7 @@ from notifier.access import job_id_of
 from notifier.deps import Services
 from notifier.streams import Stream
 from servicekit import detached
+from servicekit.compat.starlette import in_front_of_middleware, middleware_options
 from servicekit.http import (
     ApiError,
     DependencyUnavailable,
@@ -190,23 +190,19 @@ class _FastPath:
 def serve_first(app: FastAPI, endpoint: ProgressStreams) -> None:
     """Answer the route's GETs with ``endpoint`` before ``app``'s middleware stack.
 
-    Starlette builds the stack on the first request; it is wrapped then, so the CORS
-    settings the app has by that time (``servicekit.http.allow_origins``) apply to the
-    stream too, in Starlette's own ``CORSMiddleware``. (OpenTelemetry's instrumentation
-    wraps the same method; both wrappers compose.)"""
+    Starlette builds the stack on the first request; it is wrapped then
+    (``servicekit.compat.starlette``), so the CORS settings the app has by that time
+    (``servicekit.http.allow_origins``) apply to the stream too, in Starlette's own
+    ``CORSMiddleware``."""
     app.state.progress = endpoint
-    build = app.build_middleware_stack
 
-    def build_middleware_stack() -> ASGIApp:
+    def in_front(stack: ASGIApp) -> ASGIApp:
         front: ASGIApp = endpoint
-        for middleware in reversed(app.user_middleware):
-            factory: object = middleware.cls
-            if factory is CORSMiddleware:
-                options: dict[str, Any] = middleware.kwargs
-                front = CORSMiddleware(front, **options)
-        return _FastPath(build(), front)
+        for options in reversed(middleware_options(app, CORSMiddleware)):
+            front = CORSMiddleware(front, **options)
+        return _FastPath(stack, front)
 
-    app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
+    in_front_of_middleware(app, in_front)
 
 
 class EventStreamResponse(Response):

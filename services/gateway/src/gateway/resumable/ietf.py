@@ -36,6 +36,7 @@ from gateway.resumable.uploads import (
     creation_answer,
     final_body,
 )
+from servicekit.compat.starlette import asgi_send
 from servicekit.http import ApiError
 from servicekit.informational import EXTENSION as INFORMATIONAL
 
@@ -138,9 +139,8 @@ async def _resumption_supported(request: Request, resumable: Resumable, location
         "Upload-Draft-Interop-Version": INTEROP_VERSION,
         "Upload-Limit": limits(resumable),
     }
-    # Starlette's Request keeps the ASGI send it was built with (as for its own
-    # ``send_push_promise``); a route has no other way to reach it.
-    await request._send(
+    # A route has no other way to reach the ASGI send (servicekit.compat.starlette).
+    await asgi_send(request)(
         {
             "type": INFORMATIONAL,
             "status": 104,
