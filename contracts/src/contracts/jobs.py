@@ -48,6 +48,8 @@ class ErrorCode(StrEnum):
     ANALYSIS_TIMEOUT = "analysis_timeout"
     ANALYSIS_INVALID_RESULT = "analysis_invalid_result"
     UPLOAD_EXPIRED = "upload_expired"
+    AUDIO_TOO_LONG = "audio_too_long"
+    """The audio lasts longer than the analysis server analyses (its own limit)."""
 
 
 class JobError(BaseModel):
