@@ -48,6 +48,7 @@ class ErrorCode(StrEnum):
     ANALYSIS_TIMEOUT = "analysis_timeout"
     ANALYSIS_INVALID_RESULT = "analysis_invalid_result"
     UPLOAD_EXPIRED = "upload_expired"
+    UPLOAD_TIMEOUT = "upload_timeout"
 
 
 class JobError(BaseModel):
