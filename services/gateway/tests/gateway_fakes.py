@@ -80,14 +80,16 @@ class FakeLease:
 
 class FakeUploadStore:
     """The resumable uploads in a dict. One lease at a time per upload, as the advisory
-    lock gives; a second one asks the holder to stop and fails at once with
-    :class:`LockBusy` (the real store waits a while for it to let go); ``busy`` makes
-    every lease fail as a holder that never lets go would."""
+    lock gives; a second one asks the holder to stop and waits up to ``lock_wait``
+    seconds for it to let go, else :class:`LockBusy` (as the real store does); ``busy``
+    makes every lease fail as a holder that never lets go would."""
 
-    def __init__(self) -> None:
+    def __init__(self, lock_wait: float = 0.0) -> None:
         self.rows: dict[str, UploadRow] = {}
         self.busy = False
+        self.lock_wait = lock_wait
         self._held: dict[str, FakeLease] = {}
+        self._released = asyncio.Condition()
 
     async def create(self, upload: UploadRecord) -> None:
         assert upload.job_id not in self.rows
@@ -122,13 +124,21 @@ class FakeUploadStore:
         holder = self._held.get(job_id)
         if holder is not None:
             holder.taken_over.set()
-        if self.busy or holder is not None:
+        if self.busy:
             raise LockBusy(job_id)
+        if holder is not None:
+            try:
+                async with self._released, asyncio.timeout(self.lock_wait):
+                    await self._released.wait_for(lambda: job_id not in self._held)
+            except TimeoutError:
+                raise LockBusy(job_id) from None
         self._held[job_id] = lease = FakeLease(self, job_id, generation)
         try:
             yield lease
         finally:
             del self._held[job_id]
+            async with self._released:
+                self._released.notify_all()
 
     async def expired(self, now: datetime, limit: int = 100) -> list[UploadRow]:
         due = [r for r in self.rows.values() if r.state is State.OPEN and r.expires_at < now]

@@ -74,6 +74,9 @@ class UploadRecord:
     digest: bytes
     """The SHA-256 state (servicekit.digest): of no bytes at creation."""
     expires_at: datetime
+    """When the sweep ends it: after the idle expiry, never past its maximum age."""
+    created_at: datetime
+    """Its maximum age counts from here (docs/architecture.md §12)."""
 
 
 @dataclass(frozen=True)

@@ -49,13 +49,14 @@ CREATE INDEX IF NOT EXISTS uploads_open_expiry ON {schema}.uploads (expires_at)
 
 _COLUMNS = (
     "job_id::text, protocol, token_id, owner, filename, upload_length, repr_sha256, digest, "
-    "expires_at, state, upload_offset, chunk_count, media_type, generation, result::text"
+    "expires_at, created_at, state, upload_offset, chunk_count, media_type, generation, "
+    "result::text"
 )
 
 
 def _row(record: asyncpg.Record) -> UploadRow:
     values = list(record.values())
-    values[9] = State(values[9])
+    values[10] = State(values[10])
     return UploadRow(*values)
 
 
@@ -136,8 +137,8 @@ class PostgresUploadStore(PostgresResource):
     async def create(self, upload: UploadRecord) -> None:
         await self._pool.execute(
             f"""INSERT INTO {self._table} (job_id, protocol, token_id, owner, filename,
-                   upload_length, repr_sha256, digest, expires_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+                   upload_length, repr_sha256, digest, expires_at, created_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
             uuid.UUID(upload.job_id),
             upload.protocol,
             upload.token_id,
@@ -147,6 +148,7 @@ class PostgresUploadStore(PostgresResource):
             upload.repr_sha256,
             upload.digest,
             upload.expires_at,
+            upload.created_at,
         )
 
     @unavailable_on_outage
