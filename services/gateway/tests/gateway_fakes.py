@@ -71,6 +71,18 @@ class FakeLease:
         )
         return True
 
+    async def set_length(self, length: int) -> None:
+        row = self._store.rows[self.job_id]
+        if row.length is None:
+            self._store.rows[self.job_id] = dataclasses.replace(row, length=length)
+
+    async def touch(self, expires_at: datetime) -> None:
+        row = self._store.rows[self.job_id]
+        if row.state is State.OPEN:
+            self._store.rows[self.job_id] = dataclasses.replace(
+                row, expires_at=max(row.expires_at, expires_at)
+            )
+
     async def finish(self, state: State, result: str | None) -> bool:
         return self._store.ended(self.job_id, state, result)
 
@@ -105,16 +117,6 @@ class FakeUploadStore:
 
     async def get(self, job_id: str) -> UploadRow | None:
         return self.rows.get(job_id)
-
-    async def set_length(self, job_id: str, length: int) -> None:
-        row = self.rows[job_id]
-        if row.length is None:
-            self.rows[job_id] = dataclasses.replace(row, length=length)
-
-    async def touch(self, job_id: str, expires_at: datetime) -> None:
-        row = self.rows[job_id]
-        if row.state is State.OPEN:
-            self.rows[job_id] = dataclasses.replace(row, expires_at=max(row.expires_at, expires_at))
 
     @contextlib.asynccontextmanager
     async def lease(self, job_id: str) -> AsyncIterator[FakeLease]:

@@ -103,6 +103,24 @@ class PostgresLease:
         return bool(status == "UPDATE 1")
 
     @unavailable_on_outage
+    async def set_length(self, length: int) -> None:
+        await self.conn.execute(
+            f"UPDATE {self._table} SET upload_length = $2 WHERE job_id = $1 "
+            "AND upload_length IS NULL",
+            uuid.UUID(self.job_id),
+            length,
+        )
+
+    @unavailable_on_outage
+    async def touch(self, expires_at: datetime) -> None:
+        await self.conn.execute(
+            f"UPDATE {self._table} SET expires_at = greatest(expires_at, $2) "
+            "WHERE job_id = $1 AND state = 'open'",
+            uuid.UUID(self.job_id),
+            expires_at,
+        )
+
+    @unavailable_on_outage
     async def finish(self, state: State, result: str | None) -> bool:
         status = await self.conn.execute(
             f"""UPDATE {self._table} SET state = $2, result = $3::jsonb
@@ -157,24 +175,6 @@ class PostgresUploadStore(PostgresResource):
             f"SELECT {_COLUMNS} FROM {self._table} WHERE job_id = $1", uuid.UUID(job_id)
         )
         return _row(record) if record else None
-
-    @unavailable_on_outage
-    async def set_length(self, job_id: str, length: int) -> None:
-        await self._pool.execute(
-            f"UPDATE {self._table} SET upload_length = $2 WHERE job_id = $1 "
-            "AND upload_length IS NULL",
-            uuid.UUID(job_id),
-            length,
-        )
-
-    @unavailable_on_outage
-    async def touch(self, job_id: str, expires_at: datetime) -> None:
-        await self._pool.execute(
-            f"UPDATE {self._table} SET expires_at = greatest(expires_at, $2) "
-            "WHERE job_id = $1 AND state = 'open'",
-            uuid.UUID(job_id),
-            expires_at,
-        )
 
     @contextlib.asynccontextmanager
     async def lease(self, job_id: str) -> AsyncIterator[PostgresLease]:

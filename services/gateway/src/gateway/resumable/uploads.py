@@ -299,9 +299,9 @@ class Resumable:
         ):
             raise ApiError(400, "inconsistent_length", "the upload length does not match")
         if length is not None and row.length is None:
-            await self.store.set_length(job_id, length)
+            await lease.set_length(length)
         total = row.length if row.length is not None else length
-        await self.store.touch(job_id, self.expires_at(row.created_at))
+        await lease.touch(self.expires_at(row.created_at))
 
         media = row.media_type
 
