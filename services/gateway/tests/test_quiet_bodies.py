@@ -12,6 +12,7 @@ from gateway_fakes import FakeSink, FakeUploadStore
 
 from contracts import ErrorCode, JobStatusChanged, UploadAborted
 from gateway.ingest import BodyQuiet, UploadLimits, ingest, paced
+from gateway.ports import State
 from gateway.resumable.uploads import NewUpload, Resumable
 from servicekit.http import ApiError
 from servicekit.tokens import JobTokens
@@ -266,3 +267,20 @@ async def test_a_checksummed_patch_that_does_not_match_appends_nothing() -> None
     assert caught.value.status_code == 460
     assert store.rows[job_id].offset == 0
     assert "chunk" not in sink.kinds()
+
+
+async def test_an_append_still_streaming_when_its_upload_expires_is_cut_with_410() -> None:
+    store, sink = FakeUploadStore(), FakeSink()
+    r = resumable(store, sink)
+    job_id = await created(r)
+
+    async def endless() -> AsyncIterator[bytes]:
+        yield AUDIO[:2000]
+        store.ended(job_id, State.EXPIRED, None)  # the sweep: past its maximum age
+        for _ in range(100):
+            yield b"\0" * 1000
+
+    with pytest.raises(ApiError) as caught:
+        await r.append(job_id, endless(), offset=0, complete=None, length=None)
+    assert caught.value.status_code == 410
+    assert caught.value.code == "upload_expired"

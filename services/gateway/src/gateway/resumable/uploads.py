@@ -306,7 +306,11 @@ class Resumable:
         media = row.media_type
 
         async def stored(acked: Acked) -> None:
-            await lease.advance(acked.size, acked.sequence, acked.digest, media)
+            if not await lease.advance(acked.size, acked.sequence, acked.digest, media):
+                # Ended meanwhile (expired past its maximum age): stop reading (410).
+                ended = await lease.row()
+                assert ended is not None
+                self.usable(ended)
 
         pipeline = ChunkPipeline(
             self.sink,
