@@ -13,7 +13,8 @@ from servicekit.http import ApiError, ErrorBody
 router = APIRouter()
 
 _ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 410, 412, 413, 415, 460, 503)
+    code: {"model": ErrorBody}
+    for code in (400, 401, 403, 404, 408, 409, 410, 412, 413, 415, 460, 503)
 }
 
 
