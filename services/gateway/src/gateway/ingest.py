@@ -74,25 +74,54 @@ def paced(body: AsyncIterator[bytes], limits: UploadLimits) -> AsyncIterator[byt
 
 
 async def _paced(body: AsyncIterator[bytes], idle: float, rate: int) -> AsyncIterator[bytes]:
+    # One timer for the whole body, re-armed only when it fires early, instead of a
+    # timeout per piece: a fast upload passes hundreds of pieces a second through here.
     loop = asyncio.get_running_loop()
     pieces = aiter(body)
     wanted = max(1, round(rate * idle))
     waited, got = 0.0, 0
-    while True:
-        began = loop.time()
-        try:
-            async with asyncio.timeout(idle - waited):
-                piece = await anext(pieces)
-        except StopAsyncIteration:
+    since: float | None = None  # when the wait for the next piece began
+    waiter: asyncio.Task[Any] | None = None
+    quiet = False
+    timer: asyncio.TimerHandle | None = None
+
+    def check() -> None:
+        nonlocal timer, quiet
+        if since is None:  # not waiting now: the next wait arms it again
+            timer = None
             return
-        except TimeoutError:
-            sent = "nothing" if wanted == 1 else f"less than {wanted} bytes"
-            raise BodyQuiet(f"the request body sent {sent} in {idle:g} s") from None
-        waited += loop.time() - began
-        got += len(piece)
-        if got >= wanted:
-            waited, got = 0.0, 0
-        yield piece
+        left = idle - waited - (loop.time() - since)
+        if left > 0:
+            timer = loop.call_at(loop.time() + left, check)
+            return
+        timer = None
+        quiet = True
+        if waiter is not None:
+            waiter.cancel()
+
+    try:
+        while True:
+            since, waiter = loop.time(), asyncio.current_task()
+            if timer is None:
+                timer = loop.call_at(since + idle - waited, check)
+            try:
+                piece = await anext(pieces)
+            except StopAsyncIteration:
+                return
+            except asyncio.CancelledError:
+                if quiet and waiter is not None and waiter.uncancel() == 0:
+                    sent = "nothing" if wanted == 1 else f"less than {wanted} bytes"
+                    raise BodyQuiet(f"the request body sent {sent} in {idle:g} s") from None
+                raise
+            waited += loop.time() - since
+            since = None
+            got += len(piece)
+            if got >= wanted:
+                waited, got = 0.0, 0
+            yield piece
+    finally:
+        if timer is not None:
+            timer.cancel()
 
 
 def body_timeout(exc: BodyQuiet, headers: dict[str, str] | None = None) -> ApiError:
