@@ -74,9 +74,10 @@ class Settings(DatabaseSettings):
         "hold an upload open.",
     )
     upload_max_age_seconds: int = Field(
-        default=3 * 24 * 3600,
+        default=24 * 3600,
         gt=0,
         description="A resumable upload ends with `upload_expired` this long after its "
-        "creation, whatever its requests do. Keep it within audio.upload's retention: the "
-        "uploader reads an open upload's unsaved bytes back from Kafka.",
+        "creation, whatever its requests do (by default when its access token, which its "
+        "upload URL carries, expires: JOB_TOKEN_TTL_SECONDS). Keep it within audio.upload's "
+        "retention: the uploader reads an open upload's unsaved bytes back from Kafka.",
     )

@@ -142,7 +142,7 @@ class Resumable:
     tokens: JobTokens
     expiry_seconds: int
     checksum_max_bytes: int = 16 * 1024 * 1024
-    max_age_seconds: int = 3 * 24 * 3600
+    max_age_seconds: int = 24 * 3600
 
     def lifetime(self) -> int:
         """Seconds a new upload may live: what ``Upload-Limit: max-age`` announces
