@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.limits import TEST_UPLOAD_LIMITS
+
 ROOT = Path(__file__).resolve().parent
 INFRA_VARS = ("KAFKA_BOOTSTRAP_SERVERS", "S3_ENDPOINT_URL", "DATABASE_URL")
 INFRA_PREFIXES = ("KAFKA_", "S3_", "DATABASE_")
@@ -36,6 +38,8 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("AUDIOPIPE_RUN_DIR", str(ROOT / ".run" / "test"))
     # Shifted once per test session: processes the tests start inherit the shifted value
     # and the marker, so a nested pytest does not shift again.
+    for name, value in TEST_UPLOAD_LIMITS.items():
+        os.environ.setdefault(name, value)
     if os.environ.get(SHIFTED_MARKER) != "1":
         base = int(os.environ.get("AUDIOPIPE_PORT_OFFSET") or 0)
         os.environ["AUDIOPIPE_PORT_OFFSET"] = str(base + TEST_PORT_OFFSET)

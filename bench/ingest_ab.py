@@ -27,13 +27,13 @@ import argparse
 import asyncio
 import contextlib
 import os
-import socket
 import statistics
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench.common import cpu_seconds, free_port, percentile
 from bench.report import load_average, write
 from bench.sse import wait_ready
 from bench.upload import (
@@ -42,7 +42,6 @@ from bench.upload import (
     audio,
     direct_round,
     ingest_stack,
-    pct,
     pipeline_round,
     time_to_202,
 )
@@ -51,17 +50,6 @@ from servicekit.settings import S3Settings
 ROOT = Path(__file__).resolve().parent.parent
 BEFORE = "9bba07e"
 """The branch's gateway before this pass."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def old_gateway(commit: str, into: Path) -> Path:
@@ -177,8 +165,8 @@ async def main() -> None:
         rows.append(
             {
                 "variant": name,
-                "202 p50 ms": round(statistics.median(latencies[name]), 1),
-                "202 p99 ms": round(pct(latencies[name], 99), 1),
+                "202 p50 ms": round(percentile(latencies[name], 50), 1),
+                "202 p99 ms": round(percentile(latencies[name], 99), 1),
                 "samples": len(latencies[name]),
                 "MiB/s (median)": round(statistics.median(throughput[name]), 1),
                 "ours / direct S3 (median of rounds)": round(statistics.median(ratios), 2),

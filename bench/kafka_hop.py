@@ -32,8 +32,8 @@ from typing import Any, cast
 from faststream.kafka import KafkaBroker
 
 from bench import report
+from bench.common import percentile
 from bench.sse import ROOT
-from bench.time_to_result import percentile
 from servicekit.kafka import BATCH_TIMEOUT_MS, ensure_topics, make_broker, wait_for_kafka
 from servicekit.settings import ServiceSettings
 
@@ -137,8 +137,8 @@ async def run(events: int, gap_ms: tuple[float, float]) -> list[dict[str, Any]]:
             {
                 "consumer": name,
                 "events": f"{len(ms)}/{events}",
-                "p50 ms": statistics.median(ms),
-                "p99 ms": percentile(ms, 0.99),
+                "p50 ms": percentile(ms, 50),
+                "p99 ms": percentile(ms, 99),
                 "max ms": max(ms),
                 "mean ms": statistics.fmean(ms),
             }

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,8 +33,9 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.common import free_port, rss_kib
 from bench.report import load_average, write
-from bench.upload import MiB, PeakSampler, StoredWatcher, audio, rss_kib
+from bench.upload import MiB, PeakSampler, StoredWatcher, audio
 from contracts import topics
 from devstack import Stack
 from devstack.config import Settings
@@ -48,12 +48,6 @@ LOG_DIR = Path(__file__).resolve().parent.parent / ".run" / "bench-open-uploads"
 def gateway_stack() -> Stack:
     apps = [a for a in Settings.from_environ().apps if a.name == "gateway"]
     return Stack(apps=apps)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def start_at_end(bootstrap: str, group: str) -> None:

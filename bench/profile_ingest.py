@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.common import PERCENTILES
 from bench.report import RESULTS, load_average, machine
 from bench.upload import MiB, StoredWatcher, audio, ingest_stack, pipeline_round, time_to_202
 from servicekit.blocks import Blocks
@@ -278,6 +279,7 @@ def render(runs: dict[str, Any], meta: dict[str, str]) -> str:
         f"- machine: {meta['machine']}",
         f"- date: {meta['date']}",
         f"- command: `{meta['command']}` (once per label)",
+        f"- percentiles: {meta['percentiles']}",
         "- load: 10×20 MiB at concurrency 4 through the edge until `audio.stored`, "
         "CPU from /proc (user + system, all threads) over the measured rounds",
         "",
@@ -380,6 +382,7 @@ def update(
         "machine": machine(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "uv run python -m bench.profile_ingest --label <label>",
+        "percentiles": PERCENTILES,
         "notes": saved.get("notes", ""),
         "copies": copies or saved.get("copies"),
     }

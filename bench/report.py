@@ -1,5 +1,6 @@
-"""Benchmark results as a markdown table and JSON, naming the machine, date and command
-(docs/architecture.md §13). Every benchmark writes through :func:`write`."""
+"""Benchmark results as a markdown table and JSON, naming the machine, date, command and
+the definition of their percentiles (docs/architecture.md §13). Every benchmark writes
+through :func:`write`."""
 
 import json
 import os
@@ -9,6 +10,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from bench.common import PERCENTILES
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -50,6 +53,7 @@ def write(
             shlex.quote(a)
             for a in ["uv", "run", "python", "-m", f"bench.{module or name}", *sys.argv[1:]]
         ),
+        "percentiles": PERCENTILES,
     }
     (RESULTS / f"{name}.json").write_text(
         json.dumps({**meta, "rows": rows, "notes": notes or []}, indent=2) + "\n"
@@ -61,6 +65,7 @@ def write(
         f"- machine: {meta['machine']}",
         f"- date: {meta['date']}",
         f"- command: `{meta['command']}`",
+        f"- percentiles: {PERCENTILES}",
         "",
         "| " + " | ".join(columns) + " |",
         "| " + " | ".join("---" for _ in columns) + " |",

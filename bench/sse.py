@@ -13,6 +13,9 @@ memory per connection.
 
 - notifier: ``python -m notifier`` as a subprocess against the stack (Kafka + PostgreSQL),
   so the path is Kafka → projection in PostgreSQL → NOTIFY → LISTEN → fan-out → SSE.
+  Its stream caps per client address and per job (``SSE_MAX_STREAMS_PER_CLIENT``,
+  ``SSE_MAX_STREAMS_PER_JOB``) are raised to the whole run: here one client opens
+  every stream, many to a job.
 - baseline: the seed's design, a small Starlette app in a subprocess keeping job state
   in a dict (fed from `job.status`) whose SSE endpoint looks at the dict once a second.
 
@@ -30,7 +33,6 @@ import os
 import resource
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
+from bench.common import free_port, percentile, rss_kib
 from contracts import topics
 from tests.support.kafka import start_group_at_end
 
@@ -192,12 +195,6 @@ async def open_streams(
 # --- the servers ------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 FD_WANTED = STREAMS_BIG + 1000
 
 
@@ -241,13 +238,6 @@ def fd_limit_reason() -> str:
 def fd_limit() -> int:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     return soft
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
 
 
 @contextlib.contextmanager
@@ -320,6 +310,8 @@ def baseline_app(bootstrap_servers: str) -> Any:
     from starlette.responses import Response, StreamingResponse
     from starlette.routing import Route
 
+    from servicekit.compat.aiokafka import refresh_metadata
+
     state: dict[str, bytes] = {}
     ready = asyncio.Event()
 
@@ -330,7 +322,7 @@ def baseline_app(bootstrap_servers: str) -> Any:
             partitions = consumer.partitions_for_topic(topics.JOB_STATUS) or set()
             while not partitions:
                 await asyncio.sleep(0.2)
-                await consumer._client.force_metadata_update()
+                await refresh_metadata(consumer)
                 partitions = consumer.partitions_for_topic(topics.JOB_STATUS) or set()
             assigned = [TopicPartition(topics.JOB_STATUS, p) for p in partitions]
             consumer.assign(assigned)
@@ -515,8 +507,8 @@ async def measure(side: Side, plan: Plan, producer: Any) -> tuple[dict[str, Any]
         "streams": len(clients),
         "failed": len(failures),
         "deliveries": f"{len(ms)}/{expected}",
-        "p50 ms": statistics.median(ms) if ms else None,
-        "p99 ms": ms[min(len(ms) - 1, int(len(ms) * 0.99))] if ms else None,
+        "p50 ms": percentile(ms, 50) if ms else None,
+        "p99 ms": percentile(ms, 99) if ms else None,
         "max ms": ms[-1] if ms else None,
         "KiB/stream": (rss_after - rss_before) / max(1, len(clients)),
         "RSS MiB": rss_after / 1024,
@@ -567,7 +559,7 @@ async def run_notifier(
 
     tokens = JobTokens(SECRET, 3600)
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
-    port = _free_port()
+    port = free_port()
     run_id = uuid.uuid4().hex[:10]
     notifier_env = {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
@@ -577,6 +569,10 @@ async def run_notifier(
         "HTTP_PORT": str(port),
         "JOB_TOKEN_SECRET": SECRET,
         "SSE_MAX_STREAMS": str(plan.connections + 100),
+        # One client (a few loopback addresses) opens every stream, many to a job: the
+        # caps per address and per job (issue 19) are raised to the whole process here.
+        "SSE_MAX_STREAMS_PER_CLIENT": str(plan.connections + 100),
+        "SSE_MAX_STREAMS_PER_JOB": str(plan.connections + 100),
         "LOG_LEVEL": "WARNING",
     }
     await start_group_at_end(bootstrap, notifier_env["CONSUMER_GROUP"], topics.JOB_STATUS)
@@ -647,7 +643,7 @@ async def run(
 
             if not with_baseline:
                 return rows
-            port = _free_port()
+            port = free_port()
             baseline_env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap}
             baseline = ["-m", "bench.sse", "--serve-baseline", str(port)]
             # Killed: its shutdown is not what is measured.

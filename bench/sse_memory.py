@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tracemalloc
@@ -29,14 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import sse
+from bench.common import free_port, rss_kib
 
 SECRET = "bench-sse-memory-job-token-secret-0123456789"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class _History:
@@ -61,8 +55,12 @@ def serve(port: int, out: Path) -> None:
     from servicekit.serve import server
 
     tracemalloc.start(8)
+    # One client opens every stream: its share per address (issue 19) is the process.
     settings = Settings(
-        job_token_secret=SecretStr(SECRET), http_port=port, sse_max_streams=1_000_000
+        job_token_secret=SecretStr(SECRET),
+        http_port=port,
+        sse_max_streams=1_000_000,
+        sse_max_streams_per_client=1_000_000,
     )
     app = create_app(settings)
     app.state.services.history = _History()
@@ -75,7 +73,7 @@ def serve(port: int, out: Path) -> None:
         nonlocal taken
         taken += 1
         tracemalloc.take_snapshot().dump(str(out / f"snap{taken}"))
-        (out / f"rss{taken}").write_text(str(sse.rss_kib(os.getpid())))
+        (out / f"rss{taken}").write_text(str(rss_kib(os.getpid())))
 
     async def main() -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, snapshot)
@@ -128,7 +126,7 @@ async def measure(first: int, second: int, top: int) -> list[str]:
 
     out = Path(os.environ.get("TMPDIR", "/tmp")) / f"sse-memory-{uuid.uuid4().hex[:8]}"
     out.mkdir()
-    port = _free_port()
+    port = free_port()
     tokens = JobTokens(SECRET, 3600)
     cmd = ["-m", "bench.sse_memory", "--serve", str(port), "--out", str(out)]
     with sse.server_process(cmd, {"LOG_LEVEL": "WARNING"}) as proc:

@@ -29,7 +29,6 @@ import hashlib
 import json
 import os
 import signal
-import statistics
 import time
 import uuid
 from collections import defaultdict
@@ -41,7 +40,8 @@ from typing import Any
 import httpx
 
 from bench import report
-from bench.sse import _free_port, server_process, wait_ready
+from bench.common import cpu_seconds, free_port, percentile
+from bench.sse import server_process, wait_ready
 from contracts import headers, topics
 from contracts.events import CeType
 from tests.support.audio import sine_wav
@@ -116,11 +116,6 @@ async def run_clients(
     return done
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
-
-
 def summary(side: str, concurrency: int, jobs: list[Job], seconds: float) -> dict[str, Any]:
     ms = [j.seconds * 1000 for j in jobs]
     return {
@@ -128,10 +123,10 @@ def summary(side: str, concurrency: int, jobs: list[Job], seconds: float) -> dic
         "concurrency": concurrency,
         "jobs": len(jobs),
         "completed": sum(j.status == "completed" for j in jobs),
-        "p50 ms": statistics.median(ms),
-        "p99 ms": percentile(ms, 0.99),
+        "p50 ms": percentile(ms, 50),
+        "p99 ms": percentile(ms, 99),
         "max ms": max(ms),
-        "202 p50 ms": statistics.median((j.accepted - j.posted) * 1000 for j in jobs),
+        "202 p50 ms": percentile(((j.accepted - j.posted) * 1000 for j in jobs), 50),
         "jobs/s": len(jobs) / seconds,
     }
 
@@ -174,6 +169,7 @@ async def tap(bootstrap: str) -> AsyncIterator[Tap]:
     """Read the pipeline's topics from their end, without a consumer group."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    from servicekit.compat.aiokafka import refresh_metadata
     from servicekit.kafka import bootstrap_list
 
     names = [topics.AUDIO_UPLOAD, topics.AUDIO_STORED, topics.ANALYSIS_RESULT, topics.JOB_STATUS]
@@ -188,7 +184,7 @@ async def tap(bootstrap: str) -> AsyncIterator[Tap]:
     try:
         # Every topic's metadata (a client that follows no topic asks for all of them),
         # as bench.sse does: `topics()` does not update the partitions it knows.
-        await consumer._client.force_metadata_update()
+        await refresh_metadata(consumer)
         assigned = [
             TopicPartition(name, p)
             for name in names
@@ -251,8 +247,8 @@ def breakdown(label: str, jobs: list[Job], taps: Tap) -> list[dict[str, Any]]:
             "run": label,
             "stage": name,
             "jobs": len(values),
-            "p50 ms": statistics.median(values),
-            "p99 ms": percentile(values, 0.99),
+            "p50 ms": percentile(values, 50),
+            "p99 ms": percentile(values, 99),
         }
         for name, values in steps.items()
         if values
@@ -388,13 +384,6 @@ def full_stack() -> Iterator[Any]:
         stack.down(only=started)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (``/proc/<pid>/stat``, fields 14 and 15):
-    unlike wall time, it does not grow when other work shares the cores."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def stack_cpu(pids: dict[str, int]) -> dict[str, float]:
     return {name: cpu_seconds(pid) for name, pid in pids.items()}
 
@@ -432,7 +421,7 @@ async def measure_audiopipe(
 
 async def measure_seed(env: dict[str, str], plan: list[tuple[int, int]]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     seed_env = {**env, "SEED_PUBLIC_URL": base}
     args = ["-m", "bench.time_to_result", "--serve-seed", str(port)]

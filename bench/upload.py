@@ -24,19 +24,18 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import statistics
 import sys
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench.common import free_port, percentile, rss_kib
 from bench.report import load_average, write
 from bench.sse import server_process, wait_ready
 from contracts import topics
@@ -212,12 +211,6 @@ def serve_seed(port: int) -> None:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def seed_round(base: str, files: list[bytes], concurrency: int) -> float:
     async with httpx.AsyncClient(base_url=base, timeout=300) as client:
         start = time.perf_counter()
@@ -236,13 +229,6 @@ async def time_to_202(edge: str, count: int) -> list[float]:
             await upload(client, data)
             times.append((time.perf_counter() - start) * 1000)
     return times
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
 
 
 class PeakSampler:
@@ -297,11 +283,6 @@ async def memory_run(
             answer.raise_for_status()
         await watcher.wait({answer.json()["job_id"]})
     return {name: (idle[name], sampler.peak[name]) for name in pids}
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 async def main() -> None:
@@ -419,14 +400,14 @@ async def main() -> None:
         },
         {
             "measure": f"time to 202, 1 MiB upload, p50 of {uploads_202}",
-            "value": round(pct(latencies, 50), 1),
+            "value": round(percentile(latencies, 50), 1),
             "unit": "ms",
             "target": "< 50",
             "rounds": 1,
         },
         {
             "measure": f"time to 202, 1 MiB upload, p99 of {uploads_202}",
-            "value": round(pct(latencies, 99), 1),
+            "value": round(percentile(latencies, 99), 1),
             "unit": "ms",
             "target": "",
             "rounds": 1,

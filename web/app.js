@@ -21,7 +21,23 @@ const UPLOAD_ERRORS = {
   incomplete_body: "The upload was cut off before the whole file arrived.",
   unavailable: "The server cannot take uploads right now; try again in a moment.",
   unauthorized: "The server needs you to sign in before uploading.",
+  too_many_uploads: "Too many uploads from you in a short time.",
+  too_many_open_uploads: "You have as many uploads open as the server takes at once.",
+  server_busy: "The server is busy receiving other uploads.",
+  daily_bytes_exceeded: "You have uploaded as much as the server takes in a day; try again tomorrow.",
 };
+// Fair-use refusals (429) that lift by themselves: the upload waits its turn
+// (Retry-After) and is sent again, a few times at most.
+const WAIT_CODES = new Set(["too_many_uploads", "too_many_open_uploads", "server_busy"]);
+const MAX_WAITS = 10;
+
+class Refused extends Error {
+  constructor(status, error, retryAfter) {
+    super(uploadError(status, error));
+    this.code = (error && error.code) || "";
+    this.retryAfter = Number(retryAfter) || 5;
+  }
+}
 const JOB_ERRORS = {
   analysis_timeout: "The analysis server did not answer in time.",
   analysis_rejected: "The analysis server refused this file.",
@@ -174,11 +190,17 @@ function next() {
 
 async function run(file, card) {
   let job;
-  try {
-    job = await send(file, card);
-  } catch (problem) {
-    card.fail(problem.message, "refused");
-    return;
+  for (let waits = 0; job === undefined; waits += 1) {
+    try {
+      job = await send(file, card);
+    } catch (problem) {
+      if (!WAIT_CODES.has(problem.code) || waits >= MAX_WAITS) {
+        card.fail(problem.message, "refused");
+        return;
+      }
+      card.note(`${problem.message} Sending again in ${problem.retryAfter} s…`);
+      await new Promise((r) => setTimeout(r, problem.retryAfter * 1000));
+    }
   }
   card.accepted(job);
   await follow(job, card);
@@ -201,7 +223,9 @@ async function sendResumable(file, card) {
     ...DRAFT, "Upload-Complete": "?0", "Upload-Length": String(file.size),
     "Content-Disposition": `inline; filename="${name}"`,
   }).catch(() => { throw new Error("The upload could not reach the server."); });
-  if (created.status !== 201) throw new Error(uploadError(created.status, created.body.error));
+  if (created.status !== 201) {
+    throw new Refused(created.status, created.body.error, created.xhr.getResponseHeader("Retry-After"));
+  }
   const location = created.xhr.getResponseHeader("Location");
   const piece = Math.min(4 << 20, Math.max(256 << 10, Math.ceil(file.size / 8)));
   let offset = 0;
@@ -234,8 +258,12 @@ async function sendResumable(file, card) {
       return answer.body;
     } else if (answer.status === 204) {
       offset = end;
+    } else if (answer.status === 429 && WAIT_CODES.has(answer.body.error && answer.body.error.code)) {
+      const seconds = Number(answer.xhr.getResponseHeader("Retry-After")) || 5;
+      card.note(`${uploadError(429, answer.body.error)} Sending on in ${seconds} s…`);
+      await new Promise((r) => setTimeout(r, seconds * 1000));
     } else {
-      throw new Error(uploadError(answer.status, answer.body.error));
+      throw new Refused(answer.status, answer.body.error, answer.xhr.getResponseHeader("Retry-After"));
     }
   }
 }
@@ -274,7 +302,7 @@ function sendOnce(file, card) {
       let body = {};
       try { body = JSON.parse(xhr.responseText); } catch (_) { /* not JSON: say the status */ }
       if (xhr.status === 202) resolve(body);
-      else reject(new Error(uploadError(xhr.status, body.error)));
+      else reject(new Refused(xhr.status, body.error, xhr.getResponseHeader("Retry-After")));
     };
     card.sending(0, file.size);
     xhr.send(form);

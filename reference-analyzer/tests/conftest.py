@@ -14,7 +14,7 @@ import pytest
 
 from reference_analyzer.app import create_app
 from reference_analyzer.settings import Settings
-from reference_analyzer.testing import AudioServer, HostRouter, WebhookReceiver
+from reference_analyzer.testing import AudioServer, HostRouter, SignedRequests, WebhookReceiver
 
 SECRET = "whsec_" + base64.b64encode(b"reference-analyzer-test-key-32b!").decode()
 
@@ -80,12 +80,18 @@ def in_memory() -> Callable[..., contextlib.AbstractAsyncContextManager[InMemory
         audio, hooks = AudioServer(), WebhookReceiver()
         routes = {"audio.test": audio.app, "hooks.test": hooks.app}
         outgoing = httpx.AsyncClient(transport=HostRouter(routes))
-        app = create_app(fast_settings(**overrides), client=outgoing)
+        settings = fast_settings(**overrides)
+        app = create_app(settings, client=outgoing)
         transport = httpx.ASGITransport(app=app)
+        # Requests are signed as the bridge signs them, when the app has a secret.
+        secret = settings.signing_secret
+        auth = SignedRequests(secret) if secret else None
         async with (
             outgoing,
             app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=transport, base_url="http://reference") as client,
+            httpx.AsyncClient(
+                transport=transport, base_url="http://reference", auth=auth
+            ) as client,
         ):
             yield InMemory(client, audio, hooks)
 

@@ -204,3 +204,59 @@ def test_memory_stays_bounded_whatever_the_duration(tmp_path):
         tracemalloc.stop()
     assert features.duration_seconds == 300
     assert peak < 4 * 1024 * 1024
+
+
+def decode_limited(path, max_seconds, block_frames=1024):
+    """Decode with a duration limit; returns the refusal and the frames decoded by then."""
+
+    def decode_all(decoder, accumulator):
+        while decoder.decode_into(accumulator, 5000):
+            pass
+
+    with AudioDecoder(path, block_frames=block_frames, max_seconds=max_seconds) as decoder:
+        accumulator = decoder.new_accumulator()
+        with pytest.raises(AnalysisError) as caught:
+            decode_all(decoder, accumulator)
+        return caught.value, accumulator.frames
+
+
+@pytest.mark.parametrize(
+    ("format", "subtype", "options"),
+    [("WAV", "PCM_16", None), ("FLAC", "PCM_16", None), ("WEBM", "OPUS", MEDIARECORDER_WEBM)],
+)
+def test_a_stated_length_over_the_limit_is_refused_before_decoding(
+    tmp_path, format, subtype, options
+):
+    # (MediaRecorder's WebM states its length only in its packets' timestamps.)
+    path = tmp_path / "long"
+    path.write_bytes(clip(format, subtype, options, seconds=3))
+    with pytest.raises(AnalysisError) as caught:
+        AudioDecoder(path, max_seconds=2.5)
+    assert caught.value.code is ErrorCode.AUDIO_TOO_LONG
+    assert "2.5 s" in caught.value.message and "announces 3.00 s" in caught.value.message
+
+
+def test_a_length_found_only_by_decoding_stops_the_decoding_at_the_limit(tmp_path):
+    # An MP3 without a Xing/Info frame has only an estimate of its length, which
+    # decides nothing: decoding shows that it is too long.
+    rate = 44_100
+    data = encode(
+        sine(seconds=3, sample_rate=rate), rate, "MP3", "MP3", muxer_options={"write_xing": "0"}
+    )
+    path = tmp_path / "plain.mp3"
+    path.write_bytes(data)
+    refusal, decoded = decode_limited(path, max_seconds=1)
+    assert refusal.code is ErrorCode.AUDIO_TOO_LONG
+    assert "found while decoding" in refusal.message
+    assert decoded <= 1.5 * rate  # the rest was never decoded
+
+
+@pytest.mark.parametrize(("format", "subtype"), [("WAV", "PCM_16"), ("WEBM", "OPUS")])
+def test_audio_within_the_limit_decodes_whole(tmp_path, format, subtype):
+    path = tmp_path / "short"
+    path.write_bytes(clip(format, subtype, seconds=2))
+    with AudioDecoder(path, block_frames=1024, max_seconds=2.5) as decoder:
+        accumulator = decoder.new_accumulator()
+        while decoder.decode_into(accumulator, 5000):
+            pass
+    assert accumulator.frames == pytest.approx(2 * rate_of(subtype), abs=2048)

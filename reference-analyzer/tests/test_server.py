@@ -15,6 +15,7 @@ import pytest
 from reference_analyzer.app import create_app
 from reference_analyzer.testing import (
     AudioServer,
+    SignedRequests,
     WebhookReceiver,
     analysis_request,
     encode,
@@ -46,11 +47,11 @@ async def stand_ins():
 
 
 @pytest.fixture
-async def stack(stand_ins, settings_for):
+async def stack(stand_ins, settings_for, signing_secret):
     audio, hooks = stand_ins
     async with (
         serve(create_app(settings_for())) as url,
-        httpx.AsyncClient(base_url=url) as client,
+        httpx.AsyncClient(base_url=url, auth=SignedRequests(signing_secret)) as client,
     ):
         yield Stack(client, audio, hooks)
 
@@ -147,7 +148,8 @@ async def test_python_dash_m_serves_with_settings_from_the_environment(
 
         data = encode(sine(seconds=2, sample_rate=22_050), 22_050)
         request = analysis_request(audio.add(data), data, hooks.url("cli"), "cli")
-        async with httpx.AsyncClient(base_url=match.group(1)) as client:
+        signed = SignedRequests(signing_secret)
+        async with httpx.AsyncClient(base_url=match.group(1), auth=signed) as client:
             assert (await client.get("/readyz")).status_code == 200
             response = await client.post("/analyze", json=request.model_dump())
             assert response.status_code == 202

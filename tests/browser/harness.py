@@ -11,6 +11,7 @@ from typing import Any
 from playwright.async_api import BrowserContext, FilePayload, Page, Route
 
 from tests.support.audio import sine_wav
+from tests.support.waiting import eventually
 
 CHROMIUM = Path("/usr/bin/chromium")
 PAGES = Path(__file__).parent / "pages"
@@ -92,3 +93,28 @@ async def seed_page(context: BrowserContext, edge_url: str) -> Page:
     await page.set_input_files("#file", files=picked("seed.wav", sine_wav(1.5)))
     await page.click("button")
     return page
+
+
+# Transitions (the progress bar's width) still running; a picture taken before they end
+# shows a finished job's bar short of full.
+NO_ANIMATIONS = "document.getAnimations().length === 0"
+FINISHED_BARS = """
+[...document.querySelectorAll('.card[data-status="completed"]')].map((card) => {
+  const bar = card.querySelector(".bar"), fill = card.querySelector(".fill");
+  return fill.getBoundingClientRect().width / bar.clientWidth;
+})
+"""
+
+
+async def settled_for_picture(page: Page) -> None:
+    """Wait until the page's transitions have ended; then every finished job's bar is
+    full, as the picture must show it."""
+
+    # Polled with evaluate: wait_for_function would eval a string, which the page's
+    # Content-Security-Policy (no 'unsafe-eval') refuses.
+    async def still() -> bool:
+        return bool(await page.evaluate(NO_ANIMATIONS))
+
+    await eventually(still, within=10, every=0.05, what="the page's transitions to end")
+    fractions = await page.evaluate(FINISHED_BARS)
+    assert fractions and all(f > 0.99 for f in fractions), fractions

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
-from tests.browser.harness import MAX_UPLOAD_BYTES, BrowserStack, picked
+from tests.browser.harness import MAX_UPLOAD_BYTES, BrowserStack, picked, settled_for_picture
 from tests.support.audio import plucked_wav
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -95,6 +95,7 @@ async def test_an_upload_shows_live_stages_then_the_analysis_table_and_plot(
     assert await page.evaluate("window.cspViolations") == []  # the edge's policy fits
 
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    await settled_for_picture(page)
     await page.screenshot(path=SCREENSHOT, full_page=True)
 
 

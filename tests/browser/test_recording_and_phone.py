@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, Route, expect
 
-from tests.browser.harness import picked
+from tests.browser.harness import picked, settled_for_picture
 from tests.support.audio import plucked_wav
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -101,6 +101,7 @@ async def test_the_page_fits_a_phone_screen(browser: Browser, edge_url: str) -> 
         assert layout["scrollWidth"] <= layout["width"] == 390
         assert errors == []
         PHONE_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        await settled_for_picture(page)
         await page.screenshot(path=PHONE_SCREENSHOT, full_page=True)
     finally:
         await context.close()

@@ -9,6 +9,7 @@ ports), with the gateway and the uploader, the two services on that path.
 import asyncio
 import hashlib
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
@@ -55,6 +56,7 @@ async def test_the_services_create_three_replicas_two_in_sync(cluster: Stack) ->
         for name in (*topics.ALL, topics.dead_letter(topics.AUDIO_UPLOAD)):
             (described,) = await admin.describe_topics([name])
             assert {len(p["replicas"]) for p in described["partitions"]} == {3}, name
+        answer: Any  # DescribeConfigs response: its fields are not typed
         (answer,) = await admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, topics.AUDIO_UPLOAD)]
         )

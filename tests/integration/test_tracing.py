@@ -16,8 +16,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from contracts import topics
-from servicekit.detached import DetachingHttpToolsProtocol
+from servicekit.compat.uvicorn_protocols import DetachingHttpToolsProtocol
 from servicekit.kafka import ensure_topics
+from servicekit.telemetry import instrument_httpx
 from tests.support.audio import sine_wav
 from tests.support.inprocess import bound_socket, serving, url_of
 from tests.support.kafka import start_group_at_end
@@ -34,7 +35,8 @@ def spans() -> Iterator[InMemorySpanExporter]:
         provider = TracerProvider()
         trace.set_tracer_provider(provider)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    HTTPXClientInstrumentor().instrument()
+    # As servicekit.telemetry.configure_tracing instruments a service's calls.
+    instrument_httpx()
     yield exporter
     HTTPXClientInstrumentor().uninstrument()
     exporter.clear()
@@ -116,6 +118,10 @@ async def test_one_jobs_spans_across_all_services_share_one_trace(
                 if event.json()["status"] in ("completed", "failed"):
                     assert event.json()["status"] == "completed"
                     break
+            snapshot = await http.get(
+                f"/jobs/{job['job_id']}", params={"access_token": job["access_token"]}
+            )
+            assert snapshot.status_code == 200
 
     finished = spans.get_finished_spans()
     upload = [
@@ -147,3 +153,14 @@ async def test_one_jobs_spans_across_all_services_share_one_trace(
     ]
     assert webhook, "the analysis server's webhook continues the job's trace"
     assert any(s.name == "sse deliver" for s in in_trace), "the SSE delivery"
+
+    # Credentials in query strings (job tokens, the webhook's capability) reach no span.
+    progress_token = job["progress_url"].split("access_token=")[1]
+    for span in finished:
+        for value in (span.attributes or {}).values():
+            text = str(value)
+            assert job["access_token"] not in text and progress_token not in text, span.name
+            assert "token=ey" not in text, (span.name, text)
+    assert any(
+        "access_token=REDACTED" in str(v) for s in finished for v in (s.attributes or {}).values()
+    ), "the snapshot's URL is recorded, redacted"

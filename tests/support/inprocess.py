@@ -28,7 +28,8 @@ def url_of(sock: socket.socket) -> str:
 @asynccontextmanager
 async def serving(app: Any, sock: socket.socket, **options: Any) -> AsyncIterator[str]:
     """``app`` served on ``sock`` until the block ends; ``options`` are uvicorn's (the
-    notifier's streams need ``http=servicekit.detached.DetachingHttpToolsProtocol``)."""
+    notifier's streams need ``http=DetachingHttpToolsProtocol``, from
+    ``servicekit.compat.uvicorn_protocols``)."""
     config = uvicorn.Config(
         app,
         lifespan="on",

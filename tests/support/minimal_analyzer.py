@@ -2,9 +2,10 @@
 (docs/architecture.md §7, §6).
 
 It stands for an analysis server built apart from this project: it imports nothing
-of audiopipe (no ``contracts``, no ``servicekit``), signs its webhooks itself as
-Standard Webhooks says, reports its own result shape, and behaves as such servers do
-in practice: its first answer to a job is a 503, it calls back before its 202, and it
+of audiopipe (no ``contracts``, no ``servicekit``), signs its webhooks and verifies the
+bridge's signature on ``POST /analyze`` itself as Standard Webhooks says (401 when it
+does not verify), reports its own result shape, and behaves as such servers do in
+practice: its first answer to a job is a 503, it calls back before its 202, and it
 sends its final callback twice and a stale progress callback after it.
 
 Its result is not the reference server's: ``{"duration_s", "sample_rate", "channels",
@@ -67,6 +68,17 @@ def sign(secret: str, webhook_id: str, timestamp: int, body: bytes) -> dict[str,
     }
 
 
+def verified(secret: str, headers: Any, body: bytes, tolerance: int = 300) -> bool:
+    """Whether ``body`` carries a valid Standard Webhooks signature under ``secret``
+    ("Verifying webhooks": any ``v1`` entry matches, the timestamp within 5 minutes)."""
+    webhook_id, timestamp = headers.get("webhook-id"), headers.get("webhook-timestamp", "")
+    if not webhook_id or not timestamp.isdigit() or abs(time.time() - int(timestamp)) > tolerance:
+        return False
+    expected = sign(secret, webhook_id, int(timestamp), body)["webhook-signature"]
+    offered = headers.get("webhook-signature", "").split()
+    return any(hmac.compare_digest(entry, expected) for entry in offered)
+
+
 def features(wav: bytes) -> dict[str, Any]:
     """This server's own result for a 16-bit PCM WAV."""
     with wave.open(io.BytesIO(wav)) as reader:
@@ -103,6 +115,8 @@ class MinimalAnalyzer:
         self.result = result
         self.final_before_accept = final_before_accept
         self.jobs: dict[str, Job] = {}
+        self.refused = 0
+        """``POST /analyze`` calls answered 401 (no valid signature)."""
         self.url = ""
         self._tasks: set[asyncio.Task[None]] = set()
         self.app = Starlette(routes=[Route("/analyze", self._analyze, methods=["POST"])])
@@ -117,7 +131,11 @@ class MinimalAnalyzer:
         return job
 
     async def _analyze(self, request: Request) -> JSONResponse:
-        body = await request.json()
+        raw = await request.body()
+        if not verified(self.signing_secret, request.headers, raw):
+            self.refused += 1
+            return JSONResponse({"message": "bad signature"}, status_code=401)
+        body = json.loads(raw)
         job_id, webhook_url = body["job_id"], body["webhook_url"]
         job = self.job(job_id)
         job.requests += 1

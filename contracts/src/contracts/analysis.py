@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any, cast
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -113,6 +114,13 @@ class AnalysisRequest(BaseModel):
     )
     metadata: dict[str, str] = Field(
         default_factory=dict, description="Opaque key/values to echo or interpret."
+    )
+    deadline: AwareDatetime | None = Field(
+        default=None,
+        description="When the caller gives up on this analysis (RFC 3339, UTC): a server "
+        "may stop the analysis then and send nothing more, since the job has already "
+        "failed with `analysis_timeout`. Absent from older callers.",
+        examples=["2026-01-01T12:10:00Z"],
     )
 
 

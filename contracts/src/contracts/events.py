@@ -9,6 +9,7 @@ fields they do not know (pydantic's default), so an old reader accepts a new pay
 """
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -111,6 +112,11 @@ class JobStatusChanged(Event):
     result: AudioFeatures | None = Field(default=None, description="Set on `completed`.")
     error: JobError | None = Field(default=None, description="Set on `failed`.")
     time: datetime = Field(default_factory=_now)
+    owner: str | None = Field(
+        default=None,
+        description="Set on `accepted` when uploads are authenticated: the JWT subject that "
+        "owns the job (an owner lists and deletes its jobs).",
+    )
 
     @classmethod
     def failed(cls, job_id: JobId, code: ErrorCode, message: str) -> "JobStatusChanged":
@@ -121,6 +127,36 @@ class JobStatusChanged(Event):
             progress=stage_progress(JobStatus.FAILED),
             error=JobError(code=code.value, message=message),
         )
+
+
+# --- job.deleted -------------------------------------------------------------------
+
+
+class DeletionReason(StrEnum):
+    REQUESTED = "requested"
+    """The job's holder or owner asked (``DELETE /jobs/{job_id}``)."""
+    RETENTION = "retention"
+    """It outlived what the operator keeps (a retention setting)."""
+
+
+class Erase(StrEnum):
+    JOB = "job"
+    """Everything about the job: its audio, state, history and result."""
+    AUDIO = "audio"
+    """The recording only (the audio's retention ended; the job's result stays)."""
+
+
+class JobDeleted(Event):
+    """Erase what you hold of this job: every service does, and so must every
+    subscriber that copied something of it (its audio, its result, its events). Carries
+    no personal data. Delivered at least once; erasing twice is harmless."""
+
+    reason: DeletionReason = Field(description="Why: asked for, or retention.")
+    erase: Erase = Field(
+        default=Erase.JOB,
+        description="`job`: everything about the job; `audio`: only the recording.",
+    )
+    time: datetime = Field(default_factory=_now)
 
 
 class CeType:
@@ -134,6 +170,7 @@ class CeType:
     ANALYSIS_COMPLETED: Final = "audiopipe.analysis.completed"
     ANALYSIS_FAILED: Final = "audiopipe.analysis.failed"
     JOB_STATUS_CHANGED: Final = "audiopipe.job.status_changed"
+    JOB_DELETED: Final = "audiopipe.job.deleted"
 
 
 EVENT_TYPES: Final[dict[str, type[Event]]] = {
@@ -144,6 +181,7 @@ EVENT_TYPES: Final[dict[str, type[Event]]] = {
     CeType.ANALYSIS_COMPLETED: AnalysisCompleted,
     CeType.ANALYSIS_FAILED: AnalysisFailed,
     CeType.JOB_STATUS_CHANGED: JobStatusChanged,
+    CeType.JOB_DELETED: JobDeleted,
 }
 
 CE_TYPE_OF: Final[dict[type[Event], str]] = {model: t for t, model in EVENT_TYPES.items()}

@@ -15,7 +15,11 @@ ANALYSIS_RESULT: Final = "analysis.result"
 JOB_STATUS: Final = "job.status"
 """All services → notifier and any subscriber: every lifecycle transition of a job."""
 
-ALL: Final = (AUDIO_UPLOAD, AUDIO_STORED, ANALYSIS_RESULT, JOB_STATUS)
+JOB_DELETED: Final = "job.deleted"
+"""Notifier (a deletion asked for) and the retention sweepers → every service and every
+subscriber: erase what you hold of the job (docs/architecture.md, "Data lifecycle")."""
+
+ALL: Final = (AUDIO_UPLOAD, AUDIO_STORED, ANALYSIS_RESULT, JOB_STATUS, JOB_DELETED)
 
 DLQ_SUFFIX: Final = ".dlq"
 

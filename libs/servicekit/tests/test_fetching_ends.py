@@ -58,7 +58,7 @@ async def test_a_fetch_task_ended_by_an_error_stops_the_process(
     def unexpected(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("an error aiokafka's fetch routine does not expect")
 
-    # The fetch routine's next request meets it, as it met uvloop's (kafka_uvloop).
+    # The fetch routine's next request meets it, as it met uvloop's (servicekit.compat.aiokafka).
     monkeypatch.setattr(consumer._fetcher._client, "send", unexpected)
     async with asyncio.timeout(30):
         await stopped.wait()

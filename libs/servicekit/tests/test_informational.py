@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 import pytest
 from fastapi import FastAPI, Request, Response
 
+from servicekit.compat.starlette import asgi_send
 from servicekit.informational import EXTENSION, informational_head
 from servicekit.serve import server
 from servicekit.settings import ServiceSettings
@@ -24,7 +25,7 @@ def app() -> FastAPI:
     async def hint(request: Request) -> Response:
         offered = EXTENSION in request.scope.get("extensions", {})
         if offered:
-            await request._send(
+            await asgi_send(request)(
                 {"type": EXTENSION, "status": 104, "headers": [(b"location", b"/u/1")]}
             )
         body = await request.body()

@@ -1,10 +1,10 @@
 """On uvloop, as the services run, a request written on a connection the broker has just
 dropped is a broken connection aiokafka recovers from, not a RuntimeError that ends the
-task which sent it (servicekit.kafka_uvloop; aio-libs/aiokafka#1038)."""
+task which sent it (servicekit.compat.aiokafka; aio-libs/aiokafka#1038)."""
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import uvloop
@@ -12,7 +12,7 @@ from aiokafka.conn import AIOKafkaConnection, create_conn
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.protocol.metadata import MetadataRequest
 
-import servicekit.kafka  # noqa: F401  (installs the guard, as in every service)
+from servicekit.compat.aiokafka import install_closed_transport_guard
 from servicekit.kafka import bootstrap_list
 
 pytestmark = pytest.mark.integration
@@ -45,6 +45,7 @@ def _write_after_a_hangup(bootstrap: str, send: Callable[..., Any]) -> tuple[Exc
 
 
 def test_a_write_on_a_dropped_connection_is_a_broken_connection(infra: dict[str, str]) -> None:
+    install_closed_transport_guard()  # as every service's broker does
     raised, connected = _write_after_a_hangup(
         infra["KAFKA_BOOTSTRAP_SERVERS"], AIOKafkaConnection.send
     )
@@ -56,7 +57,8 @@ def test_a_write_on_a_dropped_connection_is_a_broken_connection(infra: dict[str,
 
 def test_without_the_guard_uvloop_raises_what_ended_the_consumer(infra: dict[str, str]) -> None:
     # What the guard is for: this fails should uvloop or aiokafka stop raising it.
-    unguarded = AIOKafkaConnection.send.__wrapped__
+    install_closed_transport_guard()
+    unguarded = cast(Any, AIOKafkaConnection.send).__wrapped__
     raised, _ = _write_after_a_hangup(infra["KAFKA_BOOTSTRAP_SERVERS"], unguarded)
     assert isinstance(raised, RuntimeError), repr(raised)
     assert "handler is closed" in str(raised)

@@ -1,22 +1,15 @@
 """The shared start path: its shutdown hook runs before uvicorn waits for responses."""
 
 import asyncio
-import socket
 
 import pytest
 from fastapi import FastAPI
 
 from servicekit.serve import server
 from servicekit.settings import ServiceSettings
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.unit
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def test_the_shutdown_hook_runs_once_when_the_server_stops() -> None:

@@ -108,3 +108,12 @@ def test_non_integer_timestamp_is_rejected():
 def test_malformed_secret_is_a_configuration_error():
     with pytest.raises(ValueError, match="whsec_"):
         webhooks.secret_key("whsec_not*base64")
+
+
+def test_check_headers_decides_what_the_headers_alone_can_without_a_body():
+    headers = signed_headers(SECRET, MSG_ID, TIMESTAMP, BODY)
+    assert webhooks.check_headers(headers, now=TIMESTAMP) == (MSG_ID, TIMESTAMP, SIGNATURE)
+    with pytest.raises(WebhookVerificationError):
+        webhooks.check_headers(headers, now=TIMESTAMP + webhooks.TOLERANCE_SECONDS + 1)
+    with pytest.raises(WebhookVerificationError):
+        webhooks.check_headers({"webhook-id": MSG_ID}, now=TIMESTAMP)

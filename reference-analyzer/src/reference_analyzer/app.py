@@ -2,6 +2,7 @@
 routes together; the only place where dependencies are built."""
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import httpx
@@ -10,6 +11,7 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 import reference_analyzer
 from reference_analyzer import routes
+from reference_analyzer.admission import RequestGuard
 from reference_analyzer.download import Downloader
 from reference_analyzer.jobs import JobRegistry
 from reference_analyzer.routes import Services
@@ -17,6 +19,8 @@ from reference_analyzer.settings import Settings
 from reference_analyzer.webhooks import WebhookSender
 from reference_analyzer.worker import Analyzer
 from servicekit.http import install_error_handlers
+
+log = logging.getLogger(__name__)
 
 
 def create_app(
@@ -53,8 +57,22 @@ def create_app(
             max_concurrent=settings.max_concurrent_jobs,
             block_frames=settings.block_frames,
             temp_dir=settings.temp_dir,
+            max_duration_seconds=settings.max_duration_seconds,
+            max_analysis_seconds=settings.max_analysis_seconds,
         )
-        services = Services(settings=settings, analyzer=analyzer, registry=registry, ready=True)
+        guard = RequestGuard(
+            settings.signing_secret,
+            settings.signature_tolerance_seconds,
+            max_body_bytes=settings.max_request_bytes,
+        )
+        if not guard.required:
+            log.warning(
+                "no WEBHOOK_SIGNING_SECRET: POST /analyze is open to anyone who reaches "
+                "this server, and webhooks go unsigned (development only)"
+            )
+        services = Services(
+            settings=settings, analyzer=analyzer, registry=registry, guard=guard, ready=True
+        )
         app.state.services = services
         try:
             yield

@@ -9,11 +9,17 @@ container's own figure is only a hint (Chrome's MediaRecorder writes WebM withou
 A file that is damaged or cut off fails with ``invalid_audio`` and a sentence saying so.
 FFmpeg repairs quietly what it can, so besides its errors the decoder compares what it
 decoded with what the file announces (:mod:`reference_analyzer.probe`).
+
+Audio longer than ``max_seconds`` fails with ``audio_too_long``: at once when the
+container states an exact length over it, else as soon as the decoded samples pass it,
+without decoding the rest (an estimate from the bit rate decides nothing).
 """
 
 # PyAV's stubs make Packet generic, the class itself is not: annotations stay unevaluated.
 from __future__ import annotations
 
+import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -102,7 +108,9 @@ def _seconds(frames: int, rate: int) -> str:
 class AudioDecoder:
     """An open audio file that feeds a :class:`FeatureAccumulator` in bounded blocks."""
 
-    def __init__(self, path: Path, *, block_frames: int = 65536) -> None:
+    def __init__(
+        self, path: Path, *, block_frames: int = 65536, max_seconds: float | None = None
+    ) -> None:
         self._head = read_head(path)
         if self._head.size == 0:
             raise _invalid("the file is empty")
@@ -126,6 +134,14 @@ class AudioDecoder:
         announced = self._announced_frames()
         exact = container in _EXACT_LENGTH or (container == "MP3" and self._head.mp3_length)
         self._expected = announced if exact else 0
+        self._max_seconds = max_seconds
+        # No limit: more frames than any file holds.
+        self._max_frames = (
+            sys.maxsize if max_seconds is None else math.floor(max_seconds * self._rate)
+        )
+        if self._expected > self._max_frames:
+            self.close()
+            raise self._too_long(f"its container announces {_seconds(self._expected, self._rate)}")
         self.info = AudioInfo(
             sample_rate=self._rate,
             channels=self._channels,
@@ -263,7 +279,15 @@ class AudioDecoder:
             if self._filled == len(self._buffer):
                 added += self._hand_over(accumulator)
         self._decoded += len(samples)
+        if self._decoded > self._max_frames:
+            raise self._too_long("found while decoding")
         return added
+
+    def _too_long(self, why: str) -> AnalysisError:
+        return AnalysisError(
+            ErrorCode.AUDIO_TOO_LONG,
+            f"the audio is longer than the {self._max_seconds:g} s this server analyses ({why})",
+        )
 
     def _check_complete(self) -> None:
         """At the end: refuse a file that is cut off or too damaged to trust."""

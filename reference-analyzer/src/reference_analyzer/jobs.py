@@ -26,6 +26,10 @@ class JobRecord:
     delivered: Counter[str] = field(default_factory=Counter)
     """Webhooks acknowledged with 2xx, by status."""
     undelivered: int = 0
+    replayed: int = 0
+    """Requests answered as replays of one that had started a run; they start none."""
+    stopped: int = 0
+    """Runs stopped at their request's deadline; they send nothing more."""
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
@@ -56,6 +60,9 @@ class JobRegistry:
     def run_started(self, record: JobRecord) -> None:
         record.accepted += 1
         record.idle.clear()
+
+    def run_stopped(self, record: JobRecord) -> None:
+        record.stopped += 1
 
     def run_finished(self, record: JobRecord, final: AnalysisWebhook | None) -> None:
         record.finished += 1

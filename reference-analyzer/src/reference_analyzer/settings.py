@@ -1,17 +1,18 @@
 """Configuration from the environment.
 
-Every setting is read from ``REFERENCE_ANALYZER_<NAME>``; the three that a local stack
+Every setting is read from ``REFERENCE_ANALYZER_<NAME>``; the four that a local stack
 shares with other services also fall back to their plain names (``HTTP_HOST``,
-``HTTP_PORT``, ``WEBHOOK_SIGNING_SECRET``).
+``HTTP_PORT``, ``WEBHOOK_SIGNING_SECRET``, ``ENVIRONMENT``).
 """
 
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reference_analyzer.modes import Mode
+from servicekit.settings import MIN_SIGNING_SECRET_BYTES, production_problem
 from servicekit.webhooks import secret_key
 
 ENV_PREFIX = "REFERENCE_ANALYZER_"
@@ -26,14 +27,38 @@ class Settings(BaseSettings):
 
     http_host: str = Field("127.0.0.1", validation_alias=_env("HTTP_HOST", "HTTP_HOST"))
     http_port: int = Field(8105, ge=0, le=65535, validation_alias=_env("HTTP_PORT", "HTTP_PORT"))
+    environment: Literal["development", "production"] = Field(
+        "development",
+        validation_alias=_env("ENVIRONMENT", "ENVIRONMENT"),
+        description="`production` refuses to start without a signing secret.",
+    )
     webhook_signing_secret: SecretStr | None = Field(
         None,
         validation_alias=_env("WEBHOOK_SIGNING_SECRET", "WEBHOOK_SIGNING_SECRET"),
-        description="`whsec_<base64>`; webhooks are signed (Standard Webhooks) when set. The "
-        "analyzer-bridge must verify with the same secret (required in its production mode); "
-        "`make run` generates one for both.",
+        description="`whsec_<base64>`, the analyzer-bridge's: when set, `POST /analyze` must "
+        "carry a Standard Webhooks signature under it and webhooks are signed with it. "
+        "Required in production; `make run` generates one for both.",
+    )
+    signature_tolerance_seconds: int = Field(
+        5 * 60, ge=1, description="How far a signed request's timestamp may be from now."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    max_request_bytes: int = Field(
+        64 * 1024, ge=1024, description="Largest `POST /analyze` body read (413 beyond)."
+    )
+    max_download_bytes: int = Field(
+        2 * 1024**3, ge=1, description="Largest audio file downloaded (the request's `size`)."
+    )
+    max_duration_seconds: float = Field(
+        3600.0, gt=0, description="Longest audio analysed; longer fails with `audio_too_long`."
+    )
+    max_analysis_seconds: float = Field(
+        900.0,
+        gt=0,
+        description="Wall time of one analysis from its acceptance; then it fails with "
+        "`analysis_failed`. A request's `deadline` can only make it shorter.",
+    )
 
     max_concurrent_jobs: int = Field(4, ge=1, description="Analyses running at once.")
     max_pending_jobs: int = Field(
@@ -65,6 +90,26 @@ class Settings(BaseSettings):
         if not 24 <= len(key) <= 64:
             raise ValueError("the webhook signing secret must decode to 24..64 bytes")
         return value
+
+    @model_validator(mode="after")
+    def _signed_requests_in_production(self) -> "Settings":
+        # Without a secret anyone who reaches the server makes it fetch any URL and
+        # decode what it finds (docs/architecture.md §6, §7, issue 19). The same rules
+        # as the bridge's for the same secret.
+        if self.environment != "production":
+            return self
+        if self.webhook_signing_secret is None:
+            raise ValueError("webhook_signing_secret is required in production")
+        value = self.webhook_signing_secret.get_secret_value()
+        problem = production_problem("webhook_signing_secret", value)
+        if problem:
+            raise ValueError(problem)
+        if len(secret_key(value)) < MIN_SIGNING_SECRET_BYTES:
+            raise ValueError(
+                "webhook_signing_secret must decode to at least "
+                f"{MIN_SIGNING_SECRET_BYTES} bytes in production"
+            )
+        return self
 
     @property
     def signing_secret(self) -> str | None:

@@ -5,6 +5,8 @@
 - :class:`AudioServer` stands in for S3's presigned GET URLs;
 - :class:`WebhookReceiver` records webhooks and lets a test wait for them;
 - :class:`HostRouter` routes an ``httpx`` client to in-memory ASGI apps by host;
+- :class:`SignedRequests` signs an ``httpx`` client's requests as the bridge signs
+  ``POST /analyze``;
 - :func:`serve` runs any ASGI app (e.g. :func:`~reference_analyzer.app.create_app`)
   with uvicorn on 127.0.0.1.
 """
@@ -15,8 +17,9 @@ import hashlib
 import io
 import json
 import socket
+import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -31,6 +34,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from contracts import AnalysisRequest
+from servicekit import webhooks
 
 
 def sine(
@@ -228,6 +232,23 @@ class HostRouter(httpx.AsyncBaseTransport):
         if transport is None:
             raise httpx.ConnectError("no such host", request=request)
         return await transport.handle_async_request(request)
+
+
+class SignedRequests(httpx.Auth):
+    """Standard Webhooks headers on every request of an ``httpx`` client (its body
+    signed with ``secret`` by :mod:`servicekit.webhooks`), a fresh ``webhook-id`` each:
+    what the reference server asks of ``POST /analyze`` when it has a secret."""
+
+    requires_request_body = True
+
+    def __init__(self, secret: str) -> None:
+        self._secret = secret
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        msg_id = f"msg_{uuid.uuid4().hex}"
+        signed = webhooks.signed_headers(self._secret, msg_id, int(time.time()), request.content)
+        request.headers.update(signed)
+        yield request
 
 
 @contextlib.asynccontextmanager

@@ -3,11 +3,19 @@
 Each accepted request becomes an asyncio task (kept in a set, so it is not garbage
 collected while it runs); a semaphore bounds how many analyse at once. Blocking work
 (spool file writes, decoding, feature computation) runs in threads.
+
+Two clocks bound a run (docs/architecture.md §7). The request's ``deadline`` is when
+the caller gives up: the job has failed with ``analysis_timeout`` by then, so the run
+stops there, waiting for a slot, pausing, downloading, decoding or sending, frees its
+slot and sends nothing more. The server's own ``max_analysis_seconds`` from acceptance
+bounds every run, with a deadline or without: it ends the analysis with a ``failed``
+webhook (``analysis_failed``), which is then delivered within the deadline.
 """
 
 import asyncio
 import math
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
@@ -46,6 +54,8 @@ class Analyzer:
         max_concurrent: int,
         block_frames: int = 65536,
         temp_dir: Path | None = None,
+        max_duration_seconds: float | None = None,
+        max_analysis_seconds: float | None = None,
     ) -> None:
         self._downloader = downloader
         self._sender = sender
@@ -53,6 +63,8 @@ class Analyzer:
         self._slots = asyncio.Semaphore(max_concurrent)
         self._block_frames = block_frames
         self._temp_dir = temp_dir
+        self._max_duration = max_duration_seconds
+        self._max_analysis = max_analysis_seconds
         self._tasks: set[asyncio.Task[AnalysisWebhook | None]] = set()
 
     @property
@@ -62,7 +74,10 @@ class Analyzer:
 
     def submit(self, request: AnalysisRequest, behaviour: Behaviour, record: JobRecord) -> None:
         self._registry.run_started(record)
-        task = asyncio.create_task(self._run(request, behaviour, record), name=request.job_id)
+        loop = asyncio.get_running_loop()
+        limit = None if self._max_analysis is None else loop.time() + self._max_analysis
+        run = self._run(request, behaviour, record, limit)
+        task = asyncio.create_task(run, name=request.job_id)
         self._tasks.add(task)
         # A callback, not a `finally`: a task cancelled before its first step never runs.
         task.add_done_callback(lambda done: self._finished(done, record))
@@ -80,28 +95,61 @@ class Analyzer:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _run(
-        self, request: AnalysisRequest, behaviour: Behaviour, record: JobRecord
+        self,
+        request: AnalysisRequest,
+        behaviour: Behaviour,
+        record: JobRecord,
+        limit: float | None,
     ) -> AnalysisWebhook | None:
-        """One analysis run; returns its final message (sent or, if silent, not)."""
+        """One analysis run; returns its final message (sent or, if silent, not), or
+        None when it was stopped at the request's deadline."""
         log = JobLogger(request.job_id)
         webhooks = JobWebhooks(self._sender, request, behaviour, record, log)
         final: AnalysisWebhook | None = None
+        deadline = asyncio.timeout_at(_loop_time(request.deadline))
         try:
-            async with self._slots:
-                try:
-                    final = await self._analyse(request, behaviour, webhooks, log)
-                except Exception:
-                    # A bug must still end the job, not leave the caller to its deadline.
-                    log.exception("analysis crashed")
-                    final = _failed(request, ErrorCode.ANALYSIS_FAILED, "internal error")
-            await webhooks.finish(final)
+            async with deadline:
+                final = await self._within_limit(request, behaviour, webhooks, log, limit)
+                await webhooks.finish(final)
         except asyncio.CancelledError:
             log.info("analysis cancelled")
             await webhooks.cancel()
             raise
-        except Exception:
+        except Exception as exc:
+            if isinstance(exc, TimeoutError) and deadline.expired():
+                # The caller has failed the job already; a result now would only be
+                # refused (docs/architecture.md §5.5).
+                log.warning("the request's deadline has passed: analysis stopped, nothing sent")
+                await webhooks.cancel()
+                self._registry.run_stopped(record)
+                return None
             log.exception("sending the result crashed")
         return final
+
+    async def _within_limit(
+        self,
+        request: AnalysisRequest,
+        behaviour: Behaviour,
+        webhooks: JobWebhooks,
+        log: JobLogger,
+        limit: float | None,
+    ) -> AnalysisWebhook:
+        """The analysis in a slot, ended by this server's own time limit."""
+        bound = asyncio.timeout_at(limit)
+        try:
+            async with bound, self._slots:
+                try:
+                    return await self._analyse(request, behaviour, webhooks, log)
+                except Exception:
+                    # A bug must still end the job, not leave the caller to its deadline.
+                    log.exception("analysis crashed")
+                    return _failed(request, ErrorCode.ANALYSIS_FAILED, "internal error")
+        except TimeoutError:
+            if not bound.expired():
+                raise
+            log.warning("analysis stopped at this server's limit of %gs", self._max_analysis)
+            message = f"the analysis took longer than this server's {self._max_analysis:g} s"
+            return _failed(request, ErrorCode.ANALYSIS_FAILED, message)
 
     async def _analyse(
         self,
@@ -146,7 +194,12 @@ class Analyzer:
         return tempfile.NamedTemporaryFile(prefix="reference-analyzer-", dir=self._temp_dir)
 
     async def _decode(self, path: Path, webhooks: JobWebhooks) -> AudioFeatures:
-        decoder = await in_thread(AudioDecoder, path, block_frames=self._block_frames)
+        decoder = await in_thread(
+            AudioDecoder,
+            path,
+            block_frames=self._block_frames,
+            max_seconds=self._max_duration,
+        )
         try:
             info = decoder.info
             accumulator = decoder.new_accumulator()
@@ -173,3 +226,11 @@ def _failed(request: AnalysisRequest, code: ErrorCode, message: str) -> Analysis
         status=WebhookStatus.FAILED,
         error=JobError(code=code.value, message=message),
     )
+
+
+def _loop_time(deadline: datetime | None) -> float | None:
+    """The event loop's time at the wall-clock ``deadline``."""
+    if deadline is None:
+        return None
+    remaining = (deadline - datetime.now(UTC)).total_seconds()
+    return asyncio.get_running_loop().time() + remaining

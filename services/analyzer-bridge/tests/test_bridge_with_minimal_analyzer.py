@@ -1,13 +1,16 @@
 """The bridge against the real Kafka, PostgreSQL and S3 and a second analysis server,
 written from the contract alone, with its own result shape (issue 10, item 6).
 
-The server (``tests/support/minimal_analyzer.py``) signs its webhooks itself, answers
-a job's first request with 503, calls back before its 202, repeats its final callback
-and sends a stale progress after it.
+The server (``tests/support/minimal_analyzer.py``) signs its webhooks and verifies
+the bridge's signed requests itself, answers a job's first request with 503, calls
+back before its 202, repeats its final callback and sends a stale progress after it.
 """
 
+import asyncio
 import json
+import time
 import uuid
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -60,6 +63,7 @@ async def test_its_own_result_shape_reaches_job_status_unchanged(start_bridge, f
     assert [r.value["result"] for r in results] == [expected]
     assert json.loads(row["result"]) == expected
     assert seen.requests == 2  # the 503, then the 202
+    assert server.refused == 0  # both signed as Standard Webhooks says
     assert [code for code, _ in answers(seen, "completed")] == [200, 200]  # won, replay
     assert all(code == 200 for code, _ in answers(seen, "progress"))
 
@@ -119,7 +123,14 @@ async def test_oversized_webhook_gets_413_and_changes_nothing(start_bridge):
             answer = await client.post(
                 f"{bridge.url}/tokens/webhook/analysis-complete?{query}",
                 content=chunks(),
-                headers={"content-type": "application/json"},
+                # Signature headers that pass the check of the head alone: an unsigned
+                # call is refused with 401 before its body is read.
+                headers={
+                    "content-type": "application/json",
+                    "webhook-id": "msg_oversized",
+                    "webhook-timestamp": str(int(time.time())),
+                    "webhook-signature": "v1,bm90LWNoZWNrZWQteWV0",
+                },
             )
         assert "content-length" not in answer.request.headers
         assert answer.status_code == 413
@@ -145,6 +156,7 @@ async def test_result_of_almost_the_body_limit_fits_every_kafka_limit(start_brid
     await admin.start()
     try:
         names = [bridge.status_topic, bridge.result_topic]
+        response: Any  # DescribeConfigs response: its fields are not typed
         [response] = await admin.describe_configs(
             [
                 ConfigResource(ConfigResourceType.TOPIC, n, {"max.message.bytes": None})
@@ -158,3 +170,37 @@ async def test_result_of_almost_the_body_limit_fits_every_kafka_limit(start_brid
         for resource in response.resources
     }
     assert limits == dict.fromkeys(names, TOPIC_MAX_MESSAGE_BYTES)
+
+
+async def test_a_bridge_signing_with_another_secret_is_refused_and_the_job_fails_at_once(
+    start_bridge,
+):
+    server = MinimalAnalyzer(SIGNING_SECRET)
+    other = "whsec_" + "YW5vdGhlci1zZWNyZXQtdGhhbi10aGUtc2VydmVycw=="
+    async with start_bridge(server=server, webhook_signing_secret=other) as bridge:
+        job_id = str(uuid.uuid4())
+        await bridge.publish(bridge.stored(job_id))
+        final = await bridge.final(job_id)
+    assert (final["status"], final["error"]["code"]) == ("failed", "analysis_rejected")
+    assert "HTTP 401" in final["error"]["message"]
+    assert server.refused == 1 and server.jobs == {}
+
+
+async def test_an_unsigned_webhook_is_401_before_its_body_is_read(start_bridge):
+    server = MinimalAnalyzer(SIGNING_SECRET)
+    job_id = str(uuid.uuid4())
+    async with start_bridge(server=server, **SIGNED) as bridge:
+        caps = Capabilities(bridge.settings.webhook_capability_secret.get_secret_value(), 60)
+        query = urlencode({"job_id": job_id, "token": caps.issue(job_id)})
+        host, port = bridge.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        # The head and 16 KiB of a declared 8 MiB: the answer cannot wait for the rest.
+        writer.write(
+            f"POST /tokens/webhook/analysis-complete?{query} HTTP/1.1\r\nHost: bridge\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {8 << 20}\r\n\r\n".encode()
+            + b" " * 16384
+        )
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 30)
+        writer.close()
+        assert status_line.split()[1] == b"401"

@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 import pytest
 
 from analyzer_bridge.analysis import Analysis, Outcome, State
-from analyzer_bridge.decisions import Verdict, job_progress, judge
+from analyzer_bridge.decisions import Verdict, job_progress, judge, outcome_of
 from contracts import AnalysisWebhook, AudioFeatures, JobError
 
 pytestmark = pytest.mark.unit
@@ -90,3 +90,24 @@ def test_different_final_is_a_conflict():
 
 def test_same_webhook_id_as_the_accepted_final_is_a_replay():
     assert judge(row(State.COMPLETED, webhook_id="msg_1"), FAILED, "msg_1") is Verdict.REPLAY
+
+
+def failed(code: str) -> AnalysisWebhook:
+    return AnalysisWebhook(job_id="j", status="failed", error=JobError(code=code, message="why"))
+
+
+@pytest.mark.parametrize(
+    "code", ["invalid_audio", "checksum_mismatch", "audio_too_long", "analysis_failed"]
+)
+def test_a_code_the_server_may_report_becomes_the_jobs_as_it_came(code):
+    outcome = outcome_of(failed(code))
+    assert outcome is not None and outcome.error == JobError(code=code, message="why")
+
+
+@pytest.mark.parametrize("code", ["unsupported_codec", "analysis_timeout", "analysis_rejected"])
+def test_any_other_server_code_fails_the_job_with_analysis_failed_naming_it(code):
+    # The job's code stays one of contracts.ErrorCode; the bridge's own verdicts on the
+    # server (timeout, rejection) are not the server's to give.
+    outcome = outcome_of(failed(code))
+    assert outcome is not None
+    assert outcome.error == JobError(code="analysis_failed", message=f"{code}: why")

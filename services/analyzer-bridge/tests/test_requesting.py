@@ -36,6 +36,8 @@ async def test_an_accepted_request_marks_the_job_requested_and_publishes_analyzi
     assert r.store.rows[JOB].state is State.REQUESTED
     assert r.events.of(JOB) == [("analyzing", 51)]
     assert r.events.statuses[0][0] == f"{JOB}:status:analyzing:51"
+    # The server is told when the bridge gives up, so that it stops then too.
+    assert request.deadline == r.store.rows[JOB].deadline
 
 
 async def test_transient_answers_are_retried_never_sooner_than_retry_after():

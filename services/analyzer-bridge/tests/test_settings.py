@@ -25,9 +25,9 @@ def test_presign_endpoint_can_differ_from_the_s3_endpoint():
 
 PRODUCTION: dict[str, Any] = {
     "environment": "production",
-    "job_token_secret": "a-real-secret",
+    "job_token_secret": "a-real-job-token-secret-of-32-bytes",
     "s3_secret_access_key": "a-real-s3-secret",
-    "webhook_capability_secret": "a-real-capability-secret",
+    "webhook_capability_secret": "a-real-capability-secret-32-bytes",
     "database_url": "postgresql://bridge:a-real-password@db:5432/audiopipe",
 }
 SIGNING_SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
@@ -88,3 +88,28 @@ def test_production_refuses_the_development_database_url_and_never_shows_the_dsn
     settings = Settings(**{**PRODUCTION, "webhook_signing_secret": SIGNING_SECRET})
     assert "a-real-password" not in repr(settings)
     assert settings.database_dsn == PRODUCTION["database_url"]
+
+
+@pytest.mark.parametrize(
+    ("override", "problem"),
+    [
+        ({"webhook_capability_secret": "short-but-real"}, "at least 32 bytes"),
+        ({"job_token_secret": "change-me"}, "an example's value"),
+        ({"job_token_secret": "please-CHANGEME-now-0123456789abcdef"}, "placeholder"),
+        (
+            {"database_url": "postgresql://audiopipe:change-me@postgres.db.svc:5432/audiopipe"},
+            "database_url",
+        ),
+        (
+            {"webhook_signing_secret": "whsec_" + base64.b64encode(b"k" * 24).decode()},
+            "decode to at least 32 bytes",
+        ),
+        (
+            {"webhook_signing_secret": "whsec_Y2hhbmdlLW1lLWNoYW5nZS1tZS1jaGFuZ2UtbWUtMzI="},
+            "example",
+        ),
+    ],
+)
+def test_production_refuses_short_example_and_placeholder_secrets(override, problem):
+    with pytest.raises(ValidationError, match=problem):
+        Settings(**{**PRODUCTION, "webhook_signing_secret": SIGNING_SECRET, **override})

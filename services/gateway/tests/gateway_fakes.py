@@ -3,11 +3,13 @@
 import asyncio
 import contextlib
 import dataclasses
+import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from contracts import CeType, Event, topics
+from gateway.limits import FairUse, Refused, Usage, judge_bytes, judge_upload, next_rate_tat
 from gateway.ports import Ack, LockBusy, SinkError, State, UploadRecord, UploadRow
 
 
@@ -157,3 +159,74 @@ class FakeUploadStore:
             return False
         self.rows[job_id] = dataclasses.replace(row, state=state, result=result)
         return True
+
+
+UNLIMITED = FairUse(
+    rate_per_minute=0, burst=1, open_per_client=0, bytes_per_day=0, bytes_in_flight=0
+)
+
+
+class FakeQuota:
+    """:class:`gateway.ports.Quota` in memory, with the real rules (``gateway.limits``)
+    and a clock of its own (``now``); unlimited unless given rules. A resumable upload
+    counts as open until :meth:`ended`."""
+
+    def __init__(self, rules: FairUse = UNLIMITED) -> None:
+        self.rules = rules
+        self.now = datetime.now(UTC)
+        self.tat: dict[str, datetime] = {}
+        self.days: dict[str, int] = {}
+        # lease id -> (kind, client, bytes, job)
+        self.leases: dict[str, tuple[str, str, int, str | None]] = {}
+
+    def usage(self, client: str) -> Usage:
+        mine = [lease for lease in self.leases.values() if lease[1] == client]
+        return Usage(
+            now=self.now,
+            rate_tat=self.tat.get(client),
+            open_uploads=sum(1 for kind, *_ in mine if kind in ("upload", "resumable")),
+            bytes_today=self.days.get(client, 0),
+            bytes_in_flight=sum(b for kind, _, b, _ in self.leases.values() if kind != "resumable"),
+        )
+
+    def _lease(self, kind: str, client: str, n: int, job: str | None = None) -> str:
+        lease_id = str(uuid.uuid4())
+        self.leases[lease_id] = (kind, client, n, job)
+        return lease_id
+
+    async def admit_upload(
+        self,
+        client: str,
+        size: int | None,
+        body_bytes: int | None,
+        resumable_job: str | None = None,
+    ) -> str:
+        usage = self.usage(client)
+        refusal = judge_upload(self.rules, usage, size or body_bytes or 0)
+        if refusal is not None:
+            raise Refused(refusal)
+        tat = next_rate_tat(self.rules, usage)
+        if tat is not None:
+            self.tat[client] = tat
+        self.days[client] = self.days.get(client, 0) + (size or body_bytes or 0)
+        if resumable_job is not None:
+            self._lease("resumable", client, size or 0, resumable_job)
+        return self._lease("upload" if resumable_job is None else "append", client, body_bytes or 0)
+
+    async def admit_append(self, job_id: str, client: str, body_bytes: int | None) -> str:
+        creator = next((c for k, c, _, j in self.leases.values() if j == job_id), client)
+        refusal = judge_bytes(self.rules, self.usage(creator), body_bytes or 0)
+        if refusal is not None:
+            raise Refused(refusal)
+        return self._lease("append", creator, body_bytes or 0)
+
+    async def release(self, lease_id: str, undeclared_bytes: int = 0) -> None:
+        lease = self.leases.pop(lease_id, None)
+        if lease is not None:
+            self.days[lease[1]] = self.days.get(lease[1], 0) + undeclared_bytes
+
+    async def renew(self) -> None:
+        pass
+
+    def ended(self, job_id: str) -> None:
+        self.leases = {k: v for k, v in self.leases.items() if v[3] != job_id}

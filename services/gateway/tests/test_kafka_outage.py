@@ -131,6 +131,7 @@ async def messages_of(
             batches = await consumer.getmany(timeout_ms=500)
             for records in batches.values():
                 for record in records:
+                    assert record.key is not None and record.value is not None
                     meta = {k: v.decode() for k, v in record.headers}
                     kind = meta.get(headers.TYPE, "")
                     starts_ours = (

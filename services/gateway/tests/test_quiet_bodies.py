@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from gateway_fakes import FakeSink, FakeUploadStore
+from gateway_fakes import FakeQuota, FakeSink, FakeUploadStore
 
 from contracts import ErrorCode, JobStatusChanged, UploadAborted
 from gateway.ingest import BodyQuiet, UploadLimits, ingest, paced
@@ -138,12 +138,13 @@ def resumable(
     **kw: int,
 ) -> Resumable:
     tokens = JobTokens("s" * 32, 60)
-    return Resumable(store, sink, limits, tokens, expiry_seconds, **kw)
+    return Resumable(store, sink, limits, tokens, FakeQuota(), expiry_seconds, **kw)
 
 
 async def created(r: Resumable) -> str:
-    new = NewUpload("ietf", "t", None, "a.wav", len(AUDIO))
-    return (await r.create(new)).job_id
+    new = NewUpload("ietf", "t", None, "a.wav", len(AUDIO), client="127.0.0.1", body_bytes=0)
+    async with r.creating(new) as made:
+        return made.job_id
 
 
 async def test_a_quiet_append_keeps_what_kafka_acknowledged_answers_408_and_resumes() -> None:

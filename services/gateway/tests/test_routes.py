@@ -9,7 +9,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from gateway_fakes import FakeSink
+from gateway_fakes import FakeQuota, FakeSink
 
 from gateway.app import create_app
 from gateway.settings import Settings
@@ -26,9 +26,18 @@ PUBLIC_PEM = (
 )
 
 
+ISSUER = "https://id.example.test/"
+AUDIENCE = "audiopipe-uploads"
+JWT_ON = {
+    "upload_jwt_key": PUBLIC_PEM,
+    "upload_jwt_issuer": ISSUER,
+    "upload_jwt_audience": AUDIENCE,
+}
+
+
 def client(**settings: object) -> tuple[httpx.AsyncClient, FakeSink]:
     sink = FakeSink()
-    app = create_app(Settings(**settings), sink=sink)  # type: ignore[arg-type]
+    app = create_app(Settings(**settings), sink=sink, quota=FakeQuota())  # type: ignore[arg-type]
     transport = httpx.ASGITransport(app=app)
     return httpx.AsyncClient(transport=transport, base_url="http://gateway"), sink
 
@@ -44,7 +53,8 @@ def forged_hs256_with_public_key() -> dict[str, Any]:
         return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
     head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    body = b64(json.dumps({"sub": "mallory", "exp": int(time.time()) + 60}).encode())
+    claims = {"sub": "mallory", "exp": int(time.time()) + 60, "iss": ISSUER, "aud": AUDIENCE}
+    body = b64(json.dumps(claims).encode())
     mac = hmac.new(PUBLIC_PEM.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
     return {"Authorization": f"Bearer {head}.{body}.{b64(mac)}"}
 
@@ -52,7 +62,8 @@ def forged_hs256_with_public_key() -> dict[str, Any]:
 def bearer(
     sub: str = "alice", key: Any = PRIVATE, alg: str = "RS256", **claims: object
 ) -> dict[str, Any]:
-    token = jwt.encode({"sub": sub, "exp": int(time.time()) + 60, **claims}, key, algorithm=alg)
+    claims = {"sub": sub, "exp": int(time.time()) + 60, "iss": ISSUER, "aud": AUDIENCE, **claims}
+    token = jwt.encode(claims, key, algorithm=alg)
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -76,12 +87,13 @@ async def test_anonymous_upload_is_accepted_with_a_job_token_and_cookie() -> Non
 
 
 async def test_with_a_key_configured_an_upload_without_bearer_token_is_401() -> None:
-    http, sink = client(upload_jwt_key=PUBLIC_PEM)
+    http, sink = client(**JWT_ON)
     async with http:
         answer = await http.post("/tokens/t1/upload-audio", files=FILES)
     assert answer.status_code == 401
     assert answer.json()["error"]["code"] == "unauthorized"
-    assert answer.headers["www-authenticate"] == "Bearer"
+    assert answer.headers["www-authenticate"] == 'Bearer realm="audiopipe"'
+    assert answer.json()["error"]["message"] == "a bearer token is required to upload"
     assert sink.messages == []
 
 
@@ -90,13 +102,13 @@ async def test_with_a_key_configured_an_upload_without_bearer_token_is_401() -> 
     [
         {"Authorization": "Bearer not-a-jwt"},
         bearer(key=rsa.generate_private_key(public_exponent=65537, key_size=2048)),
-        bearer(exp=int(time.time()) - 10),
+        bearer(exp=int(time.time()) - 120),  # past the 30 s leeway
         # The public key used as an HMAC secret: algorithm confusion is refused.
         forged_hs256_with_public_key(),
     ],
 )
 async def test_invalid_bearer_tokens_are_401_and_change_nothing(headers: dict[str, Any]) -> None:
-    http, sink = client(upload_jwt_key=PUBLIC_PEM)
+    http, sink = client(**JWT_ON)
     async with http:
         answer = await http.post("/tokens/t1/upload-audio", files=FILES, headers=headers)
     assert answer.status_code == 401
@@ -104,7 +116,7 @@ async def test_invalid_bearer_tokens_are_401_and_change_nothing(headers: dict[st
 
 
 async def test_the_token_subject_is_recorded_as_the_owner() -> None:
-    http, sink = client(upload_jwt_key=PUBLIC_PEM)
+    http, sink = client(**JWT_ON)
     async with http:
         answer = await http.post("/tokens/t1/upload-audio", files=FILES, headers=bearer("bob"))
     assert answer.status_code == 202
@@ -166,7 +178,7 @@ async def test_a_riff_wave_header_alone_is_422_and_nothing_is_sent() -> None:
 
 async def test_with_kafka_known_down_an_upload_is_503_before_its_body_is_read() -> None:
     sink = FakeSink(up=False)
-    app = create_app(Settings(), sink=sink)
+    app = create_app(Settings(), sink=sink, quota=FakeQuota())
     body_reads = 0
 
     async def receive() -> dict[str, Any]:
@@ -235,3 +247,65 @@ async def test_a_listed_origin_may_run_a_resumable_client_and_read_its_headers()
     exposed = answer.headers["access-control-expose-headers"].lower()
     assert "location" in exposed
     assert "upload-offset" in exposed
+
+
+class NeverRead:
+    """A request body that fails the test if anything reads it."""
+
+    def __aiter__(self) -> "NeverRead":
+        return self
+
+    async def __anext__(self) -> bytes:
+        raise AssertionError("the body was read")
+
+
+async def test_beyond_the_rate_an_upload_is_429_before_its_body_is_read() -> None:
+    from gateway.limits import FairUse
+
+    sink = FakeSink()
+    quota = FakeQuota(
+        FairUse(rate_per_minute=1, burst=2, open_per_client=0, bytes_per_day=0, bytes_in_flight=0)
+    )
+    app = create_app(Settings(), sink=sink, quota=quota)
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.9", 4000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+        for _ in range(2):
+            assert (await http.post("/tokens/t1/upload-audio", files=FILES)).status_code == 202
+        published = len(sink.messages)
+        refused = await http.post(
+            "/tokens/t1/upload-audio",
+            content=NeverRead(),
+            headers={"Content-Type": "multipart/form-data; boundary=x", "Content-Length": "99"},
+        )
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "too_many_uploads"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert len(sink.messages) == published  # nothing stored or published
+    assert quota.leases == {}  # every admitted body released its hold
+
+
+async def test_each_client_address_has_its_own_share() -> None:
+    from gateway.limits import FairUse
+
+    quota = FakeQuota(
+        FairUse(rate_per_minute=1, burst=1, open_per_client=0, bytes_per_day=0, bytes_in_flight=0)
+    )
+    app = create_app(Settings(), sink=FakeSink(), quota=quota)
+    for host, expected in (("127.0.0.2", 202), ("127.0.0.2", 429), ("127.0.0.3", 202)):
+        transport = httpx.ASGITransport(app=app, client=(host, 4000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+            answer = await http.post("/tokens/t1/upload-audio", files=FILES)
+        assert answer.status_code == expected, host
+
+
+async def test_the_progress_url_and_cookie_carry_a_token_that_only_reads() -> None:
+    from servicekit.tokens import Scope, TokenProblem
+
+    http, _ = client()
+    async with http:
+        body = (await http.post("/tokens/t-1/upload-audio", files=FILES)).json()
+    tokens = JobTokens(Settings().job_token_secret.get_secret_value(), 60)
+    shared = body["progress_url"].split("access_token=")[1]
+    assert tokens.check(shared, body["job_id"], Scope.READ) is None
+    assert tokens.check(shared, body["job_id"], Scope.WRITE) is TokenProblem.INSUFFICIENT_SCOPE
+    assert tokens.check(body["access_token"], body["job_id"], Scope.WRITE) is None

@@ -47,7 +47,10 @@ class _History:
 
 def main(port: int, out: Path) -> None:
     gc.disable()
-    settings = Settings(job_token_secret=SecretStr(SECRET), http_port=port)
+    # One client opens every stream: its share is the whole process here.
+    settings = Settings(
+        job_token_secret=SecretStr(SECRET), http_port=port, sse_max_streams_per_client=10_000
+    )
     app = create_app(settings)
     services = app.state.services
     services.history = _History()

@@ -16,8 +16,9 @@ from notifier import streams
 from notifier.app import create_app
 from notifier.fanout import FanOut
 from notifier.ports import History
+from notifier.projection import JobSnapshot
 from notifier.settings import Settings
-from notifier.streams import StreamSlots
+from notifier.slots import StreamSlots
 from servicekit.serve import server as build_server
 from tests.support.waiting import eventually
 
@@ -68,6 +69,7 @@ async def job_stream(
     after: int | None,
     heartbeat_seconds: float,
     retry_ms: int,
+    lifetime_seconds: float = 3600.0,
 ) -> AsyncIterator[str]:
     """One job's SSE text as the route serves it: subscribe, read the start, hand the
     stream its response (as the protocol does), read what it writes; closing the
@@ -75,15 +77,16 @@ async def job_stream(
     services: Any = SimpleNamespace(
         history=store,
         fanout=fanout,
-        slots=StreamSlots(100),
-        heartbeats=streams.Heartbeats(heartbeat_seconds),
+        slots=StreamSlots(100, per_job=100, per_client=100),
+        heartbeats=streams.Heartbeats(heartbeat_seconds, lifetime_seconds),
         settings=SimpleNamespace(sse_retry_ms=retry_ms),
     )
-    live = fanout.join(streams.Stream(job_id, services))
+    live = streams.Stream(job_id, services)
+    live.admit("127.0.0.1")
+    fanout.join(live)
     response = MemoryResponse()
     try:
         live.begin = await streams.start(store, job_id, after)
-        assert services.slots.acquire()
         live.attached(response)
         while (body := await response.bodies.get()) is not None:
             yield body
@@ -91,6 +94,7 @@ async def job_stream(
         if not response.ended:
             live.lost()
         assert services.slots.open == 0, "the stream freed its slot"
+        assert not services.slots.counted(), "and its job's and address's"
 
 
 @dataclass
@@ -187,3 +191,44 @@ async def drop_schema(settings: Settings) -> None:
         await conn.execute(f"DROP SCHEMA IF EXISTS {settings.database_schema} CASCADE")
     finally:
         await conn.close()
+
+
+class MemoryHistory:
+    """Every applied event of every job, as the projection's read side answers them;
+    ``reads`` counts what was asked of it."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, list[JobSnapshot]] = {}
+        self.reads = 0
+
+    def add(self, event: JobSnapshot) -> None:
+        self.events.setdefault(event.job_id, []).append(event)
+
+    async def current(self, job_id: str) -> JobSnapshot | None:
+        self.reads += 1
+        events = self.events.get(job_id)
+        return events[-1] if events else None
+
+    async def applied_after(self, job_id: str, event_id: int) -> list[JobSnapshot]:
+        self.reads += 1
+        return [e for e in self.events.get(job_id, []) if e.event_id > event_id]
+
+
+@asynccontextmanager
+async def serving_from_memory(settings: Settings) -> AsyncIterator[tuple[Any, MemoryHistory]]:
+    """The notifier app served as ``python -m notifier`` serves it (real uvicorn and
+    sockets, the detached protocol) on ``settings.http_port``, its history in memory
+    (no Kafka, no database: lifespan off); the uvicorn server and the history."""
+    app = create_app(settings)
+    history = app.state.services.history = MemoryHistory()
+    server = build_server(
+        app, settings, on_shutdown=app.state.services.drain, detached=True, lifespan="off"
+    )
+    task = asyncio.create_task(server.serve())
+    await eventually(lambda: server.started or task.done(), what="the notifier to start")
+    assert server.started
+    try:
+        yield server, history
+    finally:
+        server.should_exit = True
+        await task

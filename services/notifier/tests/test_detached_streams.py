@@ -13,15 +13,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from notifier_testing import MemoryHistory, serving_from_memory
 from pydantic import SecretStr
 
 from contracts import JobStatus
-from notifier.app import create_app
 from notifier.projection import JobSnapshot
 from notifier.settings import Settings
 from notifier.streams import Stream
-from servicekit.detached import DetachingHttpToolsProtocol
-from servicekit.serve import server as build_server
+from servicekit.compat.uvicorn_protocols import DetachingHttpToolsProtocol
 from servicekit.tokens import JobTokens
 from tests.support.processes import free_port
 from tests.support.waiting import eventually
@@ -39,43 +38,15 @@ def snapshot(job_id: str, event_id: int, status: JobStatus, result: Any = None) 
     )
 
 
-class History:
-    """Every applied event of every job, as the projection's read side answers them."""
-
-    def __init__(self) -> None:
-        self.events: dict[str, list[JobSnapshot]] = {}
-
-    def add(self, event: JobSnapshot) -> None:
-        self.events.setdefault(event.job_id, []).append(event)
-
-    async def current(self, job_id: str) -> JobSnapshot | None:
-        events = self.events.get(job_id)
-        return events[-1] if events else None
-
-    async def applied_after(self, job_id: str, event_id: int) -> list[JobSnapshot]:
-        return [e for e in self.events.get(job_id, []) if e.event_id > event_id]
-
-
 @pytest.fixture
-async def served() -> AsyncIterator[tuple[int, Any, History]]:
+async def served() -> AsyncIterator[tuple[int, Any, MemoryHistory]]:
     """A notifier on a free port, served as ``python -m notifier`` serves it; its port,
     uvicorn server and history."""
     settings = Settings(
         job_token_secret=SecretStr(SECRET), http_port=free_port(), sse_queue_size=QUEUE
     )
-    app = create_app(settings)
-    history = app.state.services.history = History()
-    server = build_server(
-        app, settings, on_shutdown=app.state.services.drain, detached=True, lifespan="off"
-    )
-    task = asyncio.create_task(server.serve())
-    await eventually(lambda: server.started or task.done(), what="the notifier to start")
-    assert server.started
-    try:
+    async with serving_from_memory(settings) as (server, history):
         yield settings.http_port, server, history
-    finally:
-        server.should_exit = True
-        await task
 
 
 def request(job: str) -> bytes:

@@ -3,6 +3,8 @@ import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -10,16 +12,20 @@ from contracts import JobStatus
 from notifier import sse
 from notifier.fanout import FanOut
 from notifier.projection import JobSnapshot
-from notifier.streams import StreamSlots, start
+from notifier.slots import StreamSlots
+from notifier.streams import LIFETIME_SPREAD, Heartbeats, Stream, start
 from servicekit.http import DependencyUnavailable
 
 sys.path.insert(0, str(Path(__file__).parent))
-from notifier_testing import job_stream
+from notifier_testing import MemoryResponse, job_stream
+
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.unit
 
 JOB = str(uuid.uuid4())
 TIME = datetime(2026, 1, 1, tzinfo=UTC)
+LIFETIME_OVER = sse.comment("this stream reached its maximum lifetime; reconnect to resume")
 STATUSES = [JobStatus.ACCEPTED, JobStatus.UPLOADING, JobStatus.UPLOADED, JobStatus.COMPLETED]
 
 
@@ -54,8 +60,16 @@ async def ids(stream, count: int) -> list[str]:
     return seen
 
 
-def stream_of(history, fanout, after=None, heartbeat=5.0):
-    return job_stream(history, fanout, JOB, after=after, heartbeat_seconds=heartbeat, retry_ms=2000)
+def stream_of(history, fanout, after=None, heartbeat=5.0, lifetime=3600.0):
+    return job_stream(
+        history,
+        fanout,
+        JOB,
+        after=after,
+        heartbeat_seconds=heartbeat,
+        retry_ms=2000,
+        lifetime_seconds=lifetime,
+    )
 
 
 async def test_live_event_racing_the_history_read_is_sent_once():
@@ -140,14 +154,6 @@ async def test_lagged_stream_re_reads_the_history_without_duplicates():
     await stream.aclose()
 
 
-def test_stream_slots_refuse_beyond_the_limit():
-    slots = StreamSlots(limit=1)
-    assert slots.acquire()
-    assert not slots.acquire()
-    slots.release()
-    assert slots.acquire()
-
-
 async def test_an_id_beyond_the_latest_starts_from_the_current_state_and_goes_on():
     fanout = FanOut()
     stream = stream_of(FakeHistory([snapshot(1), snapshot(2)]), fanout, after=1000)
@@ -191,3 +197,68 @@ async def test_a_database_outage_mid_stream_ends_it_cleanly_with_a_comment():
     rest = [chunk async for chunk in stream]
     assert len(rest) == 1 and rest[0].startswith(": ")
     assert fanout.subscriber_count() == 0
+
+
+# --- the maximum lifetime (issue 19 point 4) ---------------------------------------------
+
+
+async def test_an_idle_stream_past_its_lifetime_ends_with_a_comment_at_its_heartbeat():
+    fanout = FanOut()
+    stream = stream_of(FakeHistory([snapshot(1)]), fanout, heartbeat=0.02, lifetime=0.1)
+    chunks = [chunk async for chunk in stream]  # until the server ends it
+    assert chunks[:2] == [sse.retry(2000), sse.snapshot_event(snapshot(1))]
+    assert set(chunks[2:-1]) <= {sse.KEEP_ALIVE}
+    assert chunks[-1] == LIFETIME_OVER
+    assert fanout.subscriber_count() == 0
+
+
+async def test_a_busy_stream_past_its_lifetime_ends_after_the_event_it_was_writing():
+    """Events keep it from ever being silent for a heartbeat: it ends once it wrote
+    what arrived, at an event boundary (its client resumes after that event)."""
+    fanout = FanOut()
+    stream = stream_of(FakeHistory([snapshot(1)]), fanout, heartbeat=3600.0, lifetime=0.05)
+    assert await ids(stream, 2) == [sse.retry(2000), sse.snapshot_event(snapshot(1))]
+    loop = asyncio.get_running_loop()
+    aged = loop.time() + 0.05  # it began before this: past its lifetime after it
+    await eventually(lambda: loop.time() > aged, every=0.01, what="the lifetime to pass")
+    fanout.publish(snapshot(2))
+    assert [chunk async for chunk in stream] == [
+        sse.snapshot_event(snapshot(2)),
+        LIFETIME_OVER,
+    ]
+
+
+async def test_a_slow_readers_stream_past_its_lifetime_ends_too():
+    """A client that stopped reading gets nothing more written, but stays on the clock:
+    its lifetime still ends the stream and frees its slots."""
+    history, fanout = FakeHistory([snapshot(1)]), FanOut()
+    services: Any = SimpleNamespace(
+        history=history,
+        fanout=fanout,
+        slots=StreamSlots(10, per_job=10, per_client=10),
+        heartbeats=Heartbeats(0.02, 0.1),
+        settings=SimpleNamespace(sse_retry_ms=2000),
+    )
+    live = Stream(JOB, services)
+    live.admit("127.0.0.2")
+    fanout.join(live)
+    live.begin = await start(history, JOB, None)
+    response = MemoryResponse()
+    response.paused = True  # the transport's buffer is full
+    live.attached(response)
+    bodies = [await asyncio.wait_for(response.bodies.get(), 10) for _ in range(3)]
+    assert bodies == [sse.retry(2000), LIFETIME_OVER, None]
+    assert (services.slots.open, fanout.subscriber_count()) == (0, 0)
+
+
+async def test_ends_fall_in_the_last_tenth_of_the_lifetime_spread_and_shared():
+    clock = Heartbeats(15.0, 1000.0)
+    loop = asyncio.get_running_loop()
+    before = loop.time()
+    ends = [clock.ends() for _ in range(2000)]
+    after = loop.time()
+    grain = 1000.0 * LIFETIME_SPREAD / 64
+    assert all(before + 900.0 - grain <= end <= after + 1000.0 for end in ends)
+    distinct = {end: end for end in ends}
+    assert len(distinct) > 32, "spread, not all at one moment"
+    assert all(end is distinct[end] for end in ends), "one float object per end time"

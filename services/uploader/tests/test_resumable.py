@@ -38,7 +38,7 @@ async def test_draft_upload_cut_mid_chunk_resumes_on_another_replica(rig: Upload
     assert "max-size=" in created.headers["upload-limit"]
     location = created.headers["location"]
     job = created.json()
-    assert job["progress_url"].endswith(job["access_token"])
+    assert location.endswith(job["access_token"])  # the URL that may append
 
     cut_at = PART_BYTES + 300_001  # inside a 512 KiB chunk
     with pytest.raises((httpx.HTTPError, Cut)):
@@ -129,7 +129,14 @@ async def test_bad_requests_get_the_protocols_status_and_change_nothing(rig: Upl
         assert (await http.head(f"{path}?access_token={other}")).status_code == 403
         foreign = await http.delete(f"{path}?access_token={other}")
         assert foreign.status_code == 403
-        assert foreign.json()["error"]["code"] == "forbidden"
+        assert foreign.json()["error"]["code"] == "wrong_job"
+        # The progress URL's token reads the job; it neither appends, nor cancels, nor
+        # ends an append in progress with a HEAD (issue 19).
+        shared = job["progress_url"].split("access_token=")[1]
+        for method in ("HEAD", "DELETE", "PATCH"):
+            refused = await http.request(method, f"{path}?access_token={shared}", headers=INTEROP)
+            assert refused.status_code == 403, method
+            assert "insufficient_scope" in refused.headers["www-authenticate"]
         unknown = await http.head(
             "/uploads/00000000-0000-4000-8000-000000000000?access_token=x", headers=INTEROP
         )

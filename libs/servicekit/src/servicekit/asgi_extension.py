@@ -1,5 +1,6 @@
 """An ASGI extension offered to one request's app by a uvicorn protocol subclass
-(:mod:`servicekit.informational`, :mod:`servicekit.detached`).
+(:mod:`servicekit.compat.uvicorn_protocols`: :mod:`servicekit.informational`,
+:mod:`servicekit.detached`).
 
 The protocol wraps each request's app, not its own ``self.app`` once: a wrapper kept on
 the protocol that referred back to it would make every connection a reference cycle.
@@ -7,13 +8,15 @@ the protocol that referred back to it would make every connection a reference cy
 
 from typing import Any, ClassVar, cast
 
-from uvicorn._types import (
+from servicekit.compat.uvicorn import (
     ASGI3Application,
     ASGIReceiveCallable,
     ASGISendCallable,
     HTTPScope,
     Scope,
 )
+
+__all__ = ["RequestExtension"]
 
 
 class RequestExtension:

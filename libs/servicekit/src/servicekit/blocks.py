@@ -8,6 +8,8 @@ block is full (issue 14: the ingest path is bound by CPU).
 
 from typing import Generic, TypeVar
 
+__all__ = ["Blocks", "Bytes"]
+
 Bytes = bytes | bytearray | memoryview
 B = TypeVar("B", bytes, bytearray)
 

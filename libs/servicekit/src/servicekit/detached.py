@@ -5,7 +5,7 @@ A server-sent event stream lives for minutes and a process holds tens of thousan
 them, so what uvicorn keeps per open response is paid that many times: its
 ``RequestResponseCycle``, the cycle's ``asyncio.Event``, the scope and headers, the
 request's task and the app's frames in it (about 8 KB per stream,
-``bench/results/sse-memory.md``). This protocol lets an app answer through ASGI as
+``bench/results/sse-memory.md``). The extension lets an app answer through ASGI as
 usual (its checks, middleware and error answers unchanged), send
 ``http.response.start``, and then hand the body over:
 
@@ -20,17 +20,17 @@ uvicorn (keep-alive, or the next pipelined request) as the end of any response d
 
 The extension is in ``scope["extensions"]`` only where it works: the response must be
 chunked (no ``content-length``) and not to a ``HEAD``; anything else is a RuntimeError.
+
+The protocol that offers it, ``DetachingHttpToolsProtocol``, is a subclass of uvicorn's
+httptools protocol and leans on its internals, so it lives in the compatibility layer
+(:mod:`servicekit.compat.uvicorn_protocols`); ``servicekit.serve(..., detached=True)``
+runs it. This module is what the app and the listener see.
 """
 
 import asyncio
-from typing import Any, Protocol, cast
+from typing import Protocol
 
-from uvicorn._types import ASGI3Application, Scope
-from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
-from uvicorn.server import ServerState
-
-from servicekit.asgi_extension import RequestExtension
+__all__ = ["EXTENSION", "Connection", "DetachedResponse", "DetachedStream", "chunk"]
 
 EXTENSION = "http.response.detach"
 
@@ -58,15 +58,23 @@ class DetachedStream(Protocol):
         """The connection is gone before the response ended; it writes nothing more."""
 
 
+class Connection(Protocol):
+    """Where a detached response writes: the connection's asyncio protocol
+    (``DetachingHttpToolsProtocol``)."""
+
+    transport: asyncio.Transport
+
+    def detached_ended(self, response: "DetachedResponse") -> None:
+        """The response wrote its last chunk: the connection is the server's again."""
+
+
 class DetachedResponse:
     """The body of one response, after its head: chunks straight to the transport."""
 
     __slots__ = ("_protocol", "keep_alive", "listener", "paused")
 
-    def __init__(
-        self, protocol: "DetachingHttpToolsProtocol", listener: DetachedStream, keep_alive: bool
-    ) -> None:
-        self._protocol: DetachingHttpToolsProtocol | None = protocol
+    def __init__(self, protocol: Connection, listener: DetachedStream, keep_alive: bool) -> None:
+        self._protocol: Connection | None = protocol
         self.listener: DetachedStream | None = listener
         self.keep_alive = keep_alive
         """Whether the connection serves another request after this response."""
@@ -82,7 +90,7 @@ class DetachedResponse:
         # the socket's handle before it calls connection_lost, and a write in between
         # raises RuntimeError ("the handler is closed") where asyncio's loop drops it;
         # raised here, it would break off the fan-out of an event to every stream after
-        # this one (servicekit.kafka_uvloop has the same story for Kafka).
+        # this one (servicekit.compat.aiokafka has the same story for Kafka).
         if protocol is not None and not protocol.transport.is_closing():
             protocol.transport.write(framed)
 
@@ -93,149 +101,12 @@ class DetachedResponse:
         if protocol is None:
             return
         self.write(framed + _LAST_CHUNK if framed else _LAST_CHUNK)
-        self._detach()
+        self.release()
         protocol.detached_ended(self)
 
-    def _detach(self) -> None:
+    def release(self) -> None:
+        """Forget the connection and the listener (the protocol's, once it is lost)."""
         # Breaks the cycles protocol ↔ response ↔ listener, so that reference counting
         # alone frees a finished stream (callers may keep it out of the collector).
         self._protocol = None
         self.listener = None
-
-
-class DetachingHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with ``http.response.detach`` (see the module).
-
-    Everything else is uvicorn's: a request that detaches nothing is served exactly as
-    by ``HttpToolsProtocol``."""
-
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
-        self.detached: DetachedResponse | None = None
-
-    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
-        # Per request (servicekit.asgi_extension says why).
-        super()._start_asgi_task(cycle, cast(ASGI3Application, _Detaching(self, cycle, app)))
-
-    def _detach(self, cycle: RequestResponseCycle, listener: DetachedStream) -> None:
-        if cycle.disconnected:  # the client left before the head (uvicorn wrote nothing)
-            listener.lost()
-            return
-        if not cycle.response_started or cycle.response_complete or not cycle.chunked_encoding:
-            raise RuntimeError("http.response.detach needs a started, chunked response")
-        # The cycle is done as far as uvicorn's task is concerned (it returns quietly);
-        # the protocol forgets it, its scope and headers (pipelined requests behind
-        # this one keep their own).
-        cycle.response_complete = True
-        if self.cycle is cycle:
-            self.cycle = None  # type: ignore[assignment]
-            self.scope = None  # type: ignore[assignment]
-            self.headers = None  # type: ignore[assignment]
-            self.url = b""
-        response = DetachedResponse(self, listener, cycle.keep_alive)
-        if self.transport.is_closing():
-            response._detach()
-            listener.lost()
-            return
-        self.detached = response
-        response.paused = self.flow.write_paused
-        try:
-            listener.attached(response)
-        except BaseException:
-            self.transport.close()  # connection_lost tells the listener
-            raise
-
-    def detached_ended(self, response: DetachedResponse) -> None:
-        """The detached response wrote its last chunk: as the end of any response."""
-        if self.detached is response:
-            self.detached = None
-        if self.cycle is _UNFINISHED:  # a pipelined upgrade request queued nothing
-            self.cycle = None  # type: ignore[assignment]
-        if not response.keep_alive:
-            self.transport.close()
-        self.on_response_complete()
-
-    # A request pipelined behind a detached response waits for its end, as uvicorn
-    # makes it wait behind an unfinished cycle.
-    def on_headers_complete(self) -> None:
-        if self.detached is not None and self.cycle is None:
-            self.cycle = _UNFINISHED
-        super().on_headers_complete()
-
-    def on_body(self, body: bytes) -> None:
-        if self.cycle is not None:  # None: the body of a request answered by a stream
-            super().on_body(body)
-
-    def on_message_complete(self) -> None:
-        if self.cycle is not None:
-            super().on_message_complete()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        response, self.detached = self.detached, None
-        if response is not None and response.listener is not None:
-            listener = response.listener
-            response._detach()
-            listener.lost()
-        if self.cycle is _UNFINISHED:
-            self.cycle = None  # type: ignore[assignment]
-        super().connection_lost(exc)
-
-    def shutdown(self) -> None:
-        if self.detached is not None:
-            # As uvicorn does for an unfinished response: the connection closes once
-            # it ends (the app's shutdown hook ends it, docs/architecture.md §9).
-            self.detached.keep_alive = False
-            return
-        super().shutdown()
-
-    def pause_writing(self) -> None:
-        super().pause_writing()
-        if self.detached is not None:
-            self.detached.paused = True
-
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        response = self.detached
-        if response is not None and response.paused:
-            response.paused = False
-            if response.listener is not None:
-                response.listener.writable()
-
-
-class _Detaching(RequestExtension):
-    """The app of one request, offered ``http.response.detach`` (not for ``HEAD``)."""
-
-    __slots__ = ("cycle", "protocol")
-
-    name = EXTENSION
-
-    def __init__(
-        self,
-        protocol: DetachingHttpToolsProtocol,
-        cycle: RequestResponseCycle,
-        app: ASGI3Application,
-    ) -> None:
-        super().__init__(app)
-        self.protocol = protocol
-        self.cycle = cycle
-
-    def offered(self, scope: Scope) -> bool:
-        return scope["type"] == "http" and scope["method"] != "HEAD"
-
-    def extension(self, message: Any) -> None:
-        self.protocol._detach(self.cycle, message["stream"])
-
-
-class _Unfinished:
-    """Stands for the detached response where uvicorn looks for the current cycle."""
-
-    response_complete = False
-
-
-_UNFINISHED = cast(RequestResponseCycle, _Unfinished())

@@ -4,6 +4,7 @@ Every error answer, whatever raised it, has the body
 ``{"error": {"code": "<stable_code>", "message": "<for humans>"}}``.
 """
 
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -19,11 +20,49 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from servicekit.metrics import HttpMetrics, registry
+from servicekit.telemetry import redact_server_span
+
+__all__ = [
+    "ApiError",
+    "DependencyUnavailable",
+    "ErrorBody",
+    "ReadinessCheck",
+    "allow_origins",
+    "client_address",
+    "create_app",
+    "describe_errors",
+    "error_body",
+    "error_response",
+    "from_state",
+    "install_error_handlers",
+    "unavailable_response",
+]
 
 log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 T = TypeVar("T")
+
+
+def client_address(scope: Mapping[str, Any]) -> str:
+    """Whom a request counts against when no account says (fair use, docs/architecture.md
+    §6): its client's address, which uvicorn has set from a trusted proxy's
+    ``X-Forwarded-For`` (``TRUSTED_PROXIES``) or else to the peer's own. An IPv6 client
+    counts by its /64, the network one subscriber is usually given whole; an IPv4 address
+    mapped into IPv6 as IPv4. Empty when the server knows no peer."""
+    client = scope.get("client")
+    if not client:
+        return ""
+    host = str(client[0])
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 def from_state(kind: type[T], name: str) -> Callable[[Request], T]:
@@ -226,6 +265,7 @@ def create_app(
         app,
         excluded_urls="healthz,readyz,metrics,analysis-progress",
         exclude_spans=["receive", "send"],
+        server_request_hook=redact_server_span,
     )
     install_error_handlers(app)
     app.state.readiness = list(readiness)

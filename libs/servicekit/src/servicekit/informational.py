@@ -12,22 +12,19 @@ final response has not started, the app may send
 any number of times, and each is written to the connection at once. The extension is
 in ``scope["extensions"]`` only where it works: HTTP/1.1 (RFC 9110 §15.2: no 1xx to an
 HTTP/1.0 client).
+
+The protocol that offers it, ``InformationalHttpToolsProtocol``, is a subclass of
+uvicorn's httptools protocol, so it lives in the compatibility layer
+(:mod:`servicekit.compat.uvicorn_protocols`); ``servicekit.serve(..., informational=True)``
+runs it.
 """
 
-import asyncio
 import http
 from collections.abc import Iterable
-from typing import Any, cast
 
-from uvicorn._types import ASGI3Application, Scope
-from uvicorn.protocols.http.httptools_impl import (
-    HEADER_RE,
-    HEADER_VALUE_RE,
-    HttpToolsProtocol,
-    RequestResponseCycle,
-)
+from servicekit.compat.uvicorn import HEADER_RE, HEADER_VALUE_RE
 
-from servicekit.asgi_extension import RequestExtension
+__all__ = ["EXTENSION", "informational_head"]
 
 EXTENSION = "http.response.informational"
 
@@ -50,41 +47,3 @@ def informational_head(status: int, headers: Iterable[tuple[bytes, bytes]]) -> b
             raise ValueError(f"invalid header {name!r}")
         lines.append(name.lower() + b": " + value + b"\r\n")
     return b"".join(lines) + b"\r\n"
-
-
-class InformationalHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, with ``http.response.informational`` for HTTP/1.1.
-
-    Each request's app is wrapped so that it writes 1xx heads to this connection's
-    transport; everything else is uvicorn's."""
-
-    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
-        # Per request (servicekit.asgi_extension says why).
-        super()._start_asgi_task(cycle, cast(ASGI3Application, _Informational(self.transport, app)))
-
-
-class _Informational(RequestExtension):
-    """The app of one request, offered ``http.response.informational`` on HTTP/1.1."""
-
-    __slots__ = ("final_started", "transport")
-
-    name = EXTENSION
-
-    def __init__(self, transport: asyncio.Transport, app: ASGI3Application) -> None:
-        super().__init__(app)
-        self.transport = transport
-        self.final_started = False
-
-    def offered(self, scope: Scope) -> bool:
-        return scope["type"] == "http" and scope["http_version"] == "1.1"
-
-    async def passed(self, message: Any) -> None:
-        self.final_started = self.final_started or message["type"] == "http.response.start"
-        await self.send(message)
-
-    def extension(self, message: Any) -> None:
-        if self.final_started:
-            raise RuntimeError("an informational response after the final response")
-        head = informational_head(int(message["status"]), message.get("headers", []))
-        if not self.transport.is_closing():
-            self.transport.write(head)

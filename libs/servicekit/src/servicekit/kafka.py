@@ -16,9 +16,6 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.structs import RecordMetadata
-
-# The class behind faststream.Context() (a function); faststream.kafka.annotations uses it too.
-from faststream._internal.context import Context as ContextField
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
@@ -27,13 +24,36 @@ from faststream.message import StreamMessage
 from pydantic import ValidationError
 
 from contracts import CE_TYPE_OF, EVENT_TYPES, Event, headers, topics
-from servicekit import kafka_uvloop
+from servicekit.compat.aiokafka import fetch_task, install_closed_transport_guard
+from servicekit.compat.faststream import CONSUMER, InlineContext, kafka_consumers
 from servicekit.metrics import registry
 from servicekit.settings import ServiceSettings
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "BATCH_TIMEOUT_MS",
+    "MAX_MESSAGE_BYTES",
+    "TOPIC_MAX_MESSAGE_BYTES",
+    "ConsumerParam",
+    "InlineContext",
+    "MessageParam",
+    "PoisonMessage",
+    "bootstrap_list",
+    "broker_connected",
+    "ce_headers",
+    "ce_source",
+    "dead_letter",
+    "decode_event",
+    "ensure_topics",
+    "make_broker",
+    "prepare_kafka",
+    "publish_event",
+    "raw_body",
+    "replication_for",
+    "stop_if_fetching_ends",
+    "wait_for_kafka",
+]
 
-kafka_uvloop.install()  # before any connection: a dropped connection must not end a task
+log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 2 * 1024 * 1024
 """Largest message we produce; upload chunks and the events carrying an analysis
@@ -55,25 +75,10 @@ The price is the idle loop: about 25 empty polls a second, ~10 ms of CPU a secon
 idle consumer (measured from /proc on the devstack's notifiers)."""
 
 
-class InlineContext(ContextField):
-    """FastStream's ``Context()`` parameter, resolved on the event loop.
-
-    FastStream 0.7's ``Context.use`` is a plain function, and fast_depends 3 runs every
-    such one in a worker thread (``anyio.to_thread``): a thread hop, with its GIL
-    handovers, per context parameter per message. For the uploader, which takes three
-    per ``audio.upload`` chunk, that was a tenth of its CPU samples (issue 14,
-    bench/results/profile-ingest.md). The lookup itself is a dict access. Every Kafka
-    handler (uploader, analyzer-bridge, notifier) takes its parameters this way."""
-
-    async def use(self, /, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
-        resolved: dict[str, Any] = super().use(**kwargs)
-        return resolved
-
-
 MessageParam = Annotated[KafkaMessage, InlineContext("message")]
 """``faststream.kafka.annotations.KafkaMessage``, resolved inline."""
 
-ConsumerParam = Annotated[AIOKafkaConsumer, InlineContext("handler_.consumer")]
+ConsumerParam = Annotated[AIOKafkaConsumer, InlineContext(CONSUMER)]
 """``faststream.kafka.annotations.Consumer``, resolved inline."""
 
 
@@ -95,7 +100,12 @@ def make_broker(
 
     ``request_timeout_seconds`` bounds each request to the cluster and, in aiokafka, also
     a publish's wait for metadata and for a free slot in the send buffer (aiokafka's
-    default is 40 s); a service that answers clients while Kafka is down lowers it."""
+    default is 40 s); a service that answers clients while Kafka is down lowers it.
+
+    Before any connection, aiokafka's connections of the whole process are guarded so
+    that a connection the broker dropped cannot end a consumer's fetch task on uvloop
+    (:func:`servicekit.compat.aiokafka.install_closed_transport_guard`)."""
+    install_closed_transport_guard()
     return KafkaBroker(
         bootstrap_list(settings.kafka_bootstrap_servers),
         client_id=service,
@@ -134,15 +144,14 @@ def stop_if_fetching_ends(broker: KafkaBroker, stop: Callable[[], None] = _termi
 
     aiokafka fetches in one background task per consumer; an error it does not expect
     ends that task for good, while the consumer, its group membership and the
-    process's readiness carry on, and nothing is consumed again (servicekit.kafka_uvloop
+    process's readiness carry on, and nothing is consumed again (servicekit.compat.aiokafka
     tells of one such error). A process that stops instead is restarted by whatever
     supervises it, and resumes from its committed offsets (docs/architecture.md §5)."""
-    subscriber: Any
-    for subscriber in broker.subscribers:
-        fetcher = getattr(subscriber.consumer, "_fetcher", None)
-        if fetcher is None:
+    for subscribed in kafka_consumers(broker):
+        fetching = fetch_task(subscribed.consumer)
+        if fetching is None:
             continue
-        topics_of = ",".join(subscriber.topic_names_for_subscribe)
+        topics_of = ",".join(subscribed.topics)
 
         def ended(task: "asyncio.Future[None]", topics_of: str = topics_of) -> None:
             if task.cancelled() or task.exception() is None:
@@ -154,7 +163,7 @@ def stop_if_fetching_ends(broker: KafkaBroker, stop: Callable[[], None] = _termi
             )
             stop()
 
-        fetcher.error_future.add_done_callback(ended)
+        fetching.add_done_callback(ended)
 
 
 def replication_for(brokers: int) -> tuple[int, int]:
@@ -182,6 +191,7 @@ async def ensure_topics(
     broker-default factor ``-1`` without replica assignments, hence an explicit number.
     Topics that exist are left as they are.
     """
+    install_closed_transport_guard()  # as for every Kafka client servicekit makes
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:
@@ -235,6 +245,7 @@ def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:
 async def wait_for_kafka(bootstrap_servers: str, timeout: float = 60.0) -> None:  # noqa: ASYNC109
     """Block until the cluster answers a metadata request, for services that start
     before the broker does."""
+    install_closed_transport_guard()  # as for every Kafka client servicekit makes
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)

@@ -9,6 +9,8 @@ from typing import Any
 
 from servicekit.telemetry import current_trace_id
 
+__all__ = ["JsonFormatter", "configure", "job_id_var"]
+
 job_id_var: ContextVar[str | None] = ContextVar("job_id", default=None)
 
 

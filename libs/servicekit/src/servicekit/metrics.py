@@ -12,7 +12,29 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from faststream.kafka import KafkaBroker
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+
+from servicekit.compat.faststream import kafka_consumers
+from servicekit.compat.starlette import route_path
+
+__all__ = [
+    "ANALYSIS_REQUESTS",
+    "ANALYSIS_RETRIES",
+    "BYTES_INGESTED",
+    "CONSUMER_LAG",
+    "HTTP_LATENCY",
+    "HTTP_REQUESTS",
+    "JOBS_FINISHED",
+    "OBJECTS_STORED",
+    "S3_PARTS",
+    "SSE_STREAMS",
+    "UPLOADS",
+    "WEBHOOKS",
+    "HttpMetrics",
+    "registry",
+    "watch_consumer_lag",
+]
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +115,7 @@ class HttpMetrics:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                route = getattr(scope.get("route"), "path", "unmatched")
+                route = route_path(scope, "unmatched")
                 HTTP_LATENCY.labels(self.service, scope["method"], route).observe(
                     time.perf_counter() - start
                 )
@@ -102,16 +124,16 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, send_and_measure)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
+            route = route_path(scope, "unmatched")
             HTTP_REQUESTS.labels(self.service, scope["method"], route, str(status)).inc()
 
 
-async def watch_consumer_lag(broker: Any, interval: float = 5.0) -> None:
+async def watch_consumer_lag(broker: KafkaBroker, interval: float = 5.0) -> None:
     """Keep :data:`CONSUMER_LAG` current for every grouped subscriber of ``broker``."""
     while True:
-        for subscriber in broker.subscribers:
-            group, consumer = getattr(subscriber, "group_id", None), subscriber.consumer
-            if not group or consumer is None:
+        for subscribed in kafka_consumers(broker):
+            group, consumer = subscribed.group_id, subscribed.consumer
+            if not group:
                 continue
             try:
                 for tp in consumer.assignment():

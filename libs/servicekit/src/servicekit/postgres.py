@@ -20,6 +20,18 @@ from servicekit.http import DependencyUnavailable
 from servicekit.resources import Resource
 from servicekit.settings import DatabaseSettings
 
+__all__ = [
+    "DEPENDENCY",
+    "RETRY_AFTER_SECONDS",
+    "PostgresResource",
+    "connect",
+    "create_pool",
+    "create_schema",
+    "is_outage",
+    "open_pool",
+    "unavailable_on_outage",
+]
+
 DEPENDENCY = "postgresql"
 RETRY_AFTER_SECONDS = 5
 

@@ -5,6 +5,8 @@ from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Self
 
+__all__ = ["Resource"]
+
 
 class Resource:
     """Base of such an adapter: :meth:`open` opens what it needs and registers each

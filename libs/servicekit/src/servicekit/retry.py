@@ -11,6 +11,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+__all__ = ["backoff_delay", "parse_retry_after"]
+
 
 def backoff_delay(
     retry: int,

@@ -12,6 +12,8 @@ from servicekit.settings import S3Settings
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
+__all__ = ["ensure_bucket", "s3_client"]
+
 
 def s3_client(
     settings: S3Settings, endpoint_url: str | None = None

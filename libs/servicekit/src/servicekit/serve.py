@@ -1,44 +1,22 @@
 """The one way a service process starts: logs and tracing configured, then uvicorn."""
 
 import contextlib
-import socket
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
-from uvicorn.config import STARTUP_FAILURE
 
 from servicekit import logs
-from servicekit.detached import DetachingHttpToolsProtocol
-from servicekit.informational import InformationalHttpToolsProtocol
+from servicekit.compat.uvicorn import STARTUP_FAILURE, Server, ShutdownHook, started
+from servicekit.compat.uvicorn_protocols import (
+    DetachingHttpToolsProtocol,
+    InformationalHttpToolsProtocol,
+)
 from servicekit.settings import ServiceSettings
 from servicekit.telemetry import configure_tracing
 
-ShutdownHook = Callable[[], None]
-"""Runs when the server begins to shut down, before it stops accepting connections and
-waits for the open responses to finish."""
-
-
-class Server(uvicorn.Server):
-    """uvicorn, with an optional hook at the start of its shutdown.
-
-    uvicorn's graceful shutdown waits (up to its timeout) for every response to finish;
-    a response that never finishes by itself, such as an SSE stream, would hold the
-    shutdown and then be cut. The hook can end such responses first (the notifier's
-    drain, docs/architecture.md §9)."""
-
-    def __init__(self, config: uvicorn.Config, on_shutdown: ShutdownHook | None = None) -> None:
-        super().__init__(config)
-        self._on_shutdown = on_shutdown
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        if self._on_shutdown is not None:
-            # Synchronous up to uvicorn closing its listening sockets: no request slips
-            # in between the hook and the close.
-            self._on_shutdown()
-        await super().shutdown(sockets)
+__all__ = ["ShutdownHook", "serve", "server"]
 
 
 def server(
@@ -64,6 +42,9 @@ def server(
         "port": settings.http_port,
         "log_config": None,
         "access_log": False,
+        # The client's address and scheme as a trusted proxy saw them (X-Forwarded-*).
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.trusted_proxies,
         "timeout_graceful_shutdown": 10,
         **config,
     }
@@ -86,6 +67,6 @@ def serve(
     )
     with contextlib.suppress(KeyboardInterrupt):
         running.run()
-    if not running.started:
+    if not started(running):
         # As uvicorn.run: a failed start (e.g. the lifespan raised) is a failed process.
         sys.exit(STARTUP_FAILURE)

@@ -2,14 +2,33 @@
 
 Each service subclasses :class:`ServiceSettings` once, in its own ``settings.py``.
 Secrets have development defaults so that ``make run`` needs no setup; a service in
-``production`` refuses to start with one of them (docs/architecture.md §6).
+``production`` refuses to start with one of them, with a value from the repository's
+examples, with a placeholder, or with a signing secret shorter than 32 bytes
+(docs/architecture.md §6).
 """
 
 import re
-from typing import Literal
+from typing import ClassVar, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "DEV_DATABASE_URL",
+    "DEV_JOB_TOKEN_SECRET",
+    "DEV_S3_SECRET",
+    "DEV_SECRETS",
+    "DEV_WEBHOOK_CAPABILITY_SECRET",
+    "EXAMPLE_SECRETS",
+    "MIN_SIGNING_SECRET_BYTES",
+    "PLACEHOLDER",
+    "DatabaseSettings",
+    "OwnerAuthSettings",
+    "S3Settings",
+    "ServiceSettings",
+    "production_problem",
+]
 
 DEV_JOB_TOKEN_SECRET = "dev-only-job-token-secret-change-me"
 DEV_S3_SECRET = "audiopipe-secret"
@@ -21,6 +40,37 @@ DEV_SECRETS = (
     DEV_WEBHOOK_CAPABILITY_SECRET,
     DEV_DATABASE_URL,
 )
+EXAMPLE_SECRETS = frozenset(
+    {
+        *DEV_SECRETS,
+        "audiopipe",  # the local stack's database password
+        "change-me",
+        # deploy/.env.example and the overlay's secrets.env.example: published, so known
+        # to everyone (tests/deploy/test_example_secrets.py keeps this list complete).
+        "whsec_Y2hhbmdlLW1lLWNoYW5nZS1tZS1jaGFuZ2UtbWUtMzI=",
+    }
+)
+"""Values no production secret may have: the development defaults and every secret
+value in the repository's example files."""
+PLACEHOLDER = re.compile(r"change-?me|replace-?me|dev-only", re.IGNORECASE)
+MIN_SIGNING_SECRET_BYTES = 32
+"""HMAC keys at least as long as SHA-256's output (RFC 2104 §3, RFC 7518 §3.2)."""
+
+
+def production_problem(name: str, value: str, *, signing: bool = False) -> str | None:
+    """Why ``value`` may not be secret ``name`` in production, or None. A DSN is judged
+    by its password; a ``signing`` secret (an HMAC key) also by its length."""
+    candidates = [value]
+    if "://" in value:
+        candidates.append(urlsplit(value).password or "")
+    for candidate in candidates:
+        if candidate in EXAMPLE_SECRETS:
+            return f"{name} has its development default or an example's value in production"
+        if PLACEHOLDER.search(candidate):
+            return f"{name} is a placeholder in production"
+    if signing and len(value.encode()) < MIN_SIGNING_SECRET_BYTES:
+        return f"{name} must be at least {MIN_SIGNING_SECRET_BYTES} bytes in production"
+    return None
 
 
 class ServiceSettings(BaseSettings):
@@ -30,6 +80,14 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8100
     log_level: str = "INFO"
+    trusted_proxies: str = Field(
+        default="127.0.0.1,::1",
+        description="Comma-separated addresses or networks (CIDR) of the proxies in front of "
+        "this service (the edge, an ingress controller) whose `X-Forwarded-For` and "
+        "`X-Forwarded-Proto` are believed: the client address that limits are keyed on, "
+        "and the scheme that makes the progress cookie `Secure`. From any other peer the "
+        "headers are ignored.",
+    )
 
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
     kafka_topic_partitions: int = Field(
@@ -50,12 +108,16 @@ class ServiceSettings(BaseSettings):
     job_token_secret: SecretStr = SecretStr(DEV_JOB_TOKEN_SECRET)
     job_token_ttl_seconds: int = 24 * 3600
 
+    signing_secrets: ClassVar[frozenset[str]] = frozenset({"job_token_secret"})
+    """The secrets that are HMAC keys of ours: at least 32 bytes in production."""
+
     @model_validator(mode="after")
     def _no_development_secrets_in_production(self) -> "ServiceSettings":
         if self.environment == "production":
             for name, value in self.secrets().items():
-                if value in DEV_SECRETS:
-                    raise ValueError(f"{name} has its development default in production")
+                problem = production_problem(name, value, signing=name in self.signing_secrets)
+                if problem:
+                    raise ValueError(problem)
         return self
 
     def secrets(self) -> dict[str, str]:
@@ -114,3 +176,78 @@ class DatabaseSettings(ServiceSettings):
     @property
     def database_dsn(self) -> str:
         return self.database_url.get_secret_value()
+
+
+class OwnerAuthSettings(ServiceSettings):
+    """Who owns a job: the subject of a bearer JWT from the operator's identity provider,
+    required to upload when ``UPLOAD_AUTH=jwt`` (docs/architecture.md §6). The services
+    that check an owner's token (the gateway, and the notifier for an owner's jobs) read
+    the same settings."""
+
+    upload_auth: Literal["jwt", "anonymous"] | None = Field(
+        default=None,
+        description="Who may upload: `jwt` (a bearer JWT of the issuer below on every "
+        "upload; its `sub` owns the job) or `anonymous` (anyone; limits keyed on the client "
+        "address). Unset: `jwt` when an `UPLOAD_JWT_*` setting is given, else anonymous in "
+        "development; production refuses to start until it is chosen.",
+    )
+    upload_jwt_issuer: str | None = Field(
+        default=None,
+        description="The tokens' `iss`, required with `jwt`; its OpenID "
+        "Connect discovery document names the JWKS unless `UPLOAD_JWT_JWKS_URL` does.",
+    )
+    upload_jwt_audience: str | None = Field(
+        default=None, description="The tokens' `aud`, required with `jwt`."
+    )
+    upload_jwt_jwks_url: str | None = Field(
+        default=None, description="The issuer's JWK Set, when not found by discovery."
+    )
+    upload_jwt_key: SecretStr | None = Field(
+        default=None,
+        description="One static verification key instead of a JWKS: a PEM public key, or "
+        "an HMAC secret of >= 32 bytes for HS256 (matching `UPLOAD_JWT_ALGORITHM`).",
+    )
+    upload_jwt_algorithm: str = Field(default="RS256", description="The static key's algorithm.")
+    upload_jwt_leeway_seconds: float = Field(
+        default=30.0, ge=0, description="Clock skew allowed on `exp` and `nbf`."
+    )
+    upload_jwks_cache_seconds: float = Field(
+        default=900.0, gt=0, description="How long the issuer's keys are used before refetching."
+    )
+    upload_jwks_min_refresh_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Least time between two fetches of the issuer's keys; a token with an "
+        "unknown `kid` refetches them (key rotation) no more often than this.",
+    )
+    _auth_chosen: bool = PrivateAttr(default=False)
+
+    @property
+    def upload_auth_chosen(self) -> bool:
+        """Whether ``UPLOAD_AUTH`` was given, or implied by an ``UPLOAD_JWT_*`` setting."""
+        return self._auth_chosen
+
+    @model_validator(mode="after")
+    def _owner_auth_is_coherent(self) -> "OwnerAuthSettings":
+        """``UPLOAD_AUTH`` as given, or its default; coherent with the ``UPLOAD_JWT_*``."""
+        jwt_given = [
+            name
+            for name in ("upload_jwt_issuer", "upload_jwt_audience", "upload_jwt_jwks_url")
+            if getattr(self, name)
+        ] + (["upload_jwt_key"] if self.upload_jwt_key else [])
+        self._auth_chosen = self.upload_auth is not None or bool(jwt_given)
+        if self.upload_auth is None:
+            self.upload_auth = "jwt" if jwt_given else "anonymous"
+        if self.upload_auth == "anonymous" and jwt_given:
+            raise ValueError(f"UPLOAD_AUTH=anonymous, but {', '.join(jwt_given)} is set")
+        if self.upload_auth == "jwt":
+            if not (self.upload_jwt_issuer and self.upload_jwt_audience):
+                raise ValueError("UPLOAD_AUTH=jwt needs UPLOAD_JWT_ISSUER and UPLOAD_JWT_AUDIENCE")
+            if self.upload_jwt_key and self.upload_jwt_jwks_url:
+                raise ValueError("give UPLOAD_JWT_KEY or UPLOAD_JWT_JWKS_URL, not both")
+            key = self.upload_jwt_key
+            hmac = self.upload_jwt_algorithm.startswith("HS")
+            if key and hmac and len(key.get_secret_value().encode()) < 32:
+                # RFC 7518 §3.2: an HMAC key at least as long as the hash.
+                raise ValueError("an HS256 UPLOAD_JWT_KEY must be at least 32 bytes")
+        return self

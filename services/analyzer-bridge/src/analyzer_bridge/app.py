@@ -139,7 +139,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         endpoint_url=settings.presign_endpoint_url,
         expires_seconds=settings.presign_expiry_seconds,
     )
-    server = HttpAnalysisServer(settings.analysis_server_url, settings.request_timeout_seconds)
+    signing = settings.webhook_signing_secret
+    server = HttpAnalysisServer(
+        settings.analysis_server_url,
+        settings.request_timeout_seconds,
+        # The secret the analysis server signs its webhooks with signs our requests.
+        signing_secret=signing.get_secret_value() if signing else None,
+    )
     broker, bridge = create_broker(settings, store, server, presigner)
     consumer = Consumer(broker)
 

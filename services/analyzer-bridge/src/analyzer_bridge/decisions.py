@@ -1,9 +1,30 @@
 """What a webhook does to a job, as pure functions of the job's row and the call."""
 
 from enum import Enum
+from typing import Final
 
 from analyzer_bridge.analysis import Analysis, Outcome, State
-from contracts import AnalysisWebhook, JobStatus, WebhookStatus, progress_after, stage_progress
+from contracts import (
+    AnalysisWebhook,
+    ErrorCode,
+    JobError,
+    JobStatus,
+    WebhookStatus,
+    progress_after,
+    stage_progress,
+)
+
+SERVER_ERROR_CODES: Final = frozenset(
+    {
+        ErrorCode.INVALID_AUDIO,
+        ErrorCode.CHECKSUM_MISMATCH,
+        ErrorCode.AUDIO_TOO_LONG,
+        ErrorCode.ANALYSIS_FAILED,
+    }
+)
+"""The codes an analysis server reports in a ``failed`` webhook that a job keeps as
+they came (docs/architecture.md §7). The other job codes are the bridge's own verdicts
+on the server (``analysis_rejected``, ``analysis_timeout``, ...) or other stages'."""
 
 
 class Verdict(Enum):
@@ -24,11 +45,21 @@ def job_progress(webhook_progress: int) -> int:
     return stage_progress(JobStatus.ANALYZING, webhook_progress / 100)
 
 
+def job_error(error: JobError) -> JobError:
+    """The job's error for the analysis server's: a code of :data:`SERVER_ERROR_CODES`
+    is kept; any other becomes ``analysis_failed`` with the server's code leading its
+    message, so that a job's ``error.code`` is always one of ``contracts.ErrorCode``."""
+    if error.code in SERVER_ERROR_CODES:
+        return error
+    return JobError(code=ErrorCode.ANALYSIS_FAILED.value, message=f"{error.code}: {error.message}")
+
+
 def outcome_of(hook: AnalysisWebhook) -> Outcome | None:
     if hook.status is WebhookStatus.COMPLETED:
         return Outcome(result=hook.result)
     if hook.status is WebhookStatus.FAILED:
-        return Outcome(error=hook.error)
+        assert hook.error is not None  # the model requires it
+        return Outcome(error=job_error(hook.error))
     return None
 
 

@@ -175,6 +175,8 @@ class Requester:
                 sha256=row.sha256,
                 webhook_url=self.webhook_url(job_id),
                 metadata=self.metadata_for(row.filename),
+                # When the sweeper fails the job: the server need not work past it.
+                deadline=row.deadline,
             )
             try:
                 verdict = classify(await self._server.analyze(request), datetime.now(UTC))

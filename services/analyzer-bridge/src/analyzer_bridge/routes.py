@@ -82,6 +82,13 @@ async def _receive(
 ) -> dict[str, Any]:
     if not job_id or not token or not deps.capabilities.allows(token, job_id):
         raise _UNAUTHORIZED
+    if deps.signing_secret is not None:
+        # Unsigned or stale: refused on its headers, before its body is read (issue 19).
+        try:
+            webhooks.check_headers(request.headers, time.time(), deps.tolerance_seconds)
+        except webhooks.WebhookVerificationError as exc:
+            log.warning("webhook signature rejected: %s", exc, extra={"job_id": job_id})
+            raise _UNAUTHORIZED from None
     try:
         body = await read_bounded(
             request.stream(), deps.max_body_bytes, request.headers.get("content-length")

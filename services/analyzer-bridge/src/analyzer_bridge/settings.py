@@ -3,7 +3,12 @@
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from contracts import topics
-from servicekit.settings import DEV_WEBHOOK_CAPABILITY_SECRET, DatabaseSettings, S3Settings
+from servicekit.settings import (
+    DEV_WEBHOOK_CAPABILITY_SECRET,
+    MIN_SIGNING_SECRET_BYTES,
+    DatabaseSettings,
+    S3Settings,
+)
 from servicekit.webhooks import secret_key
 
 
@@ -63,12 +68,21 @@ class Settings(S3Settings, DatabaseSettings):
             return value
         return None
 
+    signing_secrets = frozenset({"job_token_secret", "webhook_capability_secret"})
+
     @model_validator(mode="after")
     def _signed_webhooks_in_production(self) -> "Settings":
         # A capability URL leaks through logs and proxies; the signature proves that the
         # analysis server itself sent the call (docs/architecture.md §6, issue 11).
-        if self.environment == "production" and self.webhook_signing_secret is None:
-            raise ValueError("webhook_signing_secret is required in production")
+        if self.environment == "production":
+            if self.webhook_signing_secret is None:
+                raise ValueError("webhook_signing_secret is required in production")
+            key = secret_key(self.webhook_signing_secret.get_secret_value())
+            if len(key) < MIN_SIGNING_SECRET_BYTES:
+                raise ValueError(
+                    "webhook_signing_secret must decode to at least "
+                    f"{MIN_SIGNING_SECRET_BYTES} bytes in production"
+                )
         return self
 
     @property

@@ -3,9 +3,11 @@ registered with them (docs/architecture.md, "Adding a service")."""
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 
@@ -13,18 +15,21 @@ from contracts import JobStatusChanged, UploadAborted, UploadFinished, UploadSta
 from gateway import routes
 from gateway.adapters.kafka import KafkaUploadSink, kafka_answers
 from gateway.adapters.postgres import PostgresUploadStore
-from gateway.auth import UploadAuth
+from gateway.adapters.postgres_limits import PostgresQuota
 from gateway.ingest import UploadLimits
-from gateway.ports import UploadSink, UploadStore
+from gateway.limits import FairUse
+from gateway.ports import Quota, UploadSink, UploadStore
 from gateway.reachability import Reachability
 from gateway.resumable import routes as resumable_routes
 from gateway.resumable.uploads import Resumable, expire_forever
 from gateway.settings import Settings
 from servicekit import http
+from servicekit.auth import owner_auth
 from servicekit.kafka import make_broker, prepare_kafka
 from servicekit.tokens import JobTokens
 
 SERVICE = "gateway"
+log = logging.getLogger(__name__)
 
 RESUMABLE_HEADERS = (
     "Upload-Complete",
@@ -75,15 +80,26 @@ def create_broker(settings: Settings) -> KafkaBroker:
     return broker
 
 
+def fair_use(settings: Settings) -> FairUse:
+    return FairUse(
+        rate_per_minute=settings.upload_rate_per_minute,
+        burst=settings.upload_rate_burst,
+        open_per_client=settings.uploads_open_per_client,
+        bytes_per_day=settings.upload_bytes_per_day,
+        bytes_in_flight=settings.upload_bytes_in_flight,
+    )
+
+
 def create_app(
     settings: Settings | None = None,
     *,
     sink: UploadSink | None = None,
     store: UploadStore | None = None,
+    quota: Quota | None = None,
 ) -> FastAPI:
-    """The gateway. ``sink`` and ``store`` replace the Kafka and PostgreSQL adapters
-    (unit tests pass fakes); the lifespan still waits for Kafka and enters the store
-    when it is an adapter."""
+    """The gateway. ``sink``, ``store`` and ``quota`` replace the Kafka and PostgreSQL
+    adapters (unit tests pass fakes); the lifespan still waits for Kafka and enters the
+    store and the quota when they are adapters."""
     settings = settings or Settings()
     broker = create_broker(settings)
     reachability = Reachability(
@@ -101,12 +117,16 @@ def create_app(
         body_min_bytes_per_second=settings.upload_body_min_bytes_per_second,
     )
     tokens = JobTokens(settings.job_token_secret.get_secret_value(), settings.job_token_ttl_seconds)
-    auth = UploadAuth.configured(settings)
+    # The identity provider's keys (JWKS, discovery): small, rare requests.
+    http_client = httpx.AsyncClient(timeout=settings.kafka_timeout_seconds)
+    auth = owner_auth(settings, http_client)
+    quota = quota or PostgresQuota(settings, fair_use(settings), settings.upload_lease_seconds)
     resumable = Resumable(
         store,
         sink,
         limits,
         tokens,
+        quota,
         settings.upload_expiry_seconds,
         settings.tus_checksum_max_bytes,
         max_age_seconds=settings.upload_max_age_seconds,
@@ -116,8 +136,12 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             await prepare_kafka(settings)
+            stack.push_async_callback(http_client.aclose)
             if isinstance(store, contextlib.AbstractAsyncContextManager):
                 await stack.enter_async_context(store)
+            # After the store: the quota reads its uploads table.
+            if isinstance(quota, contextlib.AbstractAsyncContextManager):
+                await stack.enter_async_context(quota)
             # Resumable uploads are offered once their store is open (until then 503).
             app.state.resumable = resumable
             stack.callback(delattr, app.state, "resumable")
@@ -129,6 +153,10 @@ def create_app(
                 expire_forever(resumable, settings.upload_expiry_sweep_seconds)
             )
             stack.callback(expiry.cancel)
+            renewing = asyncio.create_task(
+                renew_forever(quota, settings.upload_lease_seconds / 3), name="quota-renewal"
+            )
+            stack.callback(renewing.cancel)
             yield
 
     app = http.create_app(
@@ -140,6 +168,7 @@ def create_app(
     )
     app.state.broker = broker
     app.state.sink, app.state.limits, app.state.tokens, app.state.auth = sink, limits, tokens, auth
+    app.state.quota = quota
     http.allow_origins(
         app,
         settings.cors_allowed_origins,
@@ -157,3 +186,13 @@ async def _stopped(reachability: Reachability, probing: "asyncio.Task[None]") ->
     probing.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await probing
+
+
+async def renew_forever(quota: Quota, every_seconds: float) -> None:
+    """Keep this replica's uploads counted while they last (docs/architecture.md §6)."""
+    while True:
+        await asyncio.sleep(every_seconds)
+        try:
+            await quota.renew()
+        except Exception:
+            log.warning("could not renew the uploads' leases", exc_info=True)

@@ -234,16 +234,12 @@ class ChunkPipeline:
         await self.confirm(await self.sink.event(topic, event, ce_id))
 
 
-async def ingest(
-    body: AsyncIterator[bytes],
-    *,
-    content_type: str | None,
-    content_length: int | None,
-    token_id: str,
-    owner: str | None,
-    sink: UploadSink,
-    limits: UploadLimits,
-) -> Ingested:
+def checked_headers(
+    content_type: str | None, content_length: int | None, limits: UploadLimits
+) -> bytes:
+    """What the headers alone decide about a one-shot upload, before anything is read
+    or counted: 415 not a form, 422 no body, 400 malformed, 413 declared too large. The
+    form's boundary."""
     try:
         if content_type is None and content_length == 0:
             raise NoFileField("the request has no body, so no `file` field")
@@ -256,7 +252,20 @@ async def ingest(
         raise ApiError(400, "malformed_form", str(exc)) from exc
     if content_length is not None and content_length > limits.max_bytes + FORM_OVERHEAD:
         raise ApiError(413, "too_large", f"the file is larger than {limits.max_bytes} bytes")
+    return boundary
 
+
+async def ingest(
+    body: AsyncIterator[bytes],
+    *,
+    content_type: str | None,
+    content_length: int | None,
+    token_id: str,
+    owner: str | None,
+    sink: UploadSink,
+    limits: UploadLimits,
+) -> Ingested:
+    boundary = checked_headers(content_type, content_length, limits)
     job_id = str(uuid.uuid4())
     job_id_var.set(job_id)
     reader = FileFieldReader(boundary)

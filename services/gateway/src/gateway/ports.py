@@ -152,3 +152,38 @@ class UploadStore(Protocol):
     async def end(self, job_id: str, state: State) -> bool:
         """Cancel from outside an append (DELETE): True when it was open."""
         ...
+
+
+@runtime_checkable
+class Quota(Protocol):
+    """The fair-use counts every replica shares (docs/architecture.md §6); the rules
+    are :mod:`gateway.limits`. Each admission raises ``gateway.limits.Refused`` (a 429)
+    or returns the id of a lease on the request's body, which the caller releases once
+    the body is over."""
+
+    async def admit_upload(
+        self,
+        client: str,
+        size: int | None,
+        body_bytes: int | None,
+        resumable_job: str | None = None,
+    ) -> str:
+        """A new upload of ``size`` bytes (None: not declared) whose request carries
+        ``body_bytes`` (Content-Length): one-shot, or the resumable upload
+        ``resumable_job``, which then counts as open until it ends."""
+        ...
+
+    async def admit_append(self, job_id: str, client: str, body_bytes: int | None) -> str:
+        """A body appended to the open resumable upload ``job_id``; counted against the
+        client that created it (else ``client``)."""
+        ...
+
+    async def release(self, lease_id: str, undeclared_bytes: int = 0) -> None:
+        """The body is over (whatever became of it); ``undeclared_bytes`` that came
+        without a declared length are charged now. Never raises: a lease not released
+        lapses by itself."""
+        ...
+
+    async def renew(self) -> None:
+        """Keep this replica's leases alive; forget what no longer counts."""
+        ...

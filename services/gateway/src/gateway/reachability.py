@@ -21,7 +21,7 @@ Probe = Callable[[], Awaitable[bool]]
 T = TypeVar("T")
 
 
-class KafkaUnreachable(KafkaConnectionError):  # type: ignore[misc]  # aiokafka is untyped
+class KafkaUnreachable(KafkaConnectionError):
     """The broker was seen down while this wait was on."""
 
 

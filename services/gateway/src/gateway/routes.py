@@ -5,12 +5,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
-from gateway.accepted import UploadAccepted, accepted_body, set_progress_cookie
-from gateway.auth import UploadAuth
-from gateway.ingest import UploadLimits, ingest
-from gateway.ports import UploadSink
+from gateway.accepted import JobGrant, UploadAccepted, accepted_body, set_progress_cookie
+from gateway.ingest import UploadLimits, checked_headers, ingest
+from gateway.limits import client_key
+from gateway.ports import Quota, UploadSink
 from gateway.resumable import ietf, tus
 from gateway.resumable.routes import get_resumable
+from servicekit.auth import OwnerAuth
 from servicekit.http import ApiError, DependencyUnavailable, ErrorBody, from_state
 from servicekit.metrics import BYTES_INGESTED, UPLOADS
 from servicekit.tokens import JobTokens
@@ -24,19 +25,20 @@ TOKEN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 Sink = Annotated[UploadSink, Depends(from_state(UploadSink, "sink"))]
 Limits = Annotated[UploadLimits, Depends(from_state(UploadLimits, "limits"))]
 Tokens = Annotated[JobTokens, Depends(from_state(JobTokens, "tokens"))]
+QuotaDep = Annotated[Quota, Depends(from_state(Quota, "quota"))]
 
 
-def _owner(
-    request: Request, auth: Annotated[UploadAuth, Depends(from_state(UploadAuth, "auth"))]
+async def _owner(
+    request: Request, auth: Annotated[OwnerAuth, Depends(from_state(OwnerAuth, "auth"))]
 ) -> str | None:
-    return auth.owner(request)
+    return await auth.owner(request)
 
 
 @router.post(
     "/tokens/{token_id}/upload-audio",
     status_code=202,
     response_model=UploadAccepted,
-    responses={code: {"model": ErrorBody} for code in (400, 401, 413, 415, 422, 503)},
+    responses={code: {"model": ErrorBody} for code in (400, 401, 413, 415, 422, 429, 503)},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -59,11 +61,13 @@ async def upload_audio(
     sink: Sink,
     limits: Limits,
     tokens: Tokens,
+    quota: QuotaDep,
     owner: Annotated[str | None, Depends(_owner)],
 ) -> UploadAccepted | Response:
     """Accept an audio file (multipart field `file`). Answers 202 once every byte is
     durably in Kafka; progress then streams from `progress_url`. With `Tus-Resumable`
-    (tus 1.0) or `Upload-Complete` (the IETF draft) it creates a resumable upload."""
+    (tus 1.0) or `Upload-Complete` (the IETF draft) it creates a resumable upload.
+    Beyond the client's fair use: 429 with `Retry-After`, before the body is read."""
     if not TOKEN_ID.match(token_id):
         raise ApiError(422, "invalid_token_id", "token_id must be 1–128 of A-Z a-z 0-9 _ . -")
     if not sink.available():
@@ -71,16 +75,25 @@ async def upload_audio(
         # a gigabyte is not sent only to be refused (issue 11).
         UPLOADS.labels("unavailable").inc()
         raise DependencyUnavailable("Kafka", detail="known down, refused before the body")
+    client = client_key(request, owner)
     if tus.wants_tus(request):
-        return await tus.create(request, get_resumable(request), token_id, owner)
+        return await tus.create(request, get_resumable(request), token_id, owner, client)
     if ietf.wants_ietf(request):
-        return await ietf.create(request, get_resumable(request), token_id, owner)
+        return await ietf.create(request, get_resumable(request), token_id, owner, client)
     length = request.headers.get("content-length")
+    declared = int(length) if length and length.isdigit() else None
+    try:
+        checked_headers(request.headers.get("content-type"), declared, limits)
+        lease = await quota.admit_upload(client, declared, declared)
+    except ApiError as error:
+        UPLOADS.labels(error.code).inc()
+        raise
+    done = None
     try:
         done = await ingest(
             request.stream(),
             content_type=request.headers.get("content-type"),
-            content_length=int(length) if length and length.isdigit() else None,
+            content_length=declared,
             token_id=token_id,
             owner=owner,
             sink=sink,
@@ -89,13 +102,10 @@ async def upload_audio(
     except ApiError as error:
         UPLOADS.labels(error.code).inc()
         raise
-    except DependencyUnavailable:
-        UPLOADS.labels("unavailable").inc()
-        raise
+    finally:
+        await quota.release(lease, done.size if done and declared is None else 0)
     UPLOADS.labels("accepted").inc()
     BYTES_INGESTED.inc(done.size)
-    token = tokens.issue(done.job_id, owner)
-    set_progress_cookie(request, response, tokens, done.job_id, token)
-    return accepted_body(
-        done.job_id, token, done.filename, done.content_type, done.size, done.sha256
-    )
+    grant = JobGrant.issue(tokens, done.job_id, owner)
+    set_progress_cookie(request, response, tokens, grant)
+    return accepted_body(grant, done.filename, done.content_type, done.size, done.sha256)

@@ -1,9 +1,9 @@
-from pydantic import Field, SecretStr
+from pydantic import Field, model_validator
 
-from servicekit.settings import DatabaseSettings
+from servicekit.settings import DatabaseSettings, OwnerAuthSettings
 
 
-class Settings(DatabaseSettings):
+class Settings(DatabaseSettings, OwnerAuthSettings):
     http_port: int = 8101
     max_upload_bytes: int = Field(default=2 * 1024**3, description="Largest accepted file.")
     chunk_bytes: int = Field(
@@ -28,14 +28,39 @@ class Settings(DatabaseSettings):
     cors_allowed_origins: list[str] = Field(
         default_factory=list, description="Origins allowed to call the API from a browser."
     )
-    upload_jwt_key: SecretStr | None = Field(
-        default=None,
-        description="When set, uploads need a bearer JWT verified with this key (an HMAC "
-        "secret or a PEM public key, matching upload_jwt_algorithm); its `sub` is the owner.",
+    upload_rate_per_minute: float = Field(
+        default=30.0,
+        ge=0,
+        description="New uploads per minute per owner (or client address), on average; 0: "
+        "no limit. Beyond it and the burst: 429 before the body is read.",
     )
-    upload_jwt_algorithm: str = "RS256"
-    upload_jwt_audience: str | None = None
-    upload_jwt_issuer: str | None = None
+    upload_rate_burst: int = Field(
+        default=10, ge=1, description="New uploads allowed at once before the rate applies."
+    )
+    uploads_open_per_client: int = Field(
+        default=4,
+        ge=0,
+        description="Uploads of one owner (or client address) open at once: one-shot bodies "
+        "being received and resumable uploads not ended; 0: no limit.",
+    )
+    upload_bytes_per_day: int = Field(
+        default=4 * 1024**3,
+        ge=0,
+        description="Bytes one owner (or client address) may upload per UTC day, counted "
+        "as declared (Content-Length, Upload-Length) and settled to what arrived; 0: no limit.",
+    )
+    upload_bytes_in_flight: int = Field(
+        default=8 * 1024**3,
+        ge=0,
+        description="Bytes of every client's request bodies being received at once, as "
+        "declared, across the gateway replicas; 0: no limit.",
+    )
+    upload_lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A replica renews its uploads' hold on the limits this often (/3); a "
+        "killed replica's uploads stop counting after it.",
+    )
 
     database_schema: str = Field(
         default="gateway",
@@ -81,3 +106,13 @@ class Settings(DatabaseSettings):
         "upload URL carries, expires: JOB_TOKEN_TTL_SECONDS). Keep it within audio.upload's "
         "retention: the uploader reads an open upload's unsaved bytes back from Kafka.",
     )
+
+    @model_validator(mode="after")
+    def _who_may_upload_is_chosen_in_production(self) -> "Settings":
+        """A public upload route is the operator's explicit choice (issue 19)."""
+        if self.environment == "production" and not self.upload_auth_chosen:
+            raise ValueError(
+                "choose who may upload: UPLOAD_AUTH=jwt (with UPLOAD_JWT_ISSUER and "
+                "UPLOAD_JWT_AUDIENCE) or UPLOAD_AUTH=anonymous"
+            )
+        return self

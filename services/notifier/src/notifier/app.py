@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaRouter
 
-from contracts import topics
+from contracts import JobDeleted, topics
 from notifier import gcpauses, handlers, progress, routes
 from notifier.adapters.kafka import KafkaDeadLetters
 from notifier.adapters.postgres import PostgresAppliedEvents, PostgresStore
@@ -21,7 +21,8 @@ from notifier.listener import Listener
 from notifier.ports import JobStore
 from notifier.projector import Projector
 from notifier.settings import Settings
-from notifier.streams import Heartbeats, StreamSlots
+from notifier.slots import StreamSlots
+from notifier.streams import Heartbeats
 from servicekit import http
 from servicekit.kafka import (
     BATCH_TIMEOUT_MS,
@@ -65,6 +66,13 @@ def create_broker(settings: Settings, store: JobStore) -> tuple[KafkaBroker, Sta
         "to the job's live SSE streams.",
     )(handlers.on_job_statuses)
     broker.include_router(router)
+    broker.publisher(
+        topics.JOB_DELETED,
+        title="job.deleted",
+        description="A job to erase everywhere: asked for by its holder or owner "
+        "(DELETE /jobs/{job_id}), or past the state's retention; keyed by job id.",
+        schema=JobDeleted,
+    )
     return broker, statuses
 
 
@@ -96,9 +104,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.job_token_secret.get_secret_value(), settings.job_token_ttl_seconds
         ),
         fanout=fanout,
-        slots=StreamSlots(settings.sse_max_streams),
+        slots=StreamSlots(
+            settings.sse_max_streams,
+            per_job=settings.sse_max_streams_per_job,
+            per_client=settings.sse_max_streams_per_client,
+        ),
         history=store,
-        heartbeats=Heartbeats(settings.sse_heartbeat_seconds),
+        heartbeats=Heartbeats(settings.sse_heartbeat_seconds, settings.sse_max_stream_seconds),
     )
 
     @asynccontextmanager

@@ -9,7 +9,8 @@ from fastapi import Depends, Request
 from notifier.fanout import FanOut
 from notifier.ports import History
 from notifier.settings import Settings
-from notifier.streams import Heartbeats, StreamSlots
+from notifier.slots import StreamSlots
+from notifier.streams import Heartbeats
 from servicekit.tokens import JobTokens
 
 
@@ -22,7 +23,7 @@ class Services:
     history: History
     """The projection's read side; ``DependencyUnavailable`` while it is not open."""
     heartbeats: Heartbeats
-    """The one clock that writes the keep-alives of idle streams."""
+    """The one clock that writes the keep-alives of idle streams and ends old ones."""
     draining: bool = False
     """Set when the process starts shutting down: no new streams."""
 

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from aiokafka.structs import ConsumerRecord
 from opentelemetry import trace
@@ -66,7 +66,8 @@ def parse(message_headers: dict[str, Any], body: bytes) -> tuple[str, JobStatusC
 async def on_job_statuses(
     message: MessageParam, statuses: Annotated[Statuses, InlineContext()]
 ) -> None:
-    records: tuple[ConsumerRecord[bytes, bytes], ...] = message.raw_message
+    # A batch subscriber: a tuple of records.
+    records = cast("tuple[ConsumerRecord[bytes, bytes], ...]", message.raw_message)
     events = []
     for record in records:
         record_headers = {k: v.decode(errors="replace") for k, v in record.headers}

@@ -22,7 +22,6 @@ such requests back here.
 import logging
 import time
 from collections.abc import Awaitable
-from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
@@ -32,12 +31,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from notifier import gcpauses, sse, streams
-from notifier.access import authorize, job_id_of, presented_tokens
+from notifier.access import job_id_of
 from notifier.deps import Services
 from notifier.streams import Stream
 from servicekit import detached
-from servicekit.http import ApiError, DependencyUnavailable, error_body, error_response
+from servicekit.compat.starlette import in_front_of_middleware, middleware_options
+from servicekit.http import (
+    ApiError,
+    DependencyUnavailable,
+    client_address,
+    error_body,
+    error_response,
+)
 from servicekit.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from servicekit.tokens import authorize, presented_tokens
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +134,7 @@ class ProgressStreams:
     async def _open(self, scope: Scope) -> Stream | None:
         """The checks, and where the stream starts, all before any byte is sent (a
         database outage is a 503, not a broken 200); None when the client already has
-        the final event. The stream's live subscription, holding a slot."""
+        the final event. The stream's live subscription, holding its slots."""
         services = self.services
         request = Request(scope)
         query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
@@ -138,21 +145,20 @@ class ProgressStreams:
             raise ApiError(
                 503, "shutting_down", "this notifier is shutting down", {"Retry-After": "1"}
             )
-        fanout = services.fanout
+        live = Stream(job, services)
+        # The caps (429, or 503 when the process is full) from the head and the counts
+        # alone: a refusal reads nothing from the database (docs/architecture.md §9).
+        live.admit(client_address(scope))
         # Joined before the read: nothing committed in between is missed.
-        live = fanout.join(Stream(job, services))
+        services.fanout.join(live)
         try:
             live.begin = await streams.start(services.history, job, after)
             if live.begin.seen_final:
-                fanout.leave(live)
+                live.abandon()
                 return None
-            if not services.slots.acquire():
-                raise ApiError(
-                    503, "too_many_streams", "too many open progress streams", {"Retry-After": "5"}
-                )
             gcpauses.stream_opened()
         except BaseException:
-            fanout.leave(live)
+            live.abandon()
             raise
         return live
 
@@ -184,23 +190,19 @@ class _FastPath:
 def serve_first(app: FastAPI, endpoint: ProgressStreams) -> None:
     """Answer the route's GETs with ``endpoint`` before ``app``'s middleware stack.
 
-    Starlette builds the stack on the first request; it is wrapped then, so the CORS
-    settings the app has by that time (``servicekit.http.allow_origins``) apply to the
-    stream too, in Starlette's own ``CORSMiddleware``. (OpenTelemetry's instrumentation
-    wraps the same method; both wrappers compose.)"""
+    Starlette builds the stack on the first request; it is wrapped then
+    (``servicekit.compat.starlette``), so the CORS settings the app has by that time
+    (``servicekit.http.allow_origins``) apply to the stream too, in Starlette's own
+    ``CORSMiddleware``."""
     app.state.progress = endpoint
-    build = app.build_middleware_stack
 
-    def build_middleware_stack() -> ASGIApp:
+    def in_front(stack: ASGIApp) -> ASGIApp:
         front: ASGIApp = endpoint
-        for middleware in reversed(app.user_middleware):
-            factory: object = middleware.cls
-            if factory is CORSMiddleware:
-                options: dict[str, Any] = middleware.kwargs
-                front = CORSMiddleware(front, **options)
-        return _FastPath(build(), front)
+        for options in reversed(middleware_options(app, CORSMiddleware)):
+            front = CORSMiddleware(front, **options)
+        return _FastPath(stack, front)
 
-    app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
+    in_front_of_middleware(app, in_front)
 
 
 class EventStreamResponse(Response):

@@ -4,10 +4,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
-from notifier.access import authorize, job_id_of, presented_tokens
+from notifier.access import job_id_of
 from notifier.deps import Services, ServicesDep
 from notifier.progress import EventStreamResponse
 from servicekit.http import ApiError
+from servicekit.tokens import authorize, presented_tokens
 
 router = APIRouter()
 
@@ -39,6 +40,11 @@ def _authorized_job(services: Services, request: Request, raw_id: str, token: st
         200: {"content": {"text/event-stream": {}}, "description": "The progress stream."},
         204: {"description": "The job is final and its final event was already seen."},
         **_ERRORS,
+        429: {
+            "description": "This job (`too_many_job_streams`) or this client address "
+            "(`too_many_client_streams`) has as many open streams as allowed; retry after "
+            "`Retry-After` seconds."
+        },
     },
     summary="Follow a job's progress (Server-Sent Events)",
 )
@@ -52,7 +58,8 @@ async def analysis_progress(
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Response:
     """The current state first, then every change as it happens; ends after
-    `completed` or `failed`. Each event's `id` lets a reconnect resume exactly."""
+    `completed` or `failed`, or after the stream's maximum lifetime (then a reconnect
+    with `Last-Event-ID` resumes). Each event's `id` lets a reconnect resume exactly."""
     # Served by notifier.progress before FastAPI's routing (issue 14); this declaration
     # documents the route and hands back what reaches it (other methods, e.g. HEAD).
     return EventStreamResponse(request.app.state.progress)

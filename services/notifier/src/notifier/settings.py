@@ -25,6 +25,23 @@ class Settings(DatabaseSettings):
     sse_max_streams: int = Field(
         default=1000, ge=1, description="Open streams per process; beyond it, 503."
     )
+    sse_max_streams_per_job: int = Field(
+        default=10,
+        ge=1,
+        description="Open streams of one job per process (one person's tabs); beyond it, 429.",
+    )
+    sse_max_streams_per_client: int = Field(
+        default=50,
+        ge=1,
+        description="Open streams from one client address per process (the address the "
+        "trusted edge saw); beyond it, 429.",
+    )
+    sse_max_stream_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Maximum lifetime of a stream: it then ends cleanly after an event (at a "
+        "random moment in the last tenth of it) and EventSource resumes by Last-Event-ID.",
+    )
     sse_queue_size: int = Field(
         default=64, ge=1, description="Live events buffered per stream before it re-reads."
     )

@@ -9,10 +9,15 @@ database outage is a 503 JSON answer, not a 200 whose body breaks off (issue 11)
 streaming, a stream that must read the history while the database is down ends
 cleanly and its client reconnects with Last-Event-ID; one that needs nothing from it
 carries on (heartbeats) and catches up when the LISTEN connection is back.
+
+A stream lives at most ``SSE_MAX_STREAM_SECONDS`` (issue 19): then it ends cleanly
+after an event, its client reconnects with Last-Event-ID and resumes exactly, and its
+slots (:mod:`notifier.slots`) go to whoever asks next.
 """
 
 import asyncio
 import logging
+import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -23,9 +28,9 @@ from notifier import sse
 from notifier.fanout import Subscription
 from notifier.ports import History
 from notifier.projection import JobSnapshot
+from notifier.slots import ClientStreams
 from servicekit.detached import chunk
 from servicekit.http import DependencyUnavailable
-from servicekit.metrics import SSE_STREAMS
 
 if TYPE_CHECKING:
     from notifier.deps import Services
@@ -103,9 +108,25 @@ class Stream(Subscription):
     reader (the transport's buffer over its high-water mark) is written nothing more
     until it catches up: live events wait in the bounded buffer, beyond which the
     stream is ``lagged`` and re-reads the history then, so memory stays bounded.
+
+    Past its lifetime (``_ends``, from the clock: :meth:`Heartbeats.ends`) the stream
+    ends at its next heartbeat, or once it has written what arrived: at an event
+    boundary, so that its client resumes exactly by Last-Event-ID.
+
+    It holds its slots (:meth:`admit`) until it ends, and releases them once, however
+    it ends: ``_client`` is set exactly while it holds them.
     """
 
-    __slots__ = ("_reading", "_replay", "_response", "_services", "begin", "last")
+    __slots__ = (
+        "_client",
+        "_ends",
+        "_reading",
+        "_replay",
+        "_response",
+        "_services",
+        "begin",
+        "last",
+    )
 
     def __init__(self, job_id: str, services: "Services") -> None:
         super().__init__(job_id, services.fanout.queue_size)
@@ -114,16 +135,27 @@ class Stream(Subscription):
         self._reading: asyncio.Task[None] | None = None
         self._replay: list[JobSnapshot] | None = None
         """Events read from the history and not written yet, the next one last."""
+        self._client: ClientStreams | None = None
+        """Its address's count, while it holds its slots."""
+        self._ends = 0.0
+        """The loop time past which it ends (set as its body begins)."""
         self.begin: Start | None = None
         """Where the stream starts, from the subscription until its body begins."""
         self.last = 0
         """The id of the last event sent."""
+
+    def admit(self, address: str) -> None:
+        """Take its slots: the job's, ``address``'s and the process's, or raise the
+        refusal (429 or 503, :meth:`notifier.slots.StreamSlots.acquire`)."""
+        assert self._client is None, "admitted once"
+        self._client = self._services.slots.acquire(self.job_id, address)
 
     # What the protocol calls (servicekit.detached.DetachedStream).
     def attached(self, response: Body) -> None:
         begin, self.begin = self.begin, None
         assert begin is not None, "a stream starts where start() said"
         self._response = response
+        self._ends = self._services.heartbeats.ends()
         response.write(chunk(sse.retry(self._services.settings.sse_retry_ms).encode()))
         self.last = begin.last
         self._replaying(begin.pending)
@@ -141,7 +173,8 @@ class Stream(Subscription):
         self._release()
 
     def abandon(self) -> None:
-        """The response never began (its head could not be sent)."""
+        """The response never began (refused, nothing to send, or its head could not be
+        sent)."""
         self._release()
 
     # What the fan-out and the clock call.
@@ -161,7 +194,7 @@ class Stream(Subscription):
                 self._finish()
                 return
             elif response.paused:
-                heartbeats.discard(self)  # woken again once the client caught up
+                self._idle()  # woken again once the client caught up
                 return
             elif self.lagged:
                 # Live events may be missing: the history is the truth.
@@ -172,7 +205,7 @@ class Stream(Subscription):
             else:
                 taken = self.take()
                 if taken is None:
-                    heartbeats.add(self)
+                    self._idle()
                     return
                 snapshot = taken
             if snapshot.event_id <= self.last:
@@ -184,12 +217,24 @@ class Stream(Subscription):
                 return
             response.write(snapshot.sse_chunk)
 
-    def heartbeat(self) -> None:
-        """Silent for an interval: a comment, so that proxies keep the connection."""
+    def _idle(self) -> None:
+        """Nothing more to write for now: on the heartbeat clock (a slow reader too, so
+        that its lifetime ends it), or past its lifetime, the end."""
+        if self._services.heartbeats.add(self) >= self._ends:
+            self._finish(_LIFETIME_OVER)
+
+    def heartbeat(self, now: float) -> None:
+        """Silent for an interval: a comment, so that proxies keep the connection; the
+        end instead, past its lifetime (the client reconnects, by Last-Event-ID)."""
         response = self._response
-        if response is not None and self._reading is None and not response.paused:
+        if response is None or self._reading is not None:
+            return  # ended, or re-reading the history (which wakes it after)
+        if now >= self._ends:
+            self._finish(_LIFETIME_OVER)
+            return
+        if not response.paused:  # a slow reader gets no comment on top
             response.write(_KEEP_ALIVE)
-            self._services.heartbeats.add(self)
+        self._services.heartbeats.add(self)
 
     def _replaying(self, pending: list[JobSnapshot]) -> None:
         self._replay = pending[::-1] if pending else None
@@ -224,41 +269,84 @@ class Stream(Subscription):
             response.end(framed)
 
     def _release(self) -> None:
+        client, self._client = self._client, None
         services = self._services
         services.heartbeats.discard(self)
         services.fanout.leave(self)
-        services.slots.release()
+        if client is not None:  # once, whatever ends it (and however often it is told)
+            services.slots.release(self.job_id, client)
 
 
 _KEEP_ALIVE = chunk(sse.KEEP_ALIVE.encode())
 _DATABASE_GONE = chunk(sse.comment("the database is unavailable; reconnect to resume").encode())
+_LIFETIME_OVER = chunk(
+    sse.comment("this stream reached its maximum lifetime; reconnect to resume").encode()
+)
+
+
+LIFETIME_SPREAD = 0.1
+"""Streams end at a random moment in the last tenth of their lifetime: streams that
+opened together (a replica's restart moves them all at once) do not all reconnect in
+the same instant again, one lifetime later."""
+
+_SHARED_ENDS = 1024
+"""At most this many end times are kept to share (see :meth:`Heartbeats.ends`)."""
 
 
 class Heartbeats:
     """One timer for every idle stream of a process: each tick (a quarter of the
     interval) calls :meth:`Stream.heartbeat` of those silent for the interval. An idle
     stream thus costs a dict entry instead of a timer handle of its own, and 10,000
-    idle streams one timer callback instead of 10,000 (issue 14)."""
+    idle streams one timer callback instead of 10,000 (issue 14).
 
-    __slots__ = ("_due", "_handle", "_loop", "interval")
+    The same clock ends streams past their lifetime (``SSE_MAX_STREAM_SECONDS``): a
+    stream's heartbeat comes at the latest one interval after its last write, and is
+    its end instead once it is past :meth:`ends`; a paused stream (a slow reader) stays
+    on the clock for that. So nothing waits per stream for its end either."""
 
-    def __init__(self, interval: float) -> None:
+    __slots__ = ("_due", "_ends", "_grain", "_handle", "_loop", "interval", "lifetime")
+
+    def __init__(self, interval: float, lifetime: float) -> None:
         self.interval = interval
+        self.lifetime = lifetime
+        self._grain = lifetime * LIFETIME_SPREAD / 64
         self._due: dict[Stream, float] = {}
+        self._ends: dict[int, float] = {}
         self._handle: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def add(self, stream: Stream) -> None:
-        """``stream`` wrote just now: its heartbeat is due after the interval."""
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # a new loop (tests run several)
-            self._loop, self._due, self._handle = loop, {}, None
-        self._due[stream] = loop.time() + self.interval
+    def ends(self) -> float:
+        """The loop time past which a stream that begins now ends: a random moment in
+        the last tenth of its lifetime (:data:`LIFETIME_SPREAD`), rounded down to a
+        64th of that tenth, so that streams that end together share one float object
+        (a stream keeps 8 bytes for it, not 32)."""
+        earliest = self._running().time() + self.lifetime * (1 - LIFETIME_SPREAD)
+        at = int((earliest + self.lifetime * LIFETIME_SPREAD * random.random()) // self._grain)
+        ends = self._ends.get(at)
+        if ends is None:
+            if len(self._ends) >= _SHARED_ENDS:
+                self._ends.clear()  # the streams keep theirs
+            ends = self._ends[at] = at * self._grain
+        return ends
+
+    def add(self, stream: Stream) -> float:
+        """``stream`` wrote just now: its heartbeat is due after the interval. The
+        loop's time now."""
+        loop = self._running()
+        now = loop.time()
+        self._due[stream] = now + self.interval
         if self._handle is None:
             self._handle = loop.call_later(self.interval / 4, self._tick)
+        return now
 
     def discard(self, stream: Stream) -> None:
         self._due.pop(stream, None)
+
+    def _running(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new loop (tests run several)
+            self._loop, self._due, self._ends, self._handle = loop, {}, {}, None
+        return loop
 
     def _tick(self) -> None:
         loop = self._loop
@@ -267,24 +355,5 @@ class Heartbeats:
         over = [s for s, due in self._due.items() if due <= now]
         for stream in over:
             del self._due[stream]
-            stream.heartbeat()
+            stream.heartbeat(now)
         self._handle = loop.call_later(self.interval / 4, self._tick) if self._due else None
-
-
-class StreamSlots:
-    """Counts open streams, so that a process refuses more than it can carry."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.open = 0
-
-    def acquire(self) -> bool:
-        if self.open >= self.limit:
-            return False
-        self.open += 1
-        SSE_STREAMS.inc()
-        return True
-
-    def release(self) -> None:
-        self.open -= 1
-        SSE_STREAMS.dec()

@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, cast
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
@@ -73,7 +73,7 @@ class Uploads:
     commits_paused_until: float = 0.0
 
 
-class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+class Rebalance(ConsumerRebalanceListener):
     """A revoked partition's open jobs are dropped: its next owner redoes them."""
 
     def __init__(self, uploads: Uploads) -> None:
@@ -95,7 +95,8 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 async def on_upload(
     message: MessageParam, consumer: ConsumerParam, uploads: Annotated[Uploads, InlineContext()]
 ) -> None:
-    record: ConsumerRecord[bytes, bytes] = message.raw_message
+    # One record: a single (not batch) subscriber.
+    record = cast("ConsumerRecord[bytes, bytes]", message.raw_message)
     partition = TopicPartition(record.topic, record.partition)
     job_id = (record.key or b"").decode(errors="replace")
     job_id_var.set(job_id)

@@ -6,11 +6,13 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from aiokafka.errors import KafkaError, KafkaTimeoutError
+from aiokafka.structs import RecordMetadata
 from faststream.kafka import KafkaBroker
 
 from contracts import CE_TYPE_OF, CeType, Event, headers, topics
 from gateway.ports import Ack, SinkError
 from gateway.reachability import Reachability
+from servicekit.compat.faststream import admin_client
 from servicekit.kafka import ce_headers, ce_source
 
 SOURCE = ce_source("gateway")
@@ -95,7 +97,7 @@ def kafka_answers(broker: KafkaBroker, timeout_seconds: float) -> Callable[[], A
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
                 # cancellation that stops the probe (cpython gh-86296).
                 async with asyncio.timeout(timeout_seconds):
-                    await broker.config.admin_client.describe_cluster()
+                    await admin_client(broker).describe_cluster()
             except TimeoutError:
                 return False
             except Exception:
@@ -108,12 +110,12 @@ def kafka_answers(broker: KafkaBroker, timeout_seconds: float) -> Callable[[], A
     return kafka_answers
 
 
-def _translated(future: "asyncio.Future[object]") -> Ack:
+def _translated(future: "asyncio.Future[RecordMetadata]") -> Ack:
     """The producer's acknowledgement, failing with :class:`SinkError` instead of an
     aiokafka error; cancelling it leaves the message to the producer."""
     ack: Ack = asyncio.get_running_loop().create_future()
 
-    def settle(done: "asyncio.Future[object]") -> None:
+    def settle(done: "asyncio.Future[RecordMetadata]") -> None:
         if done.cancelled():
             ack.cancel()
             return

@@ -36,6 +36,7 @@ from gateway.resumable.uploads import (
     creation_answer,
     final_body,
 )
+from servicekit.compat.starlette import asgi_send
 from servicekit.http import ApiError
 from servicekit.informational import EXTENSION as INFORMATIONAL
 
@@ -93,7 +94,7 @@ def _answer(resumable: Resumable, done: Appended, status: int) -> Response:
 
 
 async def create(
-    request: Request, resumable: Resumable, token_id: str, owner: str | None
+    request: Request, resumable: Resumable, token_id: str, owner: str | None, client: str
 ) -> Response:
     complete = sf_boolean(request.headers.get("upload-complete"))
     if complete is None:
@@ -111,23 +112,25 @@ async def create(
             filename_of_disposition(request.headers.get("content-disposition"))
         ),
         length=length,
+        client=client,
+        body_bytes=sf_integer(request.headers.get("content-length")),
         repr_sha256=expected,
     )
-    created = await resumable.create(new)
-    await _resumption_supported(request, resumable, created.location)
-    try:
-        done = await resumable.append(
-            created.job_id, request.stream(), offset=0, complete=complete, length=length
-        )
-    except ApiError as error:
-        error.headers = {**(error.headers or {}), "Location": created.location}
-        raise
-    headers = _headers(resumable, done.row)
-    if done.complete and done.body is not None:
-        headers["Repr-Digest"] = sha256_field(done.sha256)
-        return creation_answer(request, resumable, created, done.body, 202, headers)
-    body = accepted_json(created, new, done.row, done.size, done.sha256)
-    return creation_answer(request, resumable, created, body, 201, headers)
+    async with resumable.creating(new) as created:
+        await _resumption_supported(request, resumable, created.location)
+        try:
+            done = await resumable.append(
+                created.job_id, request.stream(), offset=0, complete=complete, length=length
+            )
+        except ApiError as error:
+            error.headers = {**(error.headers or {}), "Location": created.location}
+            raise
+        headers = _headers(resumable, done.row)
+        if done.complete and done.body is not None:
+            headers["Repr-Digest"] = sha256_field(done.sha256)
+            return creation_answer(request, resumable, created, done.body, 202, headers)
+        body = accepted_json(created, new, done.row, done.size, done.sha256)
+        return creation_answer(request, resumable, created, body, 201, headers)
 
 
 async def _resumption_supported(request: Request, resumable: Resumable, location: str) -> None:
@@ -143,9 +146,8 @@ async def _resumption_supported(request: Request, resumable: Resumable, location
         "Upload-Draft-Interop-Version": INTEROP_VERSION,
         "Upload-Limit": limits(resumable),
     }
-    # Starlette's Request keeps the ASGI send it was built with (as for its own
-    # ``send_push_promise``); a route has no other way to reach it.
-    await request._send(
+    # A route has no other way to reach the ASGI send (servicekit.compat.starlette).
+    await asgi_send(request)(
         {
             "type": INFORMATIONAL,
             "status": 104,

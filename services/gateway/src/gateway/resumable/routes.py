@@ -5,16 +5,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
+from gateway.limits import client_key
 from gateway.ports import UploadRow
 from gateway.resumable import ietf, tus
 from gateway.resumable.uploads import Resumable
-from servicekit.http import ApiError, ErrorBody
+from servicekit.auth import OwnerAuth
+from servicekit.http import ApiError, ErrorBody, from_state
+from servicekit.tokens import presented_tokens
 
 router = APIRouter()
 
 _ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorBody}
-    for code in (400, 401, 403, 404, 408, 409, 410, 412, 413, 415, 460, 503)
+    for code in (400, 401, 403, 404, 408, 409, 410, 412, 413, 415, 429, 460, 503)
 }
 
 
@@ -25,15 +28,8 @@ def get_resumable(request: Request) -> Resumable:
     return resumable
 
 
-def _token(request: Request) -> str | None:
-    token = request.query_params.get("access_token")
-    if token:
-        return token
-    scheme, _, value = (request.headers.get("authorization") or "").partition(" ")
-    return value.strip() if scheme.lower() == "bearer" else None
-
-
 ResumableDep = Annotated[Resumable, Depends(get_resumable)]
+AuthDep = Annotated[OwnerAuth, Depends(from_state(OwnerAuth, "auth"))]
 JobId = Annotated[
     str, Path(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 ]
@@ -50,10 +46,14 @@ async def options(resumable: ResumableDep) -> Response:
     )
 
 
-async def get_upload(request: Request, job_id: JobId, resumable: ResumableDep) -> UploadRow:
-    """The upload the request names, if its token grants access; a tus request must
-    speak this server's tus version."""
-    row = await resumable.find(job_id, _token(request))
+async def get_upload(
+    request: Request, job_id: JobId, resumable: ResumableDep, auth: AuthDep
+) -> UploadRow:
+    """The upload the request names, if the job's access token (``access_token`` or a
+    bearer token) or its owner's JWT grants appending to it; a tus request must speak
+    this server's tus version."""
+    presented = presented_tokens(request, request.query_params.get("access_token"))
+    row = await resumable.find(job_id, presented, await auth.owner_if_any(request))
     if tus.wants_tus(request):
         tus.check_version(request)
     return row
@@ -74,9 +74,16 @@ async def offset(request: Request, row: UploadDep, resumable: ResumableDep) -> R
 async def append(request: Request, row: UploadDep, resumable: ResumableDep) -> Response:
     """Append bytes at ``Upload-Offset`` (``application/partial-upload`` for the draft,
     ``application/offset+octet-stream`` for tus)."""
-    if tus.wants_tus(request):
-        return await tus.patch(request, resumable, row)
-    return await ietf.patch(request, resumable, row)
+    length = request.headers.get("content-length")
+    lease = await resumable.quota.admit_append(
+        row.job_id, client_key(request, None), int(length) if length and length.isdigit() else None
+    )
+    try:
+        if tus.wants_tus(request):
+            return await tus.patch(request, resumable, row)
+        return await ietf.patch(request, resumable, row)
+    finally:
+        await resumable.quota.release(lease)
 
 
 @router.delete("/uploads/{job_id}", status_code=204, responses=_ERRORS)

@@ -87,7 +87,7 @@ def _metadata(value: str | None) -> dict[str, str]:
 
 
 async def create(
-    request: Request, resumable: Resumable, token_id: str, owner: str | None
+    request: Request, resumable: Resumable, token_id: str, owner: str | None, client: str
 ) -> Response:
     check_version(request)
     if request.headers.get("upload-defer-length"):
@@ -103,27 +103,29 @@ async def create(
         owner=owner,
         filename=clean_filename(metadata.get("filename") or metadata.get("name")),
         length=length,
+        client=client,
+        body_bytes=sf_integer(request.headers.get("content-length")),
     )
-    created = await resumable.create(new)
-    has_body = sf_integer(request.headers.get("content-length")) not in (None, 0) or (
-        "transfer-encoding" in request.headers
-    )
-    row = await resumable.store.get(created.job_id)
-    assert row is not None
-    size, sha256 = 0, ""
-    if has_body:
-        _content_type(request)
-        done = await resumable.append(
-            created.job_id,
-            request.stream(),
-            offset=0,
-            complete=None,
-            length=None,
-            checksum=checksum,
+    async with resumable.creating(new) as created:
+        has_body = sf_integer(request.headers.get("content-length")) not in (None, 0) or (
+            "transfer-encoding" in request.headers
         )
-        row, size, sha256 = done.row, done.size, done.sha256
-    body = accepted_json(created, new, row, size, sha256)
-    return creation_answer(request, resumable, created, body, 201, _headers(row))
+        row = await resumable.store.get(created.job_id)
+        assert row is not None
+        size, sha256 = 0, ""
+        if has_body:
+            _content_type(request)
+            done = await resumable.append(
+                created.job_id,
+                request.stream(),
+                offset=0,
+                complete=None,
+                length=None,
+                checksum=checksum,
+            )
+            row, size, sha256 = done.row, done.size, done.sha256
+        body = accepted_json(created, new, row, size, sha256)
+        return creation_answer(request, resumable, created, body, 201, _headers(row))
 
 
 def _content_type(request: Request) -> None:

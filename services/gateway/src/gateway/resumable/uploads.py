@@ -16,6 +16,7 @@ acknowledged and answers 408; the upload can be resumed.
 """
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -38,11 +39,12 @@ from contracts import (
     UploadStarted,
     topics,
 )
-from gateway.accepted import accepted_body, set_progress_cookie
+from gateway.accepted import JobGrant, accepted_body, set_progress_cookie
 from gateway.ingest import Acked, BodyQuiet, ChunkPipeline, UploadLimits, body_timeout, paced
 from gateway.ports import (
     Lease,
     LockBusy,
+    Quota,
     SinkError,
     State,
     UploadRecord,
@@ -54,7 +56,7 @@ from gateway.sniff import SNIFF_BYTES, sniff_audio
 from servicekit.digest import Sha256
 from servicekit.http import ApiError
 from servicekit.logs import job_id_var
-from servicekit.tokens import JobTokens, TokenProblem
+from servicekit.tokens import JobTokens, Scope, authorize
 
 log = logging.getLogger(__name__)
 
@@ -92,18 +94,26 @@ class NewUpload:
     owner: str | None
     filename: str
     length: int | None
+    client: str
+    """Whom the fair-use limits count it against (``gateway.limits.client_key``)."""
+    body_bytes: int | None
+    """The creation request's own body (Content-Length), None when not declared."""
     repr_sha256: str | None = None
 
 
 @dataclass(frozen=True)
 class Created:
-    job_id: str
-    token: str
+    grant: JobGrant
+
+    @property
+    def job_id(self) -> str:
+        return self.grant.job_id
 
     @property
     def location(self) -> str:
-        """The upload URL both protocols answer; it carries the job access token."""
-        return f"/uploads/{self.job_id}?access_token={self.token}"
+        """The upload URL both protocols answer; it carries the job access token (the
+        one that may append)."""
+        return f"/uploads/{self.job_id}?access_token={self.grant.access_token}"
 
 
 def creation_answer(
@@ -122,15 +132,13 @@ def creation_answer(
         media_type="application/json",
         headers={**headers, "Location": created.location},
     )
-    set_progress_cookie(request, answer, resumable.tokens, created.job_id, created.token)
+    set_progress_cookie(request, answer, resumable.tokens, created.grant)
     return answer
 
 
 def accepted_json(created: Created, new: NewUpload, row: UploadRow, size: int, sha256: str) -> str:
     """The one-shot route's 202 body for an upload not complete yet."""
-    body = accepted_body(
-        created.job_id, created.token, new.filename, row.media_type or "", size, sha256
-    )
+    body = accepted_body(created.grant, new.filename, row.media_type or "", size, sha256)
     return body.model_dump_json()
 
 
@@ -140,6 +148,7 @@ class Resumable:
     sink: UploadSink
     limits: UploadLimits
     tokens: JobTokens
+    quota: Quota
     expiry_seconds: int
     checksum_max_bytes: int = 16 * 1024 * 1024
     max_age_seconds: int = 24 * 3600
@@ -160,8 +169,11 @@ class Resumable:
         left = (row.expires_at - datetime.now(UTC)).total_seconds()
         return max(0, math.ceil(left))
 
-    async def create(self, new: NewUpload) -> Created:
-        """Create the upload resource and its job, publishing ``accepted``."""
+    @contextlib.asynccontextmanager
+    async def creating(self, new: NewUpload) -> AsyncIterator[Created]:
+        """Create the upload resource and its job, publishing ``accepted``, within the
+        client's fair use (``gateway.limits``: 429 before anything is created); the
+        block receives the creation request's body, if any."""
         length = new.length
         if length is not None and length > self.limits.max_bytes:
             raise ApiError(
@@ -171,6 +183,14 @@ class Resumable:
             raise ApiError(422, "empty_file", "the file is empty")
         job_id = str(uuid.uuid4())
         job_id_var.set(job_id)
+        lease = await self.quota.admit_upload(new.client, length, new.body_bytes, job_id)
+        try:
+            await self._create(job_id, new)
+            yield Created(JobGrant.issue(self.tokens, job_id, new.owner))
+        finally:
+            await self.quota.release(lease)
+
+    async def _create(self, job_id: str, new: NewUpload) -> None:
         now = datetime.now(UTC)
         await self.store.create(
             UploadRecord(
@@ -179,7 +199,7 @@ class Resumable:
                 token_id=new.token_id,
                 owner=new.owner,
                 filename=new.filename,
-                length=length,
+                length=new.length,
                 repr_sha256=new.repr_sha256,
                 digest=Sha256().state(),
                 expires_at=self.expires_at(now),
@@ -195,20 +215,16 @@ class Resumable:
             ),
             f"{job_id}:status:accepted",
         )
-        return Created(job_id, self.tokens.issue(job_id, new.owner))
 
-    async def find(self, job_id: str, token: str | None) -> UploadRow:
-        """The upload, if ``token`` grants access to it (as for progress, docs §6)."""
+    async def find(self, job_id: str, presented: list[str], owner: str | None) -> UploadRow:
+        """The upload, if one of the ``presented`` job tokens may append to and cancel it
+        (``job:write``: the access token of the 201, not the read-only progress token),
+        or ``owner`` (a verified bearer JWT's subject) is the upload's owner."""
         row = await self.store.get(job_id)
         if row is None:
             raise ApiError(404, "unknown_upload", "there is no such upload")
-        if not token:
-            raise ApiError(401, "missing_token", "the upload's access token is required")
-        problem = self.tokens.check(token, job_id)
-        if problem is TokenProblem.WRONG_JOB:
-            raise ApiError(403, "forbidden", "the token is for another upload")
-        if problem is not None:
-            raise ApiError(401, "invalid_token", "the access token is invalid or expired")
+        if owner is None or row.owner != owner:
+            authorize(self.tokens, job_id, presented, Scope.WRITE)
         return row
 
     @staticmethod
@@ -453,9 +469,9 @@ class Resumable:
             ),
             f"{job_id}:finished",
         )
-        token = self.tokens.issue(job_id, row.owner)
+        grant = JobGrant.issue(self.tokens, job_id, row.owner)
         media = (await lease.row() or row).media_type or "application/octet-stream"
-        body = accepted_body(job_id, token, row.filename, media, pipeline.sent, sha256)
+        body = accepted_body(grant, row.filename, media, pipeline.sent, sha256)
         result = body.model_dump_json()
         await lease.finish(State.COMPLETE, result)
         after = await lease.row()

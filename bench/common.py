@@ -1,0 +1,53 @@
+"""What every benchmark measures the same way (docs/architecture.md §13): free ports, a
+process's memory and CPU time from ``/proc``, and percentiles.
+
+**Percentiles, one definition.** The q-th percentile of n samples is found at rank
+q/100·(n-1) of the sorted samples (counted from 0), interpolated linearly between the
+two samples around it: Hyndman and Fan's type 7, numpy's default, and the standard
+library's ``statistics.quantiles(..., method="inclusive")``, which computes it here.
+p50 is therefore the median (the middle sample, or the mean of the two middle ones,
+as ``statistics.median`` gives it); p99 of fewer than 100 samples lies between the
+two largest. Every results file names this definition (:data:`PERCENTILES`, written by
+``bench.report.write``).
+"""
+
+import os
+import statistics
+from collections.abc import Iterable
+from pathlib import Path
+
+from tests.support.processes import free_port
+
+__all__ = ["PERCENTILES", "cpu_seconds", "free_port", "percentile", "rss_kib"]
+
+PERCENTILES = (
+    "pN is the sorted samples' value at rank N/100·(n-1), interpolated linearly between "
+    "the two closest ranks (Hyndman–Fan type 7, numpy's default, Python's "
+    "statistics.quantiles(method='inclusive')); p50 is the median"
+)
+"""The definition of every percentile in ``bench/results`` (see the module)."""
+
+
+def percentile(values: Iterable[float], q: int) -> float:
+    """The ``q``-th percentile (1–99) of ``values`` (see the module)."""
+    samples = list(values)
+    if not 0 < q < 100:
+        raise ValueError(f"a percentile is between 1 and 99, not {q}")
+    if len(samples) == 1:
+        return samples[0]
+    return statistics.quantiles(samples, n=100, method="inclusive")[q - 1]
+
+
+def rss_kib(pid: int) -> int:
+    """The resident set size of process ``pid`` (``VmRSS`` of ``/proc/<pid>/status``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid``, all its threads (``/proc/<pid>/stat``,
+    fields 14 and 15; not its children's)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -1,0 +1,20 @@
+"""The gateway's own settings rules."""
+
+from typing import Any
+
+import pytest
+
+from gateway.settings import Settings
+
+pytestmark = pytest.mark.unit
+
+
+def test_production_refuses_to_start_until_who_may_upload_is_chosen() -> None:
+    secrets: dict[str, Any] = {
+        "job_token_secret": "p" * 40,
+        "database_url": "postgresql://u:pw-x@db/a",
+    }
+    with pytest.raises(ValueError, match="choose who may upload"):
+        Settings(environment="production", **secrets)
+    chosen = Settings(environment="production", upload_auth="anonymous", **secrets)
+    assert chosen.upload_auth == "anonymous"
