@@ -113,6 +113,8 @@ def create_app(
         chunk_bytes=settings.chunk_bytes,
         max_chunks_in_flight=settings.max_chunks_in_flight,
         ack_timeout_seconds=settings.kafka_timeout_seconds,
+        body_idle_seconds=settings.upload_body_idle_seconds,
+        body_min_bytes_per_second=settings.upload_body_min_bytes_per_second,
     )
     tokens = JobTokens(settings.job_token_secret.get_secret_value(), settings.job_token_ttl_seconds)
     # The identity provider's keys (JWKS, discovery): small, rare requests.
@@ -127,6 +129,7 @@ def create_app(
         quota,
         settings.upload_expiry_seconds,
         settings.tus_checksum_max_bytes,
+        max_age_seconds=settings.upload_max_age_seconds,
     )
 
     @asynccontextmanager
