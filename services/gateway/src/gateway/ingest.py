@@ -360,7 +360,11 @@ async def ingest(
             await sink.event(
                 topics.JOB_STATUS,
                 JobStatusChanged(
-                    job_id=job_id, status=JobStatus.ACCEPTED, progress=0, detail="upload received"
+                    job_id=job_id,
+                    status=JobStatus.ACCEPTED,
+                    progress=0,
+                    detail="upload received",
+                    owner=owner,
                 ),
                 f"{job_id}:status:accepted",
             )

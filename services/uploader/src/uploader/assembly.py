@@ -564,6 +564,8 @@ class Assembler:
                 status=JobStatus.UPLOADED,
                 progress=stage_progress(JobStatus.UPLOADED),
                 detail="audio stored",
+                # The owner again: `accepted` is not waited for, and may be lost.
+                owner=job.started.owner,
             ),
             f"{event.job_id}:status:uploaded",
         )

@@ -212,6 +212,7 @@ class Resumable:
                 status=JobStatus.ACCEPTED,
                 progress=0,
                 detail="resumable upload created",
+                owner=new.owner,
             ),
             f"{job_id}:status:accepted",
         )
