@@ -10,8 +10,10 @@ from pathlib import Path
 
 import httpx
 from aiokafka import AIOKafkaConsumer
+from faststream.kafka import KafkaBroker
 
 from contracts import headers, topics
+from servicekit.kafka import ce_headers
 from servicekit.s3 import s3_client
 from servicekit.settings import S3Settings
 from tests.support.kafka import partitions_of
@@ -25,6 +27,20 @@ PART_BYTES = 5 * 1024 * 1024
 
 def audio_bytes(size: int) -> bytes:
     return WAV_HEADER + os.urandom(size - len(WAV_HEADER))
+
+
+async def send_chunk(
+    broker: KafkaBroker, job_id: str, seq: int, data: bytes, offset: int | None = None
+) -> None:
+    """Chunk ``seq`` of a job on ``audio.upload``, as the gateway sends it (with
+    ``ce_uploadoffset``, its byte ``offset``, for a resumable upload)."""
+    hdrs = ce_headers(
+        "audiopipe.upload.chunk", f"{job_id}:chunk:{seq}", "tests", job_id, headers.OCTET_STREAM
+    )
+    hdrs[headers.SEQUENCE] = str(seq)
+    if offset is not None:
+        hdrs[headers.UPLOAD_OFFSET] = str(offset)
+    await broker.publish(data, topics.AUDIO_UPLOAD, key=job_id.encode(), headers=hdrs)
 
 
 class StatusLog:
@@ -77,10 +93,12 @@ class UploadRig:
         self.log_dir = log_dir
         tag = uuid.uuid4().hex[:10]
         self.group = f"uploader-test-{tag}"
+        self.gateway_deletions = f"gateway-test-{tag}.deletions"
         self.bucket = f"test-{tag}"
         self.env = {
             **infra,
             "CONSUMER_GROUP": self.group,
+            "DELETION_CONSUMER_GROUP": self.gateway_deletions,
             "S3_BUCKET": self.bucket,
             "PART_BYTES": str(PART_BYTES),
             "LOG_LEVEL": "INFO",
@@ -121,6 +139,16 @@ class UploadRig:
                     digest.update(chunk)
                 found[item["Key"]] = (digest.hexdigest(), obj["Metadata"].get("sha256", ""))
         return found
+
+    async def keys(self) -> list[str]:
+        """The keys of the bucket's objects (listed only, not read)."""
+        async with s3_client(self.s3_settings) as s3:
+            paginator = s3.get_paginator("list_objects_v2")
+            return [
+                item["Key"]
+                async for page in paginator.paginate(Bucket=self.bucket)
+                for item in page.get("Contents", [])
+            ]
 
     async def multipart_uploads(self) -> list[str]:
         async with s3_client(self.s3_settings) as s3:
