@@ -62,7 +62,7 @@ def create_broker(
     )
     broker.publisher(
         topics.JOB_DELETED,
-        title="job.deleted:uploader",
+        title="job.deleted",
         schema=JobDeleted,
         description="The audio's retention: a recording stored longer than "
         "AUDIO_RETENTION_SECONDS ago is erased (reason `retention`, erase `audio`).",
