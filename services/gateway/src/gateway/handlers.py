@@ -61,4 +61,8 @@ async def on_deleted(message: MessageParam, erasures: Annotated[Erasures, Inline
         log.warning("erasing the job's upload failed (%s); it comes again", exc)
         await asyncio.sleep(erasures.retry_pause_seconds)
         raise
+    except Exception:
+        log.exception("erasing the job's upload failed; it comes again")
+        await asyncio.sleep(erasures.retry_pause_seconds)
+        raise
     log.info("job erased (%s)", event.reason.value)

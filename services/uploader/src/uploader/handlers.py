@@ -213,4 +213,8 @@ async def on_deleted(message: MessageParam, erasure: Annotated[Erasure, InlineCo
         log.warning("erasing the job failed (%s); it comes again", exc)
         await asyncio.sleep(RETRY_PAUSE_SECONDS)
         raise
+    except Exception:
+        log.exception("erasing the job failed; it comes again")
+        await asyncio.sleep(RETRY_PAUSE_SECONDS)
+        raise
     log.info("job erased (%s, %s)", event.reason.value, event.erase.value)

@@ -164,5 +164,7 @@ class PostgresCheckpoints(PostgresResource):
                 yield got
             finally:
                 if got:
-                    with contextlib.suppress(*_ERRORS):
+                    try:
                         await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", key)
+                    except _ERRORS:
+                        conn.terminate()  # its session ends, and the lock with it
