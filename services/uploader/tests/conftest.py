@@ -37,6 +37,7 @@ async def rig(infra: dict[str, str], tmp_path: Path) -> AsyncIterator[UploadRig]
         for proc in rig.processes:
             proc.stop()
         await rig.status.stop()
+        await rig.drop_bucket()
 
 
 @pytest.fixture

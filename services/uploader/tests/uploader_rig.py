@@ -150,6 +150,22 @@ class UploadRig:
                 for item in page.get("Contents", [])
             ]
 
+    async def drop_bucket(self) -> None:
+        """Empty the test's bucket and delete it: SeaweedFS gives every bucket volumes of
+        its own, and a server has only so many (a session of tests would run out)."""
+        async with s3_client(self.s3_settings) as s3:
+            try:
+                listing = await s3.list_multipart_uploads(Bucket=self.bucket)
+            except s3.exceptions.NoSuchBucket:
+                return
+            for upload in listing.get("Uploads", []):
+                await s3.abort_multipart_upload(
+                    Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                )
+            for key in await self.keys():
+                await s3.delete_object(Bucket=self.bucket, Key=key)
+            await s3.delete_bucket(Bucket=self.bucket)
+
     async def multipart_uploads(self) -> list[str]:
         async with s3_client(self.s3_settings) as s3:
             listing = await s3.list_multipart_uploads(Bucket=self.bucket)
