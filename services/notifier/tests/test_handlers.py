@@ -73,7 +73,8 @@ class DeadLettered:
 
 
 def rig(store: FakeStore):
-    broker, statuses = create_broker(Settings(), store)
+    broker, handled = create_broker(Settings(), store, store)
+    statuses = handled.statuses
     statuses.retry_delay_seconds = 0
     return broker, statuses, DeadLettered(broker)
 
