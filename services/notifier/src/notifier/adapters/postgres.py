@@ -29,6 +29,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -103,8 +104,9 @@ CREATE TABLE IF NOT EXISTS {schema}.jobs (
 );
 
 -- Data lifecycle (docs/architecture.md §8). The owner is the JWT subject of the upload
--- (from the `accepted` event); created_at orders an owner's list. Jobs from before these
--- columns have no owner, so the time the column was added, which they get, lists nothing.
+-- (from the `accepted` event); created_at, the time of the job's first event, orders an
+-- owner's list. Jobs from before these columns have no owner: the time the column was
+-- added, which they get, lists nothing.
 ALTER TABLE {schema}.jobs ADD COLUMN IF NOT EXISTS owner text;
 ALTER TABLE {schema}.jobs ADD COLUMN IF NOT EXISTS created_at timestamptz NOT NULL DEFAULT now();
 -- Set by the retention sweep that published the job's deletion, so that no other
@@ -272,6 +274,7 @@ class PostgresStore(Resource):
             last = {job_id: snap.event_id for job_id, snap in current.items()}
             decisions, history, notes = [], [], []
             changed: dict[uuid.UUID, JobSnapshot] = {}
+            created: dict[uuid.UUID, datetime] = {}
             owners: dict[uuid.UUID, str] = {}
             for (ce_id, event), traceparent in zip(events, traceparents, strict=True):
                 job_id = uuid.UUID(event.job_id)
@@ -297,6 +300,8 @@ class PostgresStore(Resource):
                     traceparent,
                 ))  # fmt: skip
                 if applied:
+                    if job_id not in current:
+                        created[job_id] = new.time
                     last[job_id] = new.event_id
                     current[job_id] = changed[job_id] = new
                     notes.append(f"{job_id} {new.event_id}")
@@ -309,14 +314,15 @@ class PostgresStore(Resource):
                 )
             if changed:
                 await conn.executemany(
-                    f"""INSERT INTO {s}.jobs ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                    f"""INSERT INTO {s}.jobs ({_COLUMNS}, created_at)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                     ON CONFLICT (job_id) DO UPDATE SET event_id = excluded.event_id,
                         status = excluded.status, progress = excluded.progress,
                         detail = excluded.detail, result = excluded.result,
                         error = excluded.error, time = excluded.time, updated_at = now()""",
                     [
                         (job_id, n.event_id, n.status.value, n.progress, n.detail,
-                         _dumps(n.result), _dumps(n.error), n.time)
+                         _dumps(n.result), _dumps(n.error), n.time, created.get(job_id, n.time))
                         for job_id, n in changed.items()
                     ],
                 )  # fmt: skip
