@@ -81,8 +81,8 @@ class Settings(DatabaseSettings, OwnerAuthSettings):
     cors_allowed_origins: list[str] = Field(
         default_factory=list,
         description="Origins whose pages may stream progress from a browser, cookie included "
-        "(`EventSource(url, {withCredentials: true})`); JSON list, e.g. "
-        '`["https://app.example.com"]`.',
+        "(`EventSource(url, {withCredentials: true})`), and list or delete jobs; JSON list, "
+        'e.g. `["https://app.example.com"]`.',
     )
 
     listen_check_seconds: float = Field(
