@@ -118,3 +118,27 @@ async def settled_for_picture(page: Page) -> None:
     await eventually(still, within=10, every=0.05, what="the page's transitions to end")
     fractions = await page.evaluate(FINISHED_BARS)
     assert fractions and all(f > 0.99 for f in fractions), fractions
+
+
+async def load_script(page: Page, edge_url: str, path: Path) -> None:
+    """A client library's bundle in the edge's page as a script of the page's own origin:
+    the edge's Content-Security-Policy (``script-src 'self'``) refuses inline scripts,
+    which ``add_script_tag(path=...)`` would make. The browser asks the edge's origin for
+    it and Playwright answers with the file."""
+    url = f"{edge_url}/__tests__/{path.name}"
+
+    async def serve(route: Route) -> None:
+        await route.fulfill(path=str(path), content_type="text/javascript")
+
+    await page.route(url, serve)
+    await page.add_script_tag(url=url)
+
+
+async def until_true(page: Page, expression: str, within: float = 60) -> None:
+    """Wait until ``expression`` is true in the page, polling with evaluate
+    (``wait_for_function`` evals a string, which the page's policy refuses)."""
+
+    async def holds() -> bool:
+        return bool(await page.evaluate(expression))
+
+    await eventually(holds, within=within, every=0.05, what=expression)

@@ -6,6 +6,7 @@ import base64
 import pytest
 from playwright.async_api import BrowserContext
 
+from tests.browser.harness import load_script
 from tests.support.audio import plucked_wav
 from tests.support.tus import FINAL_STATUS, tus_client_dir
 
@@ -50,7 +51,7 @@ async def test_tus_js_client_in_chromium_resumes_and_the_job_completes(
     page = await context.new_page()
     await page.goto(f"{edge_url}/")
     bundle = tus_client_dir() / "node_modules" / "tus-js-client" / "dist" / "tus.min.js"
-    await page.add_script_tag(path=str(bundle))
+    await load_script(page, edge_url, bundle)
     wav = plucked_wav(seconds=8.0, sample_rate=22050, channels=2)
     endpoint = f"{edge_url}/tokens/t1/upload-audio"
     result = await page.evaluate(UPLOAD, [base64.b64encode(wav).decode(), endpoint])

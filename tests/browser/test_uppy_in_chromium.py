@@ -9,6 +9,7 @@ import base64
 import pytest
 from playwright.async_api import BrowserContext
 
+from tests.browser.harness import load_script, until_true
 from tests.support.audio import plucked_wav
 from tests.support.tus import FINAL_STATUS, uppy_bundle
 
@@ -62,17 +63,17 @@ async def test_uppy_upload_resumes_after_the_browser_was_offline_and_the_job_com
 ) -> None:
     page = await context.new_page()
     await page.goto(f"{edge_url}/")
-    await page.add_script_tag(path=str(uppy_bundle()))
+    await load_script(page, edge_url, uppy_bundle())
     wav = plucked_wav(seconds=12.0, sample_rate=22050, channels=2)
     upload = page.evaluate(
         UPLOAD, [base64.b64encode(wav).decode(), f"{edge_url}/tokens/t1/upload-audio"]
     )
     running = asyncio.ensure_future(upload)
     try:
-        await page.wait_for_function("window.interrupt === 'ready'")
+        await until_true(page, "window.interrupt === 'ready'")
         await context.set_offline(True)
         await page.evaluate("window.interrupt = 'offline'")
-        await page.wait_for_function("window.failures.length > 0")
+        await until_true(page, "window.failures.length > 0")
         await context.set_offline(False)
         result = await running
     finally:

@@ -5,14 +5,17 @@ import pytest
 from devstack import StackInfo
 from tests.support.stack import running_stack
 
+QUIET_SECONDS = 3
+
 
 @pytest.fixture(scope="package")
 def stack(infra: dict[str, str]) -> Iterator[StackInfo]:
     """A running stack: edge, four services, reference analyzer.
 
     Package-scoped: the services stop after the e2e tests, so that they do not react to
-    the events that other tests put on the real topics."""
-    with running_stack(infra) as info:
+    the events that other tests put on the real topics. A request body that goes quiet
+    is cut after 3 s instead of 30 (test_quiet_bodies.py)."""
+    with running_stack(infra, {"UPLOAD_BODY_IDLE_SECONDS": str(QUIET_SECONDS)}) as info:
         yield info
 
 

@@ -51,9 +51,12 @@ async def test_the_gateways_uploads_live_in_the_configured_schema(
     job_id = str(uuid.uuid4())
     before_in_default = await rows_in(infra, "gateway.uploads")
     async with PostgresUploadStore(settings, lock_wait_seconds=2) as store:
-        expires_at = datetime.now(UTC) + timedelta(hours=1)
+        now = datetime.now(UTC)
+        expires_at = now + timedelta(hours=1)
         await store.create(
-            UploadRecord(job_id, "ietf", "t", None, "a.wav", None, None, b"\0" * 112, expires_at)
+            UploadRecord(
+                job_id, "ietf", "t", None, "a.wav", None, None, b"\0" * 112, expires_at, now
+            )
         )
         async with store.lease(job_id) as lease:
             assert await lease.advance(1000, 2, b"\1" * 112, "audio/wav")

@@ -50,6 +50,8 @@ class ErrorCode(StrEnum):
     UPLOAD_EXPIRED = "upload_expired"
     AUDIO_TOO_LONG = "audio_too_long"
     """The audio lasts longer than the analysis server analyses (its own limit)."""
+    UPLOAD_TIMEOUT = "upload_timeout"
+    """The upload's request body went quiet past the gateway's limit (UPLOAD_BODY_*)."""
 
 
 class JobError(BaseModel):

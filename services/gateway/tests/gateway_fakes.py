@@ -73,6 +73,18 @@ class FakeLease:
         )
         return True
 
+    async def set_length(self, length: int) -> None:
+        row = self._store.rows[self.job_id]
+        if row.length is None:
+            self._store.rows[self.job_id] = dataclasses.replace(row, length=length)
+
+    async def touch(self, expires_at: datetime) -> None:
+        row = self._store.rows[self.job_id]
+        if row.state is State.OPEN:
+            self._store.rows[self.job_id] = dataclasses.replace(
+                row, expires_at=max(row.expires_at, expires_at)
+            )
+
     async def finish(self, state: State, result: str | None) -> bool:
         return self._store.ended(self.job_id, state, result)
 
@@ -82,14 +94,16 @@ class FakeLease:
 
 class FakeUploadStore:
     """The resumable uploads in a dict. One lease at a time per upload, as the advisory
-    lock gives; a second one asks the holder to stop and fails at once with
-    :class:`LockBusy` (the real store waits a while for it to let go); ``busy`` makes
-    every lease fail as a holder that never lets go would."""
+    lock gives; a second one asks the holder to stop and waits up to ``lock_wait``
+    seconds for it to let go, else :class:`LockBusy` (as the real store does); ``busy``
+    makes every lease fail as a holder that never lets go would."""
 
-    def __init__(self) -> None:
+    def __init__(self, lock_wait: float = 0.0) -> None:
         self.rows: dict[str, UploadRow] = {}
         self.busy = False
+        self.lock_wait = lock_wait
         self._held: dict[str, FakeLease] = {}
+        self._released = asyncio.Condition()
 
     async def create(self, upload: UploadRecord) -> None:
         assert upload.job_id not in self.rows
@@ -106,16 +120,6 @@ class FakeUploadStore:
     async def get(self, job_id: str) -> UploadRow | None:
         return self.rows.get(job_id)
 
-    async def set_length(self, job_id: str, length: int) -> None:
-        row = self.rows[job_id]
-        if row.length is None:
-            self.rows[job_id] = dataclasses.replace(row, length=length)
-
-    async def touch(self, job_id: str, expires_at: datetime) -> None:
-        row = self.rows[job_id]
-        if row.state is State.OPEN:
-            self.rows[job_id] = dataclasses.replace(row, expires_at=max(row.expires_at, expires_at))
-
     @contextlib.asynccontextmanager
     async def lease(self, job_id: str) -> AsyncIterator[FakeLease]:
         row = self.rows[job_id]
@@ -124,13 +128,21 @@ class FakeUploadStore:
         holder = self._held.get(job_id)
         if holder is not None:
             holder.taken_over.set()
-        if self.busy or holder is not None:
+        if self.busy:
             raise LockBusy(job_id)
+        if holder is not None:
+            try:
+                async with self._released, asyncio.timeout(self.lock_wait):
+                    await self._released.wait_for(lambda: job_id not in self._held)
+            except TimeoutError:
+                raise LockBusy(job_id) from None
         self._held[job_id] = lease = FakeLease(self, job_id, generation)
         try:
             yield lease
         finally:
             del self._held[job_id]
+            async with self._released:
+                self._released.notify_all()
 
     async def expired(self, now: datetime, limit: int = 100) -> list[UploadRow]:
         due = [r for r in self.rows.values() if r.state is State.OPEN and r.expires_at < now]

@@ -34,6 +34,8 @@ class StatusLog:
         self.bootstrap = bootstrap
         self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
         self.seen: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        self.errors: dict[str, str] = {}
+        """job id → the error code of its ``failed`` status."""
         self.task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -54,6 +56,8 @@ class StatusLog:
             self.seen[body.get("job_id", "")].append(
                 (str(body.get("status")), hdrs.get(headers.ID, ""))
             )
+            if body.get("error"):
+                self.errors.setdefault(body.get("job_id", ""), body["error"].get("code"))
 
     def statuses(self, job_id: str) -> list[str]:
         return [s for s, _ in self.seen.get(job_id, [])]

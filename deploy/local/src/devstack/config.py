@@ -86,6 +86,13 @@ class Settings:
         edge_port = _given(environ, "EDGE_PORT")
         if edge_port:
             settings = dataclasses.replace(settings, edge_port=int(edge_port))
+        # Credentials for the stack's own SeaweedFS (with S3_ENDPOINT_URL they name an
+        # external S3 instead): a stack whose services run in production mode, which
+        # refuses the development secret (the container tests, tests/containers).
+        secret = _given(environ, "S3_SECRET_ACCESS_KEY")
+        if secret and not _given(environ, "S3_ENDPOINT_URL"):
+            key = _given(environ, "S3_ACCESS_KEY_ID") or settings.s3_access_key
+            settings = dataclasses.replace(settings, s3_access_key=key, s3_secret_key=secret)
         brokers = _given(environ, "KAFKA_BROKERS")
         if brokers:
             if not brokers.isdigit() or not 1 <= int(brokers) <= MAX_KAFKA_BROKERS:

@@ -29,6 +29,11 @@ __all__ = [
     "OBJECTS_STORED",
     "S3_PARTS",
     "SSE_STREAMS",
+    "UPLOADER_BUFFERED",
+    "UPLOADER_BUFFERED_PEAK",
+    "UPLOADER_EVICTIONS",
+    "UPLOADER_MEMORY_BUDGET",
+    "UPLOADER_REREAD_BYTES",
     "UPLOADS",
     "WEBHOOKS",
     "HttpMetrics",
@@ -65,6 +70,28 @@ CONSUMER_LAG = Gauge(
     "audiopipe_kafka_consumer_lag",
     "Messages behind the end of each assigned partition.",
     ["group", "topic", "partition"],
+)
+
+# The uploader's memory budget (docs/architecture.md §5.2, issue 19).
+UPLOADER_MEMORY_BUDGET = Gauge(
+    "audiopipe_uploader_memory_budget_bytes",
+    "MEMORY_BUDGET_BYTES: the most the uploader holds of open jobs' unfinished parts.",
+)
+UPLOADER_BUFFERED = Gauge(
+    "audiopipe_uploader_buffered_bytes",
+    "Bytes of open jobs' unfinished parts held in memory (being filled or on their way to S3).",
+)
+UPLOADER_BUFFERED_PEAK = Gauge(
+    "audiopipe_uploader_buffered_peak_bytes",
+    "The most bytes of unfinished parts held at once since the process started.",
+)
+UPLOADER_EVICTIONS = Counter(
+    "audiopipe_uploader_evictions_total",
+    "Parts being filled that the uploader let go to stay within its memory budget.",
+)
+UPLOADER_REREAD_BYTES = Counter(
+    "audiopipe_uploader_reread_bytes_total",
+    "Bytes of chunks read back from audio.upload for parts that were let go.",
 )
 
 Scope = MutableMapping[str, Any]

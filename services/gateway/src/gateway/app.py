@@ -17,7 +17,7 @@ from gateway.adapters.kafka import KafkaUploadSink, kafka_answers
 from gateway.adapters.postgres import PostgresUploadStore
 from gateway.adapters.postgres_limits import PostgresQuota
 from gateway.ingest import UploadLimits
-from gateway.limits import FairUse
+from gateway.limits import FairUse, NoQuota
 from gateway.ports import Quota, UploadSink, UploadStore
 from gateway.reachability import Reachability
 from gateway.resumable import routes as resumable_routes
@@ -113,12 +113,20 @@ def create_app(
         chunk_bytes=settings.chunk_bytes,
         max_chunks_in_flight=settings.max_chunks_in_flight,
         ack_timeout_seconds=settings.kafka_timeout_seconds,
+        body_idle_seconds=settings.upload_body_idle_seconds,
+        body_min_bytes_per_second=settings.upload_body_min_bytes_per_second,
     )
     tokens = JobTokens(settings.job_token_secret.get_secret_value(), settings.job_token_ttl_seconds)
     # The identity provider's keys (JWKS, discovery): small, rare requests.
     http_client = httpx.AsyncClient(timeout=settings.kafka_timeout_seconds)
     auth = owner_auth(settings, http_client)
-    quota = quota or PostgresQuota(settings, fair_use(settings), settings.upload_lease_seconds)
+    rules = fair_use(settings)
+    if quota is None:
+        quota = (
+            NoQuota()
+            if rules.off
+            else PostgresQuota(settings, rules, settings.upload_lease_seconds)
+        )
     resumable = Resumable(
         store,
         sink,
@@ -127,6 +135,7 @@ def create_app(
         quota,
         settings.upload_expiry_seconds,
         settings.tus_checksum_max_bytes,
+        max_age_seconds=settings.upload_max_age_seconds,
     )
 
     @asynccontextmanager

@@ -6,6 +6,11 @@ unacknowledged chunks in flight. Only after Kafka acknowledged every chunk, the
 ``UploadFinished`` marker and the ``accepted`` status does the client get its 202.
 Anything that goes wrong after ``UploadStarted`` was sent is followed by
 ``UploadAborted`` so that the uploader drops what it holds.
+
+A body that goes quiet (less than ``body_min_bytes_per_second`` over
+``body_idle_seconds`` of waiting for it, :func:`paced`) is cut: the upload is aborted,
+its job fails with ``upload_timeout`` and the client, if it is still there, gets 408
+(docs/architecture.md §5.2).
 """
 
 import asyncio
@@ -19,6 +24,7 @@ from typing import Any
 from starlette.requests import ClientDisconnect
 
 from contracts import (
+    ErrorCode,
     JobStatus,
     JobStatusChanged,
     UploadAborted,
@@ -46,6 +52,84 @@ class UploadLimits:
     chunk_bytes: int
     max_chunks_in_flight: int
     ack_timeout_seconds: float
+    body_idle_seconds: float = 30.0
+    body_min_bytes_per_second: int = 0
+
+
+class BodyQuiet(Exception):
+    """The client sent too little of its request body for too long (:func:`paced`)."""
+
+
+def paced(body: AsyncIterator[bytes], limits: UploadLimits) -> AsyncIterator[bytes]:
+    """``body``'s pieces, cut with :class:`BodyQuiet` when waiting for them has lasted
+    ``body_idle_seconds`` without ``body_min_bytes_per_second`` times as many bytes
+    arriving; the wait starts over whenever they did (a rate of 0: at every byte).
+
+    Only the time spent waiting for the client counts: while the caller is busy with a
+    piece (waiting for Kafka's acknowledgements), the client's next bytes pile up in the
+    socket buffers and the clock stands still. So a slow broker never cuts a client, and
+    a client that sends a byte now and then cannot hold an upload (and, for a one-shot
+    upload, the uploader's committed offset of its partition) open for ever."""
+    return _paced(body, limits.body_idle_seconds, limits.body_min_bytes_per_second)
+
+
+async def _paced(body: AsyncIterator[bytes], idle: float, rate: int) -> AsyncIterator[bytes]:
+    # One timer for the whole body, re-armed only when it fires early, instead of a
+    # timeout per piece: a fast upload passes hundreds of pieces a second through here.
+    loop = asyncio.get_running_loop()
+    pieces = aiter(body)
+    wanted = max(1, round(rate * idle))
+    waited, got = 0.0, 0
+    since: float | None = None  # when the wait for the next piece began
+    waiter: asyncio.Task[Any] | None = None
+    quiet = False
+    timer: asyncio.TimerHandle | None = None
+
+    def check() -> None:
+        nonlocal timer, quiet
+        if since is None:  # not waiting now: the next wait arms it again
+            timer = None
+            return
+        left = idle - waited - (loop.time() - since)
+        if left > 0:
+            timer = loop.call_at(loop.time() + left, check)
+            return
+        timer = None
+        quiet = True
+        if waiter is not None:
+            waiter.cancel()
+
+    try:
+        while True:
+            since, waiter = loop.time(), asyncio.current_task()
+            if timer is None:
+                timer = loop.call_at(since + idle - waited, check)
+            try:
+                piece = await anext(pieces)
+            except StopAsyncIteration:
+                return
+            except asyncio.CancelledError:
+                if quiet and waiter is not None and waiter.uncancel() == 0:
+                    sent = "nothing" if wanted == 1 else f"less than {wanted} bytes"
+                    raise BodyQuiet(f"the request body sent {sent} in {idle:g} s") from None
+                raise
+            waited += loop.time() - since
+            since = None
+            got += len(piece)
+            if got >= wanted:
+                waited, got = 0.0, 0
+            yield piece
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+def body_timeout(exc: BodyQuiet, headers: dict[str, str] | None = None) -> ApiError:
+    """The 408 for a quiet body; the connection is closed after it (RFC 9110 §15.5.9),
+    so that the rest of a body still trickling in does not keep it open."""
+    return ApiError(
+        408, "upload_timeout", str(exc), headers={"Connection": "close", **(headers or {})}
+    )
 
 
 @dataclass(frozen=True)
@@ -222,7 +306,7 @@ async def ingest(
         await upload.add(bytes(head))
 
     try:
-        async for data in body:
+        async for data in paced(body, limits):
             for piece in reader.feed(data):
                 if upload.started:
                     await upload.add(piece)
@@ -255,6 +339,10 @@ async def ingest(
         if upload.started:
             # With Kafka failing, the client is not kept waiting for the marker too.
             await abort(upload, _reason(exc), wait=not kafka_failed)
+        if isinstance(exc, BodyQuiet):
+            if upload.started:
+                await _failed(upload, ErrorCode.UPLOAD_TIMEOUT, str(exc))
+            raise body_timeout(exc) from exc
         if isinstance(exc, MalformedForm):
             raise ApiError(400, "malformed_form", str(exc)) from exc
         if isinstance(exc, ClientDisconnect):
@@ -272,7 +360,11 @@ async def ingest(
             await sink.event(
                 topics.JOB_STATUS,
                 JobStatusChanged(
-                    job_id=job_id, status=JobStatus.ACCEPTED, progress=0, detail="upload received"
+                    job_id=job_id,
+                    status=JobStatus.ACCEPTED,
+                    progress=0,
+                    detail="upload received",
+                    owner=owner,
                 ),
                 f"{job_id}:status:accepted",
             )
@@ -353,7 +445,22 @@ async def _queue_abort(upload: ChunkPipeline, marker: UploadAborted) -> None:
         return
 
 
+async def _failed(upload: ChunkPipeline, code: ErrorCode, message: str) -> None:
+    """End the aborted job explicitly: it may have shown progress already (the
+    uploader's ``uploading``), and no 202 will tell its client anything."""
+    try:
+        await upload.send_and_wait(
+            topics.JOB_STATUS,
+            JobStatusChanged.failed(upload.job_id, code, message),
+            f"{upload.job_id}:status:failed",
+        )
+    except Exception as exc:
+        log.warning("the failed status was not published: %r", exc)
+
+
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, BodyQuiet):
+        return ErrorCode.UPLOAD_TIMEOUT.value
     if isinstance(exc, ApiError):
         return exc.code
     return type(exc).__name__

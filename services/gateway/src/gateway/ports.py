@@ -74,6 +74,9 @@ class UploadRecord:
     digest: bytes
     """The SHA-256 state (servicekit.digest): of no bytes at creation."""
     expires_at: datetime
+    """When the sweep ends it: after the idle expiry, never past its maximum age."""
+    created_at: datetime
+    """Its maximum age counts from here (docs/architecture.md §12)."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,14 @@ class Lease(Protocol):
         """Store what Kafka acknowledged; False when the upload is no longer open."""
         ...
 
+    async def set_length(self, length: int) -> None:
+        """Record the length once it is known (an upload created without it)."""
+        ...
+
+    async def touch(self, expires_at: datetime) -> None:
+        """Push an open upload's expiry out to ``expires_at`` (never in)."""
+        ...
+
     async def finish(self, state: State, result: str | None) -> bool:
         """End the open upload in ``state``; False when it was not open."""
         ...
@@ -127,17 +138,11 @@ class UploadStore(Protocol):
 
     async def get(self, job_id: str) -> UploadRow | None: ...
 
-    async def set_length(self, job_id: str, length: int) -> None:
-        """Record the length once it is known (an upload created without it)."""
-        ...
-
-    async def touch(self, job_id: str, expires_at: datetime) -> None:
-        """Push an open upload's expiry out to ``expires_at`` (never in)."""
-        ...
-
     def lease(self, job_id: str) -> AbstractAsyncContextManager[Lease]:
         """End any append in progress on ``job_id`` and hold the upload until exit;
-        :class:`LockBusy` when the holder does not let go in time."""
+        :class:`LockBusy` when the holder does not let go in time. Whatever is done
+        under a lease goes through it (its own connection), never back to the store:
+        with every pooled connection held by a lease, that would wait for ever."""
         ...
 
     async def expired(self, now: datetime, limit: int = 100) -> list[UploadRow]:

@@ -82,6 +82,31 @@ class Settings(DatabaseSettings, OwnerAuthSettings):
         description="Largest tus PATCH with an Upload-Checksum (it is read whole first).",
     )
 
+    # Quiet bodies and long-open uploads (docs/architecture.md §5.2, §12; issue 19).
+    upload_body_idle_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A request body (a one-shot upload or a resumable append) that sends "
+        "less than upload_body_min_bytes_per_second over this long of waiting for it is "
+        "cut with 408 `upload_timeout`: a one-shot upload's job fails `upload_timeout`, an "
+        "append keeps what Kafka acknowledged and can be resumed.",
+    )
+    upload_body_min_bytes_per_second: int = Field(
+        default=1024,
+        ge=0,
+        description="The rate a request body must keep up over each upload_body_idle_seconds "
+        "of waiting (0: any byte restarts the wait), so that a byte now and then does not "
+        "hold an upload open.",
+    )
+    upload_max_age_seconds: int = Field(
+        default=24 * 3600,
+        gt=0,
+        description="A resumable upload ends with `upload_expired` this long after its "
+        "creation, whatever its requests do (by default when its access token, which its "
+        "upload URL carries, expires: JOB_TOKEN_TTL_SECONDS). Keep it within audio.upload's "
+        "retention: the uploader reads an open upload's unsaved bytes back from Kafka.",
+    )
+
     @model_validator(mode="after")
     def _who_may_upload_is_chosen_in_production(self) -> "Settings":
         """A public upload route is the operator's explicit choice (issue 19)."""

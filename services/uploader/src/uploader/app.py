@@ -23,10 +23,11 @@ from servicekit.metrics import watch_consumer_lag
 from uploader import handlers
 from uploader.adapters.kafka import KafkaEventPublisher
 from uploader.adapters.postgres import PostgresCheckpoints
+from uploader.adapters.rereading import KafkaChunkReader
 from uploader.adapters.s3 import S3ObjectStore
 from uploader.assembly import Assembler
 from uploader.handlers import Rebalance, Uploads
-from uploader.ports import CheckpointStore, ObjectStore
+from uploader.ports import CheckpointStore, ChunkSource, ObjectStore
 from uploader.settings import Settings
 from uploader.sweeper import sweep_forever
 
@@ -34,10 +35,14 @@ SERVICE = "uploader"
 
 
 def create_broker(
-    settings: Settings, store: ObjectStore, checkpoints: CheckpointStore | None = None
+    settings: Settings,
+    store: ObjectStore,
+    checkpoints: CheckpointStore | None = None,
+    chunks: ChunkSource | None = None,
 ) -> tuple[KafkaBroker, Uploads]:
     """The broker with the uploader's publishers and its ``audio.upload`` subscriber,
-    wired to ``store``; also what the handler was given, for the app and for tests."""
+    wired to ``store``; also what the handler was given, for the app and for tests.
+    Without ``chunks`` (unit tests) the memory budget is not enforced."""
     broker = make_broker(settings, SERVICE, "Streams uploads from Kafka into S3.")
     broker.publisher(topics.AUDIO_STORED, schema=AudioStored, description="Audio is in S3.")
     broker.publisher(
@@ -52,6 +57,8 @@ def create_broker(
         settings.part_bytes,
         progress_interval=settings.progress_interval_seconds,
         checkpoints=checkpoints,
+        budget=settings.memory_budget_bytes,
+        chunks=chunks,
     )
     uploads = Uploads(assembler, events)
     broker.context.set_global("uploads", uploads)
@@ -83,7 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     store = S3ObjectStore(settings)
     checkpoints = PostgresCheckpoints(settings)
-    broker, uploads = create_broker(settings, store, checkpoints)
+    chunks = KafkaChunkReader(settings, settings.reread_timeout_seconds)
+    broker, uploads = create_broker(settings, store, checkpoints, chunks)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -91,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await stack.enter_async_context(store)
             await stack.enter_async_context(checkpoints)
             await prepare_kafka(settings)
+            await stack.enter_async_context(chunks)
             await broker.start()
             stack.push_async_callback(broker.stop)
             stop_if_fetching_ends(broker)

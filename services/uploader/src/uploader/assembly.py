@@ -9,13 +9,24 @@ multipart upload (docs/architecture.md §5.4).
 The multipart upload is begun with the first full part. A file that ends before one
 (the common short recording) is stored with one PutObject once it is verified: one S3
 request instead of create, upload part, complete and the metadata copy.
+
+What it holds is bounded by a budget (:class:`uploader.memory.MemoryBudget`), whatever
+the number of open jobs (docs/architecture.md §5.2, §12). Each chunk's place is kept
+(:class:`uploader.memory.Span`: its Kafka offset and its bytes of the job). When the
+budget would be exceeded, the part being filled of the job that received a chunk least
+recently is let go: that job keeps only the places of its unsent bytes, and when they
+make a full part, or the upload finishes, they are read back from Kafka
+(:class:`uploader.ports.ChunkSource`). Kafka still has them: the committed offset of
+their partition is held at the job's first chunk not in a saved part (uploader.offsets).
+A job streaming now is the last to be let go, so a fast upload is not slowed down
+unless the budget allows nothing else.
 """
 
 import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -33,8 +44,16 @@ from contracts import (
 from servicekit.blocks import Blocks
 from servicekit.digest import Sha256
 from servicekit.logs import job_id_var
-from servicekit.metrics import OBJECTS_STORED, S3_PARTS
-from uploader.ports import Checkpoint, CheckpointStore, EventPublisher, ObjectStore, StorageError
+from servicekit.metrics import OBJECTS_STORED, S3_PARTS, UPLOADER_REREAD_BYTES
+from uploader.memory import MemoryBudget, Span
+from uploader.ports import (
+    Checkpoint,
+    CheckpointStore,
+    ChunkSource,
+    EventPublisher,
+    ObjectStore,
+    StorageError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +81,15 @@ class OpenJob:
     broken: str | None = None
     by_offset: bool = False
     parted: int = 0
-    positions: deque[tuple[int, int]] = field(default_factory=deque)
-    """(byte end, Kafka offset) of the chunks whose bytes are not yet in a saved part."""
+    """Bytes in parts uploaded to S3."""
+    cut: int = 0
+    """Bytes handed to parts (uploaded or on their way); ``buffer`` holds the rest."""
+    spans: deque[Span] = field(default_factory=deque)
+    """Where the bytes not yet in an uploaded part came from, in order."""
+    partition: int = 0
+    resident: bool = True
+    """False once its part being filled was let go: ``buffer`` is empty, and the bytes
+    from ``cut`` to ``size`` are read back from Kafka when they are needed."""
     checkpointed: bool = False
 
 
@@ -78,8 +104,17 @@ class Assembler:
         progress_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         checkpoints: CheckpointStore | None = None,
+        budget: int | None = None,
+        chunks: ChunkSource | None = None,
     ) -> None:
+        """``budget``: the most bytes of unfinished parts held at once; parts are let go
+        and read back from ``chunks`` to stay within it (both or neither)."""
         self._checkpoints = checkpoints
+        self._chunks = chunks
+        self.memory = MemoryBudget(budget if chunks is not None else None)
+        self._filling: OrderedDict[str, OpenJob] = OrderedDict()
+        """Resident jobs holding bytes in ``buffer``, the one that got a chunk least
+        recently first: the order in which they are let go."""
         self._store = store
         self._events = events
         self._bucket = bucket
@@ -104,7 +139,7 @@ class Assembler:
         rebuild the job from its checkpoint (None: nothing unsaved). Other open jobs
         hold their ``started`` message (uploader.offsets)."""
         return {
-            job_id: (job.positions[0][1] if job.positions else None)
+            job_id: (job.spans[0].offset if job.spans else None)
             for job_id, job in self.jobs.items()
             if job.checkpointed
         }
@@ -128,6 +163,7 @@ class Assembler:
             reported_at=self._clock(),
             by_offset=True,
             parted=saved.size,
+            cut=saved.size,
             checkpointed=True,
         )
         self.jobs[job_id] = job
@@ -171,12 +207,16 @@ class Assembler:
         data: bytes,
         offset: int | None = None,
         position: int = 0,
+        partition: int = 0,
     ) -> None:
+        """Chunk ``sequence`` of a job (at byte ``offset`` of a resumable upload), the
+        record at Kafka ``position`` of ``partition``."""
         job = self.jobs.get(job_id)
         if job is None and offset is not None:
             job = await self._resume(job_id)
         if job is None or job.already_stored or job.broken:
             return
+        origin, value = job.size, data
         if offset is not None:
             # A resumable upload's chunk is placed by its byte offset: a resumed append
             # repeats what an interrupted one sent but never had recorded, so the bytes
@@ -187,11 +227,11 @@ class Assembler:
             if offset > job.size:
                 log.info("chunk at %d skipped: %d bytes held", offset, job.size)
                 return
+            origin = offset
             data = data[job.size - offset :]
             job.next_sequence = max(job.next_sequence, sequence + 1)
             if not data:
                 return
-            job.positions.append((job.size + len(data), position))
         elif sequence < job.next_sequence:
             return  # a redelivered chunk
         elif sequence > job.next_sequence:
@@ -199,14 +239,128 @@ class Assembler:
             return
         else:
             job.next_sequence += 1
+        span = Span(job.size, job.size + len(data), position, origin)
+        job.spans.append(span)
+        job.partition = partition
         job.size += len(data)
-        for part in job.buffer.add(data):
+        if job.resident:
+            if job_id in self._filling:
+                self._filling.move_to_end(job_id)
+            await self._make_room(len(data), job)
+            self.memory.take(len(data))
+            self._filling[job_id] = job
+            # A chunk (at most MAX_MESSAGE_BYTES) is smaller than a part: at most one.
+            for part in job.buffer.add(data):
+                await self._send(job, part)
+            return
+        # Let go before: its part is read back from Kafka once it is full; the bytes of
+        # this chunk still in hand are not read again.
+        while job.size - job.cut >= self._part_bytes:
+            part = await self._read_back(job, job.cut + self._part_bytes, (span, value))
+            await self._send(job, part)
+        self._refill(job, span, value)
+
+    async def _send(self, job: OpenJob, part: bytearray) -> None:
+        """Upload ``part`` (the job's bytes from ``cut``, counted in the budget until it
+        is uploaded) in the background, once the part before it is in: at most one part
+        per job is on its way."""
+        try:
             await self._settle(job)
-            job.sha256.update(part)
-            job.uploading = asyncio.create_task(
-                self._put_part(job, part, job.sha256.state(), job.next_sequence)
-            )
-            await self._report_progress(job)
+        except BaseException:
+            self.memory.give(len(part))
+            raise
+        job.sha256.update(part)
+        job.cut += len(part)
+        if not job.buffer:
+            self._filling.pop(job.started.job_id, None)
+        job.uploading = asyncio.create_task(
+            self._upload(job, part, job.sha256.state(), job.next_sequence)
+        )
+        await self._report_progress(job)
+
+    async def _upload(self, job: OpenJob, part: bytearray, digest: bytes, sequence: int) -> None:
+        try:
+            await self._put_part(job, part, digest, sequence)
+        finally:
+            self.memory.give(len(part))
+
+    async def _make_room(self, size: int, keep: OpenJob) -> None:
+        """Let go of other jobs' parts being filled (least recently active first), then
+        wait for parts on their way to S3, until ``size`` more bytes fit the budget.
+        ``keep`` is the job that needs them: the budget allows its own two parts
+        (settings), so what it holds alone never passes the budget."""
+        while self.memory.exceeded_by(size):
+            victim = next((j for j in self._filling.values() if j is not keep), None)
+            if victim is not None:
+                self._let_go(victim)
+                continue
+            sending = [
+                j.uploading
+                for j in self.jobs.values()
+                if j is not keep and j.uploading is not None and not j.uploading.done()
+            ]
+            if not sending:
+                return
+            # Their S3 errors stay in their tasks, for their own jobs to meet.
+            await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
+
+    def _let_go(self, job: OpenJob) -> None:
+        """Drop the job's part being filled; it is read back from Kafka when needed."""
+        self._filling.pop(job.started.job_id, None)
+        self.memory.give(len(job.buffer))
+        job.buffer.clear()
+        job.resident = False
+        self.memory.evicted()
+        log.info(
+            "let go of %d bytes of job %s (memory budget); read back from Kafka when needed",
+            job.size - job.cut,
+            job.started.job_id,
+        )
+
+    async def _read_back(
+        self, job: OpenJob, end: int, in_hand: tuple[Span, bytes] | None = None
+    ) -> bytearray:
+        """The job's bytes from ``cut`` to ``end``, read back from Kafka (those of the
+        chunk ``in_hand``, its span and record value, from that value), counted in the
+        budget."""
+        assert self._chunks is not None, "only a job that was let go is read back"
+        start = job.cut
+        await self._make_room(end - start, job)
+        self.memory.take(end - start)
+        try:
+            spans = [s for s in job.spans if s.end > start and s.first < end]
+            current = in_hand[0] if in_hand else None
+            wanted = [s.offset for s in spans if s is not current]
+            part = bytearray()
+            reading = self._chunks.read(job.started.job_id, job.partition, wanted)
+            async with contextlib.aclosing(reading) as values:
+                for span in spans:
+                    if in_hand is not None and span is current:
+                        value = in_hand[1]
+                    else:
+                        value = await anext(values, b"")
+                        UPLOADER_REREAD_BYTES.inc(len(value))
+                    low, high = max(span.first, start), min(span.end, end)
+                    part += memoryview(value)[low - span.origin : high - span.origin]
+            if len(part) != end - start:
+                raise StorageError(f"read back {len(part)} bytes of {end - start} from Kafka")
+        except BaseException:
+            self.memory.give(end - start)
+            raise
+        return part
+
+    def _refill(self, job: OpenJob, span: Span, value: bytes) -> None:
+        """A job let go holds memory again once its unsent bytes are all in the chunk
+        in hand (``value``, a part was just read back) and they fit the budget as they
+        are."""
+        rest = job.size - job.cut
+        if rest > span.end - span.first or self.memory.exceeded_by(rest):
+            return
+        job.resident = True
+        if rest:
+            self.memory.take(rest)
+            job.buffer.add(memoryview(value)[len(value) - rest :])
+            self._filling[job.started.job_id] = job
 
     async def _report_progress(self, job: OpenJob) -> None:
         """``uploading`` with the share of the expected size received, at most once per
@@ -237,8 +391,10 @@ class Assembler:
         if job.already_stored:
             if job.already_stored == event.sha256:
                 await self._announce(job, event)
-            self.jobs.pop(event.job_id)
+            self._discard(job)
             return
+        if not job.resident and not job.broken:
+            await self._restore(job)
         problem = job.broken or _mismatch(job, event)
         if not problem:
             await self._settle(job)
@@ -272,26 +428,27 @@ class Assembler:
             await self._store.complete(
                 job.key, job.upload_id, job.etags, metadata, job.started.content_type
             )
-        job.buffer.clear()
+        self._discard(job)
         OBJECTS_STORED.inc()
         await self._announce(job, event)
-        self.jobs.pop(event.job_id)
         await self._forget(job)
         log.info("stored %d bytes at s3://%s/%s", event.size, self._bucket, job.key)
 
     async def aborted(self, event: UploadAborted) -> None:
-        job = self.jobs.pop(event.job_id, None) or await self._resume_quietly(event.job_id)
-        self.jobs.pop(event.job_id, None)
+        job = self.jobs.get(event.job_id) or await self._resume_quietly(event.job_id)
         if job:
+            self._discard(job)
             await _cancel(job)
             await self._forget(job)
         if job and job.upload_id:
             await self._store.abort(job.key, job.upload_id)
             log.info("upload aborted by the gateway: %s", event.reason)
         if job and job.progress:
-            # Its progress was shown: end it explicitly rather than leave it `uploading`.
+            # Its progress was shown: end it explicitly rather than leave it `uploading`,
+            # with the gateway's reason when it is a code (`upload_timeout`, ...).
+            code = ErrorCode(event.reason) if event.reason in _CODES else ErrorCode.UPLOAD_ABORTED
             await self._events.status(
-                JobStatusChanged.failed(event.job_id, ErrorCode.UPLOAD_ABORTED, event.reason),
+                JobStatusChanged.failed(event.job_id, code, event.reason),
                 f"{event.job_id}:status:failed",
             )
         if job is None:
@@ -321,8 +478,9 @@ class Assembler:
     async def drop(self, job_ids: list[str]) -> None:
         """Forget jobs whose partition went to another consumer; it redoes them."""
         for job_id in job_ids:
-            job = self.jobs.pop(job_id, None)
+            job = self.jobs.get(job_id)
             if job:
+                self._discard(job)
                 await _cancel(job)
             # A checkpointed upload is the next owner's to continue.
             if job and job.upload_id and not job.checkpointed:
@@ -342,7 +500,9 @@ class Assembler:
         job.etags.append(etag)
         job.parted += len(data)
         S3_PARTS.inc()
-        if job.by_offset and digest is not None and self._checkpoints is not None:
+        if not (job.by_offset and self._checkpoints is not None):
+            _saved(job)
+        elif digest is not None:
             await self._checkpoints.save(
                 Checkpoint(
                     job.started,
@@ -355,8 +515,22 @@ class Assembler:
                 )
             )
             job.checkpointed = True
-            while job.positions and job.positions[0][0] <= job.parted:
-                job.positions.popleft()
+            _saved(job)
+
+    def _discard(self, job: OpenJob) -> None:
+        """Close the job here: what it held is no longer counted."""
+        self.jobs.pop(job.started.job_id, None)
+        self._filling.pop(job.started.job_id, None)
+        self.memory.give(len(job.buffer))
+        job.buffer.clear()
+
+    async def _restore(self, job: OpenJob) -> None:
+        """A job that was let go gets its unsent bytes back (less than a part)."""
+        rest = await self._read_back(job, job.size)
+        job.resident = True
+        if rest:
+            job.buffer.add(rest)
+            self._filling[job.started.job_id] = job
 
     async def _forget(self, job: OpenJob) -> None:
         if job.by_offset and self._checkpoints is not None:
@@ -390,12 +564,14 @@ class Assembler:
                 status=JobStatus.UPLOADED,
                 progress=stage_progress(JobStatus.UPLOADED),
                 detail="audio stored",
+                # The owner again: `accepted` is not waited for, and may be lost.
+                owner=job.started.owner,
             ),
             f"{event.job_id}:status:uploaded",
         )
 
     async def _fail(self, job: OpenJob, code: ErrorCode, message: str) -> None:
-        self.jobs.pop(job.started.job_id, None)
+        self._discard(job)
         await _cancel(job)
         await self._forget(job)
         if job.upload_id:
@@ -408,6 +584,15 @@ class Assembler:
             JobStatusChanged.failed(job.started.job_id, code, message),
             f"{job.started.job_id}:status:failed",
         )
+
+
+_CODES = frozenset(code.value for code in ErrorCode)
+
+
+def _saved(job: OpenJob) -> None:
+    """Forget where the bytes now in an uploaded part came from."""
+    while job.spans and job.spans[0].end <= job.parted:
+        job.spans.popleft()
 
 
 async def _cancel(job: OpenJob) -> None:

@@ -145,6 +145,7 @@ async def _dispatch(
             record.value or b"",
             int(offset) if offset is not None else None,
             record.offset,
+            record.partition,
         )
         if not known and job_id in assembler.jobs:
             tracker.opened(partition, job_id, record.offset)  # resumed from its checkpoint

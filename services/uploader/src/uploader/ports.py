@@ -6,6 +6,7 @@ fakes of them (``tests/fakes.py``). An adapter raises only the exceptions named 
 so no botocore or aiokafka error reaches the rules.
 """
 
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -98,3 +99,16 @@ class CheckpointStore(Protocol):
 
     async def upload_ids(self) -> set[str]:
         """The multipart upload ids of every checkpointed job (not abandoned)."""
+
+
+class ChunkSource(Protocol):
+    """``audio.upload`` again, record by record: where the uploader reads back the part
+    of a job it let go to stay within its memory budget (docs/architecture.md §12)."""
+
+    def read(
+        self, job_id: str, partition: int, offsets: Sequence[int]
+    ) -> AsyncGenerator[bytes, None]:
+        """The values of the records at ``offsets`` (ascending) of ``partition``, one by
+        one in that order; each must be keyed ``job_id``. :class:`StorageError` when one
+        cannot be read (gone with the topic's retention, or Kafka does not answer)."""
+        ...

@@ -49,13 +49,14 @@ CREATE INDEX IF NOT EXISTS uploads_open_expiry ON {schema}.uploads (expires_at)
 
 _COLUMNS = (
     "job_id::text, protocol, token_id, owner, filename, upload_length, repr_sha256, digest, "
-    "expires_at, state, upload_offset, chunk_count, media_type, generation, result::text"
+    "expires_at, created_at, state, upload_offset, chunk_count, media_type, generation, "
+    "result::text"
 )
 
 
 def _row(record: asyncpg.Record) -> UploadRow:
     values = list(record.values())
-    values[9] = State(values[9])
+    values[10] = State(values[10])
     return UploadRow(*values)
 
 
@@ -102,6 +103,24 @@ class PostgresLease:
         return bool(status == "UPDATE 1")
 
     @unavailable_on_outage
+    async def set_length(self, length: int) -> None:
+        await self.conn.execute(
+            f"UPDATE {self._table} SET upload_length = $2 WHERE job_id = $1 "
+            "AND upload_length IS NULL",
+            uuid.UUID(self.job_id),
+            length,
+        )
+
+    @unavailable_on_outage
+    async def touch(self, expires_at: datetime) -> None:
+        await self.conn.execute(
+            f"UPDATE {self._table} SET expires_at = greatest(expires_at, $2) "
+            "WHERE job_id = $1 AND state = 'open'",
+            uuid.UUID(self.job_id),
+            expires_at,
+        )
+
+    @unavailable_on_outage
     async def finish(self, state: State, result: str | None) -> bool:
         status = await self.conn.execute(
             f"""UPDATE {self._table} SET state = $2, result = $3::jsonb
@@ -136,8 +155,8 @@ class PostgresUploadStore(PostgresResource):
     async def create(self, upload: UploadRecord) -> None:
         await self._pool.execute(
             f"""INSERT INTO {self._table} (job_id, protocol, token_id, owner, filename,
-                   upload_length, repr_sha256, digest, expires_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+                   upload_length, repr_sha256, digest, expires_at, created_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
             uuid.UUID(upload.job_id),
             upload.protocol,
             upload.token_id,
@@ -147,6 +166,7 @@ class PostgresUploadStore(PostgresResource):
             upload.repr_sha256,
             upload.digest,
             upload.expires_at,
+            upload.created_at,
         )
 
     @unavailable_on_outage
@@ -155,24 +175,6 @@ class PostgresUploadStore(PostgresResource):
             f"SELECT {_COLUMNS} FROM {self._table} WHERE job_id = $1", uuid.UUID(job_id)
         )
         return _row(record) if record else None
-
-    @unavailable_on_outage
-    async def set_length(self, job_id: str, length: int) -> None:
-        await self._pool.execute(
-            f"UPDATE {self._table} SET upload_length = $2 WHERE job_id = $1 "
-            "AND upload_length IS NULL",
-            uuid.UUID(job_id),
-            length,
-        )
-
-    @unavailable_on_outage
-    async def touch(self, job_id: str, expires_at: datetime) -> None:
-        await self._pool.execute(
-            f"UPDATE {self._table} SET expires_at = greatest(expires_at, $2) "
-            "WHERE job_id = $1 AND state = 'open'",
-            uuid.UUID(job_id),
-            expires_at,
-        )
 
     @contextlib.asynccontextmanager
     async def lease(self, job_id: str) -> AsyncIterator[PostgresLease]:

@@ -48,12 +48,19 @@ def wants_ietf(request: Request) -> bool:
     return "upload-complete" in request.headers or "upload-draft-interop-version" in request.headers
 
 
-def limits(resumable: Resumable) -> str:
-    return f"max-size={resumable.limits.max_bytes}, max-age={resumable.expiry_seconds}"
+def limits(resumable: Resumable, row: UploadRow | None = None) -> str:
+    """``Upload-Limit``. Its ``max-age`` is the upload's remaining lifetime (the draft's
+    "Limits"): until the earlier of its idle expiry and its maximum age; before there is
+    an upload, the lifetime a new one gets."""
+    age = resumable.remaining(row) if row is not None else resumable.lifetime()
+    return f"max-size={resumable.limits.max_bytes}, max-age={age}"
 
 
 def _headers(resumable: Resumable, row: UploadRow | None = None, **extra: str) -> dict[str, str]:
-    found = {"Upload-Limit": limits(resumable), "Upload-Draft-Interop-Version": INTEROP_VERSION}
+    found = {
+        "Upload-Limit": limits(resumable, row),
+        "Upload-Draft-Interop-Version": INTEROP_VERSION,
+    }
     if row is not None:
         found["Upload-Offset"] = str(row.offset)
         found["Upload-Complete"] = "?1" if row.state is State.COMPLETE else "?0"

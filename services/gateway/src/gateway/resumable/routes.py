@@ -17,7 +17,7 @@ router = APIRouter()
 
 _ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorBody}
-    for code in (400, 401, 403, 404, 409, 410, 412, 413, 415, 429, 460, 503)
+    for code in (400, 401, 403, 404, 408, 409, 410, 412, 413, 415, 429, 460, 503)
 }
 
 

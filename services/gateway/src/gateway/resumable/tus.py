@@ -8,13 +8,13 @@ route that clients already know is the tus endpoint; the upload URL is the same
 Checksum: ``Upload-Checksum`` covers one PATCH's body, and a mismatching body must not
 be appended. Bytes go to Kafka as they arrive and cannot be taken back, so a PATCH that
 carries a checksum is read whole first (at most ``checksum_max_bytes``, else 413),
-verified, then appended; PATCHes without one stream as usual.
+verified, then appended; PATCHes without one stream as usual. It is read under the
+upload's lease (:meth:`Resumable.append`), so parallel PATCHes to one upload hold at
+most one such body in memory.
 """
 
 import base64
 import binascii
-import hashlib
-from collections.abc import AsyncIterator
 from email.utils import format_datetime
 
 from fastapi import Request, Response
@@ -96,6 +96,7 @@ async def create(
     if length is None:
         raise ApiError(400, "invalid_upload_length", "Upload-Length is required")
     metadata = _metadata(request.headers.get("upload-metadata"))
+    checksum = _checksum(request, resumable)
     new = NewUpload(
         protocol="tus",
         token_id=token_id,
@@ -116,10 +117,11 @@ async def create(
             _content_type(request)
             done = await resumable.append(
                 created.job_id,
-                await _body(request, resumable),
+                request.stream(),
                 offset=0,
                 complete=None,
                 length=None,
+                checksum=checksum,
             )
             row, size, sha256 = done.row, done.size, done.sha256
         body = accepted_json(created, new, row, size, sha256)
@@ -132,10 +134,12 @@ def _content_type(request: Request) -> None:
         raise ApiError(415, "unsupported_media_type", f"a tus PATCH body is {OFFSET_STREAM}")
 
 
-async def _body(request: Request, resumable: Resumable) -> AsyncIterator[bytes]:
+def _checksum(request: Request, resumable: Resumable) -> bytes | None:
+    """The SHA-256 an ``Upload-Checksum`` names, checked before anything is read: a body
+    declared larger than a checksummed PATCH may be is refused at once."""
     checksum = request.headers.get("upload-checksum")
     if checksum is None:
-        return request.stream()
+        return None
     algorithm, _, encoded = checksum.strip().partition(" ")
     if algorithm != "sha256":
         raise ApiError(400, "unsupported_checksum", "Upload-Checksum must use sha256")
@@ -143,19 +147,13 @@ async def _body(request: Request, resumable: Resumable) -> AsyncIterator[bytes]:
         expected = base64.b64decode(encoded, validate=True)
     except binascii.Error as exc:
         raise ApiError(400, "invalid_checksum", "Upload-Checksum is not base64") from exc
+    if len(expected) != 32:
+        raise ApiError(400, "invalid_checksum", "Upload-Checksum is not a SHA-256")
     limit = resumable.checksum_max_bytes
-    data = bytearray()
-    async for piece in request.stream():
-        data += piece
-        if len(data) > limit:
-            raise ApiError(413, "too_large", f"a PATCH with a checksum is at most {limit} bytes")
-    if hashlib.sha256(data).digest() != expected:
-        raise ApiError(460, "checksum_mismatch", "the body does not match Upload-Checksum")
-
-    async def whole() -> AsyncIterator[bytes]:
-        yield bytes(data)
-
-    return whole()
+    declared = sf_integer(request.headers.get("content-length"))
+    if declared is not None and declared > limit:
+        raise ApiError(413, "too_large", f"a PATCH with a checksum is at most {limit} bytes")
+    return expected
 
 
 async def head(resumable: Resumable, row: UploadRow) -> Response:
@@ -180,9 +178,15 @@ async def patch(request: Request, resumable: Resumable, row: UploadRow) -> Respo
         raise ApiError(
             409, "offset_mismatch", f"the upload is at offset {row.offset}", _headers(row)
         )
+    checksum = _checksum(request, resumable)
     try:
         done = await resumable.append(
-            row.job_id, await _body(request, resumable), offset=offset, complete=None, length=None
+            row.job_id,
+            request.stream(),
+            offset=offset,
+            complete=None,
+            length=None,
+            checksum=checksum,
         )
     except OffsetMismatch as error:
         error.headers = _headers(row, **{"Upload-Offset": str(error.expected)})

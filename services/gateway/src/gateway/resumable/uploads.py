@@ -7,13 +7,22 @@ state; the stored offset advances only after Kafka acknowledged a chunk, so it i
 Kafka holds. An interrupted append still stores every byte it received. Completion
 checks the length and the client's sha-256, then sends ``UploadFinished`` exactly as the
 one-shot route does.
+
+An upload ends ``upload_expired`` once it has received no append for
+``expiry_seconds``, and at the latest ``max_age_seconds`` after its creation: a HEAD
+only reads, so it extends nothing, and no request extends the maximum age. An append
+whose body goes quiet (:func:`gateway.ingest.paced`) stops reading, keeps what Kafka
+acknowledged and answers 408; the upload can be resumed.
 """
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
+import math
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,7 +40,7 @@ from contracts import (
     topics,
 )
 from gateway.accepted import JobGrant, accepted_body, set_progress_cookie
-from gateway.ingest import Acked, ChunkPipeline, UploadLimits
+from gateway.ingest import Acked, BodyQuiet, ChunkPipeline, UploadLimits, body_timeout, paced
 from gateway.ports import (
     Lease,
     LockBusy,
@@ -142,9 +151,23 @@ class Resumable:
     quota: Quota
     expiry_seconds: int
     checksum_max_bytes: int = 16 * 1024 * 1024
+    max_age_seconds: int = 24 * 3600
 
-    def expires_at(self) -> datetime:
-        return datetime.now(UTC) + timedelta(seconds=self.expiry_seconds)
+    def lifetime(self) -> int:
+        """Seconds a new upload may live: what ``Upload-Limit: max-age`` announces
+        before there is an upload (OPTIONS, the 104)."""
+        return min(self.expiry_seconds, self.max_age_seconds)
+
+    def expires_at(self, created_at: datetime) -> datetime:
+        """The expiry after an append now: idle expiry, never past the maximum age."""
+        idle = datetime.now(UTC) + timedelta(seconds=self.expiry_seconds)
+        return min(idle, created_at + timedelta(seconds=self.max_age_seconds))
+
+    @staticmethod
+    def remaining(row: UploadRow) -> int:
+        """Whole seconds the upload has left, from now (the draft's ``max-age``)."""
+        left = (row.expires_at - datetime.now(UTC)).total_seconds()
+        return max(0, math.ceil(left))
 
     @contextlib.asynccontextmanager
     async def creating(self, new: NewUpload) -> AsyncIterator[Created]:
@@ -168,6 +191,7 @@ class Resumable:
             await self.quota.release(lease)
 
     async def _create(self, job_id: str, new: NewUpload) -> None:
+        now = datetime.now(UTC)
         await self.store.create(
             UploadRecord(
                 job_id=job_id,
@@ -178,7 +202,8 @@ class Resumable:
                 length=new.length,
                 repr_sha256=new.repr_sha256,
                 digest=Sha256().state(),
-                expires_at=self.expires_at(),
+                expires_at=self.expires_at(now),
+                created_at=now,
             )
         )
         await self._status(
@@ -187,6 +212,7 @@ class Resumable:
                 status=JobStatus.ACCEPTED,
                 progress=0,
                 detail="resumable upload created",
+                owner=new.owner,
             ),
             f"{job_id}:status:accepted",
         )
@@ -211,7 +237,8 @@ class Resumable:
 
     async def current(self, row: UploadRow) -> UploadRow:
         """The stored state, after ending any append in progress (the draft's
-        "Concurrency"), so that the offset answered is the one the next append needs."""
+        "Concurrency"), so that the offset answered is the one the next append needs.
+        Reading the offset is not activity: it extends no expiry."""
         self.usable(row)
         try:
             async with self.store.lease(row.job_id) as lease:
@@ -220,8 +247,6 @@ class Resumable:
             found = await self.store.get(row.job_id)
         assert found is not None
         self.usable(found)
-        if found.state is State.OPEN:
-            await self.store.touch(row.job_id, self.expires_at())
         return found
 
     async def cancel(self, row: UploadRow) -> None:
@@ -252,13 +277,15 @@ class Resumable:
         offset: int,
         complete: bool | None,
         length: int | None,
+        checksum: bytes | None = None,
     ) -> Appended:
         """Append ``body`` at ``offset``. ``complete`` None (tus) completes the upload
-        once the offset reaches its length."""
+        once the offset reaches its length. With a ``checksum`` (tus: the SHA-256 of the
+        body) the body is read whole and checked before any of it is appended."""
         job_id_var.set(job_id)
         try:
             async with self.store.lease(job_id) as lease:
-                return await self._append(lease, body, offset, complete, length)
+                return await self._append(lease, body, offset, complete, length, checksum)
         except LockBusy as exc:
             raise ApiError(
                 409,
@@ -274,6 +301,7 @@ class Resumable:
         offset: int,
         complete: bool | None,
         length: int | None,
+        checksum: bytes | None,
     ) -> Appended:
         row = await lease.row()
         assert row is not None
@@ -288,14 +316,18 @@ class Resumable:
         ):
             raise ApiError(400, "inconsistent_length", "the upload length does not match")
         if length is not None and row.length is None:
-            await self.store.set_length(job_id, length)
+            await lease.set_length(length)
         total = row.length if row.length is not None else length
-        await self.store.touch(job_id, self.expires_at())
+        await lease.touch(self.expires_at(row.created_at))
 
         media = row.media_type
 
         async def stored(acked: Acked) -> None:
-            await lease.advance(acked.size, acked.sequence, acked.digest, media)
+            if not await lease.advance(acked.size, acked.sequence, acked.digest, media):
+                # Ended meanwhile (expired past its maximum age): stop reading (410).
+                ended = await lease.row()
+                assert ended is not None
+                self.usable(ended)
 
         pipeline = ChunkPipeline(
             self.sink,
@@ -340,9 +372,13 @@ class Resumable:
             head.clear()
 
         interrupted = False
+        quiet: BodyQuiet | None = None
         try:
             try:
-                async for piece in until_taken_over(body, lease.taken_over):
+                pieces = until_taken_over(paced(body, self.limits), lease.taken_over)
+                if checksum is not None:
+                    pieces = await self._checked(pieces, checksum)
+                async for piece in pieces:
                     if total is not None and pipeline.size + len(head) + len(piece) > total:
                         raise ApiError(
                             413, "beyond_length", f"the upload's length is {total} bytes"
@@ -353,13 +389,16 @@ class Resumable:
                     head += piece
                     if len(head) >= SNIFF_BYTES:
                         await start()
-            except (ClientDisconnect, TakenOver) as exc:
+            except (ClientDisconnect, TakenOver, BodyQuiet) as exc:
                 # Keep what arrived: the client resumes from the stored offset.
                 log.info("append interrupted (%s) at %d bytes", type(exc).__name__, pipeline.size)
                 interrupted = True
+                quiet = exc if isinstance(exc, BodyQuiet) else None
             if head and not pipeline.started and not interrupted:
                 await start()
             await pipeline.flush()
+            if quiet is not None:
+                raise body_timeout(quiet, {"Upload-Offset": str(pipeline.sent)})
             if complete is None:
                 complete = total is not None and pipeline.sent == total
             if interrupted or not complete:
@@ -377,6 +416,33 @@ class Resumable:
                 "the bytes could not be stored; resume from the upload's offset",
                 headers={"Retry-After": "5"},
             ) from exc
+
+    async def _checked(self, pieces: AsyncIterator[bytes], expected: bytes) -> AsyncIterator[bytes]:
+        """The whole body, once its SHA-256 is ``expected`` (tus ``checksum``: bytes on
+        Kafka cannot be taken back, so a body that does not match must not be appended).
+        Read under the upload's lease, so an upload holds at most one such body: a second
+        PATCH first ends this one (which then appends nothing) and reads its own only
+        once this one let go."""
+        limit = self.checksum_max_bytes
+        held: deque[bytes] = deque()
+        digest = hashlib.sha256()
+        size = 0
+        async for piece in pieces:
+            size += len(piece)
+            if size > limit:
+                raise ApiError(
+                    413, "too_large", f"a PATCH with a checksum is at most {limit} bytes"
+                )
+            digest.update(piece)
+            held.append(piece)
+        if digest.digest() != expected:
+            raise ApiError(460, "checksum_mismatch", "the body does not match Upload-Checksum")
+
+        async def replay() -> AsyncIterator[bytes]:
+            while held:  # each piece let go as it is handed on
+                yield held.popleft()
+
+        return replay()
 
     async def _complete(
         self, lease: Lease, row: UploadRow, pipeline: ChunkPipeline, total: int | None
