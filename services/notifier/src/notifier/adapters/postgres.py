@@ -253,19 +253,17 @@ class PostgresStore(Resource):
             # Every job of the batch, locked in one order, so replicas cannot deadlock.
             await conn.execute(_LOCK_JOBS, job_ids)
             # Under the jobs' locks nobody else writes their rows: no FOR UPDATE needed.
-            deleted = {
-                r["job_id"]
-                for r in await conn.fetch(
-                    f"SELECT job_id FROM {s}.deleted_jobs WHERE job_id = ANY($1::uuid[])", job_ids
-                )
-            }
-            seen = {
-                r["ce_id"]
-                for r in await conn.fetch(
-                    f"SELECT ce_id FROM {s}.job_events WHERE ce_id = ANY($1::text[])",
-                    [ce_id for ce_id, _ in events],
-                )
-            }
+            # Which events are recorded already, and which jobs deleted: one round trip.
+            known = await conn.fetchrow(
+                f"""SELECT
+                    ARRAY(SELECT ce_id FROM {s}.job_events WHERE ce_id = ANY($1::text[])) seen,
+                    ARRAY(SELECT job_id FROM {s}.deleted_jobs WHERE job_id = ANY($2::uuid[]))
+                        deleted""",
+                [ce_id for ce_id, _ in events],
+                job_ids,
+            )
+            assert known is not None
+            seen, deleted = set(known["seen"]), set(known["deleted"])
             rows = await conn.fetch(
                 f"SELECT {_COLUMNS} FROM {s}.jobs WHERE job_id = ANY($1::uuid[])", job_ids
             )
@@ -452,10 +450,11 @@ class PostgresStore(Resource):
         self, older_than_seconds: float, claim_seconds: float, limit: int
     ) -> list[str]:
         # One statement: the rows another sweep holds are skipped, and those it claimed
-        # are no longer older than the claim, so two replicas never claim one job.
+        # are no longer older than the claim, so two replicas never claim one job. The
+        # locking select is a materialised CTE, evaluated once (as a subquery in IN it
+        # may be evaluated again, and claim more than LIMIT).
         rows = await self.pool.fetch(
-            f"""UPDATE {self.schema}.jobs SET deletion_claimed_at = now()
-            WHERE job_id IN (
+            f"""WITH expired AS MATERIALIZED (
                 SELECT job_id FROM {self.schema}.jobs
                 WHERE status IN ({_FINAL})
                     AND updated_at < now() - make_interval(secs => $1)
@@ -463,7 +462,9 @@ class PostgresStore(Resource):
                          OR deletion_claimed_at < now() - make_interval(secs => $2))
                 ORDER BY updated_at LIMIT $3
                 FOR UPDATE SKIP LOCKED)
-            RETURNING job_id""",
+            UPDATE {self.schema}.jobs j SET deletion_claimed_at = now()
+            FROM expired WHERE j.job_id = expired.job_id
+            RETURNING j.job_id""",
             float(older_than_seconds),
             float(claim_seconds),
             limit,
@@ -475,10 +476,11 @@ class PostgresStore(Resource):
         pruned = 0
         while True:
             status = await self.pool.execute(
-                f"""DELETE FROM {self.schema}.deleted_jobs WHERE job_id IN (
+                f"""WITH old AS MATERIALIZED (
                     SELECT job_id FROM {self.schema}.deleted_jobs
                     WHERE deleted_at < now() - make_interval(secs => $1)
-                    LIMIT $2 FOR UPDATE SKIP LOCKED)""",
+                    LIMIT $2 FOR UPDATE SKIP LOCKED)
+                DELETE FROM {self.schema}.deleted_jobs d USING old WHERE d.job_id = old.job_id""",
                 float(older_than_seconds),
                 _PRUNE_BATCH,
             )
