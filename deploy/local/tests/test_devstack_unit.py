@@ -35,6 +35,7 @@ def test_defaults_name_the_local_stack() -> None:
         "DATABASE_URL": "postgresql://audiopipe:audiopipe@127.0.0.1:15432/audiopipe",
         "ANALYSIS_SERVER_URL": "http://127.0.0.1:8105",
         "PUBLIC_BASE_URL": "http://127.0.0.1:8000",
+        "JOB_RETENTION_SECONDS": "3600",
     }
 
 

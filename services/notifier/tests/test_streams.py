@@ -11,6 +11,7 @@ import pytest
 from contracts import JobStatus
 from notifier import sse
 from notifier.fanout import FanOut
+from notifier.ports import JobGone
 from notifier.projection import JobSnapshot
 from notifier.slots import StreamSlots
 from notifier.streams import LIFETIME_SPREAD, Heartbeats, Stream, start
@@ -262,3 +263,22 @@ async def test_ends_fall_in_the_last_tenth_of_the_lifetime_spread_and_shared():
     distinct = {end: end for end in ends}
     assert len(distinct) > 32, "spread, not all at one moment"
     assert all(end is distinct[end] for end in ends), "one float object per end time"
+
+
+async def test_a_stream_that_missed_its_jobs_deletion_ends_when_it_re_reads():
+    class Deleted(FakeHistory):
+        gone = False
+
+        async def applied_after(self, job_id, event_id):
+            if self.gone:
+                raise JobGone()
+            return await super().applied_after(job_id, event_id)
+
+    fanout, history = FanOut(), Deleted([snapshot(1)])
+    stream = stream_of(history, fanout)
+    assert await ids(stream, 2) == [sse.retry(2000), sse.snapshot_event(snapshot(1))]
+    # Erased while the LISTEN connection was down: the reconnect makes it re-read.
+    history.gone = True
+    fanout.resync_all()
+    assert [chunk async for chunk in stream] == []
+    assert fanout.subscriber_count() == 0

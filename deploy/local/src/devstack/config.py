@@ -228,6 +228,9 @@ def resolve_env(settings: Settings, environ: Mapping[str, str] | None = None) ->
     analyzer = _given(environ, "ANALYSIS_SERVER_URL")
     values["ANALYSIS_SERVER_URL"] = analyzer or _reference_analyzer_url(settings)
     values["PUBLIC_BASE_URL"] = _given(environ, "PUBLIC_BASE_URL") or settings.edge_url
+    # Short, so that a person sees retention work (docs/architecture.md §8): the notifier
+    # deletes a finished job everywhere an hour after its end (production: 30 days).
+    values["JOB_RETENTION_SECONDS"] = _given(environ, "JOB_RETENTION_SECONDS") or "3600"
     return StackEnv(values=values, external=frozenset(external))
 
 

@@ -3,7 +3,9 @@
 A job only moves forward: an event that would lower its status rank or touch a final
 state is recorded but ignored, and gets no event id (only applied events are numbered,
 so the SSE ids have no gaps; docs/architecture.md §9); a redelivered event (same ``ce_id``) is
-dropped; the visible progress never decreases (``contracts.progress_after``).
+dropped; the visible progress never decreases (``contracts.progress_after``). An event
+of a deleted job is dropped too: nothing of it is written, so a late or replayed event
+cannot bring the job back (docs/architecture.md §8).
 """
 
 import json
@@ -79,6 +81,13 @@ class Outcome(StrEnum):
     IGNORED = "ignored"
     DUPLICATE = "duplicate"
     """Already recorded under the same ``ce_id``: nothing is written."""
+    DELETED = "deleted"
+    """The job was deleted (it has a tombstone): nothing is written."""
+
+    @property
+    def writes(self) -> bool:
+        """Whether the event is recorded in the history."""
+        return self in (Outcome.APPLIED, Outcome.IGNORED)
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,7 @@ def decide(
     *,
     event_id: int,
     duplicate: bool = False,
+    deleted: bool = False,
 ) -> Decision:
     """What ``event`` (recorded as ``event_id``) does to a job whose state is ``current``."""
     progress = progress_after(None if current is None else current.progress, event.progress)
@@ -115,6 +125,8 @@ def decide(
         # A producer that sends a naive time means UTC (every service stamps UTC).
         time=event.time if event.time.tzinfo else event.time.replace(tzinfo=UTC),
     )
+    if deleted:
+        return Decision(Outcome.DELETED, "the job was deleted", snapshot)
     if duplicate:
         return Decision(Outcome.DUPLICATE, "duplicate ce_id", snapshot)
     if current is None:

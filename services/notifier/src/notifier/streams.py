@@ -26,7 +26,7 @@ from opentelemetry.propagate import get_global_textmap
 
 from notifier import sse
 from notifier.fanout import Subscription
-from notifier.ports import History
+from notifier.ports import History, JobGone
 from notifier.projection import JobSnapshot
 from notifier.slots import ClientStreams
 from servicekit.detached import chunk
@@ -65,7 +65,8 @@ class Start:
 
 
 async def start(store: History, job_id: str, after: int | None) -> Start:
-    """The current state, or the applied events after ``after`` (a Last-Event-ID).
+    """The current state, or the applied events after ``after`` (a Last-Event-ID);
+    ``JobGone`` (410) for a deleted job.
 
     An id beyond the job's latest names no event of this job (a stale or foreign id):
     the stream starts over from the current state instead of waiting for an id that
@@ -101,7 +102,7 @@ class Stream(Subscription):
     task exists only while a stream re-reads the history.
 
     The order: what :func:`start` or a re-read of the history returned, then: ended by
-    the drain (``closed``),
+    the drain or the job's deletion (``closed``),
     else re-read the history when live events may be missing (``lagged``), else the
     next live event (one already sent by id is dropped), else a heartbeat after
     ``SSE_HEARTBEAT_SECONDS`` of silence; the final event ends the stream. A slow
@@ -190,7 +191,7 @@ class Stream(Subscription):
                 snapshot = replay.pop()
                 if not replay:
                     self._replay = None
-            elif self.closed:  # the drain ends even a slow reader's stream
+            elif self.closed:  # the drain, a deletion: even a slow reader's stream ends
                 self._finish()
                 return
             elif response.paused:
@@ -248,6 +249,11 @@ class Stream(Subscription):
                 "ending the stream after id %d: %s", self.last, exc, extra={"job_id": self.job_id}
             )
             self._finish(_DATABASE_GONE)
+            return
+        except JobGone:
+            # Deleted while this replica did not hear of it: the reconnect hears 410.
+            self._reading = None
+            self._finish()
             return
         except Exception:
             # Not an outage: a bug. End the stream (its client resumes by Last-Event-ID)
