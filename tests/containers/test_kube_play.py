@@ -69,7 +69,6 @@ def _for_this_machine(documents: list[Doc], own: OwnStack) -> list[Doc]:
                 [
                     {"name": "HTTP_HOST", "value": "127.0.0.1"},
                     {"name": "HTTP_PORT", "value": str(port)},
-                    {"name": "UPLOAD_AUTH", "value": "anonymous"},
                 ]
             )
             for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
