@@ -22,7 +22,8 @@ import asyncpg
 import httpx
 import pytest
 
-from deploy.images import NAMES, Engine, ImageError, engine, image_name
+from deploy.engine import Engine, ImageError, engine
+from deploy.images import NAMES, image_name
 from devstack import Stack
 from servicekit.s3 import s3_client
 from servicekit.settings import S3Settings

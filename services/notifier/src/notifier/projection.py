@@ -9,7 +9,7 @@ cannot bring the job back (docs/architecture.md §8).
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cached_property
@@ -17,7 +17,6 @@ from typing import Any
 
 from contracts import JobStatus, JobStatusChanged, progress_after
 from notifier import sse
-from servicekit.detached import chunk
 
 
 @dataclass(frozen=True)
@@ -37,6 +36,9 @@ class JobSnapshot:
     time: datetime
     traceparent: str | None = None
     """The W3C trace context of the event (not shown to clients)."""
+    encoded: dict[str, bytes] = field(default_factory=dict, init=False, compare=False, repr=False)
+    """Bytes made from this state once and shared by every stream that sends it, by
+    whoever writes them (``notifier.streams.framed``): not part of the state."""
 
     @property
     def is_final(self) -> bool:
@@ -68,12 +70,6 @@ class JobSnapshot:
         (formatting it per stream showed in py-spy profiles of a 10,000-stream fan-out;
         issue 14)."""
         return sse.message(self.event_id, self.public_json)
-
-    @cached_property
-    def sse_chunk(self) -> bytes:
-        """:attr:`sse_event` encoded and framed as one HTTP/1.1 chunk, once: each stream
-        writes these very bytes to its connection (``servicekit.detached``)."""
-        return chunk(self.sse_event.encode())
 
 
 class Outcome(StrEnum):
