@@ -115,5 +115,6 @@ bench: setup  ## run the benchmarks (results in bench/results)
 	@$(UV) run --frozen python -m bench.kafka_outage
 	@$(UV) run --frozen python -m bench.resumable
 	@$(UV) run --frozen python -m bench.open_uploads
+	@$(UV) run --frozen python -m bench.fair_use
 	@$(UV) run --frozen python -m bench.time_to_result
 	@$(UV) run --frozen python -m bench.kafka_hop

@@ -16,9 +16,18 @@ import statistics
 from collections.abc import Iterable
 from pathlib import Path
 
+from tests.support.limits import TEST_UPLOAD_LIMITS
 from tests.support.processes import free_port
 
-__all__ = ["PERCENTILES", "cpu_seconds", "free_port", "percentile", "rss_kib"]
+__all__ = [
+    "PERCENTILES",
+    "cpu_seconds",
+    "free_port",
+    "fresh_gateway",
+    "percentile",
+    "raise_upload_limits",
+    "rss_kib",
+]
 
 PERCENTILES = (
     "pN is the sorted samples' value at rank N/100·(n-1), interpolated linearly between "
@@ -51,3 +60,20 @@ def cpu_seconds(pid: int) -> float:
     fields 14 and 15; not its children's)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def raise_upload_limits() -> None:
+    """Raise the gateway's fair-use limits (docs/architecture.md §6) for every gateway
+    this benchmark starts: one client drives it, far faster than a person, as in the
+    tests (``tests/support/limits.py``). The limits are still counted."""
+    os.environ.update(TEST_UPLOAD_LIMITS)
+
+
+def fresh_gateway(reused: Iterable[str]) -> None:
+    """Stop with a clear word when the stack's gateway was already running: it keeps the
+    limits it was started with (``make run``'s refuse a benchmark's load)."""
+    if "gateway" in set(reused):
+        raise SystemExit(
+            "the local stack's gateway was already running, with its own fair-use limits; "
+            "stop it (make stop) and run the benchmark again"
+        )

@@ -33,7 +33,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.common import cpu_seconds, free_port, percentile
+from bench.common import cpu_seconds, free_port, fresh_gateway, percentile, raise_upload_limits
 from bench.report import load_average, write
 from bench.sse import wait_ready
 from bench.upload import (
@@ -91,6 +91,7 @@ def gateway_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen
 
 
 async def main() -> None:
+    raise_upload_limits()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--per-round", type=int, default=40, help="1 MiB uploads per round")
@@ -101,6 +102,7 @@ async def main() -> None:
     info = stack.up(apps=True)
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
+        fresh_gateway(info.reused)
         env = stack.env()
         s3 = S3Settings(
             s3_endpoint_url=env["S3_ENDPOINT_URL"],

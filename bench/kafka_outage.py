@@ -20,6 +20,7 @@ import time
 
 import httpx
 
+from bench.common import raise_upload_limits
 from bench.report import write
 from gateway.app import create_app
 from gateway.settings import Settings
@@ -86,6 +87,7 @@ def summary(name: str, samples: list[float], statuses: list[int]) -> dict[str, o
 
 
 async def main(rounds: int) -> None:
+    raise_upload_limits()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if not bootstrap:
         from devstack import Stack

@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import PERCENTILES
+from bench.common import PERCENTILES, fresh_gateway, raise_upload_limits
 from bench.report import RESULTS, load_average, machine
 from bench.upload import MiB, StoredWatcher, audio, ingest_stack, pipeline_round, time_to_202
 from servicekit.blocks import Blocks
@@ -196,6 +196,7 @@ async def measure(rounds: int, profile: bool, raw_dir: Path | None = None) -> di
     stack = ingest_stack()
     info = stack.up(apps=True)
     try:
+        fresh_gateway(info.reused)
         pids = {s.name: s.pid for s in stack.status() if s.name in PROCESSES and s.pid}
         edge = stack.edge_url
         watcher = StoredWatcher(stack.env()["KAFKA_BOOTSTRAP_SERVERS"])
@@ -349,6 +350,7 @@ def render(runs: dict[str, Any], meta: dict[str, str]) -> str:
 
 
 def main() -> None:
+    raise_upload_limits()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--label", default="current", help="the column these figures fill")

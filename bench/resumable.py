@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 
+from bench.common import fresh_gateway, raise_upload_limits
 from bench.report import write
 from bench.upload import MiB, StoredWatcher, audio, ingest_stack, upload
 
@@ -105,6 +106,7 @@ async def cut_and_resume(edge: str, data: bytes, chunk: int) -> dict[str, float]
 
 
 async def main() -> None:
+    raise_upload_limits()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a 40 MiB file, fewer rounds")
     args = parser.parse_args()
@@ -114,6 +116,7 @@ async def main() -> None:
     stack = ingest_stack()
     info = stack.up(apps=True)
     try:
+        fresh_gateway(info.reused)
         env = stack.env()
         edge = stack.edge_url
         gateway = "http://" + next(s.address for s in stack.status() if s.name == "gateway")

@@ -40,7 +40,7 @@ from typing import Any
 import httpx
 
 from bench import report
-from bench.common import cpu_seconds, free_port, percentile
+from bench.common import cpu_seconds, free_port, fresh_gateway, percentile, raise_upload_limits
 from bench.sse import server_process, wait_ready
 from contracts import headers, topics
 from contracts.events import CeType
@@ -379,6 +379,7 @@ def full_stack() -> Iterator[Any]:
     stack = Stack(root=ROOT)
     started = stack.up(apps=True, timeout=120)
     try:
+        fresh_gateway(started.reused)
         yield started
     finally:
         stack.down(only=started)
@@ -451,6 +452,7 @@ async def run(plan: list[tuple[int, int]], seed: bool) -> tuple[list[dict[str, A
 
 
 def main() -> None:
+    raise_upload_limits()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=50, help="jobs at concurrency 1")
     parser.add_argument("--concurrent-jobs", type=int, default=200, help="jobs at concurrency 20")

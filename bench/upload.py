@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.common import free_port, percentile, rss_kib
+from bench.common import free_port, fresh_gateway, percentile, raise_upload_limits, rss_kib
 from bench.report import load_average, write
 from bench.sse import server_process, wait_ready
 from contracts import topics
@@ -286,6 +286,7 @@ async def memory_run(
 
 
 async def main() -> None:
+    raise_upload_limits()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer rounds and samples")
     args = parser.parse_args()
@@ -298,6 +299,7 @@ async def main() -> None:
     stack = ingest_stack()
     info = stack.up(apps=True)
     try:
+        fresh_gateway(info.reused)
         env = stack.env()
         edge = stack.edge_url
         pids = {s.name: s.pid for s in stack.status() if s.name in ("gateway", "uploader")}

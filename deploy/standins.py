@@ -24,10 +24,9 @@ import subprocess
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
-if TYPE_CHECKING:
-    from deploy.images import Engine
+from deploy.engine import Engine
 
 LABEL = "io.audiopipe.stand-in"
 PYTHON = re.compile(r"^(?:docker\.io/(?:library/)?)?python:(\d+\.\d+)-slim-([a-z]+)$")

@@ -204,6 +204,30 @@ async function run(file, card) {
   }
   card.accepted(job);
   await follow(job, card);
+  card.deletable(job);
+}
+
+// Recordings are personal data: a finished job can be erased everywhere, its audio,
+// analysis and history, with the job's own access token (docs/architecture.md, "Data
+// lifecycle"). The progress URL's token could not do it: it only reads.
+async function erase(job, card) {
+  let answer;
+  try {
+    answer = await fetch(`/jobs/${job.job_id}`, {
+      method: "DELETE", headers: { Authorization: `Bearer ${job.access_token}` },
+    });
+  } catch (_lost) {
+    card.note("The server could not be reached; the job was not deleted.", true);
+    return false;
+  }
+  if (answer.status === 202 || answer.status === 204 || answer.status === 410) {
+    card.deleted();
+    return true;
+  }
+  let error = {};
+  try { error = (await answer.json()).error || {}; } catch (_) { /* not JSON */ }
+  card.note(error.message || `The server answered ${answer.status}; the job was not deleted.`, true);
+  return false;
 }
 
 // Files from this size on go up as resumable uploads (the IETF draft, interop version
@@ -384,6 +408,23 @@ class Card {
   complete(result) {
     this.note("Analysis complete.");
     showResult(this, result);
+  }
+
+  deletable(job) {
+    const button = this.$(".delete");
+    button.hidden = false;
+    button.onclick = async () => {
+      button.disabled = true;
+      if (!(await erase(job, this))) button.disabled = false;
+    };
+  }
+
+  deleted() {
+    this.el.dataset.status = "deleted";
+    this.$(".badge").textContent = "deleted";
+    this.$(".result").hidden = true;
+    this.$(".delete").hidden = true;
+    this.note("Deleted: its recording, analysis and history are erased everywhere.");
   }
 
   fail(sentence, badge = "failed") {

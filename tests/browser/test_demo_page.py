@@ -98,6 +98,17 @@ async def test_an_upload_shows_live_stages_then_the_analysis_table_and_plot(
     await settled_for_picture(page)
     await page.screenshot(path=SCREENSHOT, full_page=True)
 
+    # Delete: the recording, its analysis and its history go everywhere (issue 20).
+    await card.locator(".delete").click()
+    await expect(card).to_have_attribute("data-status", "deleted")
+    await expect(card.locator(".result")).to_be_hidden()
+    job_id = await card.get_attribute("data-job-id")
+    gone = await page.evaluate(
+        "async (path) => (await fetch(path)).status", f"/tokens/analysis-progress/{job_id}"
+    )
+    assert gone == 410  # the progress stream, with the page's own cookie
+    assert errors == []
+
 
 async def test_a_file_over_the_limit_is_refused_with_a_plain_sentence(
     context: BrowserContext, browser_stack: BrowserStack

@@ -22,7 +22,8 @@ import asyncpg
 import httpx
 import pytest
 
-from deploy.images import NAMES, Engine, ImageError, engine, image_name
+from deploy.engine import Engine, ImageError, engine
+from deploy.images import NAMES, image_name
 from devstack import Stack
 from servicekit.s3 import s3_client
 from servicekit.settings import S3Settings
@@ -33,6 +34,7 @@ from tests.containers.engine import (
     session_prefix,
 )
 from tests.containers.manifests import ContainerSettings, container_settings
+from tests.support.limits import TEST_UPLOAD_LIMITS
 from tests.support.ownstack import own_run_dir, own_stack
 
 SHIFT = 600
@@ -141,10 +143,11 @@ def container_env(
     env.update({key: secrets_[key] for key in settings.secret_keys})
     env["HTTP_HOST"] = "127.0.0.1"
     env["HTTP_PORT"] = str(ports[settings.name])
-    # Issue 19: production will want the upload auth named, and the edge's forwarded
-    # headers believed only from it. Unknown variables are ignored until then.
-    env["UPLOAD_AUTH"] = "anonymous"
+    # The edge reaches the containers from 127.0.0.1 (host networking), not from the
+    # ConfigMap's pod networks; and every test client is 127.0.0.1 too, so the fair-use
+    # limits are raised as for every other test (tests/support/limits.py).
     env["TRUSTED_PROXIES"] = "127.0.0.1/32"
+    env.update(TEST_UPLOAD_LIMITS)
     return env
 
 

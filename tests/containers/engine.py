@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.images import Engine, image_name
+from deploy.engine import Engine
+from deploy.images import image_name
 from tests.containers.manifests import ContainerSettings
 
 LABEL = "io.audiopipe.tests"

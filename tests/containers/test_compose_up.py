@@ -28,7 +28,7 @@ import httpx
 import pytest
 import yaml
 
-from deploy.images import Engine
+from deploy.engine import Engine
 from devstack.edge import caddy_executable
 from devstack.kafka import cluster_id, ensure_libs, java_executable, libs_dir
 from devstack.postgres import pg_install_dir

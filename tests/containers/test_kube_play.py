@@ -21,7 +21,8 @@ import httpx
 import pytest
 import yaml
 
-from deploy.images import Engine, image_name
+from deploy.engine import Engine
+from deploy.images import image_name
 from tests.containers.conftest import OwnStack
 from tests.containers.test_images_run import _final_status, _upload
 from tests.deploy.kustomize import kustomize_command, render
@@ -69,7 +70,6 @@ def _for_this_machine(documents: list[Doc], own: OwnStack) -> list[Doc]:
                 [
                     {"name": "HTTP_HOST", "value": "127.0.0.1"},
                     {"name": "HTTP_PORT", "value": str(port)},
-                    {"name": "UPLOAD_AUTH", "value": "anonymous"},
                 ]
             )
             for probe in ("startupProbe", "livenessProbe", "readinessProbe"):

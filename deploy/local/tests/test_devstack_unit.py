@@ -47,6 +47,9 @@ def test_the_lifecycle_defaults_are_short_and_the_environment_overrides_them() -
     retention = int(LIFECYCLE_DEFAULTS["AUDIO_UPLOAD_RETENTION_SECONDS"])
     assert retention > int(LIFECYCLE_DEFAULTS["UPLOAD_MAX_AGE_SECONDS"])
     assert all(int(value) <= 3600 for value in LIFECYCLE_DEFAULTS.values())
+    # The audio goes no later than the job it belongs to.
+    audio = int(LIFECYCLE_DEFAULTS["AUDIO_RETENTION_SECONDS"])
+    assert audio <= int(LIFECYCLE_DEFAULTS["JOB_RETENTION_SECONDS"])
 
 
 def test_configured_services_are_external_and_passed_through() -> None:

@@ -87,3 +87,18 @@ def test_limits_are_keyed_on_the_owner_else_the_client_address(
     host: str, owner: str | None, key: str
 ) -> None:
     assert client_key(request_from(host), owner) == key
+
+
+def test_with_every_limit_off_the_gateway_asks_no_database() -> None:
+    from gateway.app import create_app
+    from gateway.limits import NoQuota
+    from gateway.settings import Settings
+
+    off = {
+        "upload_rate_per_minute": 0,
+        "uploads_open_per_client": 0,
+        "upload_bytes_per_day": 0,
+        "upload_bytes_in_flight": 0,
+    }
+    assert isinstance(create_app(Settings(**off)).state.quota, NoQuota)  # type: ignore[arg-type]
+    assert not isinstance(create_app(Settings()).state.quota, NoQuota)

@@ -309,3 +309,19 @@ async def test_the_progress_url_and_cookie_carry_a_token_that_only_reads() -> No
     assert tokens.check(shared, body["job_id"], Scope.READ) is None
     assert tokens.check(shared, body["job_id"], Scope.WRITE) is TokenProblem.INSUFFICIENT_SCOPE
     assert tokens.check(body["access_token"], body["job_id"], Scope.WRITE) is None
+
+
+async def test_an_owners_limits_follow_the_owner_across_addresses() -> None:
+    from gateway.limits import FairUse
+
+    quota = FakeQuota(
+        FairUse(rate_per_minute=1, burst=1, open_per_client=0, bytes_per_day=0, bytes_in_flight=0)
+    )
+    app = create_app(Settings(**JWT_ON), sink=FakeSink(), quota=quota)  # type: ignore[arg-type]
+    answers = []
+    for host, sub in (("127.0.0.2", "alice"), ("127.0.0.3", "alice"), ("127.0.0.3", "bob")):
+        transport = httpx.ASGITransport(app=app, client=(host, 4000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+            answer = await http.post("/tokens/t1/upload-audio", files=FILES, headers=bearer(sub))
+        answers.append(answer.status_code)
+    assert answers == [202, 429, 202]  # alice's share is alice's wherever she is; bob has his

@@ -19,7 +19,7 @@ from servicekit.tokens import COOKIE_NAME, JobTokens
 
 # pytest runs with --import-mode=importlib, which puts no test folder on sys.path.
 sys.path.insert(0, str(Path(__file__).parent))
-from notifier_testing import FEATURES, drop_schema, running
+from notifier_testing import FEATURES, OWNER_AUTH, drop_schema, running
 
 from tests.support.kafka import start_group_at_end
 from tests.support.processes import free_port
@@ -39,6 +39,8 @@ def notifier_settings(infra) -> Settings:
         job_token_secret=SecretStr(SECRET),
         sse_heartbeat_seconds=0.5,
         listen_reconnect_seconds=0.1,
+        # Owners exist (UPLOAD_AUTH=jwt, implied): notifier_testing.owner signs their JWTs.
+        **OWNER_AUTH,
     )
 
 
@@ -52,6 +54,9 @@ async def notifier_url(notifier_settings) -> AsyncIterator[str]:
     settings = notifier_settings
     await start_group_at_end(
         settings.kafka_bootstrap_servers, settings.consumer_group, topics.JOB_STATUS
+    )
+    await start_group_at_end(
+        settings.kafka_bootstrap_servers, settings.deletion_consumer_group, topics.JOB_DELETED
     )
     try:
         async with running(notifier_settings) as url:

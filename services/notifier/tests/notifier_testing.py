@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,6 +11,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from contracts import AudioFeatures, JobStatus
 from notifier import streams
@@ -34,6 +38,26 @@ LIFECYCLE = [
     (JobStatus.ANALYZING, 75),
     (JobStatus.COMPLETED, 100),
 ]
+
+
+# Owners: JWTs of an identity provider, verified with one static key (UPLOAD_JWT_KEY).
+ISSUER = "https://id.example.test/"
+AUDIENCE = "audiopipe"
+_OWNER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+OWNER_AUTH: dict[str, Any] = {
+    "upload_jwt_key": _OWNER_KEY.public_key()
+    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    .decode(),
+    "upload_jwt_issuer": ISSUER,
+    "upload_jwt_audience": AUDIENCE,
+}
+"""Settings with ``UPLOAD_AUTH=jwt`` (implied by them), for :func:`owner`'s tokens."""
+
+
+def owner(subject: str) -> dict[str, str]:
+    """The headers of a request by ``subject``, with its bearer JWT."""
+    claims = {"sub": subject, "iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 600}
+    return {"Authorization": f"Bearer {jwt.encode(claims, _OWNER_KEY, algorithm='RS256')}"}
 
 
 class MemoryResponse:

@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from contracts import JobStatus
 from notifier.projection import JobSnapshot
 from notifier.settings import Settings
-from notifier.streams import Stream
+from notifier.streams import Stream, framed
 from servicekit.compat.uvicorn_protocols import DetachingHttpToolsProtocol
 from servicekit.tokens import JobTokens
 from tests.support.processes import free_port
@@ -107,7 +107,7 @@ async def test_a_slow_reader_gets_no_more_than_the_buffer_and_then_every_event_i
     assert protocol.detached is not None and protocol.detached.paused
     _, high = protocol.transport.get_write_buffer_limits()
     # Written up to the transport's high-water mark, not one event further...
-    assert protocol.transport.get_write_buffer_size() <= high + len(event.sse_chunk)
+    assert protocol.transport.get_write_buffer_size() <= high + len(framed(event))
     # ...and live events held in the bounded buffer, the rest left to the history.
     assert live.pending() <= QUEUE and live.lagged
 

@@ -7,7 +7,17 @@ import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
-from contracts import AudioStored, CeType, JobStatus, JobStatusChanged, headers, topics
+from contracts import (
+    AudioStored,
+    CeType,
+    DeletionReason,
+    Erase,
+    JobDeleted,
+    JobStatus,
+    JobStatusChanged,
+    headers,
+    topics,
+)
 from notifier.app import create_broker
 from notifier.handlers import parse
 from notifier.settings import Settings
@@ -73,7 +83,8 @@ class DeadLettered:
 
 
 def rig(store: FakeStore):
-    broker, statuses = create_broker(Settings(), store)
+    broker, handled = create_broker(Settings(), store, store)
+    statuses = handled.statuses
     statuses.retry_delay_seconds = 0
     return broker, statuses, DeadLettered(broker)
 
@@ -156,3 +167,67 @@ async def test_a_database_outage_fails_the_batch_so_it_comes_again() -> None:
         await send(test_broker, STATUS, "s")  # the redelivery
     assert [ce_id for ce_id, _, _ in store.history] == ["s"]
     assert dead.reasons == []
+
+
+# The `job.deleted` handler in memory; on the real broker: test_deletion.py.
+
+
+async def send_deleted(broker, job_id: str, erase: Erase = Erase.JOB) -> None:
+    event = JobDeleted(job_id=job_id, reason=DeletionReason.REQUESTED, erase=erase)
+    await broker.publish(
+        event.model_dump_json().encode(),
+        topics.JOB_DELETED,
+        key=job_id.encode(),
+        headers=ce_headers(CeType.JOB_DELETED, f"{job_id}:deleted:{erase}", "/test", job_id),
+    )
+
+
+def erasing_rig(store: FakeStore):
+    broker, handled = create_broker(Settings(), store, store)
+    handled.erasures.retry_delay_seconds = 0
+    handled.erasures.dead_letters = dead = FakeDeadLetters()
+    return broker, dead
+
+
+async def test_a_deleted_job_is_erased_and_a_redelivery_erases_nothing_more() -> None:
+    store = FakeStore()
+    broker, dead = erasing_rig(store)
+    async with TestKafkaBroker(broker) as test_broker:
+        await send(test_broker, STATUS, "s")
+        await send_deleted(test_broker, JOB)
+        await send_deleted(test_broker, JOB)  # redelivered
+        await send(test_broker, status(JobStatus.COMPLETED, 100), "late")
+    assert store.erased == [[JOB], [JOB]]
+    assert JOB in store.tombstones
+    assert store.history == [] and JOB not in store.jobs, "the late event is dropped"
+    assert dead.dead == []
+
+
+async def test_an_audio_erasure_leaves_the_job_and_poison_is_dead_lettered() -> None:
+    store = FakeStore()
+    broker, dead = erasing_rig(store)
+    async with TestKafkaBroker(broker) as test_broker:
+        await send(test_broker, STATUS, "s")
+        await send_deleted(test_broker, JOB, Erase.AUDIO)
+        await test_broker.publish(
+            STATUS.model_dump_json().encode(),
+            topics.JOB_DELETED,
+            key=JOB.encode(),
+            headers=ce_headers(CeType.JOB_STATUS_CHANGED, "x", "/test", JOB),
+        )
+    assert store.erased == [] and JOB in store.jobs
+    assert [(topic, "does not belong" in reason) for topic, reason in dead.dead] == [
+        (topics.JOB_DELETED, True)
+    ]
+
+
+async def test_an_erasure_the_database_cannot_take_comes_again() -> None:
+    store = FakeStore()
+    broker, _ = erasing_rig(store)
+    async with TestKafkaBroker(broker) as test_broker:
+        store.down = True
+        with pytest.raises(DependencyUnavailable):
+            await send_deleted(test_broker, JOB)
+        store.down = False
+        await send_deleted(test_broker, JOB)  # the redelivery
+    assert store.erased == [[JOB]]

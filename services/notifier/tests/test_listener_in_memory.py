@@ -54,3 +54,11 @@ async def test_after_the_feed_is_lost_it_reconnects_and_every_stream_rereads(rig
         feed.lose()
         await eventually(lambda: feed.sessions == 2 and listener.connected, what="a reconnect")
         assert live.lagged, "events committed while nobody listened are read from the history"
+
+
+async def test_an_erased_job_ends_its_streams_only(rig) -> None:
+    _, feed, fanout, _ = rig
+    with fanout.subscribe(Waiting(WATCHED)) as live, fanout.subscribe(Waiting(OTHER)) as other:
+        assert feed.deleted(WATCHED)
+        assert live.closed
+        assert not other.closed

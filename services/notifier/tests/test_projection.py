@@ -85,3 +85,9 @@ def test_naive_event_time_is_taken_as_utc():
     naive = event(JobStatus.ACCEPTED, 0, time=datetime(2026, 1, 1, 12, 0))
     snapshot = decide(None, naive, event_id=1).snapshot
     assert snapshot.time == datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def test_an_event_of_a_deleted_job_is_written_nowhere():
+    decision = decide(None, event(JobStatus.ACCEPTED, 0), event_id=1, deleted=True)
+    assert decision.outcome is Outcome.DELETED
+    assert not decision.outcome.writes

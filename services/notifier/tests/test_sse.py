@@ -27,7 +27,7 @@ def snapshot(**changes) -> JobSnapshot:
 
 
 def test_event_has_id_and_data_and_no_event_type():
-    text = sse.snapshot_event(snapshot())
+    text = snapshot().sse_event
     lines = text.split("\n")
     assert lines[0] == "id: 7"
     assert lines[1].startswith("data: ")
@@ -37,7 +37,7 @@ def test_event_has_id_and_data_and_no_event_type():
 
 def test_event_data_is_the_public_json():
     snap = snapshot(status=JobStatus.COMPLETED, progress=100, result={"duration_seconds": 1.5})
-    data = json.loads(sse.snapshot_event(snap).split("\n")[1].removeprefix("data: "))
+    data = json.loads(snap.sse_event.split("\n")[1].removeprefix("data: "))
     assert data == {
         "job_id": snap.job_id,
         "event_id": 7,

@@ -102,6 +102,7 @@ async def clients(served: Served) -> AsyncIterator[dict[str, Client]]:
     finally:
         for client in made.values():
             await client.close()
+        READERS.clear()
 
 
 def assert_refused(response: httpx.Response, status: int, code: str) -> None:
@@ -112,8 +113,15 @@ def assert_refused(response: httpx.Response, status: int, code: str) -> None:
     assert error["code"] == code and error["message"]
 
 
+READERS: list[AsyncIterator[str]] = []
+"""The line iterators of streams still open: one left behind would be finalized by the
+collector at any moment, and that closes its connection (a hang-up, freeing a slot)."""
+
+
 async def first_event_id(response: httpx.Response) -> str | None:
-    async for line in response.aiter_lines():
+    lines = response.aiter_lines()
+    READERS.append(lines)
+    async for line in lines:
         if line.startswith("id: "):
             return line.removeprefix("id: ")
     return None

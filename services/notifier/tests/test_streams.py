@@ -11,6 +11,7 @@ import pytest
 from contracts import JobStatus
 from notifier import sse
 from notifier.fanout import FanOut
+from notifier.ports import JobGone
 from notifier.projection import JobSnapshot
 from notifier.slots import StreamSlots
 from notifier.streams import LIFETIME_SPREAD, Heartbeats, Stream, start
@@ -84,18 +85,18 @@ async def test_live_event_racing_the_history_read_is_sent_once():
     await stream.aclose()
     assert chunks == [
         sse.retry(2000),
-        sse.snapshot_event(snapshot(1)),
-        sse.snapshot_event(snapshot(2)),
-        sse.snapshot_event(snapshot(3)),
+        snapshot(1).sse_event,
+        snapshot(2).sse_event,
+        snapshot(3).sse_event,
     ]
 
 
 async def test_stream_ends_after_the_final_event():
     fanout = FanOut()
     stream = stream_of(FakeHistory([snapshot(3)]), fanout)
-    assert await ids(stream, 2) == [sse.retry(2000), sse.snapshot_event(snapshot(3))]
+    assert await ids(stream, 2) == [sse.retry(2000), snapshot(3).sse_event]
     fanout.publish(snapshot(4))
-    assert [chunk async for chunk in stream] == [sse.snapshot_event(snapshot(4))]
+    assert [chunk async for chunk in stream] == [snapshot(4).sse_event]
     assert fanout.subscriber_count() == 0
 
 
@@ -112,15 +113,15 @@ async def test_resync_makes_a_waiting_stream_catch_up_from_the_history():
     fanout = FanOut()
     events = [snapshot(1)]
     stream = stream_of(FakeHistory(events), fanout)
-    assert await ids(stream, 2) == [sse.retry(2000), sse.snapshot_event(snapshot(1))]
+    assert await ids(stream, 2) == [sse.retry(2000), snapshot(1).sse_event]
     # Committed while live delivery was down (the LISTEN connection dropped).
     events += [snapshot(2), snapshot(3)]
     reading = asyncio.create_task(ids(stream, 2))
     await asyncio.sleep(0)
     fanout.resync_all()
     assert await asyncio.wait_for(reading, 5) == [
-        sse.snapshot_event(snapshot(2)),
-        sse.snapshot_event(snapshot(3)),
+        snapshot(2).sse_event,
+        snapshot(3).sse_event,
     ]
     await stream.aclose()
 
@@ -128,7 +129,7 @@ async def test_resync_makes_a_waiting_stream_catch_up_from_the_history():
 async def test_closing_the_fanout_ends_a_waiting_stream_and_refuses_later_ones():
     fanout = FanOut()
     stream = stream_of(FakeHistory([snapshot(1)]), fanout)
-    assert await ids(stream, 2) == [sse.retry(2000), sse.snapshot_event(snapshot(1))]
+    assert await ids(stream, 2) == [sse.retry(2000), snapshot(1).sse_event]
     reading = asyncio.create_task(ids(stream, 1))
     await asyncio.sleep(0)
     fanout.close_all()
@@ -136,7 +137,7 @@ async def test_closing_the_fanout_ends_a_waiting_stream_and_refuses_later_ones()
     later = stream_of(FakeHistory([snapshot(1)]), fanout)
     assert [chunk async for chunk in later] == [
         sse.retry(2000),
-        sse.snapshot_event(snapshot(1)),
+        snapshot(1).sse_event,
     ]
     assert fanout.subscriber_count() == 0
 
@@ -145,24 +146,24 @@ async def test_lagged_stream_re_reads_the_history_without_duplicates():
     fanout = FanOut(queue_size=1)
     events = [snapshot(1)]
     stream = stream_of(FakeHistory(events), fanout)
-    assert await ids(stream, 2) == [sse.retry(2000), sse.snapshot_event(snapshot(1))]
+    assert await ids(stream, 2) == [sse.retry(2000), snapshot(1).sse_event]
     events += [snapshot(2), snapshot(3)]
     fanout.publish(snapshot(2))
     fanout.publish(snapshot(3))  # the queue is full: the stream is marked lagged
     chunks = await ids(stream, 2)
-    assert chunks == [sse.snapshot_event(snapshot(2)), sse.snapshot_event(snapshot(3))]
+    assert chunks == [snapshot(2).sse_event, snapshot(3).sse_event]
     await stream.aclose()
 
 
 async def test_an_id_beyond_the_latest_starts_from_the_current_state_and_goes_on():
     fanout = FanOut()
     stream = stream_of(FakeHistory([snapshot(1), snapshot(2)]), fanout, after=1000)
-    assert await ids(stream, 2) == [sse.retry(2000), sse.snapshot_event(snapshot(2))]
+    assert await ids(stream, 2) == [sse.retry(2000), snapshot(2).sse_event]
     fanout.publish(snapshot(3))
     fanout.publish(snapshot(4))
     assert [chunk async for chunk in stream] == [
-        sse.snapshot_event(snapshot(3)),
-        sse.snapshot_event(snapshot(4)),
+        snapshot(3).sse_event,
+        snapshot(4).sse_event,
     ]
 
 
@@ -171,7 +172,7 @@ async def test_an_id_for_a_job_without_events_waits_for_its_first_event():
     stream = stream_of(FakeHistory([]), fanout, after=5)
     assert await ids(stream, 1) == [sse.retry(2000)]
     fanout.publish(snapshot(1))
-    assert await ids(stream, 1) == [sse.snapshot_event(snapshot(1))]
+    assert await ids(stream, 1) == [snapshot(1).sse_event]
     await stream.aclose()
 
 
@@ -192,7 +193,7 @@ class GoneHistory(FakeHistory):
 async def test_a_database_outage_mid_stream_ends_it_cleanly_with_a_comment():
     fanout = FanOut()
     stream = stream_of(GoneHistory([snapshot(1)]), fanout)
-    assert await ids(stream, 2) == [sse.retry(2000), sse.snapshot_event(snapshot(1))]
+    assert await ids(stream, 2) == [sse.retry(2000), snapshot(1).sse_event]
     fanout.resync_all()  # the stream must re-read the history, which is gone
     rest = [chunk async for chunk in stream]
     assert len(rest) == 1 and rest[0].startswith(": ")
@@ -206,7 +207,7 @@ async def test_an_idle_stream_past_its_lifetime_ends_with_a_comment_at_its_heart
     fanout = FanOut()
     stream = stream_of(FakeHistory([snapshot(1)]), fanout, heartbeat=0.02, lifetime=0.1)
     chunks = [chunk async for chunk in stream]  # until the server ends it
-    assert chunks[:2] == [sse.retry(2000), sse.snapshot_event(snapshot(1))]
+    assert chunks[:2] == [sse.retry(2000), snapshot(1).sse_event]
     assert set(chunks[2:-1]) <= {sse.KEEP_ALIVE}
     assert chunks[-1] == LIFETIME_OVER
     assert fanout.subscriber_count() == 0
@@ -217,13 +218,13 @@ async def test_a_busy_stream_past_its_lifetime_ends_after_the_event_it_was_writi
     what arrived, at an event boundary (its client resumes after that event)."""
     fanout = FanOut()
     stream = stream_of(FakeHistory([snapshot(1)]), fanout, heartbeat=3600.0, lifetime=0.05)
-    assert await ids(stream, 2) == [sse.retry(2000), sse.snapshot_event(snapshot(1))]
+    assert await ids(stream, 2) == [sse.retry(2000), snapshot(1).sse_event]
     loop = asyncio.get_running_loop()
     aged = loop.time() + 0.05  # it began before this: past its lifetime after it
     await eventually(lambda: loop.time() > aged, every=0.01, what="the lifetime to pass")
     fanout.publish(snapshot(2))
     assert [chunk async for chunk in stream] == [
-        sse.snapshot_event(snapshot(2)),
+        snapshot(2).sse_event,
         LIFETIME_OVER,
     ]
 
@@ -262,3 +263,22 @@ async def test_ends_fall_in_the_last_tenth_of_the_lifetime_spread_and_shared():
     distinct = {end: end for end in ends}
     assert len(distinct) > 32, "spread, not all at one moment"
     assert all(end is distinct[end] for end in ends), "one float object per end time"
+
+
+async def test_a_stream_that_missed_its_jobs_deletion_ends_when_it_re_reads():
+    class Deleted(FakeHistory):
+        gone = False
+
+        async def applied_after(self, job_id, event_id):
+            if self.gone:
+                raise JobGone()
+            return await super().applied_after(job_id, event_id)
+
+    fanout, history = FanOut(), Deleted([snapshot(1)])
+    stream = stream_of(history, fanout)
+    assert await ids(stream, 2) == [sse.retry(2000), snapshot(1).sse_event]
+    # Erased while the LISTEN connection was down: the reconnect makes it re-read.
+    history.gone = True
+    fanout.resync_all()
+    assert [chunk async for chunk in stream] == []
+    assert fanout.subscriber_count() == 0

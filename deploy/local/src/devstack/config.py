@@ -46,6 +46,9 @@ LIFECYCLE_DEFAULTS: Mapping[str, str] = {
     # of the services' production defaults (days), so that a person can watch audio go,
     # rows of ended uploads and analyses go, and an abandoned upload expire. Each is
     # overridden by the same variable in the environment.
+    # notifier: a finished job is deleted everywhere an hour after its end (production:
+    # 30 days); the audio goes before it, as AUDIO_RETENTION_SECONDS must.
+    "JOB_RETENTION_SECONDS": "3600",
     "AUDIO_RETENTION_SECONDS": "900",  # uploader: a recording is erased after 15 min
     "AUDIO_RETENTION_SWEEP_SECONDS": "30",
     "STALE_UPLOAD_SECONDS": "600",  # uploader: multipart uploads nobody owns

@@ -18,7 +18,7 @@ from gateway.adapters.kafka import KafkaUploadSink, kafka_answers
 from gateway.adapters.postgres import PostgresUploadStore
 from gateway.adapters.postgres_limits import PostgresQuota
 from gateway.ingest import UploadLimits
-from gateway.limits import FairUse
+from gateway.limits import FairUse, NoQuota
 from gateway.ports import Quota, UploadSink, UploadStore
 from gateway.reachability import Reachability
 from gateway.resumable import routes as resumable_routes
@@ -153,7 +153,13 @@ def create_app(
     # The identity provider's keys (JWKS, discovery): small, rare requests.
     http_client = httpx.AsyncClient(timeout=settings.kafka_timeout_seconds)
     auth = owner_auth(settings, http_client)
-    quota = quota or PostgresQuota(settings, fair_use(settings), settings.upload_lease_seconds)
+    rules = fair_use(settings)
+    if quota is None:
+        quota = (
+            NoQuota()
+            if rules.off
+            else PostgresQuota(settings, rules, settings.upload_lease_seconds)
+        )
     resumable = Resumable(
         store,
         sink,

@@ -34,6 +34,16 @@ class FairUse:
     bytes_in_flight: int = 8 * 1024**3
 
     @property
+    def off(self) -> bool:
+        """Every limit turned off: nothing to count, no database to ask."""
+        return not (
+            self.rate_per_minute
+            or self.open_per_client
+            or self.bytes_per_day
+            or self.bytes_in_flight
+        )
+
+    @property
     def interval(self) -> timedelta:
         """GCRA's emission interval: the time one upload uses up."""
         return timedelta(minutes=1) / self.rate_per_minute
@@ -137,3 +147,26 @@ def client_key(request: Request, owner: str | None) -> str:
     if owner is not None:
         return f"sub:{owner}"
     return f"addr:{client_address(request.scope) or 'unknown'}"
+
+
+class NoQuota:
+    """:class:`gateway.ports.Quota` when every limit is off (``FairUse.off``): lets
+    everything in and asks no database, so a one-shot upload needs none."""
+
+    async def admit_upload(
+        self,
+        client: str,
+        size: int | None,
+        body_bytes: int | None,
+        resumable_job: str | None = None,
+    ) -> str:
+        return ""
+
+    async def admit_append(self, job_id: str, client: str, body_bytes: int | None) -> str:
+        return ""
+
+    async def release(self, lease_id: str, undeclared_bytes: int = 0) -> None:
+        pass
+
+    async def renew(self) -> None:
+        pass

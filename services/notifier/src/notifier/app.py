@@ -5,25 +5,29 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 
+import httpx
 from fastapi import FastAPI
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaRouter
 
 from contracts import JobDeleted, topics
 from notifier import gcpauses, handlers, progress, routes
-from notifier.adapters.kafka import KafkaDeadLetters
+from notifier.adapters.kafka import KafkaDeadLetters, KafkaDeletions
 from notifier.adapters.postgres import PostgresAppliedEvents, PostgresStore
 from notifier.deps import Services
 from notifier.fanout import FanOut
-from notifier.handlers import Statuses
+from notifier.handlers import Erasures, Statuses
+from notifier.lifecycle import Deleter, Retention
 from notifier.listener import Listener
-from notifier.ports import JobStore
+from notifier.ports import Deletions, JobStore, Lifecycle
 from notifier.projector import Projector
 from notifier.settings import Settings
 from notifier.slots import StreamSlots
 from notifier.streams import Heartbeats
 from servicekit import http
+from servicekit.auth import owner_auth
 from servicekit.kafka import (
     BATCH_TIMEOUT_MS,
     broker_connected,
@@ -40,14 +44,29 @@ from servicekit.tokens import JobTokens
 SERVICE = "notifier"
 
 
-def create_broker(settings: Settings, store: JobStore) -> tuple[KafkaBroker, Statuses]:
+@dataclass(frozen=True)
+class Handled:
+    """What :func:`create_broker` built around the adapters, for the app and for tests."""
+
+    statuses: Statuses
+    erasures: Erasures
+    deletions: Deletions
+
+
+def create_broker(
+    settings: Settings, store: JobStore, lifecycle: Lifecycle
+) -> tuple[KafkaBroker, Handled]:
     """The broker with the notifier's ``job.status`` subscriber, projecting into
-    ``store``; also what the handler was given, for tests."""
+    ``store``, its ``job.deleted`` subscriber, erasing from ``lifecycle``, and its
+    ``job.deleted`` publisher; also what the handlers were given, for tests."""
     broker = make_broker(
         settings, SERVICE, "Projects job status changes and serves them as SSE streams."
     )
-    statuses = Statuses(Projector(store), KafkaDeadLetters(broker))
+    dead_letters = KafkaDeadLetters(broker)
+    statuses = Statuses(Projector(store), dead_letters)
     broker.context.set_global("statuses", statuses)
+    erasures = Erasures(lifecycle, dead_letters)
+    broker.context.set_global("erasures", erasures)
 
     router = KafkaRouter()
     router.subscriber(
@@ -65,15 +84,34 @@ def create_broker(settings: Settings, store: JobStore) -> tuple[KafkaBroker, Sta
         description="Projects every job status change into PostgreSQL and pushes it "
         "to the job's live SSE streams.",
     )(handlers.on_job_statuses)
+    router.subscriber(
+        topics.JOB_DELETED,
+        # Its own group: its offsets do not depend on the projection's. Each deletion is
+        # erased once, by the replica owning its partition; the others hear of it from
+        # PostgreSQL, as of applied events.
+        group_id=settings.deletion_consumer_group,
+        auto_offset_reset="earliest",
+        # Committed only once the erasure is written; on an error it comes again.
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        batch=True,
+        max_records=handlers.MAX_BATCH,
+        batch_timeout_ms=BATCH_TIMEOUT_MS,
+        decoder=raw_body,
+        title="notifier:job.deleted",
+        description="Erases each deleted job's state and event history (a tombstone of "
+        "its id stays, so that its late events change nothing) and ends its progress "
+        "streams on every replica.",
+    )(handlers.on_jobs_deleted)
     broker.include_router(router)
-    broker.publisher(
+    deleted = broker.publisher(
         topics.JOB_DELETED,
         title="job.deleted",
         description="A job to erase everywhere: asked for by its holder or owner "
         "(DELETE /jobs/{job_id}), or past the state's retention; keyed by job id.",
         schema=JobDeleted,
     )
-    return broker, statuses
+    deletions = KafkaDeletions(deleted, settings.kafka_timeout_seconds)
+    return broker, Handled(statuses, erasures, deletions)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -97,7 +135,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         fanout,
         reconnect_seconds=settings.listen_reconnect_seconds,
     )
-    broker, _ = create_broker(settings, store)
+    broker, handled = create_broker(settings, store, store)
+    # The identity provider's keys (JWKS, discovery): small, rare requests, bounded as
+    # the gateway bounds them.
+    http_client = httpx.AsyncClient(timeout=settings.kafka_timeout_seconds)
+    retention = Retention(
+        store,
+        handled.deletions,
+        retention_seconds=settings.job_retention_seconds,
+        tombstone_seconds=settings.job_tombstone_seconds,
+        interval_seconds=settings.job_retention_sweep_seconds,
+    )
     services = Services(
         settings=settings,
         tokens=JobTokens(
@@ -111,6 +159,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
         history=store,
         heartbeats=Heartbeats(settings.sse_heartbeat_seconds, settings.sse_max_stream_seconds),
+        auth=owner_auth(settings, http_client),
+        lifecycle=store,
+        deleter=Deleter(store, handled.deletions),
     )
 
     @asynccontextmanager
@@ -119,16 +170,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await ensure_topics(
             settings.kafka_bootstrap_servers,
             settings.kafka_topic_partitions,
-            [topics.JOB_STATUS],
+            [topics.JOB_STATUS, topics.JOB_DELETED],
             replication_factor=settings.kafka_replication_factor,
             min_insync_replicas=settings.kafka_min_insync_replicas,
         )
         async with AsyncExitStack() as stack:
+            stack.push_async_callback(http_client.aclose)
             await stack.enter_async_context(store)
             for work in (listener.run(), watch_consumer_lag(broker)):
                 stack.push_async_callback(_cancel, asyncio.create_task(work))
             await broker.start()
             stack.push_async_callback(broker.stop)
+            # It publishes: once the broker runs, and stopped before it.
+            stack.push_async_callback(_cancel, asyncio.create_task(retention.run()))
             stop_if_fetching_ends(broker)
             gcpauses.settle()
             yield
@@ -147,7 +201,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     http.allow_origins(
         app,
         settings.cors_allowed_origins,
-        methods=["GET"],
+        methods=["GET", "DELETE"],
         headers=["Authorization", "Last-Event-ID"],
     )
     app.state.services = services

@@ -7,10 +7,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from notifier.fanout import FanOut
-from notifier.ports import History
+from notifier.lifecycle import Deleter
+from notifier.ports import History, Lifecycle
 from notifier.settings import Settings
 from notifier.slots import StreamSlots
 from notifier.streams import Heartbeats
+from servicekit.auth import OwnerAuth
 from servicekit.tokens import JobTokens
 
 
@@ -24,6 +26,11 @@ class Services:
     """The projection's read side; ``DependencyUnavailable`` while it is not open."""
     heartbeats: Heartbeats
     """The one clock that writes the keep-alives of idle streams and ends old ones."""
+    auth: OwnerAuth
+    """Owners' bearer JWTs (``UPLOAD_AUTH``): who lists and deletes its jobs."""
+    lifecycle: Lifecycle
+    """Owners' jobs, and what a deletion reads and erases."""
+    deleter: Deleter
     draining: bool = False
     """Set when the process starts shutting down: no new streams."""
 

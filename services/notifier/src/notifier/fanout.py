@@ -31,7 +31,8 @@ class Subscription:
         self.lagged = False
         """Set when live events may be missing; the reader must re-read the history."""
         self.closed = False
-        """Set when the process shuts down; the reader ends its stream."""
+        """Set when the process shuts down or the job was deleted; the reader ends its
+        stream."""
 
     def offer(self, snapshot: JobSnapshot) -> None:
         if len(self._events) >= self.size:
@@ -45,6 +46,8 @@ class Subscription:
         self.wake()
 
     def close(self) -> None:
+        """End the stream: the process shuts down, or its job was deleted (a
+        reconnect then hears 410)."""
         self.closed = True
         self.wake()
 
@@ -118,6 +121,11 @@ class FanOut:
     def resync_all(self) -> None:
         for job_id in list(self._subscribers):
             self.resync(job_id)
+
+    def end(self, job_id: str) -> None:
+        """End the streams of ``job_id``: it was deleted (docs/architecture.md §8)."""
+        for subscription in tuple(self._subscribers.get(job_id, ())):
+            subscription.close()
 
     def close_all(self) -> None:
         """End every stream, and any opened later: the process is shutting down."""

@@ -1,8 +1,9 @@
-"""The `job.status` handler: batches of status changes into the projection.
+"""The notifier's Kafka handlers: batches of `job.status` changes into the projection,
+and batches of `job.deleted` erasures out of it.
 
-:func:`on_job_statuses` is a plain function of the message and the notifier's
-dependencies (:class:`Statuses`, from the broker's context); :mod:`notifier.app`
-registers it as a batch subscriber.
+:func:`on_job_statuses` and :func:`on_jobs_deleted` are plain functions of the message
+and the notifier's dependencies (:class:`Statuses`, :class:`Erasures`, from the broker's
+context); :mod:`notifier.app` registers them as batch subscribers.
 
 Messages come in batches (whatever has arrived, up to :data:`MAX_BATCH`) and each batch
 is recorded in one transaction, so the projection keeps up with bursts. Offsets are
@@ -22,8 +23,8 @@ from aiokafka.structs import ConsumerRecord
 from opentelemetry import trace
 from opentelemetry.propagate import get_global_textmap
 
-from contracts import JobStatusChanged, headers, topics
-from notifier.ports import DeadLetters
+from contracts import Erase, JobDeleted, JobStatusChanged, headers, topics
+from notifier.ports import DeadLetters, Lifecycle
 from notifier.projector import Projector
 from servicekit.http import DependencyUnavailable
 from servicekit.kafka import InlineContext, MessageParam, PoisonMessage, decode_event
@@ -106,3 +107,65 @@ async def on_job_statuses(
     finally:
         for span in spans:
             span.end()
+
+
+# --- job.deleted -------------------------------------------------------------------
+
+
+@dataclass
+class Erasures:
+    """What the `job.deleted` handler needs: where the jobs are erased, where poison
+    goes."""
+
+    lifecycle: Lifecycle
+    dead_letters: DeadLetters
+    retry_delay_seconds: float = RETRY_DELAY_SECONDS
+
+
+def parse_deleted(message_headers: dict[str, Any], body: bytes) -> JobDeleted:
+    """The event of a `job.deleted` message; PoisonMessage if it has none."""
+    event = decode_event(message_headers, body)
+    if not isinstance(event, JobDeleted):
+        raise PoisonMessage(f"{type(event).__name__} does not belong on {topics.JOB_DELETED}")
+    try:
+        uuid.UUID(event.job_id)
+    except ValueError as exc:
+        raise PoisonMessage(f"job_id {event.job_id!r} is not a UUID") from exc
+    return event
+
+
+async def on_jobs_deleted(
+    message: MessageParam, erasures: Annotated[Erasures, InlineContext()]
+) -> None:
+    """Erase each deleted job's state and history, leaving its tombstone, in one
+    transaction per batch; committed only once that is durable (docs/architecture.md
+    §8). Erasing again is harmless, so a redelivered batch is too. An ``audio``
+    erasure asks for the recording only, of which the notifier holds nothing."""
+    records = cast("tuple[ConsumerRecord[bytes, bytes], ...]", message.raw_message)
+    deleted: list[JobDeleted] = []
+    for record in records:
+        record_headers = {k: v.decode(errors="replace") for k, v in record.headers}
+        body = record.value or b""
+        try:
+            deleted.append(parse_deleted(record_headers, body))
+        except PoisonMessage as exc:
+            await erasures.dead_letters.dead_letter(
+                topics.JOB_DELETED, record.key, body, record_headers, str(exc)
+            )
+    jobs = [event for event in deleted if event.erase is Erase.JOB]
+    if not jobs:
+        return
+    try:
+        await erasures.lifecycle.erase([event.job_id for event in jobs])
+    except DependencyUnavailable as exc:
+        log.warning("erasing %d jobs failed (%s); they come again", len(jobs), exc)
+        await asyncio.sleep(erasures.retry_delay_seconds)
+        raise
+    except Exception:
+        log.exception("erasing %d jobs failed; they come again", len(jobs))
+        await asyncio.sleep(erasures.retry_delay_seconds)
+        raise
+    for event in jobs:
+        log.info(
+            "job %s erased (%s)", event.job_id, event.reason.value, extra={"job_id": event.job_id}
+        )

@@ -14,6 +14,11 @@ A notification sent while this replica's LISTEN connection is down is lost to it
 after every (re)connect, once ``LISTEN`` is in place, every stream re-reads the history
 after its last id (:meth:`FanOut.resync_all`): nothing committed in between is missed,
 and the per-job ids drop anything seen twice.
+
+A job erased (deleted, docs/architecture.md §8) is announced on the same feed: its
+streams on this replica end at once (:meth:`FanOut.end`), and their clients' reconnects
+hear 410. One that missed it (the connection was down) finds the job gone when it
+re-reads the history.
 """
 
 import asyncio
@@ -52,7 +57,7 @@ class Listener:
         try:
             while True:
                 try:
-                    await self._feed.listen(self._on_applied, self._on_listening)
+                    await self._feed.listen(self._on_applied, self._on_listening, self._fanout.end)
                 except Exception as exc:
                     log.warning(
                         "LISTEN connection lost (%s: %s); reconnecting", type(exc).__name__, exc

@@ -3,11 +3,13 @@
 A job only moves forward: an event that would lower its status rank or touch a final
 state is recorded but ignored, and gets no event id (only applied events are numbered,
 so the SSE ids have no gaps; docs/architecture.md §9); a redelivered event (same ``ce_id``) is
-dropped; the visible progress never decreases (``contracts.progress_after``).
+dropped; the visible progress never decreases (``contracts.progress_after``). An event
+of a deleted job is dropped too: nothing of it is written, so a late or replayed event
+cannot bring the job back (docs/architecture.md §8).
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cached_property
@@ -15,7 +17,6 @@ from typing import Any
 
 from contracts import JobStatus, JobStatusChanged, progress_after
 from notifier import sse
-from servicekit.detached import chunk
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class JobSnapshot:
     time: datetime
     traceparent: str | None = None
     """The W3C trace context of the event (not shown to clients)."""
+    encoded: dict[str, bytes] = field(default_factory=dict, init=False, compare=False, repr=False)
+    """Bytes made from this state once and shared by every stream that sends it, by
+    whoever writes them (``notifier.streams.framed``): not part of the state."""
 
     @property
     def is_final(self) -> bool:
@@ -67,18 +71,19 @@ class JobSnapshot:
         issue 14)."""
         return sse.message(self.event_id, self.public_json)
 
-    @cached_property
-    def sse_chunk(self) -> bytes:
-        """:attr:`sse_event` encoded and framed as one HTTP/1.1 chunk, once: each stream
-        writes these very bytes to its connection (``servicekit.detached``)."""
-        return chunk(self.sse_event.encode())
-
 
 class Outcome(StrEnum):
     APPLIED = "applied"
     IGNORED = "ignored"
     DUPLICATE = "duplicate"
     """Already recorded under the same ``ce_id``: nothing is written."""
+    DELETED = "deleted"
+    """The job was deleted (it has a tombstone): nothing is written."""
+
+    @property
+    def writes(self) -> bool:
+        """Whether the event is recorded in the history."""
+        return self in (Outcome.APPLIED, Outcome.IGNORED)
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,7 @@ def decide(
     *,
     event_id: int,
     duplicate: bool = False,
+    deleted: bool = False,
 ) -> Decision:
     """What ``event`` (recorded as ``event_id``) does to a job whose state is ``current``."""
     progress = progress_after(None if current is None else current.progress, event.progress)
@@ -115,6 +121,8 @@ def decide(
         # A producer that sends a naive time means UTC (every service stamps UTC).
         time=event.time if event.time.tzinfo else event.time.replace(tzinfo=UTC),
     )
+    if deleted:
+        return Decision(Outcome.DELETED, "the job was deleted", snapshot)
     if duplicate:
         return Decision(Outcome.DUPLICATE, "duplicate ce_id", snapshot)
     if current is None:

@@ -2,20 +2,53 @@
 
 from pydantic import Field
 
-from servicekit.settings import DatabaseSettings
+from servicekit.settings import DatabaseSettings, OwnerAuthSettings
+
+DAY = 24 * 3600.0
 
 
-class Settings(DatabaseSettings):
+class Settings(DatabaseSettings, OwnerAuthSettings):
+    """The notifier's settings. The owner's bearer JWTs (``UPLOAD_AUTH``,
+    ``UPLOAD_JWT_*``: an owner lists and deletes its jobs) are the gateway's block, so
+    both services must be given the same values (docs/architecture.md §6)."""
+
     http_port: int = 8104
     database_schema: str = Field(
         default="notifier", description="PostgreSQL schema holding the projection."
     )
 
     consumer_group: str = Field(
-        default="notifier", description="Kafka consumer group that writes the projection."
+        default="notifier",
+        description="Kafka consumer group that writes the projection; its deletions are "
+        "consumed in `<group>.deletions`.",
     )
     kafka_wait_seconds: float = Field(
         default=60.0, gt=0, description="How long to wait for Kafka at start."
+    )
+    kafka_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long a deletion waits for Kafka to acknowledge its `job.deleted`; "
+        "beyond it, `DELETE /jobs/{job_id}` answers 503 with `Retry-After`.",
+    )
+
+    job_retention_seconds: float = Field(
+        default=30 * DAY,
+        ge=0,
+        description="How long a finished job's state and event history stay after its "
+        "final event; then a sweep publishes `job.deleted` (reason `retention`) and every "
+        "service erases the job. 0: kept until deleted.",
+    )
+    job_retention_sweep_seconds: float = Field(
+        default=60.0, gt=0, description="How often a replica looks for jobs past retention."
+    )
+    job_tombstone_seconds: float = Field(
+        default=14 * DAY,
+        gt=0,
+        description="How long a deleted job's tombstone (its id and when) stays, so that a "
+        "late or replayed `job.status` of it changes nothing: longer than `job.status` "
+        "keeps events (the broker's retention, 7 days by default) and than a consumer "
+        "group's committed offsets live (`offsets.retention.minutes`, 7 days).",
     )
 
     sse_heartbeat_seconds: float = Field(
@@ -48,8 +81,8 @@ class Settings(DatabaseSettings):
     cors_allowed_origins: list[str] = Field(
         default_factory=list,
         description="Origins whose pages may stream progress from a browser, cookie included "
-        "(`EventSource(url, {withCredentials: true})`); JSON list, e.g. "
-        '`["https://app.example.com"]`.',
+        "(`EventSource(url, {withCredentials: true})`), and list or delete jobs; JSON list, "
+        'e.g. `["https://app.example.com"]`.',
     )
 
     listen_check_seconds: float = Field(
@@ -60,3 +93,9 @@ class Settings(DatabaseSettings):
     listen_reconnect_seconds: float = Field(
         default=1.0, gt=0, description="Pause before reconnecting a lost LISTEN connection."
     )
+
+    @property
+    def deletion_consumer_group(self) -> str:
+        """The group that erases deleted jobs from ``job.deleted``: one of its own, so
+        that its offsets are independent of the projection's."""
+        return f"{self.consumer_group}.deletions"

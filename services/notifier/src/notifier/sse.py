@@ -4,11 +4,6 @@ Events use the default type (no ``event:`` line) so that ``EventSource.onmessage
 fires, as the seed's browser code expects (docs/architecture.md §2).
 """
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # projection builds its event text with :func:`message`
-    from notifier.projection import JobSnapshot
-
 KEEP_ALIVE = ": keep-alive\n\n"
 
 MAX_EVENT_ID = 2**63 - 1
@@ -43,9 +38,3 @@ def message(event_id: int, data: str) -> str:
     """One event; every line of ``data`` becomes its own ``data:`` line."""
     lines = "".join(f"data: {line}\n" for line in data.split("\n"))
     return f"id: {event_id}\n{lines}\n"
-
-
-def snapshot_event(snapshot: "JobSnapshot") -> str:
-    """The event of ``snapshot``; its text is built once per event and shared by every
-    stream that sends it (``JobSnapshot.sse_event``)."""
-    return snapshot.sse_event

@@ -20,6 +20,7 @@ gateway already has PostgreSQL; it is one short transaction per upload.
 
 import logging
 import uuid
+from datetime import datetime
 from typing import TypeAlias
 
 import asyncpg
@@ -79,6 +80,38 @@ SELECT now() AS now,
 """
 
 
+# What an admission writes, as one statement (each round trip is on the path to the
+# 202): the client's next GCRA time, the day's charge, the resumable upload's own lease
+# and the body's lease.
+_ADMIT = """
+WITH rate AS (
+    INSERT INTO {s}.client_rates (client_key, tat)
+    SELECT $1, $2::timestamptz WHERE $2::timestamptz IS NOT NULL
+    ON CONFLICT (client_key) DO UPDATE SET tat = EXCLUDED.tat
+), charge AS (
+    INSERT INTO {s}.client_days (client_key, day, bytes)
+    SELECT $1, (now() AT TIME ZONE 'UTC')::date, $3::bigint WHERE $3::bigint > 0
+    ON CONFLICT (client_key, day) DO UPDATE SET bytes = {s}.client_days.bytes + EXCLUDED.bytes
+), upload AS (
+    INSERT INTO {s}.upload_leases
+        (lease_id, kind, client_key, job_id, reserved_bytes, holder, expires_at)
+    SELECT gen_random_uuid(), 'resumable', $1, $7::uuid, $8::bigint, NULL,
+           now() + $10 * interval '1 second'
+    WHERE $7::uuid IS NOT NULL
+)
+INSERT INTO {s}.upload_leases
+    (lease_id, kind, client_key, job_id, reserved_bytes, holder, expires_at)
+VALUES ($6, $4, $1, NULL, $5, $9, now() + $10 * interval '1 second')
+"""
+
+_RELEASE = """
+WITH gone AS (DELETE FROM {s}.upload_leases WHERE lease_id = $1 RETURNING client_key)
+INSERT INTO {s}.client_days (client_key, day, bytes)
+SELECT client_key, (now() AT TIME ZONE 'UTC')::date, $2::bigint FROM gone WHERE $2::bigint > 0
+ON CONFLICT (client_key, day) DO UPDATE SET bytes = {s}.client_days.bytes + EXCLUDED.bytes
+"""
+
+
 class PostgresQuota(PostgresResource):
     """:class:`gateway.ports.Quota`. ``holder`` names this replica's body leases; only
     those it still holds (``_held``) are renewed, so one whose release failed lapses."""
@@ -94,6 +127,8 @@ class PostgresQuota(PostgresResource):
         self._lease_seconds = lease_seconds
         self._held: set[uuid.UUID] = set()
         self._usage = _USAGE.format(s=self.schema)
+        self._admit = _ADMIT.format(s=self.schema)
+        self._release_sql = _RELEASE.format(s=self.schema)
 
     @unavailable_on_outage
     async def admit_upload(
@@ -110,21 +145,12 @@ class PostgresQuota(PostgresResource):
             refusal = judge_upload(self.rules, usage, size or body)
             if refusal is not None:
                 raise Refused(refusal)
-            tat = next_rate_tat(self.rules, usage)
-            if tat is not None:
-                await conn.execute(
-                    f"""INSERT INTO {self.schema}.client_rates (client_key, tat)
-                        VALUES ($1, $2) ON CONFLICT (client_key) DO UPDATE SET tat = $2""",
-                    client,
-                    tat,
-                )
             # A declared size is charged at once; else each body as it comes.
-            await self._charge(conn, client, size or body)
-            if resumable_job is not None:
-                job = uuid.UUID(resumable_job)
-                await self._lease(conn, "resumable", client, size or 0, job)
             kind = "upload" if resumable_job is None else "append"
-            lease = await self._lease(conn, kind, client, body)
+            lease = await self._write(
+                conn, client, next_rate_tat(self.rules, usage), size or body, kind, body,
+                resumable_job, size or 0,
+            )  # fmt: skip
         return self._hold(lease)
 
     @unavailable_on_outage
@@ -144,9 +170,8 @@ class PostgresQuota(PostgresResource):
             )
             if refusal is not None:
                 raise Refused(refusal)
-            if not charged_at_creation:
-                await self._charge(conn, client, body)
-            lease = await self._lease(conn, "append", client, body)
+            charge = 0 if charged_at_creation else body
+            lease = await self._write(conn, client, None, charge, "append", body, None, 0)
         return self._hold(lease)
 
     def _hold(self, lease: uuid.UUID) -> str:
@@ -164,13 +189,7 @@ class PostgresQuota(PostgresResource):
 
     @unavailable_on_outage
     async def _release(self, lease_id: uuid.UUID, undeclared_bytes: int) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            client = await conn.fetchval(
-                f"DELETE FROM {self.schema}.upload_leases WHERE lease_id = $1 RETURNING client_key",
-                lease_id,
-            )
-            if client is not None:
-                await self._charge(conn, client, undeclared_bytes)
+        await self._pool.execute(self._release_sql, lease_id, undeclared_bytes)
 
     @unavailable_on_outage
     async def renew(self) -> None:
@@ -220,37 +239,29 @@ class PostgresQuota(PostgresResource):
             bytes_in_flight=int(row["in_flight"]),
         )
 
-    async def _charge(self, conn: "Connection", client: str, n: int) -> None:
-        if n <= 0:
-            return
-        await conn.execute(
-            f"""INSERT INTO {self.schema}.client_days (client_key, day, bytes)
-                VALUES ($1, (now() AT TIME ZONE 'UTC')::date, $2)
-                ON CONFLICT (client_key, day)
-                DO UPDATE SET bytes = {self.schema}.client_days.bytes + $2""",
-            client,
-            n,
-        )
-
-    async def _lease(
+    async def _write(
         self,
         conn: "Connection",
-        kind: str,
         client: str,
-        reserved: int,
-        job_id: uuid.UUID | None = None,
+        tat: datetime | None,
+        charge: int,
+        kind: str,
+        body: int,
+        resumable_job: str | None,
+        size: int,
     ) -> uuid.UUID:
         lease_id = uuid.uuid4()
         await conn.execute(
-            f"""INSERT INTO {self.schema}.upload_leases
-                    (lease_id, kind, client_key, job_id, reserved_bytes, holder, expires_at)
-                VALUES ($1, $2, $3, $4, $5, $6, now() + $7 * interval '1 second')""",
-            lease_id,
-            kind,
+            self._admit,
             client,
-            job_id,
-            reserved,
-            None if kind == "resumable" else self.holder,
+            tat,
+            charge,
+            kind,
+            body,
+            lease_id,
+            uuid.UUID(resumable_job) if resumable_job else None,
+            size,
+            self.holder,
             self._lease_seconds,
         )
         return lease_id

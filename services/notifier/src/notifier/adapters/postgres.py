@@ -1,6 +1,7 @@
 """PostgreSQL through asyncpg: :class:`notifier.ports.JobStore` (the projection: the
-append-only event history and the current state) and :class:`notifier.ports.AppliedEvents`
-(its ``LISTEN`` feed).
+append-only event history and the current state), :class:`notifier.ports.Lifecycle`
+(deletion, owners, retention) and :class:`notifier.ports.AppliedEvents` (its ``LISTEN``
+feed).
 
 Writers of one job are serialised by a transaction-scoped advisory lock on the job id:
 unlike ``SELECT ... FOR UPDATE`` it also covers a job's first event, when there is no
@@ -10,7 +11,12 @@ An applied event also notifies the channel :attr:`PostgresStore.channel` inside 
 recording transaction; PostgreSQL delivers the notification to every listening replica
 only once the transaction commits, in commit order
 (https://www.postgresql.org/docs/current/sql-notify.html). That is the live feed
-:class:`PostgresAppliedEvents` hands to :mod:`notifier.listener`.
+:class:`PostgresAppliedEvents` hands to :mod:`notifier.listener`. Erasing a job notifies
+the same channel (``"<job_id> deleted"``), so that every replica ends the job's streams.
+
+A deleted job leaves a tombstone (``deleted_jobs``: its id and when, nothing else),
+written under the same job lock as the projection's writes, which drop every later
+event of it (docs/architecture.md §8).
 
 A database outage leaves every method as ``DependencyUnavailable`` (a 503 over HTTP, a
 message not committed in the consumer).
@@ -23,12 +29,13 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from contracts import JobStatus, JobStatusChanged
-from notifier.ports import OnApplied
+from notifier.ports import JobGone, JobRecord, OnApplied, OnDeleted, OwnedJob, Position
 from notifier.projection import Decision, JobSnapshot, Outcome, decide
 from servicekit.http import DependencyUnavailable
 from servicekit.postgres import DEPENDENCY, create_pool, is_outage, unavailable_on_outage
@@ -95,10 +102,45 @@ CREATE TABLE IF NOT EXISTS {schema}.jobs (
     time       timestamptz NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- Data lifecycle (docs/architecture.md §8). The owner is the JWT subject of the upload
+-- (from the `accepted` event); created_at, the time of the job's first event, orders an
+-- owner's list. Jobs from before these columns have no owner: the time the column was
+-- added, which they get, lists nothing.
+ALTER TABLE {schema}.jobs ADD COLUMN IF NOT EXISTS owner text;
+ALTER TABLE {schema}.jobs ADD COLUMN IF NOT EXISTS created_at timestamptz NOT NULL DEFAULT now();
+-- Set by the retention sweep that published the job's deletion, so that no other
+-- replica's sweep publishes it again while the deletion travels.
+ALTER TABLE {schema}.jobs ADD COLUMN IF NOT EXISTS deletion_claimed_at timestamptz;
+CREATE INDEX IF NOT EXISTS jobs_by_owner
+    ON {schema}.jobs (owner, created_at DESC, job_id DESC) WHERE owner IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_finished
+    ON {schema}.jobs (updated_at) WHERE status IN ({final});
+-- Erasing a job deletes its history, ignored events (without an event_id) included.
+CREATE INDEX IF NOT EXISTS job_events_by_job ON {schema}.job_events (job_id);
+
+-- A deleted job's tombstone: its id and when, no personal data. Events of it that come
+-- later are dropped; tombstones are pruned after JOB_TOMBSTONE_SECONDS.
+CREATE TABLE IF NOT EXISTS {schema}.deleted_jobs (
+    job_id     uuid        PRIMARY KEY,
+    deleted_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS deleted_jobs_by_age ON {schema}.deleted_jobs (deleted_at);
 """
 
 _COLUMNS = "job_id, event_id, status, progress, detail, result, error, time"
 _EVENT_COLUMNS = _COLUMNS + ", traceparent"
+_JOB_COLUMNS = ", ".join(f"j.{c}" for c in _COLUMNS.split(", "))
+_FINAL = ", ".join(f"'{status.value}'" for status in JobStatus if status.is_final)
+
+DELETED = "deleted"
+"""The payload's second word when a job was erased (instead of an event id)."""
+
+_LOCK_JOBS = "SELECT pg_advisory_xact_lock(hashtext(j::text)) FROM unnest($1::uuid[]) j"
+"""Each job's writer lock, taken in the order given (sorted, so replicas cannot deadlock)."""
+
+_PRUNE_BATCH = 10_000
+"""Most tombstones forgotten in one statement."""
 
 
 def _snapshot(row: asyncpg.Record) -> JobSnapshot:
@@ -167,7 +209,7 @@ class PostgresStore(Resource):
         async with self.pool.acquire() as conn, conn.transaction():
             # Serialise concurrent starts: CREATE ... IF NOT EXISTS is not race-free.
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('notifier.schema'))")
-            await conn.execute(_SCHEMA.format(schema=self.schema))
+            await conn.execute(_SCHEMA.format(schema=self.schema, final=_FINAL))
 
     @unavailable_on_outage
     async def ping(self) -> bool:
@@ -209,18 +251,19 @@ class PostgresStore(Resource):
         job_ids = sorted({uuid.UUID(event.job_id) for _, event in events})
         async with self.pool.acquire() as conn, conn.transaction():
             # Every job of the batch, locked in one order, so replicas cannot deadlock.
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtext(j::text)) FROM unnest($1::uuid[]) j",
+            await conn.execute(_LOCK_JOBS, job_ids)
+            # Under the jobs' locks nobody else writes their rows: no FOR UPDATE needed.
+            # Which events are recorded already, and which jobs deleted: one round trip.
+            known = await conn.fetchrow(
+                f"""SELECT
+                    ARRAY(SELECT ce_id FROM {s}.job_events WHERE ce_id = ANY($1::text[])) seen,
+                    ARRAY(SELECT job_id FROM {s}.deleted_jobs WHERE job_id = ANY($2::uuid[]))
+                        deleted""",
+                [ce_id for ce_id, _ in events],
                 job_ids,
             )
-            # Under the jobs' locks nobody else writes their rows: no FOR UPDATE needed.
-            seen = {
-                r["ce_id"]
-                for r in await conn.fetch(
-                    f"SELECT ce_id FROM {s}.job_events WHERE ce_id = ANY($1::text[])",
-                    [ce_id for ce_id, _ in events],
-                )
-            }
+            assert known is not None
+            seen, deleted = set(known["seen"]), set(known["deleted"])
             rows = await conn.fetch(
                 f"SELECT {_COLUMNS} FROM {s}.jobs WHERE job_id = ANY($1::uuid[])", job_ids
             )
@@ -229,16 +272,22 @@ class PostgresStore(Resource):
             last = {job_id: snap.event_id for job_id, snap in current.items()}
             decisions, history, notes = [], [], []
             changed: dict[uuid.UUID, JobSnapshot] = {}
+            created: dict[uuid.UUID, datetime] = {}
+            owners: dict[uuid.UUID, str] = {}
             for (ce_id, event), traceparent in zip(events, traceparents, strict=True):
                 job_id = uuid.UUID(event.job_id)
                 decision = decide(
                     current.get(job_id), event, event_id=last.get(job_id, 0) + 1,
-                    duplicate=ce_id in seen,
+                    duplicate=ce_id in seen, deleted=job_id in deleted,
                 )  # fmt: skip
                 decisions.append(decision)
-                if decision.outcome is Outcome.DUPLICATE:
+                if not decision.outcome.writes:
                     continue
                 seen.add(ce_id)
+                if event.owner:
+                    # Whichever event names the owner, applied or not: `accepted` may
+                    # come after `uploading` (another producer) and then be ignored.
+                    owners.setdefault(job_id, event.owner)
                 new = decision.snapshot
                 applied = decision.outcome is Outcome.APPLIED
                 history.append((
@@ -249,6 +298,8 @@ class PostgresStore(Resource):
                     traceparent,
                 ))  # fmt: skip
                 if applied:
+                    if job_id not in current:
+                        created[job_id] = new.time
                     last[job_id] = new.event_id
                     current[job_id] = changed[job_id] = new
                     notes.append(f"{job_id} {new.event_id}")
@@ -261,17 +312,27 @@ class PostgresStore(Resource):
                 )
             if changed:
                 await conn.executemany(
-                    f"""INSERT INTO {s}.jobs ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                    f"""INSERT INTO {s}.jobs ({_COLUMNS}, created_at)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                     ON CONFLICT (job_id) DO UPDATE SET event_id = excluded.event_id,
                         status = excluded.status, progress = excluded.progress,
                         detail = excluded.detail, result = excluded.result,
                         error = excluded.error, time = excluded.time, updated_at = now()""",
                     [
                         (job_id, n.event_id, n.status.value, n.progress, n.detail,
-                         _dumps(n.result), _dumps(n.error), n.time)
+                         _dumps(n.result), _dumps(n.error), n.time, created.get(job_id, n.time))
                         for job_id, n in changed.items()
                     ],
                 )  # fmt: skip
+            if owners:
+                # A job's first event is always applied, so its row exists by now.
+                await conn.execute(
+                    f"""UPDATE {s}.jobs j SET owner = o.owner
+                    FROM unnest($1::uuid[], $2::text[]) AS o(job_id, owner)
+                    WHERE j.job_id = o.job_id AND j.owner IS NULL""",
+                    list(owners),
+                    list(owners.values()),
+                )
             if notes:
                 # Delivered on commit, in this order, to every listening replica.
                 await conn.execute(
@@ -284,21 +345,39 @@ class PostgresStore(Resource):
 
     @unavailable_on_outage
     async def current(self, job_id: str) -> JobSnapshot | None:
+        # One round trip, the tombstone with the state (a deleted job has no state).
         row = await self.pool.fetchrow(
-            f"SELECT {_COLUMNS} FROM {self.schema}.jobs WHERE job_id = $1", uuid.UUID(job_id)
+            f"""SELECT t.deleted, {_JOB_COLUMNS} FROM (SELECT EXISTS (
+                SELECT FROM {self.schema}.deleted_jobs WHERE job_id = $1) AS deleted) t
+            LEFT JOIN {self.schema}.jobs j ON j.job_id = $1""",
+            uuid.UUID(job_id),
         )
-        return _snapshot(row) if row is not None else None
+        assert row is not None
+        if row["deleted"]:
+            raise JobGone()
+        return _snapshot(row) if row["job_id"] is not None else None
 
     @unavailable_on_outage
     async def applied_after(self, job_id: str, event_id: int) -> list[JobSnapshot]:
-        """The applied events of a job after ``event_id``, oldest first."""
+        """The applied events of a job after ``event_id``, oldest first; with none,
+        :class:`JobGone` if the job was deleted (a stream that re-reads after a lost
+        notification ends then)."""
         rows = await self.pool.fetch(
             f"""SELECT {_EVENT_COLUMNS} FROM {self.schema}.job_events
             WHERE job_id = $1 AND event_id > $2 AND outcome = 'applied' ORDER BY event_id""",
             uuid.UUID(job_id),
             event_id,
         )
+        if not rows and await self._deleted(uuid.UUID(job_id)):
+            raise JobGone()
         return [_snapshot(r) for r in rows]
+
+    async def _deleted(self, job_id: uuid.UUID) -> bool:
+        return bool(
+            await self.pool.fetchval(
+                f"SELECT EXISTS (SELECT FROM {self.schema}.deleted_jobs WHERE job_id = $1)", job_id
+            )
+        )
 
     @unavailable_on_outage
     async def applied_events(self, keys: list[tuple[str, int]]) -> list[JobSnapshot]:
@@ -313,6 +392,103 @@ class PostgresStore(Resource):
         )
         return [_snapshot(r) for r in rows]
 
+    # --- notifier.ports.Lifecycle ----------------------------------------------------
+
+    @unavailable_on_outage
+    async def find(self, job_id: str) -> JobRecord | None:
+        row = await self.pool.fetchrow(
+            f"""SELECT t.deleted, j.job_id IS NOT NULL AS known, j.owner FROM (SELECT EXISTS (
+                SELECT FROM {self.schema}.deleted_jobs WHERE job_id = $1) AS deleted) t
+            LEFT JOIN {self.schema}.jobs j ON j.job_id = $1""",
+            uuid.UUID(job_id),
+        )
+        assert row is not None
+        if row["deleted"]:
+            return JobRecord(deleted=True)
+        return JobRecord(deleted=False, owner=row["owner"]) if row["known"] else None
+
+    @unavailable_on_outage
+    async def erase(self, job_ids: list[str]) -> None:
+        s = self.schema
+        ids = sorted({uuid.UUID(job_id) for job_id in job_ids})
+        if not ids:
+            return
+        async with self.pool.acquire() as conn, conn.transaction():
+            # The projection's lock: an event of the job is recorded before the erasure
+            # (and erased with the rest) or after it (and dropped for the tombstone).
+            await conn.execute(_LOCK_JOBS, ids)
+            await conn.execute(f"DELETE FROM {s}.job_events WHERE job_id = ANY($1::uuid[])", ids)
+            await conn.execute(f"DELETE FROM {s}.jobs WHERE job_id = ANY($1::uuid[])", ids)
+            await conn.execute(
+                f"""INSERT INTO {s}.deleted_jobs (job_id) SELECT unnest($1::uuid[])
+                ON CONFLICT (job_id) DO NOTHING""",
+                ids,
+            )
+            # Delivered on commit to every replica, which ends the jobs' open streams.
+            await conn.execute(
+                "SELECT pg_notify($1, j::text || ' ' || $2) FROM unnest($3::uuid[]) j",
+                self.channel,
+                DELETED,
+                ids,
+            )
+
+    @unavailable_on_outage
+    async def owned_by(self, owner: str, before: Position | None, limit: int) -> list[OwnedJob]:
+        # Keyset pagination on (created_at, job_id), the order of the jobs_by_owner index:
+        # a job created or deleted meanwhile moves no other across a page boundary.
+        query = f"SELECT {_COLUMNS}, created_at FROM {self.schema}.jobs WHERE owner = $1"
+        args: list[object] = [owner]
+        if before is not None:
+            query += " AND (created_at, job_id) < ($2, $3)"
+            args += [before[0], uuid.UUID(before[1])]
+        query += f" ORDER BY created_at DESC, job_id DESC LIMIT ${len(args) + 1}"
+        rows = await self.pool.fetch(query, *args, limit)
+        return [OwnedJob(_snapshot(r), r["created_at"]) for r in rows]
+
+    @unavailable_on_outage
+    async def claim_expired(
+        self, older_than_seconds: float, claim_seconds: float, limit: int
+    ) -> list[str]:
+        # One statement: the rows another sweep holds are skipped, and those it claimed
+        # are no longer older than the claim, so two replicas never claim one job. The
+        # locking select is a materialised CTE, evaluated once (as a subquery in IN it
+        # may be evaluated again, and claim more than LIMIT).
+        rows = await self.pool.fetch(
+            f"""WITH expired AS MATERIALIZED (
+                SELECT job_id FROM {self.schema}.jobs
+                WHERE status IN ({_FINAL})
+                    AND updated_at < now() - make_interval(secs => $1)
+                    AND (deletion_claimed_at IS NULL
+                         OR deletion_claimed_at < now() - make_interval(secs => $2))
+                ORDER BY updated_at LIMIT $3
+                FOR UPDATE SKIP LOCKED)
+            UPDATE {self.schema}.jobs j SET deletion_claimed_at = now()
+            FROM expired WHERE j.job_id = expired.job_id
+            RETURNING j.job_id""",
+            float(older_than_seconds),
+            float(claim_seconds),
+            limit,
+        )
+        return [str(r["job_id"]) for r in rows]
+
+    @unavailable_on_outage
+    async def prune_tombstones(self, older_than_seconds: float) -> int:
+        pruned = 0
+        while True:
+            status = await self.pool.execute(
+                f"""WITH old AS MATERIALIZED (
+                    SELECT job_id FROM {self.schema}.deleted_jobs
+                    WHERE deleted_at < now() - make_interval(secs => $1)
+                    LIMIT $2 FOR UPDATE SKIP LOCKED)
+                DELETE FROM {self.schema}.deleted_jobs d USING old WHERE d.job_id = old.job_id""",
+                float(older_than_seconds),
+                _PRUNE_BATCH,
+            )
+            count = int(status.rsplit(" ", 1)[-1])  # "DELETE <n>"
+            pruned += count
+            if count < _PRUNE_BATCH:
+                return pruned
+
 
 Connect = Callable[[], Awaitable["asyncpg.Connection[asyncpg.Record]"]]
 
@@ -326,21 +502,28 @@ class PostgresAppliedEvents:
         self._channel = channel
         self._check_seconds = check_seconds
 
-    async def listen(self, on_applied: OnApplied, on_listening: Callable[[], None]) -> None:
+    async def listen(
+        self, on_applied: OnApplied, on_listening: Callable[[], None], on_deleted: OnDeleted
+    ) -> None:
         try:
-            await self._listen(on_applied, on_listening)
+            await self._listen(on_applied, on_listening, on_deleted)
         except Exception as exc:
             if is_outage(exc):
                 raise DependencyUnavailable(DEPENDENCY, 1, f"{type(exc).__name__}: {exc}") from exc
             raise
 
-    async def _listen(self, on_applied: OnApplied, on_listening: Callable[[], None]) -> None:
+    async def _listen(
+        self, on_applied: OnApplied, on_listening: Callable[[], None], on_deleted: OnDeleted
+    ) -> None:
         conn = await self._connect()
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _: lost.set())
 
         def notified(_conn: Any, _pid: int, _channel: str, payload: object) -> None:
             job_id, _, event_id = str(payload).partition(" ")
+            if event_id == DELETED:
+                on_deleted(job_id)
+                return
             try:
                 number = int(event_id)
             except ValueError:
