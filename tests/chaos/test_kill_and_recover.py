@@ -8,25 +8,24 @@ what is missing. After each: every 202'd job is final exactly once on job.status
 completed with the right duration; its object in S3 is there once with the right size
 and sha256; no multipart upload is left open; the notifier serves the same final state.
 
-Then deletions (docs/architecture.md §8, issue 20 point 3): the uploader, the
-analyzer-bridge and the gateway are each killed as `job.deleted` reaches them for
-finished jobs and a resumable upload in progress; once the killed one is back, nothing
-of those jobs is left in S3 (objects, multipart uploads) nor in its tables.
+Then deletions (docs/architecture.md §8, issue 20 point 3): finished jobs and a
+resumable upload in progress are deleted through the edge (`DELETE /jobs/{id}`) and the
+uploader, the analyzer-bridge or the gateway is killed at once, as `job.deleted` reaches
+it; once it is back, nothing of those jobs is left in S3 (objects, multipart uploads)
+nor in the services' tables, and every job answers 410.
 """
 
 import asyncio
 import time
 import uuid
 from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import httpx
 import pytest
 
-from contracts import DeletionReason, Erase, JobDeleted, topics
 from devstack import Stack
-from servicekit.kafka import make_broker, publish_event
-from servicekit.settings import ServiceSettings
 from tests.chaos.jobs import (
     Accepted,
     Load,
@@ -222,6 +221,12 @@ async def left_in_tables(database_url: str, job_ids: list[str]) -> dict[str, int
             "gateway.upload_leases": await conn.fetchval(
                 "SELECT count(*) FROM gateway.upload_leases WHERE job_id = ANY($1)", uuids
             ),
+            "notifier.jobs": await conn.fetchval(
+                "SELECT count(*) FROM notifier.jobs WHERE job_id = ANY($1)", uuids
+            ),
+            "notifier.job_events": await conn.fetchval(
+                "SELECT count(*) FROM notifier.job_events WHERE job_id = ANY($1)", uuids
+            ),
         }
         buried = {
             "uploader.deleted_jobs": await conn.fetchval(
@@ -232,6 +237,9 @@ async def left_in_tables(database_url: str, job_ids: list[str]) -> dict[str, int
             ),
             "gateway.deleted_jobs": await conn.fetchval(
                 "SELECT count(*) FROM gateway.deleted_jobs WHERE job_id = ANY($1)", uuids
+            ),
+            "notifier.deleted_jobs": await conn.fetchval(
+                "SELECT count(*) FROM notifier.deleted_jobs WHERE job_id = ANY($1)", uuids
             ),
         }
     finally:
@@ -264,17 +272,15 @@ async def test_a_kill_during_deletions_leaves_nothing_once_it_is_back(
 
     await eventually(part_stored, within=60, every=0.5, what="a part of the open upload stored")
 
-    # Deleted as the notifier deletes them (job.deleted), and the target killed at once.
-    producer = make_broker(ServiceSettings(kafka_bootstrap_servers=bootstrap), "chaos", "chaos")
-    await producer.start()
-    try:
-        for job_id in [resumable, *finished]:
-            event = JobDeleted(job_id=job_id, reason=DeletionReason.REQUESTED, erase=Erase.JOB)
-            await publish_event(
-                producer, topics.JOB_DELETED, event, source="chaos", ce_id=f"{job_id}:deleted:job"
-            )
-    finally:
-        await producer.stop()
+    # Deleted through the edge, as a person would (DELETE /jobs/{id} with the job's own
+    # access token: the notifier announces it on job.deleted before it answers), and the
+    # target killed at once, with the deletions on their way to it.
+    tokens = {job.job_id: job.access_token for job in load.accepted}
+    tokens[resumable] = parse_qs(urlsplit(location).query)["access_token"][0]
+    async with httpx.AsyncClient(base_url=stack.edge_url, timeout=30) as client:
+        for job_id, token in tokens.items():
+            answer = await client.delete(f"/jobs/{job_id}", params={"access_token": token})
+            assert answer.status_code == 202, answer.text
     await asyncio.to_thread(kill9, stack, target)
     started = await asyncio.to_thread(restart, stack)
     assert target in started, started
@@ -301,4 +307,9 @@ async def test_a_kill_during_deletions_leaves_nothing_once_it_is_back(
 
     async with httpx.AsyncClient(base_url=stack.edge_url) as client:
         gone = await client.head(location, headers={"Upload-Draft-Interop-Version": "8"})
-    assert gone.status_code == 410
+        assert gone.status_code == 410
+        for job_id, token in tokens.items():
+            snapshot = await client.get(f"/jobs/{job_id}", params={"access_token": token})
+            assert snapshot.status_code == 410, snapshot.text
+            again = await client.delete(f"/jobs/{job_id}", params={"access_token": token})
+            assert again.status_code == 204  # repeating it is harmless
