@@ -65,6 +65,11 @@ async def test_the_services_create_three_replicas_two_in_sync(cluster: Stack) ->
         await admin.close()
     assert configs["min.insync.replicas"] == "2"
     assert configs["unclean.leader.election.enable"] == "false"
+    # The raw audio is kept as long as a replay needs it, and no longer (docs/scaling.md):
+    # the retention the gateway and the uploader create it with (make run's, 30 min).
+    retention = int(cluster.env()["AUDIO_UPLOAD_RETENTION_SECONDS"]) * 1000
+    assert configs["retention.ms"] == str(retention)
+    assert int(configs["segment.ms"]) <= retention // 4
 
 
 async def test_killing_the_upload_leader_loses_no_accepted_upload(cluster: Stack) -> None:

@@ -79,7 +79,7 @@ async def test_the_uploaders_checkpoints_live_in_the_configured_schema(
     async with PostgresCheckpoints(settings) as checkpoints:
         await checkpoints.save(checkpoint)
         assert await checkpoints.load(job_id) == checkpoint
-        assert await checkpoints.upload_ids() == {"upload-1"}
+        assert await checkpoints.uploads() == {"upload-1": job_id}
     assert await rows_in(infra, f"{schema}.checkpoints") == 1
     assert await rows_in(infra, "uploader.checkpoints") == before_in_default
 

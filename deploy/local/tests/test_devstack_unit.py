@@ -13,7 +13,7 @@ import pytest
 
 from devstack import process
 from devstack.component import Context
-from devstack.config import DEFAULT_APPS, Settings, resolve_env
+from devstack.config import DEFAULT_APPS, LIFECYCLE_DEFAULTS, Settings, resolve_env
 from devstack.edge import Edge
 from devstack.errors import StackError
 from devstack.kafka import nodes as kafka_nodes
@@ -35,8 +35,21 @@ def test_defaults_name_the_local_stack() -> None:
         "DATABASE_URL": "postgresql://audiopipe:audiopipe@127.0.0.1:15432/audiopipe",
         "ANALYSIS_SERVER_URL": "http://127.0.0.1:8105",
         "PUBLIC_BASE_URL": "http://127.0.0.1:8000",
-        "JOB_RETENTION_SECONDS": "3600",
+        **LIFECYCLE_DEFAULTS,
     }
+
+
+def test_the_lifecycle_defaults_are_short_and_the_environment_overrides_them() -> None:
+    env = resolve_env(Settings(), environ={"AUDIO_RETENTION_SECONDS": "86400"})
+    assert env.values["AUDIO_RETENTION_SECONDS"] == "86400"
+    assert env.values["UPLOAD_MAX_AGE_SECONDS"] == LIFECYCLE_DEFAULTS["UPLOAD_MAX_AGE_SECONDS"]
+    # The services refuse an audio.upload retention that an upload could outlive.
+    retention = int(LIFECYCLE_DEFAULTS["AUDIO_UPLOAD_RETENTION_SECONDS"])
+    assert retention > int(LIFECYCLE_DEFAULTS["UPLOAD_MAX_AGE_SECONDS"])
+    assert all(int(value) <= 3600 for value in LIFECYCLE_DEFAULTS.values())
+    # The audio goes no later than the job it belongs to.
+    audio = int(LIFECYCLE_DEFAULTS["AUDIO_RETENTION_SECONDS"])
+    assert audio <= int(LIFECYCLE_DEFAULTS["JOB_RETENTION_SECONDS"])
 
 
 def test_configured_services_are_external_and_passed_through() -> None:

@@ -36,6 +36,7 @@ class FakeStore:
     def __init__(self) -> None:
         self.rows: dict[str, Analysis] = {}
         self.leases: dict[str, tuple[str, datetime]] = {}
+        self.tombstones: set[str] = set()
         self.down = 0
         """Calls left that fail as if the database were gone."""
 
@@ -62,7 +63,7 @@ class FakeStore:
 
     async def insert_pending(self, event: AudioStored, deadline_seconds: float) -> bool:
         self._call()
-        if event.job_id in self.rows:
+        if event.job_id in self.rows or event.job_id in self.tombstones:
             return False
         self.rows[event.job_id] = Analysis(
             job_id=event.job_id,
@@ -168,6 +169,31 @@ class FakeStore:
             for r in self.rows.values()
             if r.state is State.PENDING and r.deadline > now() and self._free(r.job_id)
         ][:limit]
+
+    async def erase(self, job_id: str) -> None:
+        self._call()
+        self.tombstones.add(job_id)
+        self.rows.pop(job_id, None)
+        self.leases.pop(job_id, None)
+
+    async def deleted(self, job_id: str) -> bool:
+        self._call()
+        return job_id in self.tombstones
+
+    async def prune(self, finished_seconds: float, tombstone_seconds: float) -> tuple[int, int]:
+        self._call()
+        before = now() - timedelta(seconds=finished_seconds)
+        old = [
+            r.job_id
+            for r in self.rows.values()
+            if finished_seconds > 0
+            and r.published_at is not None
+            and r.finished_at is not None
+            and r.finished_at < before
+        ]
+        for job_id in old:
+            del self.rows[job_id]
+        return len(old), 0
 
 
 class FakeEvents:

@@ -86,6 +86,7 @@ async def namespace(infra: dict[str, str]) -> AsyncIterator[Namespace]:
             "audio_stored_topic": f"{ns}.{topics.AUDIO_STORED}",
             "analysis_result_topic": f"{ns}.{topics.ANALYSIS_RESULT}",
             "job_status_topic": f"{ns}.{topics.JOB_STATUS}",
+            "job_deleted_topic": f"{ns}.{topics.JOB_DELETED}",
         },
     )
     bootstrap = infra["KAFKA_BOOTSTRAP_SERVERS"]

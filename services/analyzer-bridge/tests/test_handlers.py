@@ -53,7 +53,13 @@ def rig() -> Rig:
     broker, bridge = create_broker(Settings(), store, server, FakePresigner())
     bridge.intake.retry_pause_seconds = 0
     dead = topics.dead_letter(topics.AUDIO_STORED)
-    seen = Seen(broker, topics.JOB_STATUS, topics.ANALYSIS_RESULT, dead)
+    seen = Seen(
+        broker,
+        topics.JOB_STATUS,
+        topics.ANALYSIS_RESULT,
+        dead,
+        topics.dead_letter(topics.JOB_DELETED),
+    )
     return Rig(broker, bridge, store, server, seen)
 
 
@@ -107,3 +113,29 @@ async def test_a_database_outage_fails_the_message_so_it_is_not_committed():
         await r.bridge.requester.join()
     assert r.store.rows[JOB].state is State.REQUESTED
     assert topics.dead_letter(topics.AUDIO_STORED) not in r.seen.messages
+
+
+async def test_a_deletion_erases_the_analysis_and_a_redelivered_audio_stored_starts_nothing():
+    from contracts import DeletionReason, Erase, JobDeleted
+
+    r = rig()
+    deleted = JobDeleted(job_id=JOB, reason=DeletionReason.REQUESTED, erase=Erase.JOB)
+    audio_only = JobDeleted(job_id=JOB, reason=DeletionReason.RETENTION, erase=Erase.AUDIO)
+    async with TestKafkaBroker(r.broker) as test_broker:
+        await publish_event(test_broker, topics.AUDIO_STORED, stored(), source="/t", ce_id="s")
+        await r.bridge.requester.join()
+        # The recording only: the bridge holds no copy of it, its analysis stays.
+        await publish_event(test_broker, topics.JOB_DELETED, audio_only, source="/t", ce_id="a")
+        assert JOB in r.store.rows
+        for _ in range(2):  # twice is harmless
+            await publish_event(test_broker, topics.JOB_DELETED, deleted, source="/t", ce_id="d")
+        await publish_event(test_broker, topics.AUDIO_STORED, stored(), source="/t", ce_id="s")
+        await r.bridge.requester.join()
+        not_a_job = deleted.model_copy(update={"job_id": "x"})
+        await publish_event(test_broker, topics.JOB_DELETED, not_a_job, source="/t", ce_id="p")
+    assert r.store.rows == {} and r.store.tombstones == {JOB}
+    assert len(r.server.requests) == 1
+    assert [s["status"] for _, s in r.seen.of(topics.JOB_STATUS)] == ["analyzing"]
+    assert r.seen.of(topics.ANALYSIS_RESULT) == []
+    ((parked, _),) = r.seen.of(topics.dead_letter(topics.JOB_DELETED))
+    assert parked[headers.DLQ_REASON] == "job_id 'x' is not a UUID"

@@ -115,3 +115,28 @@ async def test_the_database_down_is_503_with_retry_after():
     assert answer.status_code == 503
     assert answer.json()["error"]["code"] == "unavailable"
     assert "retry-after" in answer.headers
+
+
+async def test_a_webhook_of_a_deleted_job_is_answered_410_and_changes_nothing():
+    r, client = await started()
+    await r.store.erase(JOB)
+    async with client:
+        final = await client.post(
+            url(), json={"job_id": JOB, "status": "completed", "result": RESULT}
+        )
+        progress = await client.post(
+            url(), json={"job_id": JOB, "status": "progress", "progress": 9}
+        )
+        invalid = await client.post(url(), json={"job_id": JOB, "status": "completed", "result": 1})
+        unknown = await client.post(
+            url("00000000-0000-4000-8000-000000000000"),
+            json={
+                "job_id": "00000000-0000-4000-8000-000000000000",
+                "status": "progress",
+                "progress": 9,
+            },
+        )
+    assert [a.status_code for a in (final, progress, invalid)] == [410, 410, 410]
+    assert final.json()["error"]["code"] == "job_deleted"
+    assert unknown.status_code == 404
+    assert r.events.results == [] and r.events.statuses == [] and r.store.rows == {}

@@ -61,8 +61,8 @@ class FakeLease:
     async def advance(
         self, offset: int, chunk_count: int, digest: bytes, media: str | None
     ) -> bool:
-        row = self._store.rows[self.job_id]
-        if row.state is not State.OPEN or row.offset > offset:
+        row = self._store.rows.get(self.job_id)
+        if row is None or row.state is not State.OPEN or row.offset > offset:
             return False
         self._store.rows[self.job_id] = dataclasses.replace(
             row,
@@ -100,6 +100,7 @@ class FakeUploadStore:
 
     def __init__(self, lock_wait: float = 0.0) -> None:
         self.rows: dict[str, UploadRow] = {}
+        self.tombstones: set[str] = set()
         self.busy = False
         self.lock_wait = lock_wait
         self._held: dict[str, FakeLease] = {}
@@ -122,9 +123,10 @@ class FakeUploadStore:
 
     @contextlib.asynccontextmanager
     async def lease(self, job_id: str) -> AsyncIterator[FakeLease]:
-        row = self.rows[job_id]
-        generation = row.generation + 1
-        self.rows[job_id] = dataclasses.replace(row, generation=generation)
+        row = self.rows.get(job_id)
+        generation = row.generation + 1 if row else 1
+        if row is not None:
+            self.rows[job_id] = dataclasses.replace(row, generation=generation)
         holder = self._held.get(job_id)
         if holder is not None:
             holder.taken_over.set()
@@ -154,11 +156,21 @@ class FakeUploadStore:
         return self.ended(job_id, state, None)
 
     def ended(self, job_id: str, state: State, result: str | None) -> bool:
-        row = self.rows[job_id]
-        if row.state is not State.OPEN:
+        row = self.rows.get(job_id)
+        if row is None or row.state is not State.OPEN:
             return False
         self.rows[job_id] = dataclasses.replace(row, state=state, result=result)
         return True
+
+    async def erase(self, job_id: str) -> None:
+        self.tombstones.add(job_id)
+        self.rows.pop(job_id, None)
+
+    async def deleted(self, job_id: str) -> bool:
+        return job_id in self.tombstones
+
+    async def prune(self, ended_seconds: float, tombstone_seconds: float) -> tuple[int, int]:
+        return 0, 0
 
 
 UNLIMITED = FairUse(
@@ -227,6 +239,9 @@ class FakeQuota:
 
     async def renew(self) -> None:
         pass
+
+    async def forget(self, job_id: str) -> None:
+        self.ended(job_id)
 
     def ended(self, job_id: str) -> None:
         self.leases = {k: v for k, v in self.leases.items() if v[3] != job_id}

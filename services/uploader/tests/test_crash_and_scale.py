@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from faststream.kafka import KafkaBroker
-from uploader_rig import PART_BYTES, UploadRig, audio_bytes
+from uploader_rig import PART_BYTES, UploadRig, audio_bytes, send_chunk
 
 from contracts import UploadFinished, UploadStarted, headers, topics
 from servicekit.kafka import ce_headers, publish_event
@@ -76,27 +76,6 @@ async def test_two_uploaders_share_the_work_and_a_rebalance_loses_nothing(rig: U
     )
     await assert_each_stored_once(rig, jobs)
     assert "stored " in one.log() and "stored " in two.log(), "both uploaders did work"
-
-
-@pytest.fixture
-async def producer(rig: UploadRig):
-    from gateway.settings import Settings
-    from servicekit.kafka import make_broker
-
-    broker = make_broker(
-        Settings(kafka_bootstrap_servers=rig.infra["KAFKA_BOOTSTRAP_SERVERS"]), "tests", "tests"
-    )
-    await broker.start()
-    yield broker
-    await broker.stop()
-
-
-async def send_chunk(broker: KafkaBroker, job_id: str, seq: int, data: bytes) -> None:
-    hdrs = ce_headers(
-        "audiopipe.upload.chunk", f"{job_id}:chunk:{seq}", "tests", job_id, headers.OCTET_STREAM
-    )
-    hdrs[headers.SEQUENCE] = str(seq)
-    await broker.publish(data, topics.AUDIO_UPLOAD, key=job_id.encode(), headers=hdrs)
 
 
 async def test_chunks_and_finished_marker_delivered_twice_store_one_object(

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import httpx
 from aiokafka import AIOKafkaConsumer
+from faststream.kafka import KafkaBroker
 
 from contracts import headers, topics
+from servicekit.kafka import ce_headers
 from servicekit.s3 import s3_client
 from servicekit.settings import S3Settings
 from tests.support.kafka import partitions_of
@@ -25,6 +27,20 @@ PART_BYTES = 5 * 1024 * 1024
 
 def audio_bytes(size: int) -> bytes:
     return WAV_HEADER + os.urandom(size - len(WAV_HEADER))
+
+
+async def send_chunk(
+    broker: KafkaBroker, job_id: str, seq: int, data: bytes, offset: int | None = None
+) -> None:
+    """Chunk ``seq`` of a job on ``audio.upload``, as the gateway sends it (with
+    ``ce_uploadoffset``, its byte ``offset``, for a resumable upload)."""
+    hdrs = ce_headers(
+        "audiopipe.upload.chunk", f"{job_id}:chunk:{seq}", "tests", job_id, headers.OCTET_STREAM
+    )
+    hdrs[headers.SEQUENCE] = str(seq)
+    if offset is not None:
+        hdrs[headers.UPLOAD_OFFSET] = str(offset)
+    await broker.publish(data, topics.AUDIO_UPLOAD, key=job_id.encode(), headers=hdrs)
 
 
 class StatusLog:
@@ -77,10 +93,12 @@ class UploadRig:
         self.log_dir = log_dir
         tag = uuid.uuid4().hex[:10]
         self.group = f"uploader-test-{tag}"
+        self.gateway_deletions = f"gateway-test-{tag}.deletions"
         self.bucket = f"test-{tag}"
         self.env = {
             **infra,
             "CONSUMER_GROUP": self.group,
+            "DELETION_CONSUMER_GROUP": self.gateway_deletions,
             "S3_BUCKET": self.bucket,
             "PART_BYTES": str(PART_BYTES),
             "LOG_LEVEL": "INFO",
@@ -121,6 +139,32 @@ class UploadRig:
                     digest.update(chunk)
                 found[item["Key"]] = (digest.hexdigest(), obj["Metadata"].get("sha256", ""))
         return found
+
+    async def keys(self) -> list[str]:
+        """The keys of the bucket's objects (listed only, not read)."""
+        async with s3_client(self.s3_settings) as s3:
+            paginator = s3.get_paginator("list_objects_v2")
+            return [
+                item["Key"]
+                async for page in paginator.paginate(Bucket=self.bucket)
+                for item in page.get("Contents", [])
+            ]
+
+    async def drop_bucket(self) -> None:
+        """Empty the test's bucket and delete it: SeaweedFS gives every bucket volumes of
+        its own, and a server has only so many (a session of tests would run out)."""
+        async with s3_client(self.s3_settings) as s3:
+            try:
+                listing = await s3.list_multipart_uploads(Bucket=self.bucket)
+            except s3.exceptions.NoSuchBucket:
+                return
+            for upload in listing.get("Uploads", []):
+                await s3.abort_multipart_upload(
+                    Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                )
+            for key in await self.keys():
+                await s3.delete_object(Bucket=self.bucket, Key=key)
+            await s3.delete_bucket(Bucket=self.bucket)
 
     async def multipart_uploads(self) -> list[str]:
         async with s3_client(self.s3_settings) as s3:

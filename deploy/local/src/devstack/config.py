@@ -41,6 +41,26 @@ DEFAULT_APPS: tuple[AppSpec, ...] = (
 
 MAX_KAFKA_BROKERS = 9
 
+LIFECYCLE_DEFAULTS: Mapping[str, str] = {
+    # What `make run` keeps, and for how long (docs/architecture.md §8): minutes instead
+    # of the services' production defaults (days), so that a person can watch audio go,
+    # rows of ended uploads and analyses go, and an abandoned upload expire. Each is
+    # overridden by the same variable in the environment.
+    # notifier: a finished job is deleted everywhere an hour after its end (production:
+    # 30 days); the audio goes before it, as AUDIO_RETENTION_SECONDS must.
+    "JOB_RETENTION_SECONDS": "3600",
+    "AUDIO_RETENTION_SECONDS": "900",  # uploader: a recording is erased after 15 min
+    "AUDIO_RETENTION_SWEEP_SECONDS": "30",
+    "STALE_UPLOAD_SECONDS": "600",  # uploader: multipart uploads nobody owns
+    "STALE_SWEEP_INTERVAL_SECONDS": "60",
+    "UPLOAD_MAX_AGE_SECONDS": "900",  # gateway and uploader: a resumable upload's life
+    "ENDED_UPLOAD_RETENTION_SECONDS": "600",  # gateway: rows of ended uploads
+    "ANALYSIS_RETENTION_SECONDS": "600",  # analyzer-bridge: rows of finished analyses
+    "RETENTION_SWEEP_SECONDS": "30",
+    # Created with it when the stack's Kafka is new: past a resumable upload's life.
+    "AUDIO_UPLOAD_RETENTION_SECONDS": "1800",
+}
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -228,9 +248,8 @@ def resolve_env(settings: Settings, environ: Mapping[str, str] | None = None) ->
     analyzer = _given(environ, "ANALYSIS_SERVER_URL")
     values["ANALYSIS_SERVER_URL"] = analyzer or _reference_analyzer_url(settings)
     values["PUBLIC_BASE_URL"] = _given(environ, "PUBLIC_BASE_URL") or settings.edge_url
-    # Short, so that a person sees retention work (docs/architecture.md §8): the notifier
-    # deletes a finished job everywhere an hour after its end (production: 30 days).
-    values["JOB_RETENTION_SECONDS"] = _given(environ, "JOB_RETENTION_SECONDS") or "3600"
+    for name, default in LIFECYCLE_DEFAULTS.items():
+        values[name] = _given(environ, name) or default
     return StackEnv(values=values, external=frozenset(external))
 
 

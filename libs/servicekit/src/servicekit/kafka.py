@@ -5,10 +5,12 @@ the JSON (or raw chunk bytes) as the value, the job id as the key.
 """
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable, Iterable
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -23,7 +25,7 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.message import StreamMessage
 from pydantic import ValidationError
 
-from contracts import CE_TYPE_OF, EVENT_TYPES, Event, headers, topics
+from contracts import CE_TYPE_OF, EVENT_TYPES, Event, JobDeleted, headers, topics
 from servicekit.compat.aiokafka import fetch_task, install_closed_transport_guard
 from servicekit.compat.faststream import CONSUMER, InlineContext, kafka_consumers
 from servicekit.metrics import registry
@@ -34,6 +36,7 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "TOPIC_MAX_MESSAGE_BYTES",
     "ConsumerParam",
+    "ConsumingInBackground",
     "InlineContext",
     "MessageParam",
     "PoisonMessage",
@@ -43,12 +46,14 @@ __all__ = [
     "ce_source",
     "dead_letter",
     "decode_event",
+    "decode_job_deleted",
     "ensure_topics",
     "make_broker",
     "prepare_kafka",
     "publish_event",
     "raw_body",
     "replication_for",
+    "retention_configs",
     "stop_if_fetching_ends",
     "wait_for_kafka",
 ]
@@ -175,6 +180,24 @@ def replication_for(brokers: int) -> tuple[int, int]:
     return factor, 2 if factor >= 3 else 1
 
 
+SEGMENT_MOST_MS = 3600 * 1000
+"""Longest ``segment.ms`` of a topic with a retention of its own (:func:`retention_configs`)."""
+
+
+def retention_configs(seconds: float) -> dict[str, str]:
+    """Topic configs that keep records about ``seconds`` and not much longer.
+
+    Kafka deletes whole segments, once their newest record is past ``retention.ms``, and
+    never the segment being written; that one is rolled after ``segment.ms`` (7 days by
+    default) or ``segment.bytes``. On a quiet topic a record would then outlive its
+    retention by up to a week, so segments are rolled every quarter of the retention, at
+    most hourly: a record lives at most about retention + segment + the broker's
+    ``log.retention.check.interval.ms`` (docs/scaling.md)."""
+    retention_ms = max(1, round(seconds * 1000))
+    segment_ms = max(1, min(SEGMENT_MOST_MS, retention_ms // 4))
+    return {"retention.ms": str(retention_ms), "segment.ms": str(segment_ms)}
+
+
 async def ensure_topics(
     bootstrap_servers: str,
     partitions: int,
@@ -182,6 +205,7 @@ async def ensure_topics(
     *,
     replication_factor: int | None = None,
     min_insync_replicas: int | None = None,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> None:
     """Create the topics (and their dead-letter twins) that do not exist yet.
 
@@ -189,7 +213,10 @@ async def ensure_topics(
     (``KAFKA_REPLICATION_FACTOR``, ``KAFKA_MIN_INSYNC_REPLICAS``); left unset, they follow
     the cluster's size (:func:`replication_for`). aiokafka's ``NewTopic`` rejects the
     broker-default factor ``-1`` without replica assignments, hence an explicit number.
-    Topics that exist are left as they are.
+    ``configs`` adds topic configs by topic name (a dead-letter twin is named on its
+    own), e.g. ``audio.upload``'s retention (:func:`retention_configs`). Topics that
+    exist are left as they are: their configs too (an operator changes them with
+    ``kafka-configs.sh``, docs/scaling.md).
     """
     install_closed_transport_guard()  # as for every Kafka client servicekit makes
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
@@ -210,6 +237,7 @@ async def ensure_topics(
                 topic_configs={
                     "min.insync.replicas": str(min_isr),
                     "max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES),
+                    **(configs or {}).get(name, {}),
                 },
             )
             for name in wanted
@@ -261,10 +289,16 @@ async def wait_for_kafka(bootstrap_servers: str, timeout: float = 60.0) -> None:
             await admin.close()
 
 
-async def prepare_kafka(settings: ServiceSettings, names: Iterable[str] = topics.ALL) -> None:
+async def prepare_kafka(
+    settings: ServiceSettings,
+    names: Iterable[str] = topics.ALL,
+    *,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
+) -> None:
     """What a service's start does before its broker starts: wait until the cluster
     answers, then create the topics ``names`` that are missing, with the partitions,
-    replicas and ``min.insync.replicas`` of the service's settings."""
+    replicas and ``min.insync.replicas`` of the service's settings, and ``configs`` by
+    topic name (:func:`ensure_topics`)."""
     await wait_for_kafka(settings.kafka_bootstrap_servers)
     await ensure_topics(
         settings.kafka_bootstrap_servers,
@@ -272,7 +306,48 @@ async def prepare_kafka(settings: ServiceSettings, names: Iterable[str] = topics
         names,
         replication_factor=settings.kafka_replication_factor,
         min_insync_replicas=settings.kafka_min_insync_replicas,
+        configs=configs,
     )
+
+
+class ConsumingInBackground:
+    """A broker's subscribers, started in the background once its producer is connected.
+
+    ``KafkaBroker.start`` returns only once every subscriber joined its group, and after
+    a crash that join waits for the dead member's session to expire (~10 s). A service
+    that answers HTTP (webhooks, uploads) must not wait for it: it connects the producer,
+    serves, and lets its consumers join meanwhile. :meth:`alive` is a readiness check: a
+    consumer that failed to start does not pass unseen."""
+
+    def __init__(self, broker: KafkaBroker, what: str) -> None:
+        self._broker = broker
+        self._what = what
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._consume(), name=f"consumer: {self._what}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            # A failure was logged where it happened; stopping goes on regardless.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    async def alive(self) -> bool:
+        if self._task is None:
+            return False
+        if not self._task.done():
+            return True
+        return not self._task.cancelled() and self._task.exception() is None
+
+    async def _consume(self) -> None:
+        try:
+            await self._broker.start()
+        except Exception:
+            log.exception("the %s consumer did not start; the service is not ready", self._what)
+            raise
+        stop_if_fetching_ends(self._broker)
 
 
 def ce_source(service: str) -> str:
@@ -334,6 +409,20 @@ def decode_event(message_headers: dict[str, Any], body: bytes) -> Event:
         return model.model_validate_json(body)
     except ValidationError as exc:
         raise PoisonMessage(f"invalid {ce_type}: {exc.errors()[:3]}") from exc
+
+
+def decode_job_deleted(message_headers: dict[str, Any], body: bytes) -> JobDeleted:
+    """The event of a ``job.deleted`` message, its job id in the canonical form the
+    gateway gives every job (``str(uuid4())``), from which each service derives its keys
+    and rows; :class:`PoisonMessage` when it is not a ``JobDeleted`` of a UUID."""
+    event = decode_event(message_headers, body)
+    if not isinstance(event, JobDeleted):
+        raise PoisonMessage(f"{type(event).__name__} does not belong on {topics.JOB_DELETED}")
+    try:
+        canonical = str(uuid.UUID(event.job_id))
+    except ValueError as exc:
+        raise PoisonMessage(f"job_id {event.job_id!r} is not a UUID") from exc
+    return event if canonical == event.job_id else event.model_copy(update={"job_id": canonical})
 
 
 async def dead_letter(

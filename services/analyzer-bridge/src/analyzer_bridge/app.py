@@ -21,6 +21,7 @@ from analyzer_bridge.capability import Capabilities
 from analyzer_bridge.deadlines import Sweeper
 from analyzer_bridge.finishing import Finisher
 from analyzer_bridge.handlers import Intake
+from analyzer_bridge.lifecycle import Retention
 from analyzer_bridge.ports import AnalysisServer, AnalysisStore, Presigner
 from analyzer_bridge.requesting import Requester
 from analyzer_bridge.routes import WebhookDeps
@@ -29,11 +30,11 @@ from contracts import AnalysisCompleted, AnalysisFailed, JobStatusChanged
 from servicekit import http
 from servicekit.http import ReadinessCheck
 from servicekit.kafka import (
+    ConsumingInBackground,
     broker_connected,
     make_broker,
     prepare_kafka,
     raw_body,
-    stop_if_fetching_ends,
 )
 from servicekit.metrics import watch_consumer_lag
 
@@ -53,6 +54,7 @@ class Bridge:
     finisher: Finisher
     requester: Requester
     sweeper: Sweeper
+    retention: Retention
     intake: Intake
     webhooks: WebhookDeps
 
@@ -103,6 +105,12 @@ def create_broker(
         interval_seconds=settings.deadline_sweep_interval_seconds,
         deadline_seconds=settings.analysis_deadline_seconds,
     )
+    retention = Retention(
+        store,
+        finished_seconds=settings.analysis_retention_seconds,
+        tombstone_seconds=settings.job_tombstone_seconds,
+        interval_seconds=settings.retention_sweep_seconds,
+    )
     intake = Intake(store, requester, events, settings.analysis_deadline_seconds)
     broker.context.set_global("intake", intake)
 
@@ -118,6 +126,17 @@ def create_broker(
         title=f"{topic}:analyzer-bridge",
         description="Audio durably stored in S3: request its analysis.",
     )(handlers.on_audio_stored)
+    router.subscriber(
+        settings.job_deleted_topic,
+        # Its own group: its offsets do not depend on audio.stored's.
+        group_id=settings.deletion_consumer_group,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        auto_offset_reset="latest" if settings.kafka_auto_offset_reset == "latest" else "earliest",
+        decoder=raw_body,
+        title=f"{settings.job_deleted_topic}:analyzer-bridge",
+        description="A deleted job: its pending analysis is abandoned and its row erased (a "
+        "tombstone stays: a redelivered audio.stored starts nothing, a late webhook gets 410).",
+    )(handlers.on_deleted)
     broker.include_router(router)
 
     signing = settings.webhook_signing_secret
@@ -128,7 +147,7 @@ def create_broker(
         signing_secret=signing.get_secret_value() if signing else None,
         tolerance_seconds=settings.webhook_tolerance_seconds,
     )
-    return broker, Bridge(finisher, requester, sweeper, intake, webhooks)
+    return broker, Bridge(finisher, requester, sweeper, retention, intake, webhooks)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -147,7 +166,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         signing_secret=signing.get_secret_value() if signing else None,
     )
     broker, bridge = create_broker(settings, store, server, presigner)
-    consumer = Consumer(broker)
+    consumer = ConsumingInBackground(broker, f"{settings.audio_stored_topic}, job.deleted")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -157,6 +176,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.audio_stored_topic,
                 settings.analysis_result_topic,
                 settings.job_status_topic,
+                settings.job_deleted_topic,
             ),
         )
         async with contextlib.AsyncExitStack() as stack:
@@ -176,6 +196,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stack.push_async_callback(_cancel, lag)
             sweeping = asyncio.create_task(bridge.sweeper.run(), name="deadline-sweeper")
             stack.push_async_callback(_cancel, sweeping)
+            pruning = asyncio.create_task(bridge.retention.run(), name="retention")
+            stack.push_async_callback(_cancel, pruning)
             yield
 
     app = http.create_app(
@@ -183,7 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service=SERVICE,
         description=DESCRIPTION,
         lifespan=lifespan,
-        readiness=[_database(store), broker_connected(broker), consumer.consumer_alive],
+        readiness=[_database(store), broker_connected(broker), consumer.alive],
     )
     app.include_router(routes.router)
     app.state.broker = broker
@@ -196,37 +218,6 @@ def _database(store: AnalysisStore) -> ReadinessCheck:
         return await store.ping()
 
     return database
-
-
-class Consumer:
-    """The ``audio.stored`` consumer, joining its group in the background."""
-
-    def __init__(self, broker: KafkaBroker) -> None:
-        self._broker = broker
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._consume(), name="audio-stored-consumer")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            await _cancel(self._task)
-
-    async def consumer_alive(self) -> bool:
-        """Joining the group may take a while; failing to start may not pass unseen."""
-        if self._task is None:
-            return False
-        if not self._task.done():
-            return True
-        return not self._task.cancelled() and self._task.exception() is None
-
-    async def _consume(self) -> None:
-        try:
-            await self._broker.start()
-        except Exception:
-            log.exception("the audio.stored consumer did not start; the service is not ready")
-            raise
-        stop_if_fetching_ends(self._broker)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

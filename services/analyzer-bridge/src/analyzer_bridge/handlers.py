@@ -1,11 +1,13 @@
-"""The ``audio.stored`` handler: record the job, then request its analysis.
+"""The bridge's Kafka handlers: ``audio.stored`` (record the job, then request its
+analysis) and ``job.deleted`` (abandon and erase it).
 
-:func:`on_audio_stored` is a plain function of the message and the bridge's
-dependencies (:class:`Intake`, from the broker's context); :mod:`analyzer_bridge.app`
-registers it with an explicit ack policy: the offset is committed after the handler
-returns, i.e. after the ``pending`` row is committed in PostgreSQL. That row, not the
-HTTP request, is the durable effect; a redelivered event finds it and requests nothing
-new (docs/architecture.md §5.3).
+:func:`on_audio_stored` and :func:`on_deleted` are plain functions of the message and
+the bridge's dependencies (:class:`Intake`, from the broker's context);
+:mod:`analyzer_bridge.app` registers them with an explicit ack policy: the offset is
+committed after the handler returns, i.e. after the ``pending`` row (or the erasure) is
+committed in PostgreSQL. That row, not the HTTP request, is the durable effect; a
+redelivered event finds it and requests nothing new (docs/architecture.md §5.3), and
+finds the tombstone of a deleted job and records nothing (§8).
 """
 
 import asyncio
@@ -13,10 +15,17 @@ import logging
 from dataclasses import dataclass
 from typing import Annotated
 
+from analyzer_bridge import lifecycle
 from analyzer_bridge.ports import AnalysisStore, DependencyUnavailable, EventPublisher
 from analyzer_bridge.requesting import Requester
-from contracts import AudioStored
-from servicekit.kafka import InlineContext, MessageParam, PoisonMessage, decode_event
+from contracts import AudioStored, Erase
+from servicekit.kafka import (
+    InlineContext,
+    MessageParam,
+    PoisonMessage,
+    decode_event,
+    decode_job_deleted,
+)
 from servicekit.logs import job_id_var
 
 log = logging.getLogger(__name__)
@@ -64,9 +73,34 @@ async def on_audio_stored(
         raise
 
 
+async def on_deleted(message: MessageParam, intake: Annotated[Intake, InlineContext()]) -> None:
+    raw = message.raw_message
+    topic = raw.topic if not isinstance(raw, tuple) else ""
+    try:
+        event = decode_job_deleted(message.headers, message.body)
+    except PoisonMessage as exc:
+        key = raw.key if not isinstance(raw, tuple) else None
+        await intake.events.dead_letter(topic, key, message.body, dict(message.headers), str(exc))
+        return
+    job_id_var.set(event.job_id)
+    if event.erase is not Erase.JOB:
+        return  # the recording only: the bridge holds no copy of it
+    try:
+        await lifecycle.erase(intake.store, intake.requester, event.job_id)
+    except Exception:
+        # Not committed: it comes again, from this offset.
+        log.warning("could not erase the job; it will be redelivered", exc_info=True)
+        await asyncio.sleep(intake.retry_pause_seconds)
+        raise
+    log.info("analysis erased (%s)", event.reason.value)
+
+
 async def accept(intake: Intake, event: AudioStored) -> None:
     if await intake.store.insert_pending(event, intake.deadline_seconds):
         log.info("analysis pending", extra={"job_id": event.job_id})
+    elif await intake.store.deleted(event.job_id):
+        log.info("audio of a deleted job; nothing to analyse", extra={"job_id": event.job_id})
+        return
     # Also for a redelivery: the request is a no-op unless the row is still pending
     # and nobody holds it (e.g. this process crashed before requesting).
     intake.requester.submit(event.job_id)

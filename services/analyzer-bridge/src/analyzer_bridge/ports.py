@@ -44,7 +44,8 @@ class AnalysisStore(Protocol):
         """Whether the database answers."""
 
     async def insert_pending(self, event: AudioStored, deadline_seconds: float) -> bool:
-        """Record the job as ``pending``; False when it was already recorded."""
+        """Record the job as ``pending``; False when it was already recorded, or was
+        deleted (it has a tombstone)."""
 
     async def get(self, job_id: str) -> Analysis | None: ...
 
@@ -80,6 +81,18 @@ class AnalysisStore(Protocol):
 
     async def orphaned_pending(self, limit: int = 100) -> list[str]:
         """Pending jobs nobody holds a lease on: new, or left by a stopped replica."""
+
+    async def erase(self, job_id: str) -> None:
+        """The job was deleted: its row goes, a tombstone (the id and when) stays, so that
+        nothing records it again; erasing again changes nothing."""
+
+    async def deleted(self, job_id: str) -> bool:
+        """Whether the job has a tombstone."""
+
+    async def prune(self, finished_seconds: float, tombstone_seconds: float) -> tuple[int, int]:
+        """Erase analyses final and published longer ago than ``finished_seconds`` (0:
+        none) and tombstones older than ``tombstone_seconds``; how many of each. Safe on
+        several replicas at once."""
 
 
 class PublishError(Exception):

@@ -120,6 +120,13 @@ class Requester:
         self._tasks[job_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(job_id, None))
 
+    async def abandon(self, job_id: str) -> None:
+        """The job was deleted: cancel its request if it is under way here."""
+        task = self._tasks.get(job_id)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
     async def join(self) -> None:
         """Wait until the requests under way here have ended (their tasks are done)."""
         while self._tasks:

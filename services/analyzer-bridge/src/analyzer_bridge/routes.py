@@ -3,7 +3,8 @@
 
 Checks, in order: the per-job capability token (401), the body's size while reading
 it (413), the Standard Webhooks signature when a signing secret is configured (401),
-the body (422), the job (404); then the job's state decides (see
+the body (422), the job (404, or 410 for a deleted job: answered, nothing changes, no
+event is published); then the job's state decides (see
 :mod:`analyzer_bridge.decisions`). A ``completed`` call whose result is unusable (not
 an object, a well-known field of the wrong type) is answered 422 and fails the job at
 once with ``analysis_invalid_result`` (see :mod:`analyzer_bridge.webhook_body`).
@@ -62,7 +63,7 @@ _UNAUTHORIZED = ApiError(401, "unauthorized", "missing or invalid webhook creden
 @router.post(
     WEBHOOK_PATH,
     summary="Progress or result of an analysis, from the analysis server",
-    responses={401: {}, 404: {}, 409: {}, 413: {}, 422: {}},
+    responses={401: {}, 404: {}, 409: {}, 410: {}, 413: {}, 422: {}},
 )
 async def analysis_webhook(
     request: Request, deps: Deps, job_id: str | None = None, token: str | None = None
@@ -127,7 +128,7 @@ async def fail_invalid_result(
     job_id = invalid.job_id
     row = await deps.store.get(job_id)
     if row is None:
-        raise ApiError(404, "not_found", f"no analysis for job {job_id}")
+        raise await _missing(deps, job_id)
     if not row.state.is_final:
         log.warning("invalid result: %s", invalid.message, extra={"job_id": job_id})
         outcome = Outcome.failed(
@@ -144,7 +145,7 @@ async def handle(
     job_id = hook.job_id
     row = await deps.store.get(job_id)
     if row is None:
-        raise ApiError(404, "not_found", f"no analysis for job {job_id}")
+        raise await _missing(deps, job_id)
     verdict = judge(row, hook, webhook_id)
     if verdict is Verdict.PROGRESS:
         assert hook.progress is not None
@@ -158,12 +159,22 @@ async def handle(
         outcome = outcome_of(hook)
         assert outcome is not None
         finish = await _publish(deps.finisher.finish(job_id, outcome, webhook_id))
+        if finish is Finish.UNKNOWN:  # erased since it was read: deleted
+            raise await _missing(deps, job_id)
         if finish is Finish.CONFLICT:
             raise ApiError(409, "conflict", f"job {job_id} already ended differently")
         return {"job_id": job_id, "outcome": finish.value}
     if verdict is Verdict.CONFLICT:
         raise ApiError(409, "conflict", f"job {job_id} already ended as {row.state.value}")
     return {"job_id": job_id, "outcome": verdict.value}
+
+
+async def _missing(deps: WebhookDeps, job_id: str) -> ApiError:
+    """No analysis of the job: it was deleted (410, so that the analysis server stops
+    calling back) or never was here (404)."""
+    if await deps.store.deleted(job_id):
+        return ApiError(410, "job_deleted", f"job {job_id} was deleted")
+    return ApiError(404, "not_found", f"no analysis for job {job_id}")
 
 
 async def _publish(call: Awaitable[T]) -> T:

@@ -11,6 +11,8 @@ from servicekit.settings import (
 )
 from servicekit.webhooks import secret_key
 
+DAY = 24 * 3600.0
+
 
 class Settings(S3Settings, DatabaseSettings):
     http_port: int = 8103
@@ -18,10 +20,15 @@ class Settings(S3Settings, DatabaseSettings):
         default="analyzer_bridge", description="PostgreSQL schema owned by this service."
     )
 
-    consumer_group: str = "analyzer-bridge"
+    consumer_group: str = Field(
+        default="analyzer-bridge",
+        description="Kafka consumer group on `audio.stored`; `job.deleted` is consumed in "
+        "`<group>.deletions`.",
+    )
     audio_stored_topic: str = topics.AUDIO_STORED
     analysis_result_topic: str = topics.ANALYSIS_RESULT
     job_status_topic: str = topics.JOB_STATUS
+    job_deleted_topic: str = topics.JOB_DELETED
     kafka_auto_offset_reset: str = Field(default="earliest", pattern="^(earliest|latest)$")
 
     analysis_server_url: str = "http://127.0.0.1:8105"
@@ -51,6 +58,26 @@ class Settings(S3Settings, DatabaseSettings):
         "webhooks with a valid capability URL are accepted.",
     )
     webhook_tolerance_seconds: int = 5 * 60
+
+    analysis_retention_seconds: float = Field(
+        default=2 * DAY,
+        ge=0,
+        description="How long a finished analysis's row (its object's location, file name and "
+        "result) stays once its events are out, to answer a late or repeated webhook; then a "
+        "sweep erases it (the result lives on in the notifier). Past a day after the "
+        "deadline the webhook's capability has expired anyway. 0: kept.",
+    )
+    retention_sweep_seconds: float = Field(
+        default=60.0, gt=0, description="How often a replica erases what is past retention."
+    )
+    job_tombstone_seconds: float = Field(
+        default=14 * DAY,
+        gt=0,
+        description="How long a deleted job's tombstone (its id and when) stays, so that a "
+        "redelivered `audio.stored` of it starts nothing and its webhooks get 410: longer "
+        "than `audio.stored` keeps messages (the broker's retention, 7 days by default) and "
+        "than a consumer group's committed offsets live (offsets.retention.minutes, 7 days).",
+    )
 
     analysis_request_metadata: dict[str, str] = Field(
         default_factory=dict,
@@ -84,6 +111,12 @@ class Settings(S3Settings, DatabaseSettings):
                     f"{MIN_SIGNING_SECRET_BYTES} bytes in production"
                 )
         return self
+
+    @property
+    def deletion_consumer_group(self) -> str:
+        """The group that erases deleted jobs from ``job.deleted``: one of its own, so
+        that its offsets are independent of ``audio.stored``'s."""
+        return f"{self.consumer_group}.deletions"
 
     @property
     def presign_endpoint_url(self) -> str | None:

@@ -9,10 +9,11 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
-from faststream.kafka import KafkaBroker
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaRouter
 
 from contracts import JobStatusChanged, UploadAborted, UploadFinished, UploadStarted, topics
-from gateway import routes
+from gateway import handlers, routes
 from gateway.adapters.kafka import KafkaUploadSink, kafka_answers
 from gateway.adapters.postgres import PostgresUploadStore
 from gateway.adapters.postgres_limits import PostgresQuota
@@ -21,11 +22,17 @@ from gateway.limits import FairUse, NoQuota
 from gateway.ports import Quota, UploadSink, UploadStore
 from gateway.reachability import Reachability
 from gateway.resumable import routes as resumable_routes
-from gateway.resumable.uploads import Resumable, expire_forever
+from gateway.resumable.uploads import Resumable, expire_forever, prune_forever
 from gateway.settings import Settings
 from servicekit import http
 from servicekit.auth import owner_auth
-from servicekit.kafka import make_broker, prepare_kafka
+from servicekit.kafka import (
+    ConsumingInBackground,
+    make_broker,
+    prepare_kafka,
+    raw_body,
+    retention_configs,
+)
 from servicekit.tokens import JobTokens
 
 SERVICE = "gateway"
@@ -61,8 +68,34 @@ EXPOSED_HEADERS = (
 """What a resumable client on another origin must read from the answers."""
 
 
+def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    """``audio.upload`` (and its dead-letter topic, which may hold a chunk) keeps the raw
+    audio only as long as a replay needs it (docs/scaling.md)."""
+    kept = retention_configs(settings.audio_upload_retention_seconds)
+    return {topics.AUDIO_UPLOAD: kept, topics.dead_letter(topics.AUDIO_UPLOAD): kept}
+
+
+def subscribe_deletions(broker: KafkaBroker, settings: Settings, resumable: Resumable) -> None:
+    """The ``job.deleted`` subscriber: a deleted job's resumable upload ends and is erased."""
+    broker.context.set_global("erasures", handlers.Erasures(resumable, broker))
+    router = KafkaRouter()
+    router.subscriber(
+        topics.JOB_DELETED,
+        group_id=settings.deletion_consumer_group,
+        auto_offset_reset="earliest",
+        # Committed once the erasure is written; on an error it comes again.
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=raw_body,
+        title="job.deleted:gateway",
+        description="Ends a deleted job's resumable upload (an append in progress is "
+        "stopped, UploadAborted tells the uploader) and erases its row and fair-use leases; "
+        "a tombstone answers 410.",
+    )(handlers.on_deleted)
+    broker.include_router(router)
+
+
 def create_broker(settings: Settings) -> KafkaBroker:
-    """The producer-only broker, with the gateway's publishers (for AsyncAPI)."""
+    """The broker with the gateway's publishers (for AsyncAPI)."""
     broker = make_broker(
         settings,
         SERVICE,
@@ -137,11 +170,13 @@ def create_app(
         settings.tus_checksum_max_bytes,
         max_age_seconds=settings.upload_max_age_seconds,
     )
+    subscribe_deletions(broker, settings, resumable)
+    consumer = ConsumingInBackground(broker, topics.JOB_DELETED)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            await prepare_kafka(settings)
+            await prepare_kafka(settings, configs=topic_configs(settings))
             stack.push_async_callback(http_client.aclose)
             if isinstance(store, contextlib.AbstractAsyncContextManager):
                 await stack.enter_async_context(store)
@@ -151,14 +186,28 @@ def create_app(
             # Resumable uploads are offered once their store is open (until then 503).
             app.state.resumable = resumable
             stack.callback(delattr, app.state, "resumable")
-            await broker.start()
+            # The producer first, so uploads are served at once; the job.deleted consumer
+            # joins its group in the background (after a crash that waits for the dead
+            # member's session to expire, ~10 s).
+            await broker.connect()
             stack.push_async_callback(broker.stop)
+            consumer.start()
+            stack.push_async_callback(consumer.stop)
             probing = asyncio.create_task(reachability.run(), name="kafka-reachability")
             stack.push_async_callback(_stopped, reachability, probing)
             expiry = asyncio.create_task(
                 expire_forever(resumable, settings.upload_expiry_sweep_seconds)
             )
             stack.callback(expiry.cancel)
+            pruning = asyncio.create_task(
+                prune_forever(
+                    store,
+                    settings.upload_expiry_sweep_seconds,
+                    settings.ended_upload_retention_seconds,
+                    settings.job_tombstone_seconds,
+                )
+            )
+            stack.callback(pruning.cancel)
             renewing = asyncio.create_task(
                 renew_forever(quota, settings.upload_lease_seconds / 3), name="quota-renewal"
             )
@@ -170,7 +219,7 @@ def create_app(
         service=SERVICE,
         description="Validates audio uploads and puts them on Kafka.",
         lifespan=lifespan,
-        readiness=[reachability.kafka_connected],
+        readiness=[reachability.kafka_connected, consumer.alive],
     )
     app.state.broker = broker
     app.state.sink, app.state.limits, app.state.tokens, app.state.auth = sink, limits, tokens, auth

@@ -170,3 +170,6 @@ class NoQuota:
 
     async def renew(self) -> None:
         pass
+
+    async def forget(self, job_id: str) -> None:
+        pass

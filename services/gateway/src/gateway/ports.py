@@ -58,6 +58,8 @@ class State(StrEnum):
     CANCELLED = "cancelled"
     EXPIRED = "expired"
     FAILED = "failed"
+    DELETED = "deleted"
+    """Its job was deleted (``job.deleted``): ended, and erased right after."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,19 @@ class UploadStore(Protocol):
         """Cancel from outside an append (DELETE): True when it was open."""
         ...
 
+    async def erase(self, job_id: str) -> None:
+        """Its job was deleted: the row goes, a tombstone (the id and when) stays."""
+        ...
+
+    async def deleted(self, job_id: str) -> bool:
+        """Whether the job has a tombstone."""
+        ...
+
+    async def prune(self, ended_seconds: float, tombstone_seconds: float) -> tuple[int, int]:
+        """Erase uploads ended longer ago than ``ended_seconds`` and tombstones older than
+        ``tombstone_seconds``; how many of each. Safe on several replicas at once."""
+        ...
+
 
 @runtime_checkable
 class Quota(Protocol):
@@ -186,4 +201,8 @@ class Quota(Protocol):
 
     async def renew(self) -> None:
         """Keep this replica's leases alive; forget what no longer counts."""
+        ...
+
+    async def forget(self, job_id: str) -> None:
+        """The job was deleted: its leases go (they name it)."""
         ...

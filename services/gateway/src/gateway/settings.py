@@ -2,9 +2,16 @@ from pydantic import Field, model_validator
 
 from servicekit.settings import DatabaseSettings, OwnerAuthSettings
 
+DAY = 24 * 3600.0
+
 
 class Settings(DatabaseSettings, OwnerAuthSettings):
     http_port: int = 8101
+    deletion_consumer_group: str = Field(
+        default="gateway.deletions",
+        description="The gateway's one Kafka consumer group, on `job.deleted` (as the other "
+        "services name theirs, `<group>.deletions`).",
+    )
     max_upload_bytes: int = Field(default=2 * 1024**3, description="Largest accepted file.")
     chunk_bytes: int = Field(
         default=512 * 1024, description="Size of the chunk messages on `audio.upload`."
@@ -103,9 +110,45 @@ class Settings(DatabaseSettings, OwnerAuthSettings):
         gt=0,
         description="A resumable upload ends with `upload_expired` this long after its "
         "creation, whatever its requests do (by default when its access token, which its "
-        "upload URL carries, expires: JOB_TOKEN_TTL_SECONDS). Keep it within audio.upload's "
-        "retention: the uploader reads an open upload's unsaved bytes back from Kafka.",
+        "upload URL carries, expires: JOB_TOKEN_TTL_SECONDS). Less than "
+        "audio_upload_retention_seconds: the uploader reads an open upload's unsaved bytes "
+        "back from Kafka.",
     )
+
+    ended_upload_retention_seconds: float = Field(
+        default=DAY,
+        ge=0,
+        description="How long the row of a resumable upload that ended (complete, cancelled, "
+        "expired, failed) stays, to answer 410 or replay a completed upload's answer; then a "
+        "sweep erases it (by default the life of the token its URL carries, "
+        "JOB_TOKEN_TTL_SECONDS: past it no request reaches it). 0: kept.",
+    )
+    job_tombstone_seconds: float = Field(
+        default=14 * DAY,
+        gt=0,
+        description="How long a deleted job's tombstone (its id and when) stays, so that its "
+        "upload resource answers 410 rather than 404: at least as long as the upload URL's "
+        "token lives (JOB_TOKEN_TTL_SECONDS); as long as the other services keep theirs.",
+    )
+    audio_upload_retention_seconds: float = Field(
+        default=2 * DAY,
+        gt=0,
+        description="`retention.ms` of `audio.upload` (and its dead-letter topic) when this "
+        "service creates it: longer than upload_max_age_seconds, by as long as the uploader "
+        "may be down or behind and still store an upload. Give the uploader the same value "
+        "(docs/scaling.md).",
+    )
+
+    @model_validator(mode="after")
+    def _audio_upload_outlives_an_upload(self) -> "Settings":
+        # The uploader reads an open upload's unsaved bytes back from audio.upload
+        # (docs/architecture.md §12): they must still be there at the upload's end.
+        if self.audio_upload_retention_seconds <= self.upload_max_age_seconds:
+            raise ValueError(
+                "audio_upload_retention_seconds must exceed upload_max_age_seconds: an open "
+                "upload's bytes are read back from audio.upload"
+            )
+        return self
 
     @model_validator(mode="after")
     def _who_may_upload_is_chosen_in_production(self) -> "Settings":

@@ -20,6 +20,13 @@ make a full part, or the upload finishes, they are read back from Kafka
 their partition is held at the job's first chunk not in a saved part (uploader.offsets).
 A job streaming now is the last to be let go, so a fast upload is not slowed down
 unless the budget allows nothing else.
+
+A deleted job (``job.deleted``) stores nothing more (docs/architecture.md §8): its
+tombstone is read when the job starts and again once its object is stored, and a
+checkpoint is not saved for it. The erasure (:mod:`uploader.erasure`) records the
+tombstone before it deletes the object, so whichever replica stores the object, either
+it sees the tombstone and deletes the object itself, or it stored it before the
+tombstone was there, and so before the erasure deletes it.
 """
 
 import asyncio
@@ -43,6 +50,7 @@ from contracts import (
 )
 from servicekit.blocks import Blocks
 from servicekit.digest import Sha256
+from servicekit.http import DependencyUnavailable
 from servicekit.logs import job_id_var
 from servicekit.metrics import OBJECTS_STORED, S3_PARTS, UPLOADER_REREAD_BYTES
 from uploader.memory import MemoryBudget, Span
@@ -51,11 +59,16 @@ from uploader.ports import (
     CheckpointStore,
     ChunkSource,
     EventPublisher,
+    JobErased,
     ObjectStore,
     StorageError,
+    Tombstones,
 )
 
 log = logging.getLogger(__name__)
+
+TOMBSTONE_RETRY_MOST_SECONDS = 5.0
+"""While the database does not answer, a tombstone is asked again after at most this."""
 
 
 @dataclass
@@ -106,10 +119,13 @@ class Assembler:
         checkpoints: CheckpointStore | None = None,
         budget: int | None = None,
         chunks: ChunkSource | None = None,
+        tombstones: Tombstones | None = None,
     ) -> None:
         """``budget``: the most bytes of unfinished parts held at once; parts are let go
-        and read back from ``chunks`` to stay within it (both or neither)."""
+        and read back from ``chunks`` to stay within it (both or neither). Without
+        ``tombstones`` (unit tests) no job is ever deleted."""
         self._checkpoints = checkpoints
+        self._tombstones = tombstones
         self._chunks = chunks
         self.memory = MemoryBudget(budget if chunks is not None else None)
         self._filling: OrderedDict[str, OpenJob] = OrderedDict()
@@ -127,12 +143,9 @@ class Assembler:
     def owned_uploads(self) -> set[str]:
         return {job.upload_id for job in self.jobs.values() if job.upload_id}
 
-    async def kept_uploads(self) -> set[str]:
-        """Upload ids no sweep may abort: open here, or checkpointed for a resume."""
-        kept = self.owned_uploads()
-        if self._checkpoints is not None:
-            kept |= await self._checkpoints.upload_ids()
-        return kept
+    async def checkpointed_uploads(self) -> dict[str, str]:
+        """The multipart uploads of checkpointed (resumable) jobs: upload id → job id."""
+        return await self._checkpoints.uploads() if self._checkpoints is not None else {}
 
     def holds(self) -> dict[str, int | None]:
         """For checkpointed resumable jobs: the Kafka offset replay must start from to
@@ -180,11 +193,14 @@ class Assembler:
             return None
 
     async def started(self, event: UploadStarted) -> bool:
-        """Open the job; False when it was open already (a redelivered ``started``)."""
+        """Open the job; False when it was open already (a redelivered ``started``) or
+        was deleted."""
         if event.job_id in self.jobs:
             return False
-        # Only a resumable upload can have a checkpoint: a one-shot upload never waits
-        # for PostgreSQL, so an outage of the database cannot hold it up.
+        if await self._deleted(event.job_id):
+            log.info("upload of a deleted job; skipping it")
+            return False
+        # Only a resumable upload can have a checkpoint.
         if event.resumable and await self._resume(event.job_id):
             return True  # replayed from before its checkpoint: continue it
         key = self._prefix + event.job_id
@@ -389,9 +405,9 @@ class Assembler:
         if job is None:
             return  # finished before and forgotten, or never started here
         if job.already_stored:
-            if job.already_stored == event.sha256:
-                await self._announce(job, event)
             self._discard(job)
+            if job.already_stored == event.sha256 and not await self._stored_but_deleted(job):
+                await self._announce(job, event)
             return
         if not job.resident and not job.broken:
             await self._restore(job)
@@ -429,6 +445,9 @@ class Assembler:
                 job.key, job.upload_id, job.etags, metadata, job.started.content_type
             )
         self._discard(job)
+        if await self._stored_but_deleted(job):
+            await self._forget(job)
+            return
         OBJECTS_STORED.inc()
         await self._announce(job, event)
         await self._forget(job)
@@ -469,6 +488,55 @@ class Assembler:
         await self._store.delete(key)
         log.warning("removed the object of an upload the gateway aborted: %s", event.reason)
 
+    async def _deleted(self, job_id: str) -> bool:
+        """Whether the job has a tombstone; asked again while the database is down (the
+        message is not committed meanwhile, as for any outage: docs/architecture.md §2)."""
+        if self._tombstones is None:
+            return False
+        delay = 0.2
+        while True:
+            try:
+                return await self._tombstones.deleted(job_id)
+            except DependencyUnavailable as exc:
+                log.warning("tombstones not read (%s); again in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(TOMBSTONE_RETRY_MOST_SECONDS, delay * 2)
+
+    async def _stored_but_deleted(self, job: OpenJob) -> bool:
+        """After the object is stored: if the job was deleted meanwhile, delete it (the
+        erasure may have run before it existed) and announce nothing."""
+        if not await self._deleted(job.started.job_id):
+            return False
+        try:
+            await self._store.delete(job.key)
+        except StorageError:
+            log.exception("the object of a deleted job is left for the audio retention sweep")
+        else:
+            log.info("the job was deleted while it was stored; its object is deleted again")
+        return True
+
+    async def erase(self, job_id: str) -> OpenJob | None:
+        """Drop what this process holds of a deleted job, its part on the way to S3
+        included; the job (for its multipart upload), if it was open here."""
+        job = self.jobs.get(job_id)
+        if job is None:
+            return None
+        self._discard(job)
+        await _cancel(job)
+        log.info("dropped the open upload of a deleted job", extra={"job_id": job_id})
+        return job
+
+    async def erased_meanwhile(self, job_id: str) -> None:
+        """A checkpoint was refused (:class:`JobErased`): the job was deleted while it
+        was open here. Drop it and abort its multipart upload, which may have begun after
+        the erasure aborted those it found."""
+        job = await self.erase(job_id)
+        if job is not None and job.upload_id:
+            try:
+                await self._store.abort(job.key, job.upload_id)
+            except StorageError:
+                log.warning("the multipart upload of a deleted job is left to the stale sweep")
+
     async def fail_storage(self, job_id: str, exc: StorageError) -> None:
         job = self.jobs.get(job_id)
         if job:
@@ -503,7 +571,7 @@ class Assembler:
         if not (job.by_offset and self._checkpoints is not None):
             _saved(job)
         elif digest is not None:
-            await self._checkpoints.save(
+            saved = await self._checkpoints.save(
                 Checkpoint(
                     job.started,
                     job.key,
@@ -514,6 +582,8 @@ class Assembler:
                     sequence,
                 )
             )
+            if not saved:
+                raise JobErased(job.started.job_id)
             job.checkpointed = True
             _saved(job)
 

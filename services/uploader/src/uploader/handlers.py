@@ -1,7 +1,11 @@
-"""The ``audio.upload`` handler: dispatch by ``ce_type``, commit only what is durable.
+"""The uploader's Kafka handlers: ``audio.upload`` (dispatch by ``ce_type``, commit only
+what is durable) and ``job.deleted`` (erase the job).
 
-:func:`on_upload` is a plain function of the message and the uploader's dependencies
-(:class:`Uploads`, from the broker's context); :mod:`uploader.app` registers it.
+:func:`on_upload` and :func:`on_deleted` are plain functions of the message and the
+uploader's dependencies (:class:`Uploads`, :class:`uploader.erasure.Erasure`, from the
+broker's context); :mod:`uploader.app` registers them. Both consumers run on one event
+loop and share the open jobs: :attr:`Uploads.lock` lets an erasure drop a job only
+between two ``audio.upload`` messages, never in the middle of one.
 """
 
 import asyncio
@@ -17,17 +21,20 @@ from aiokafka.structs import ConsumerRecord
 from faststream.kafka.annotations import Consumer
 
 from contracts import CeType, UploadAborted, UploadFinished, UploadStarted, headers, topics
+from servicekit.http import DependencyUnavailable
 from servicekit.kafka import (
     ConsumerParam,
     InlineContext,
     MessageParam,
     PoisonMessage,
     decode_event,
+    decode_job_deleted,
 )
 from servicekit.logs import job_id_var
 from uploader.assembly import Assembler
+from uploader.erasure import Erasure
 from uploader.offsets import CommitTracker
-from uploader.ports import EventPublisher, StorageError
+from uploader.ports import EventPublisher, JobErased, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +78,8 @@ class Uploads:
     commit: Commit = commit_offset
     since_commit: int = 0
     commits_paused_until: float = 0.0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held while a message is applied, and by an erasure while it drops a job."""
 
 
 class Rebalance(ConsumerRebalanceListener):
@@ -102,16 +111,23 @@ async def on_upload(
     job_id_var.set(job_id)
     tracker = uploads.tracker
     closing = False
-    try:
-        closing = await _dispatch(uploads.assembler, tracker, partition, record, message.headers)
-    except PoisonMessage as exc:
-        await uploads.events.dead_letter(
-            record.topic, record.key, message.body, message.headers, str(exc)
-        )
-    except StorageError as exc:
-        await uploads.assembler.fail_storage(job_id, exc)
-        tracker.closed(partition, job_id)
-        closing = True
+    async with uploads.lock:
+        try:
+            closing = await _dispatch(
+                uploads.assembler, tracker, partition, record, message.headers
+            )
+        except PoisonMessage as exc:
+            await uploads.events.dead_letter(
+                record.topic, record.key, message.body, message.headers, str(exc)
+            )
+        except JobErased:
+            await uploads.assembler.erased_meanwhile(job_id)
+            tracker.closed(partition, job_id)
+            closing = True
+        except StorageError as exc:
+            await uploads.assembler.fail_storage(job_id, exc)
+            tracker.closed(partition, job_id)
+            closing = True
     tracker.processed(partition, record.offset)
     uploads.since_commit += 1
     if closing or uploads.since_commit >= COMMIT_EVERY:
@@ -173,3 +189,32 @@ async def _commit(
         return
     if await uploads.commit(consumer, partition, offset) is False:
         uploads.commits_paused_until = time.monotonic() + COMMIT_PAUSE_SECONDS
+
+
+RETRY_PAUSE_SECONDS = 1.0
+"""Pause before an erasure that failed comes again, so an outage is not a busy loop."""
+
+
+async def on_deleted(message: MessageParam, erasure: Annotated[Erasure, InlineContext()]) -> None:
+    """Erase the job (:mod:`uploader.erasure`); committed once that is durable (the
+    subscriber's ``NACK_ON_ERROR``): an outage raises, and the message comes again."""
+    raw = message.raw_message
+    topic = raw.topic if not isinstance(raw, tuple) else topics.JOB_DELETED
+    try:
+        event = decode_job_deleted(message.headers, message.body)
+    except PoisonMessage as exc:
+        key = raw.key if not isinstance(raw, tuple) else None
+        await erasure.events.dead_letter(topic, key, message.body, dict(message.headers), str(exc))
+        return
+    job_id_var.set(event.job_id)
+    try:
+        await erasure.erase(event.job_id)
+    except (DependencyUnavailable, StorageError) as exc:
+        log.warning("erasing the job failed (%s); it comes again", exc)
+        await asyncio.sleep(RETRY_PAUSE_SECONDS)
+        raise
+    except Exception:
+        log.exception("erasing the job failed; it comes again")
+        await asyncio.sleep(RETRY_PAUSE_SECONDS)
+        raise
+    log.info("job erased (%s, %s)", event.reason.value, event.erase.value)

@@ -29,6 +29,11 @@ class CommitTracker:
     def closed(self, partition: Hashable, job_id: str) -> None:
         self._open[partition].pop(job_id, None)
 
+    def close_everywhere(self, job_id: str) -> None:
+        """The job was deleted: it holds no partition's committed offset any more."""
+        for jobs in self._open.values():
+            jobs.pop(job_id, None)
+
     def processed(self, partition: Hashable, offset: int) -> None:
         self._next[partition] = max(self._next.get(partition, 0), offset + 1)
 

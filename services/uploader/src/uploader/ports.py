@@ -1,21 +1,28 @@
 """What the uploader's rules need from the outside world, as small interfaces.
 
-The rules (:mod:`uploader.assembly`, :mod:`uploader.sweeper`) import only these;
+The rules (:mod:`uploader.assembly`, :mod:`uploader.erasure`, :mod:`uploader.sweeper`,
+:mod:`uploader.retention`) import only these;
 :mod:`uploader.adapters` implements them for S3 and Kafka, and the unit tests have
 fakes of them (``tests/fakes.py``). An adapter raises only the exceptions named here,
 so no botocore or aiokafka error reaches the rules.
 """
 
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from contracts import AudioStored, JobStatusChanged, UploadStarted
+from contracts import AudioStored, JobDeleted, JobStatusChanged, UploadStarted
 
 
 class StorageError(Exception):
     """The object store failed (unreachable, refused, or an unexpected answer)."""
+
+
+class JobErased(StorageError):
+    """The job was deleted (``job.deleted``) while this process held it: what it held is
+    dropped, nothing of it is stored or announced (docs/architecture.md §8)."""
 
 
 class ObjectStore(Protocol):
@@ -54,6 +61,14 @@ class ObjectStore(Protocol):
     async def unfinished(self, prefix: str) -> list[tuple[str, str, datetime]]:
         """Multipart uploads in progress under ``prefix``: (key, upload id, initiated)."""
 
+    async def abort_all(self, key: str) -> int:
+        """Abort every multipart upload in progress on exactly ``key``; how many."""
+
+    def stored_before(self, prefix: str, cutoff: datetime) -> AsyncIterator[str]:
+        """The keys of complete objects under ``prefix`` last modified before ``cutoff``,
+        page by page (the bucket is listed, not loaded whole)."""
+        ...
+
 
 class EventPublisher(Protocol):
     """Where the uploader's own events go; each call returns once Kafka acknowledged it."""
@@ -63,6 +78,9 @@ class EventPublisher(Protocol):
 
     async def status(self, event: JobStatusChanged, ce_id: str) -> None:
         """``job.status``, with ``ce_id`` as its idempotency key."""
+
+    async def deleted(self, event: JobDeleted) -> None:
+        """``job.deleted``: the audio's retention ended (every subscriber erases it)."""
 
     async def dead_letter(
         self, topic: str, key: bytes | None, value: bytes, headers: dict[str, str], reason: str
@@ -88,8 +106,9 @@ class Checkpoint:
 class CheckpointStore(Protocol):
     """Durable checkpoints of open resumable uploads, by job id."""
 
-    async def save(self, checkpoint: Checkpoint) -> None:
-        """Record (or replace) the job's checkpoint."""
+    async def save(self, checkpoint: Checkpoint) -> bool:
+        """Record (or replace) the job's checkpoint; False, recording nothing, when the
+        job has a tombstone (it was deleted)."""
 
     async def load(self, job_id: str) -> Checkpoint | None:
         """The job's checkpoint, if it has one."""
@@ -97,8 +116,31 @@ class CheckpointStore(Protocol):
     async def delete(self, job_id: str) -> None:
         """Forget the job's checkpoint (it finished, failed or was aborted)."""
 
-    async def upload_ids(self) -> set[str]:
-        """The multipart upload ids of every checkpointed job (not abandoned)."""
+    async def uploads(self) -> dict[str, str]:
+        """The multipart upload of every checkpointed job: upload id → job id."""
+
+
+class Tombstones(Protocol):
+    """The ids of deleted jobs and when (no personal data), so that nothing of a deleted
+    job is stored again from a message that comes later (docs/architecture.md §8)."""
+
+    async def record(self, job_id: str) -> None:
+        """The job is deleted; recording it again changes nothing."""
+
+    async def deleted(self, job_id: str) -> bool:
+        """Whether the job has a tombstone."""
+
+    async def prune(self, older_than_seconds: float) -> int:
+        """Forget tombstones older than that; how many. Safe on several replicas at once."""
+
+
+class SweepLock(Protocol):
+    """One replica at a time for a sweep that publishes what it finds."""
+
+    def held(self, name: str) -> AbstractAsyncContextManager[bool]:
+        """Whether this process got the lock ``name``; held until the block ends (or the
+        process dies): a replica that did not get it skips the sweep."""
+        ...
 
 
 class ChunkSource(Protocol):

@@ -6,6 +6,10 @@ webhooks and the deadline sweeper agree on one winner. The pool is opened, and t
 schema set up, when the store is entered (``async with``). A database outage leaves
 every method as ``DependencyUnavailable`` (a 503 for a webhook, a redelivery for the
 consumer); no asyncpg error leaves as itself.
+
+A deleted job leaves a tombstone (``deleted_jobs``: the id and when, no personal data).
+Recording a job and erasing one take the same transaction-scoped advisory lock on the
+job, so a job is never recorded after its erasure (docs/architecture.md §8).
 """
 
 import asyncpg
@@ -71,9 +75,22 @@ CREATE INDEX IF NOT EXISTS analyses_open_by_deadline
     ON {schema}.analyses (deadline) WHERE state IN ('pending', 'requested');
 CREATE INDEX IF NOT EXISTS analyses_unpublished
     ON {schema}.analyses (finished_at) WHERE published_at IS NULL AND finished_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS analyses_published
+    ON {schema}.analyses (finished_at) WHERE published_at IS NOT NULL;
+-- A deleted job's tombstone: its id and when, no personal data.
+CREATE TABLE IF NOT EXISTS {schema}.deleted_jobs (
+    job_id     text PRIMARY KEY,
+    deleted_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS deleted_jobs_by_age ON {schema}.deleted_jobs (deleted_at);
 """
 
 _OPEN = "state IN ('pending', 'requested')"
+
+_JOB_LOCK = "SELECT pg_advisory_xact_lock(hashtext($1))"
+
+PRUNE_BATCH = 1000
+"""Most rows erased in one statement of a sweep."""
 
 
 class PostgresStore(PostgresResource):
@@ -82,6 +99,7 @@ class PostgresStore(PostgresResource):
     def __init__(self, settings: DatabaseSettings) -> None:
         super().__init__(settings)
         self._t = f"{self.schema}.analyses"
+        self._deleted = f"{self.schema}.deleted_jobs"
 
     @unavailable_on_outage
     async def ping(self) -> bool:
@@ -89,25 +107,81 @@ class PostgresStore(PostgresResource):
             return False  # not started, or stopped
         return bool(await self._pool.fetchval("SELECT true"))
 
+    def _lock_key(self, job_id: str) -> str:
+        return f"{self._t}:{job_id}"
+
     @unavailable_on_outage
     async def insert_pending(self, event: AudioStored, deadline_seconds: float) -> bool:
-        """Record the job; False when it was already recorded (a redelivery)."""
-        status = await self._pool.execute(
-            f"""INSERT INTO {self._t}
-                (job_id, state, bucket, key, size, sha256, content_type, filename, deadline)
-                VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7,
-                        now() + make_interval(secs => $8))
-                ON CONFLICT (job_id) DO NOTHING""",
-            event.job_id,
-            event.bucket,
-            event.key,
-            event.size,
-            event.sha256,
-            event.content_type,
-            event.filename,
-            deadline_seconds,
-        )
+        """Record the job; False when it was already recorded (a redelivery) or deleted."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            # After the lock, so that this statement sees a tombstone committed meanwhile.
+            await conn.execute(_JOB_LOCK, self._lock_key(event.job_id))
+            status = await conn.execute(
+                f"""INSERT INTO {self._t}
+                    (job_id, state, bucket, key, size, sha256, content_type, filename, deadline)
+                    SELECT $1, 'pending', $2, $3, $4, $5, $6, $7,
+                           now() + make_interval(secs => $8)
+                    WHERE NOT EXISTS (SELECT FROM {self._deleted} WHERE job_id = $1)
+                    ON CONFLICT (job_id) DO NOTHING""",
+                event.job_id,
+                event.bucket,
+                event.key,
+                event.size,
+                event.sha256,
+                event.content_type,
+                event.filename,
+                deadline_seconds,
+            )
         return bool(status == "INSERT 0 1")
+
+    @unavailable_on_outage
+    async def erase(self, job_id: str) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(_JOB_LOCK, self._lock_key(job_id))
+            await conn.execute(
+                f"INSERT INTO {self._deleted} (job_id) VALUES ($1) ON CONFLICT DO NOTHING", job_id
+            )
+            await conn.execute(f"DELETE FROM {self._t} WHERE job_id = $1", job_id)
+
+    @unavailable_on_outage
+    async def deleted(self, job_id: str) -> bool:
+        found = await self._pool.fetchval(
+            f"SELECT EXISTS (SELECT FROM {self._deleted} WHERE job_id = $1)", job_id
+        )
+        return bool(found)
+
+    @unavailable_on_outage
+    async def prune(self, finished_seconds: float, tombstone_seconds: float) -> tuple[int, int]:
+        finished = 0
+        if finished_seconds > 0:  # 0: finished analyses are kept
+            # Only once their events are out: an unpublished final is republished first.
+            finished = await self._prune(
+                f"""DELETE FROM {self._t} WHERE job_id IN (
+                    SELECT job_id FROM {self._t}
+                    WHERE published_at IS NOT NULL AND state IN ('completed', 'failed')
+                      AND finished_at < now() - make_interval(secs => $1)
+                    LIMIT $2 FOR UPDATE SKIP LOCKED)""",
+                finished_seconds,
+            )
+        tombstones = await self._prune(
+            f"""DELETE FROM {self._deleted} WHERE job_id IN (
+                SELECT job_id FROM {self._deleted}
+                WHERE deleted_at < now() - make_interval(secs => $1)
+                LIMIT $2 FOR UPDATE SKIP LOCKED)""",
+            tombstone_seconds,
+        )
+        return finished, tombstones
+
+    async def _prune(self, statement: str, seconds: float) -> int:
+        """Run a batched ``DELETE`` until a batch is short; replicas sweeping at once skip
+        each other's rows (``SKIP LOCKED``) instead of waiting for them."""
+        pruned = 0
+        while True:
+            status = await self._pool.execute(statement, float(seconds), PRUNE_BATCH)
+            count = int(status.rsplit(" ", 1)[-1])  # "DELETE <n>"
+            pruned += count
+            if count < PRUNE_BATCH:
+                return pruned
 
     @unavailable_on_outage
     async def get(self, job_id: str) -> Analysis | None:

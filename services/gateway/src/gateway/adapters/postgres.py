@@ -8,6 +8,11 @@ replica's session ends, and its lock with it); a new append (or HEAD, or DELETE)
 raises ``generation`` and notifies the holder, which stops reading once its body goes
 quiet (gateway.resumable.uploads.until_taken_over), stores what Kafka
 acknowledged and lets go (the draft's "Concurrency").
+
+An ended upload's row stays ``ENDED_UPLOAD_RETENTION_SECONDS`` after ``ended_at`` (to
+answer 410, or replay a completed upload's answer), then a sweep erases it. A deleted
+job's row is erased at once; its tombstone (``deleted_jobs``: the id and when, no
+personal data) answers 410 until it is pruned (docs/architecture.md §8).
 """
 
 import asyncio
@@ -44,7 +49,20 @@ CREATE TABLE IF NOT EXISTS {schema}.uploads (
 );
 CREATE INDEX IF NOT EXISTS uploads_open_expiry ON {schema}.uploads (expires_at)
     WHERE state = 'open';
+-- When the upload left 'open' (rows ended before the column existed: their creation).
+ALTER TABLE {schema}.uploads ADD COLUMN IF NOT EXISTS ended_at timestamptz;
+CREATE INDEX IF NOT EXISTS uploads_ended ON {schema}.uploads ((coalesce(ended_at, created_at)))
+    WHERE state <> 'open';
+-- A deleted job's tombstone: its id and when, no personal data.
+CREATE TABLE IF NOT EXISTS {schema}.deleted_jobs (
+    job_id uuid PRIMARY KEY,
+    deleted_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS deleted_jobs_by_age ON {schema}.deleted_jobs (deleted_at);
 """
+
+PRUNE_BATCH = 1000
+"""Most rows erased in one statement of a sweep."""
 
 
 _COLUMNS = (
@@ -123,7 +141,7 @@ class PostgresLease:
     @unavailable_on_outage
     async def finish(self, state: State, result: str | None) -> bool:
         status = await self.conn.execute(
-            f"""UPDATE {self._table} SET state = $2, result = $3::jsonb
+            f"""UPDATE {self._table} SET state = $2, result = $3::jsonb, ended_at = now()
                WHERE job_id = $1 AND state = 'open'""",
             uuid.UUID(self.job_id),
             state.value,
@@ -149,6 +167,7 @@ class PostgresUploadStore(PostgresResource):
     def __init__(self, settings: DatabaseSettings, lock_wait_seconds: float) -> None:
         super().__init__(settings, min_size=1)
         self._table = f"{self.schema}.uploads"
+        self._deleted = f"{self.schema}.deleted_jobs"
         self._lock_wait = lock_wait_seconds
 
     @unavailable_on_outage
@@ -212,7 +231,7 @@ class PostgresUploadStore(PostgresResource):
     async def expired(self, now: datetime, limit: int = 100) -> list[UploadRow]:
         """Mark open uploads idle past their expiry as expired; those this call ended."""
         records = await self._pool.fetch(
-            f"""UPDATE {self._table} SET state = 'expired'
+            f"""UPDATE {self._table} SET state = 'expired', ended_at = now()
                 WHERE job_id IN (SELECT job_id FROM {self._table}
                                  WHERE state = 'open' AND expires_at < $1
                                  ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)
@@ -226,8 +245,57 @@ class PostgresUploadStore(PostgresResource):
     async def end(self, job_id: str, state: State) -> bool:
         """Cancel from outside an append (DELETE): True when it was open."""
         status = await self._pool.execute(
-            f"UPDATE {self._table} SET state = $2 WHERE job_id = $1 AND state = 'open'",
+            f"UPDATE {self._table} SET state = $2, ended_at = now() "
+            "WHERE job_id = $1 AND state = 'open'",
             uuid.UUID(job_id),
             state.value,
         )
         return bool(status == "UPDATE 1")
+
+    @unavailable_on_outage
+    async def erase(self, job_id: str) -> None:
+        job = uuid.UUID(job_id)
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                f"INSERT INTO {self._deleted} (job_id) VALUES ($1) ON CONFLICT DO NOTHING", job
+            )
+            await conn.execute(f"DELETE FROM {self._table} WHERE job_id = $1", job)
+
+    @unavailable_on_outage
+    async def deleted(self, job_id: str) -> bool:
+        found = await self._pool.fetchval(
+            f"SELECT EXISTS (SELECT FROM {self._deleted} WHERE job_id = $1)", uuid.UUID(job_id)
+        )
+        return bool(found)
+
+    @unavailable_on_outage
+    async def prune(self, ended_seconds: float, tombstone_seconds: float) -> tuple[int, int]:
+        ended = 0
+        if ended_seconds > 0:  # 0: ended uploads are kept
+            ended = await self._prune(
+                f"""DELETE FROM {self._table} WHERE job_id IN (
+                SELECT job_id FROM {self._table}
+                WHERE state <> 'open'
+                  AND coalesce(ended_at, created_at) < now() - make_interval(secs => $1)
+                LIMIT $2 FOR UPDATE SKIP LOCKED)""",
+                ended_seconds,
+            )
+        tombstones = await self._prune(
+            f"""DELETE FROM {self._deleted} WHERE job_id IN (
+                SELECT job_id FROM {self._deleted}
+                WHERE deleted_at < now() - make_interval(secs => $1)
+                LIMIT $2 FOR UPDATE SKIP LOCKED)""",
+            tombstone_seconds,
+        )
+        return ended, tombstones
+
+    async def _prune(self, statement: str, seconds: float) -> int:
+        """Run a batched ``DELETE`` until a batch is short; replicas sweeping at once skip
+        each other's rows (``SKIP LOCKED``) instead of waiting for them."""
+        pruned = 0
+        while True:
+            status = await self._pool.execute(statement, float(seconds), PRUNE_BATCH)
+            count = int(status.rsplit(" ", 1)[-1])  # "DELETE <n>"
+            pruned += count
+            if count < PRUNE_BATCH:
+                return pruned

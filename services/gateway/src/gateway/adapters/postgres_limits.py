@@ -217,6 +217,12 @@ class PostgresQuota(PostgresResource):
             )
 
     @unavailable_on_outage
+    async def forget(self, job_id: str) -> None:
+        await self._pool.execute(
+            f"DELETE FROM {self.schema}.upload_leases WHERE job_id = $1", uuid.UUID(job_id)
+        )
+
+    @unavailable_on_outage
     async def usage_of(self, client: str) -> Usage:
         """What ``client`` and everyone use now (for tests and operators)."""
         async with self._pool.acquire() as conn:

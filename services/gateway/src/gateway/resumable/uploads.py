@@ -13,6 +13,11 @@ An upload ends ``upload_expired`` once it has received no append for
 only reads, so it extends nothing, and no request extends the maximum age. An append
 whose body goes quiet (:func:`gateway.ingest.paced`) stops reading, keeps what Kafka
 acknowledged and answers 408; the upload can be resumed.
+
+An upload whose job is deleted (``job.deleted``, :meth:`Resumable.erase`) ends: an
+append in progress is taken over as a new request would, the uploader is told to drop
+what it holds (``UploadAborted``), and the row is erased. The resource then answers 410
+to the holder of the job's token (a tombstone remembers the id), 404 to anyone else.
 """
 
 import asyncio
@@ -23,7 +28,7 @@ import logging
 import math
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -59,6 +64,14 @@ from servicekit.logs import job_id_var
 from servicekit.tokens import JobTokens, Scope, authorize
 
 log = logging.getLogger(__name__)
+
+DELETED_REASON = "job_deleted"
+"""``UploadAborted.reason`` of an upload whose job was deleted."""
+
+
+def job_deleted() -> ApiError:
+    """The answer about an upload whose job was deleted (docs/architecture.md §8)."""
+    return ApiError(410, "job_deleted", "the job was deleted")
 
 
 class OffsetMismatch(ApiError):
@@ -223,13 +236,24 @@ class Resumable:
         or ``owner`` (a verified bearer JWT's subject) is the upload's owner."""
         row = await self.store.get(job_id)
         if row is None:
-            raise ApiError(404, "unknown_upload", "there is no such upload")
+            raise await self.missing(job_id, presented)
         if owner is None or row.owner != owner:
             authorize(self.tokens, job_id, presented, Scope.WRITE)
         return row
 
+    async def missing(self, job_id: str, presented: Sequence[str] = ()) -> ApiError:
+        """Why there is no upload ``job_id``: its job was deleted (410, told only to a
+        holder of one of the job's tokens), or there never was one (404)."""
+        if any(self.tokens.allows(token, job_id) for token in presented) and (
+            await self.store.deleted(job_id)
+        ):
+            return job_deleted()
+        return ApiError(404, "unknown_upload", "there is no such upload")
+
     @staticmethod
     def usable(row: UploadRow) -> None:
+        if row.state is State.DELETED:
+            raise job_deleted()
         if row.state is State.EXPIRED:
             raise ApiError(410, "upload_expired", "the upload expired")
         if row.state in (State.CANCELLED, State.FAILED):
@@ -245,7 +269,8 @@ class Resumable:
                 found = await lease.row()
         except LockBusy:
             found = await self.store.get(row.job_id)
-        assert found is not None
+        if found is None:  # erased meanwhile: its job was deleted
+            raise job_deleted()
         self.usable(found)
         return found
 
@@ -262,6 +287,32 @@ class Resumable:
             ended = await self.store.end(job_id, State.CANCELLED)
         if ended:
             await self._end_job(job_id, ErrorCode.UPLOAD_ABORTED, "the client cancelled the upload")
+
+    async def erase(self, job_id: str) -> None:
+        """Its job was deleted (``job.deleted``): end the upload if it is open (an append
+        in progress is taken over and answered 410), tell the uploader to drop what it
+        holds, then erase the row (a tombstone stays) and its fair-use leases.
+
+        Each step may be repeated: a redelivery after a crash finds the row ``deleted``
+        and tells the uploader again; the uploader is told nothing of an upload that had
+        ended already (complete: its own erasure deletes the object)."""
+        job_id_var.set(job_id)
+        row = await self.store.get(job_id)
+        if row is not None and row.state in (State.OPEN, State.DELETED):
+            try:
+                async with self.store.lease(job_id) as lease:
+                    await lease.finish(State.DELETED, None)
+            except LockBusy:
+                # The append stops at its next acknowledged chunk (410).
+                await self.store.end(job_id, State.DELETED)
+            await self._status_on(
+                topics.AUDIO_UPLOAD,
+                UploadAborted(job_id=job_id, reason=DELETED_REASON),
+                f"{job_id}:aborted",
+            )
+            log.info("resumable upload ended: its job was deleted")
+        await self.store.erase(job_id)
+        await self.quota.forget(job_id)
 
     async def expire(self, row: UploadRow) -> None:
         """End an upload the sweeper found idle past its expiry."""
@@ -304,7 +355,8 @@ class Resumable:
         checksum: bytes | None,
     ) -> Appended:
         row = await lease.row()
-        assert row is not None
+        if row is None:  # erased after the request found it: its job was deleted
+            raise job_deleted()
         job_id = row.job_id
         if row.state is State.COMPLETE:
             raise ApiError(409, "upload_complete", "the upload is complete already")
@@ -324,9 +376,11 @@ class Resumable:
 
         async def stored(acked: Acked) -> None:
             if not await lease.advance(acked.size, acked.sequence, acked.digest, media):
-                # Ended meanwhile (expired past its maximum age): stop reading (410).
+                # Ended meanwhile (expired past its maximum age, or its job deleted):
+                # stop reading (410).
                 ended = await lease.row()
-                assert ended is not None
+                if ended is None:
+                    raise job_deleted()
                 self.usable(ended)
 
         pipeline = ChunkPipeline(
@@ -403,7 +457,8 @@ class Resumable:
                 complete = total is not None and pipeline.sent == total
             if interrupted or not complete:
                 after = await lease.row()
-                assert after is not None
+                if after is None:
+                    raise job_deleted()
                 return Appended(
                     after, False, interrupted, pipeline.sent, pipeline.sha256.hexdigest(), None
                 )
@@ -476,7 +531,8 @@ class Resumable:
         result = body.model_dump_json()
         await lease.finish(State.COMPLETE, result)
         after = await lease.row()
-        assert after is not None
+        if after is None:
+            raise job_deleted()
         log.info("resumable upload of %d bytes complete", pipeline.sent)
         return Appended(after, True, False, pipeline.sent, sha256, result)
 
@@ -567,3 +623,22 @@ async def expire_forever(resumable: Resumable, interval: float) -> None:
         except Exception:
             log.exception("the expiry sweep failed; it runs again")
         await asyncio.sleep(interval)
+
+
+async def prune_forever(
+    store: UploadStore, interval: float, ended_seconds: float, tombstone_seconds: float
+) -> None:
+    """Erase the rows of uploads that ended (complete, cancelled, expired, failed) more
+    than ``ended_seconds`` ago (0: never), and tombstones older than
+    ``tombstone_seconds`` (docs/architecture.md §8). Any replica may run it: each batch
+    skips the rows another is erasing. No ``job.deleted`` is published: the row is the
+    upload's state, not the job's, which lives on in the notifier until its retention."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            ended, tombstones = await store.prune(ended_seconds, tombstone_seconds)
+        except Exception:
+            log.exception("the sweep of ended uploads failed; it runs again")
+            continue
+        if ended or tombstones:
+            log.info("erased %d ended uploads and %d tombstones", ended, tombstones)

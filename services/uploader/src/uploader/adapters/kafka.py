@@ -2,10 +2,16 @@
 
 from faststream.kafka import KafkaBroker
 
-from contracts import AudioStored, JobStatusChanged, topics
+from contracts import AudioStored, JobDeleted, JobStatusChanged, topics
 from servicekit.kafka import ce_source, dead_letter, publish_event
 
 SOURCE = ce_source("uploader")
+
+
+def deletion_ce_id(event: JobDeleted) -> str:
+    """The id the notifier gives the same erasure (``<job>:deleted:<erase>``), so that a
+    sweep that announces it again is dropped as a repeat by every subscriber."""
+    return f"{event.job_id}:deleted:{event.erase}"
 
 
 class KafkaEventPublisher:
@@ -19,6 +25,11 @@ class KafkaEventPublisher:
 
     async def status(self, event: JobStatusChanged, ce_id: str) -> None:
         await publish_event(self._broker, topics.JOB_STATUS, event, source=SOURCE, ce_id=ce_id)
+
+    async def deleted(self, event: JobDeleted) -> None:
+        await publish_event(
+            self._broker, topics.JOB_DELETED, event, source=SOURCE, ce_id=deletion_ce_id(event)
+        )
 
     async def dead_letter(
         self, topic: str, key: bytes | None, value: bytes, headers: dict[str, str], reason: str

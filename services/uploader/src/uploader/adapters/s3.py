@@ -57,10 +57,7 @@ class S3ObjectStore(Resource):
     async def start(self, key: str, content_type: str) -> str:
         async with _storage_errors():
             # A multipart upload left on this key by a crashed run of the same job.
-            listing = await self._s3.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
-            for upload in listing.get("Uploads", []):
-                if upload.get("Key") == key and "UploadId" in upload:
-                    await self.abort(key, upload["UploadId"])
+            await self.abort_all(key)
             created = await self._s3.create_multipart_upload(
                 Bucket=self.bucket, Key=key, ContentType=content_type
             )
@@ -142,6 +139,26 @@ class S3ObjectStore(Resource):
     async def delete(self, key: str) -> None:
         async with _storage_errors():
             await self._s3.delete_object(Bucket=self.bucket, Key=key)
+
+    async def abort_all(self, key: str) -> int:
+        aborted = 0
+        async with _storage_errors():
+            paginator = self._s3.get_paginator("list_multipart_uploads")
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=key):
+                for upload in page.get("Uploads", []):
+                    if upload.get("Key") == key and "UploadId" in upload:
+                        await self.abort(key, upload["UploadId"])
+                        aborted += 1
+        return aborted
+
+    async def stored_before(self, prefix: str, cutoff: datetime) -> AsyncIterator[str]:
+        async with _storage_errors():
+            paginator = self._s3.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    modified = item.get("LastModified")
+                    if "Key" in item and modified is not None and modified < cutoff:
+                        yield item["Key"]
 
     async def unfinished(self, prefix: str) -> list[tuple[str, str, datetime]]:
         found = []
