@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import ConsumerRecord
 
 from contracts import headers, topics
 from servicekit.s3 import s3_client
 from servicekit.settings import S3Settings
 from tests.support.audio import sine_wav
-from tests.support.kafka import partitions_of
+from tests.support.kafka import read_topic
 
 FINAL = ("completed", "failed")
 # An upload that meets an outage may wait for the producer's retries; beyond this the
@@ -108,31 +108,6 @@ async def run_uploads(
     async with httpx.AsyncClient(base_url=base_url) as client:
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
     return load
-
-
-async def read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record of ``topic`` from the beginning to its current end."""
-    partitions = await partitions_of(bootstrap, topic)
-    if not partitions:
-        return []
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        records: list[ConsumerRecord[bytes, bytes]] = []
-
-        async def behind() -> bool:
-            return any([await consumer.position(tp) < ends[tp] for tp in partitions])
-
-        while await behind():
-            batch = await consumer.getmany(timeout_ms=1000)
-            for messages in batch.values():
-                records.extend(messages)
-        return records
-    finally:
-        await consumer.stop()
 
 
 def ce_id(record: ConsumerRecord[bytes, bytes]) -> str:

@@ -1,6 +1,6 @@
 """Kafka helpers for tests on the shared broker."""
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 
 async def partitions_of(bootstrap: str, topic: str) -> list[TopicPartition]:
@@ -47,5 +47,30 @@ async def committed_offset(bootstrap: str, group: str, partition: TopicPartition
     try:
         committed: int | None = await consumer.committed(partition)
         return committed
+    finally:
+        await consumer.stop()
+
+
+async def read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of ``topic`` from the beginning to its current end."""
+    partitions = await partitions_of(bootstrap, topic)
+    if not partitions:
+        return []
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        records: list[ConsumerRecord[bytes, bytes]] = []
+
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < ends[tp] for tp in partitions])
+
+        while await behind():
+            batch = await consumer.getmany(timeout_ms=1000)
+            for messages in batch.values():
+                records.extend(messages)
+        return records
     finally:
         await consumer.stop()

@@ -158,6 +158,14 @@ class JobDeleted(Event):
     )
     time: datetime = Field(default_factory=_now)
 
+    @property
+    def ce_id(self) -> str:
+        """Its idempotency key, the same for every announcement of one erasure (a
+        repeated request, a sweep after a requested deletion) so that subscribers drop
+        the repeats; an ``audio`` erasure has another, so it never hides a later ``job``
+        one."""
+        return f"{self.job_id}:deleted:{self.erase}"
+
 
 class CeType:
     """Values of the ``ce_type`` header."""

@@ -19,9 +19,7 @@ async def configs_of(bootstrap: str, topic: str) -> dict[str, str]:
     await admin.start()
     try:
         answer: Any  # DescribeConfigs response: its fields are not typed
-        (answer,) = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, topic)]
-        )
+        (answer,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
         return {entry[0]: entry[1] for entry in answer.resources[0][4]}
     finally:
         await admin.close()

@@ -25,7 +25,7 @@ from contracts import (
     topics,
 )
 from servicekit.kafka import publish_event
-from tests.chaos.jobs import read_topic
+from tests.support.kafka import read_topic
 from tests.support.processes import ServiceProcess
 from tests.support.waiting import eventually
 

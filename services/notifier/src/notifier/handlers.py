@@ -27,7 +27,13 @@ from contracts import Erase, JobDeleted, JobStatusChanged, headers, topics
 from notifier.ports import DeadLetters, Lifecycle
 from notifier.projector import Projector
 from servicekit.http import DependencyUnavailable
-from servicekit.kafka import InlineContext, MessageParam, PoisonMessage, decode_event
+from servicekit.kafka import (
+    InlineContext,
+    MessageParam,
+    PoisonMessage,
+    decode_event,
+    decode_job_deleted,
+)
 
 log = logging.getLogger(__name__)
 _TRACER = trace.get_tracer(__name__)
@@ -122,18 +128,6 @@ class Erasures:
     retry_delay_seconds: float = RETRY_DELAY_SECONDS
 
 
-def parse_deleted(message_headers: dict[str, Any], body: bytes) -> JobDeleted:
-    """The event of a `job.deleted` message; PoisonMessage if it has none."""
-    event = decode_event(message_headers, body)
-    if not isinstance(event, JobDeleted):
-        raise PoisonMessage(f"{type(event).__name__} does not belong on {topics.JOB_DELETED}")
-    try:
-        uuid.UUID(event.job_id)
-    except ValueError as exc:
-        raise PoisonMessage(f"job_id {event.job_id!r} is not a UUID") from exc
-    return event
-
-
 async def on_jobs_deleted(
     message: MessageParam, erasures: Annotated[Erasures, InlineContext()]
 ) -> None:
@@ -147,7 +141,7 @@ async def on_jobs_deleted(
         record_headers = {k: v.decode(errors="replace") for k, v in record.headers}
         body = record.value or b""
         try:
-            deleted.append(parse_deleted(record_headers, body))
+            deleted.append(decode_job_deleted(record_headers, body))
         except PoisonMessage as exc:
             await erasures.dead_letters.dead_letter(
                 topics.JOB_DELETED, record.key, body, record_headers, str(exc)

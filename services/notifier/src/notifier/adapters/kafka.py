@@ -24,13 +24,6 @@ class KafkaDeadLetters:
         await dead_letter(self._broker, topic, key, value, headers, reason)
 
 
-def deletion_ce_id(event: JobDeleted) -> str:
-    """The same for every announcement of one erasure (a repeated request, a sweep
-    after a requested deletion), so that subscribers drop the repeats; an `audio`
-    erasure is another id, so that it never hides a later `job` one."""
-    return f"{event.job_id}:deleted:{event.erase}"
-
-
 class KafkaDeletions:
     """Publishes through the broker's declared ``job.deleted`` publisher, so that what
     goes out is what the AsyncAPI document says."""
@@ -40,9 +33,7 @@ class KafkaDeletions:
         self._timeout = timeout_seconds
 
     async def publish(self, event: JobDeleted) -> None:
-        message_headers = ce_headers(
-            CE_TYPE_OF[JobDeleted], deletion_ce_id(event), SOURCE, event.job_id
-        )
+        message_headers = ce_headers(CE_TYPE_OF[JobDeleted], event.ce_id, SOURCE, event.job_id)
         try:
             # Waits for the broker's acknowledgement (acks=all, idempotent producer).
             await asyncio.wait_for(

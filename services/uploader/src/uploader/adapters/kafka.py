@@ -8,12 +8,6 @@ from servicekit.kafka import ce_source, dead_letter, publish_event
 SOURCE = ce_source("uploader")
 
 
-def deletion_ce_id(event: JobDeleted) -> str:
-    """The id the notifier gives the same erasure (``<job>:deleted:<erase>``), so that a
-    sweep that announces it again is dropped as a repeat by every subscriber."""
-    return f"{event.job_id}:deleted:{event.erase}"
-
-
 class KafkaEventPublisher:
     def __init__(self, broker: KafkaBroker) -> None:
         self._broker = broker
@@ -28,7 +22,7 @@ class KafkaEventPublisher:
 
     async def deleted(self, event: JobDeleted) -> None:
         await publish_event(
-            self._broker, topics.JOB_DELETED, event, source=SOURCE, ce_id=deletion_ce_id(event)
+            self._broker, topics.JOB_DELETED, event, source=SOURCE, ce_id=event.ce_id
         )
 
     async def dead_letter(
