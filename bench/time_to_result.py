@@ -127,7 +127,7 @@ def summary(side: str, concurrency: int, jobs: list[Job], seconds: float) -> dic
         "p99 ms": percentile(ms, 99),
         "max ms": max(ms),
         "202 p50 ms": percentile(((j.accepted - j.posted) * 1000 for j in jobs), 50),
-        "jobs/s": len(jobs) / seconds,
+        "jobs/s": sum(j.status == "completed" for j in jobs) / seconds,  # completed only
     }
 
 
@@ -263,19 +263,22 @@ def seed_app() -> Any:
     keeps the job in a dict and starts a background task (S3 upload, then the analysis
     request with a ``webhook_url``); the webhook writes the dict; the SSE endpoint sends
     the dict's entry once a second until it is final. Webhook signatures are not checked,
-    as the seed did not."""
+    as the seed did not; its analysis requests are signed, as the reference analysis server
+    requires (one HMAC per job)."""
     from starlette.applications import Starlette
     from starlette.background import BackgroundTask
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response, StreamingResponse
     from starlette.routing import Route
 
+    from servicekit import webhooks
     from servicekit.s3 import s3_client
     from servicekit.settings import S3Settings
 
     settings = S3Settings()
     analyzer = os.environ["ANALYSIS_SERVER_URL"]
     public = os.environ["SEED_PUBLIC_URL"]
+    secret = os.environ.get("WEBHOOK_SIGNING_SECRET", "")
     store: dict[str, dict[str, Any]] = {}
     http = httpx.AsyncClient(timeout=30)
     clients: dict[str, Any] = {}  # one S3 client for the process, as the seed's boto3
@@ -288,9 +291,8 @@ def seed_app() -> Any:
             "get_object", Params={"Bucket": settings.s3_bucket, "Key": key}, ExpiresIn=600
         )
         store[job_id].update(status="processing", progress=10)
-        answer = await http.post(
-            f"{analyzer}/analyze",
-            json={
+        body = json.dumps(
+            {
                 "job_id": job_id,
                 "audio_url": url,
                 "content_type": content_type,
@@ -298,8 +300,13 @@ def seed_app() -> Any:
                 "sha256": hashlib.sha256(data).hexdigest(),
                 "webhook_url": f"{public}/tokens/webhook/analysis-complete?job_id={job_id}",
                 "metadata": {},
-            },
-        )
+            }
+        ).encode()
+        headers = {"content-type": "application/json"}
+        if secret:  # the reference analyzer refuses unsigned requests (docs/architecture.md §6)
+            msg_id = f"msg_{uuid.uuid4().hex}"
+            headers |= webhooks.signed_headers(secret, msg_id, int(time.time()), body)
+        answer = await http.post(f"{analyzer}/analyze", content=body, headers=headers)
         if answer.status_code >= 300:
             store[job_id].update(status="failed", error=answer.text[:200])
 
@@ -389,6 +396,30 @@ def stack_cpu(pids: dict[str, int]) -> dict[str, float]:
     return {name: cpu_seconds(pid) for name, pid in pids.items()}
 
 
+ANALYSIS_SERVER = "reference-analyzer"
+CPU_COLUMNS = [
+    "kafka", "s3", "postgres", "edge", "gateway", "uploader", "analyzer-bridge",
+    "notifier", "notifier-2", "seed",
+]  # fmt: skip
+
+
+def cpu_row(
+    design: str, concurrency: int, before: dict[str, float], after: dict[str, float], jobs: int
+) -> dict[str, Any]:
+    """CPU ms per job by process; ``pipeline`` is every process but the analysis server
+    (the figure issue 21 bounds), ``total`` includes it."""
+    ms = {name: (after[name] - before[name]) * 1000 / jobs for name in after}
+    return (
+        {"design": design, "concurrency": concurrency}
+        | {name: ms.get(name) for name in CPU_COLUMNS}
+        | {
+            "pipeline": sum(v for n, v in ms.items() if n != ANALYSIS_SERVER),
+            ANALYSIS_SERVER: ms.get(ANALYSIS_SERVER),
+            "total": sum(ms.values()),
+        }
+    )
+
+
 def progress_url(body: dict[str, Any]) -> str:
     """The ``progress_url`` of a 202 (audiopipe's carries the job's access token)."""
     return str(body["progress_url"])
@@ -411,17 +442,16 @@ async def measure_audiopipe(
             after = stack_cpu(pids)
         rows.append(summary("audiopipe (push)", concurrency, done, seconds))
         stages += breakdown(f"audiopipe, concurrency {concurrency}", done, taps)
-        cpu.append(
-            {"concurrency": concurrency}
-            | {name: (after[name] - before[name]) * 1000 / len(done) for name in pids}
-            | {"total": sum(after[n] - before[n] for n in pids) * 1000 / len(done)}
-        )
+        cpu.append(cpu_row("audiopipe", concurrency, before, after, len(done)))
         print(rows[-1], flush=True)
     return rows, stages, cpu
 
 
-async def measure_seed(env: dict[str, str], plan: list[tuple[int, int]]) -> list[dict[str, Any]]:
+async def measure_seed(
+    env: dict[str, str], pids: dict[str, int], plan: list[tuple[int, int]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     rows: list[dict[str, Any]] = []
+    cpu: list[dict[str, Any]] = []
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     seed_env = {**env, "SEED_PUBLIC_URL": base}
@@ -431,14 +461,17 @@ async def measure_seed(env: dict[str, str], plan: list[tuple[int, int]]) -> list
         path = "/tokens/bench/upload-audio"
 
         await run_clients(base, path, progress_url, 1, 3)
+        used = {"seed": proc.pid} | {n: pids[n] for n in ("s3", ANALYSIS_SERVER)}
         for concurrency, jobs in plan:
+            before = stack_cpu(used)
             started = time.perf_counter()
             done = await run_clients(base, path, progress_url, concurrency, jobs)
-            rows.append(
-                summary("seed (poll 1 s)", concurrency, done, time.perf_counter() - started)
-            )
+            seconds = time.perf_counter() - started
+            after = stack_cpu(used)
+            rows.append(summary("seed (poll 1 s)", concurrency, done, seconds))
+            cpu.append(cpu_row("seed", concurrency, before, after, len(done)))
             print(rows[-1], flush=True)
-    return rows
+    return rows, cpu
 
 
 async def run(plan: list[tuple[int, int]], seed: bool) -> tuple[list[dict[str, Any]], ...]:
@@ -447,7 +480,9 @@ async def run(plan: list[tuple[int, int]], seed: bool) -> tuple[list[dict[str, A
         bootstrap = stack.env["KAFKA_BOOTSTRAP_SERVERS"]
         rows, stages, cpu = await measure_audiopipe(stack.edge_url, bootstrap, pids, plan)
         if seed:
-            rows += await measure_seed(stack.env, plan)
+            seed_rows, seed_cpu = await measure_seed(stack.env, pids, plan)
+            rows += seed_rows
+            cpu += seed_cpu
     return rows, stages, cpu
 
 
@@ -501,8 +536,10 @@ def main() -> None:
             "User + system CPU time of each process of the stack (`/proc/<pid>/stat`) "
             "over the run, divided by its jobs: a figure that other work on the machine "
             f"does not inflate, unlike the latencies ({load}). Same run as "
-            "time_to_result.md; the client's own CPU is not counted, nor PostgreSQL's "
-            "backends (child processes of the one counted).",
+            "time_to_result.md; each process with its descendants (PostgreSQL's "
+            "backends), the client's own CPU not counted. `pipeline` is every process "
+            "but the analysis server; the seed's row counts the seed process, S3 and the "
+            "analysis server it uses.",
         ],
         module="time_to_result",
     )

@@ -1,0 +1,132 @@
+"""Where a job's CPU goes (issue 21): py-spy profiles of every Python process of the
+stack and the Kafka broker's CPU by thread group, under the load of
+``bench.time_to_result`` at concurrency 20.
+
+    uv run python -m bench.profile_jobs [--jobs N] [--label NAME] [--raw-dir DIR]
+
+The whole local stack runs (``bench.time_to_result``'s ``full_stack``); 3 s WAV jobs go
+through the edge, each client waiting for its job's ``completed`` on the SSE stream, as
+in that benchmark. py-spy samples the gateway, the uploader, the bridge, both notifiers
+and the reference analysis server for the whole round (``--format raw``, summarised to
+the functions with the most samples, by self and by inclusive share, idle waits left
+out); the broker's threads are read from ``/proc`` and grouped by name, which is the
+JVM's own account of where its CPU goes. Sampling costs CPU, so the CPU per job of
+record is ``bench.time_to_result``'s, not this.
+
+Each run adds its profile under ``--label`` to ``results/profile-jobs.json`` and
+rewrites ``results/profile-jobs.md`` with every label, so a change is read as one
+profile before and one after it.
+"""
+
+import argparse
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+from bench.common import PERCENTILES, raise_upload_limits
+from bench.profile_ingest import TICK, group_of, pyspy, summarise, thread_ticks
+from bench.report import RESULTS, load_average, machine
+from bench.time_to_result import full_stack, progress_url, run_clients
+
+PYTHON = ("gateway", "uploader", "analyzer-bridge", "notifier", "notifier-2", "reference-analyzer")
+TOP = 12
+
+
+async def measure(jobs: int, concurrency: int, raw_dir: Path) -> dict[str, Any]:
+    with full_stack() as stack:
+        pids = {c.name: c.pid for c in stack.components if c.pid is not None}
+        path = "/tokens/bench/upload-audio"
+        await run_clients(stack.edge_url, path, progress_url, 2, 10)  # warm
+        sampled = {name: pids[name] for name in PYTHON if name in pids}
+        before = thread_ticks(pids["kafka"])
+        with pyspy(sampled, raw_dir) as outputs:
+            done = await run_clients(stack.edge_url, path, progress_url, concurrency, jobs)
+        after = thread_ticks(pids["kafka"])
+    groups: dict[str, float] = {}
+    for name, ticks in after.items():
+        group = group_of(name, "kafka")
+        groups[group] = groups.get(group, 0) + (ticks - before.get(name, 0)) * 1000 / TICK
+    return {
+        "jobs": len(done),
+        "completed": sum(j.status == "completed" for j in done),
+        "load": load_average(),
+        "kafka_ms_per_job": {
+            g: round(ms / len(done), 1) for g, ms in sorted(groups.items(), key=lambda i: -i[1])
+        },
+        "profiles": {name: summarise(raw, TOP) for name, raw in outputs.items()},
+    }
+
+
+def render(runs: dict[str, Any], meta: dict[str, str]) -> str:
+    lines = [
+        f"# {meta['title']}",
+        "",
+        f"- machine: {meta['machine']}",
+        f"- date: {meta['date']}",
+        f"- command: `{meta['command']}`",
+        "",
+    ]
+    for label, run in runs.items():
+        lines += [
+            f"## {label}",
+            "",
+            f"{run['completed']}/{run['jobs']} jobs completed at concurrency 20 "
+            f"(load average {run['load']}).",
+            "",
+            "Kafka broker, CPU ms per job by thread group:",
+            "",
+            "| group | ms/job |",
+            "| --- | --- |",
+            *(f"| {g} | {ms} |" for g, ms in run["kafka_ms_per_job"].items()),
+            "",
+        ]
+        for process, profile in run["profiles"].items():
+            lines += [
+                f"### {process} ({profile['samples']} samples, idle waits left out)",
+                "",
+                "| self % | function | inclusive % | function |",
+                "| --- | --- | --- | --- |",
+            ]
+            own, inclusive = profile["self"], profile["inclusive"]
+            for i in range(max(len(own), len(inclusive))):
+                a = own[i] if i < len(own) else ["", ""]
+                b = inclusive[i] if i < len(inclusive) else ["", ""]
+                lines.append(f"| {a[1]} | `{a[0]}` | {b[1]} | `{b[0]}` |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    raise_upload_limits()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--label", default="current", help="the section these figures fill")
+    parser.add_argument("--raw-dir", type=Path, help="keep py-spy's raw stacks here")
+    args = parser.parse_args()
+    with TemporaryDirectory() as scratch:
+        raw_dir = args.raw_dir or Path(scratch)
+        raw_dir.mkdir(parents=True, exist_ok=True)
+        figures = asyncio.run(measure(args.jobs, args.concurrency, raw_dir))
+    path = RESULTS / "profile-jobs.json"
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    runs = saved.get("runs", {}) | {args.label: figures}
+    meta = {
+        "title": "Where a job's CPU goes: profiles at concurrency 20 (3 s WAV)",
+        "machine": machine(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "uv run python -m bench.profile_jobs --label <label>",
+        "percentiles": PERCENTILES,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    path.write_text(json.dumps({**meta, "runs": runs}, indent=2, ensure_ascii=False) + "\n")
+    markdown = render(runs, meta)
+    (RESULTS / "profile-jobs.md").write_text(markdown)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()
