@@ -6,8 +6,9 @@ stack and the Kafka broker's CPU by thread group, under the load of
 
 The whole local stack runs (``bench.time_to_result``'s ``full_stack``); 3 s WAV jobs go
 through the edge, each client waiting for its job's ``completed`` on the SSE stream, as
-in that benchmark. py-spy samples the gateway, the uploader, the bridge, both notifiers
-and the reference analysis server for the whole round (``--format raw``, summarised to
+in that benchmark, after as many warm-up jobs as it runs. py-spy samples the gateway,
+the uploader, the bridge, both notifiers and the reference analysis server for the
+whole round (``--format raw``, summarised to
 the functions with the most samples, by self and by inclusive share, idle waits left
 out); the broker's threads are read from ``/proc`` and grouped by name, which is the
 JVM's own account of where its CPU goes. Sampling costs CPU, so the CPU per job of
@@ -35,11 +36,11 @@ PYTHON = ("gateway", "uploader", "analyzer-bridge", "notifier", "notifier-2", "r
 TOP = 12
 
 
-async def measure(jobs: int, concurrency: int, raw_dir: Path) -> dict[str, Any]:
+async def measure(jobs: int, concurrency: int, warmup: int, raw_dir: Path) -> dict[str, Any]:
     with full_stack() as stack:
         pids = {c.name: c.pid for c in stack.components if c.pid is not None}
         path = "/tokens/bench/upload-audio"
-        await run_clients(stack.edge_url, path, progress_url, 2, 10)  # warm
+        await run_clients(stack.edge_url, path, progress_url, concurrency, warmup)  # warm
         sampled = {name: pids[name] for name in PYTHON if name in pids}
         before = thread_ticks(pids["kafka"])
         with pyspy(sampled, raw_dir) as outputs:
@@ -104,13 +105,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=150, help="jobs before sampling")
     parser.add_argument("--label", default="current", help="the section these figures fill")
     parser.add_argument("--raw-dir", type=Path, help="keep py-spy's raw stacks here")
     args = parser.parse_args()
     with TemporaryDirectory() as scratch:
         raw_dir = args.raw_dir or Path(scratch)
         raw_dir.mkdir(parents=True, exist_ok=True)
-        figures = asyncio.run(measure(args.jobs, args.concurrency, raw_dir))
+        figures = asyncio.run(measure(args.jobs, args.concurrency, args.warmup, raw_dir))
     path = RESULTS / "profile-jobs.json"
     saved = json.loads(path.read_text()) if path.exists() else {}
     runs = saved.get("runs", {}) | {args.label: figures}

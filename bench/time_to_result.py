@@ -396,6 +396,7 @@ def stack_cpu(pids: dict[str, int]) -> dict[str, float]:
     return {name: cpu_seconds(pid) for name, pid in pids.items()}
 
 
+WARMUP_CONCURRENCY = 20
 ANALYSIS_SERVER = "reference-analyzer"
 CPU_COLUMNS = [
     "kafka", "s3", "postgres", "edge", "gateway", "uploader", "analyzer-bridge",
@@ -426,13 +427,20 @@ def progress_url(body: dict[str, Any]) -> str:
 
 
 async def measure_audiopipe(
-    edge_url: str, bootstrap: str, pids: dict[str, int], plan: list[tuple[int, int]]
+    edge_url: str,
+    bootstrap: str,
+    pids: dict[str, int],
+    plan: list[tuple[int, int]],
+    warmup: int,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     rows: list[dict[str, Any]] = []
     stages: list[dict[str, Any]] = []
     cpu: list[dict[str, Any]] = []
     path = "/tokens/bench/upload-audio"
-    await run_clients(edge_url, path, progress_url, 1, 3)  # warm: connections, caches
+    # Warm: connections, caches, and the broker's JIT, which compiles for its first tens
+    # of seconds under load (bench/results/profile-jobs.md); a long-running stack is
+    # measured, not one just started.
+    await run_clients(edge_url, path, progress_url, WARMUP_CONCURRENCY, warmup)
     for concurrency, jobs in plan:
         async with tap(bootstrap) as taps:
             before = stack_cpu(pids)
@@ -474,11 +482,13 @@ async def measure_seed(
     return rows, cpu
 
 
-async def run(plan: list[tuple[int, int]], seed: bool) -> tuple[list[dict[str, Any]], ...]:
+async def run(
+    plan: list[tuple[int, int]], seed: bool, warmup: int
+) -> tuple[list[dict[str, Any]], ...]:
     with full_stack() as stack:
         pids = {c.name: c.pid for c in stack.components if c.pid is not None}
         bootstrap = stack.env["KAFKA_BOOTSTRAP_SERVERS"]
-        rows, stages, cpu = await measure_audiopipe(stack.edge_url, bootstrap, pids, plan)
+        rows, stages, cpu = await measure_audiopipe(stack.edge_url, bootstrap, pids, plan, warmup)
         if seed:
             seed_rows, seed_cpu = await measure_seed(stack.env, pids, plan)
             rows += seed_rows
@@ -493,6 +503,9 @@ def main() -> None:
     parser.add_argument("--concurrent-jobs", type=int, default=200, help="jobs at concurrency 20")
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--quick", action="store_true", help="10 and 40 jobs")
+    parser.add_argument(
+        "--warmup", type=int, default=150, help="jobs at concurrency 20 before measuring"
+    )
     parser.add_argument("--no-seed", action="store_true", help="only audiopipe")
     parser.add_argument("--serve-seed", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -502,7 +515,7 @@ def main() -> None:
     one, many = (10, 40) if args.quick else (args.jobs, args.concurrent_jobs)
     plan = [(1, one), (args.concurrency, many)]
     load_before = os.getloadavg()[0]
-    rows, stages, cpu = asyncio.run(run(plan, seed=not args.no_seed))
+    rows, stages, cpu = asyncio.run(run(plan, seed=not args.no_seed, warmup=args.warmup))
     load = f"load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
     notes = [
         f"A {CLIP_SECONDS:g} s 16-bit stereo 22.05 kHz WAV "
@@ -513,6 +526,9 @@ def main() -> None:
         "reference analyzer) through the edge (Caddy); seed: the seed's design in a "
         "Starlette subprocess (dict + SSE polling once a second) against the same S3 and "
         "reference analyzer, without the edge.",
+        f"Before measuring, {args.warmup} jobs at concurrency {WARMUP_CONCURRENCY} warm "
+        "the stack: connections, caches and the broker's JIT, which compiles for its "
+        "first tens of seconds under load.",
         "Everything (Kafka, SeaweedFS, PostgreSQL, services, client) shares this machine's "
         f"cores with other work ({load}); figures are medians and p99 of one run.",
     ]
