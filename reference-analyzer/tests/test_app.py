@@ -76,6 +76,29 @@ async def test_a_slow_receiver_does_not_hold_up_the_analysis(in_memory, caplog):
     assert bodies[-1]["result"]["duration_seconds"] == 2.0
 
 
+async def test_an_analysis_shorter_than_the_progress_interval_sends_only_its_result(in_memory):
+    """Progress is time-based (docs/architecture.md §7): a quick analysis costs its
+    receiver one webhook, not one per step."""
+    async with in_memory(progress_interval_seconds=60) as env:
+        assert (await env.client.post("/analyze", json=body_for(env))).status_code == 202
+        deliveries = await env.hooks.wait_final("job-1")
+    assert [d.json["status"] for d in deliveries] == ["completed"]
+
+
+async def test_a_long_analysis_reports_progress_once_its_interval_has_passed(in_memory):
+    """A run that lasts longer than the interval reports the latest value it reached
+    (here the start, held while the run pauses), then its result."""
+    async with in_memory(progress_interval_seconds=0.05) as env:
+        body = body_for(env, **{"reference.delay_seconds": "0.5"})
+        assert (await env.client.post("/analyze", json=body)).status_code == 202
+        deliveries = await env.hooks.wait_final("job-1")
+    bodies = [d.json for d in deliveries]
+    assert bodies[0] == {"job_id": "job-1", "status": "progress", "progress": 0}
+    progress = [b["progress"] for b in bodies[:-1]]
+    assert progress == sorted(set(progress))
+    assert bodies[-1]["status"] == "completed"
+
+
 async def test_checksum_mismatch_fails_the_job(in_memory):
     async with in_memory() as env:
         body = body_for(env) | {"sha256": "0" * 64}

@@ -59,6 +59,7 @@ def create_app(
             temp_dir=settings.temp_dir,
             max_duration_seconds=settings.max_duration_seconds,
             max_analysis_seconds=settings.max_analysis_seconds,
+            progress_interval_seconds=settings.progress_interval_seconds,
         )
         guard = RequestGuard(
             settings.signing_secret,

@@ -78,7 +78,12 @@ def _services(request: Request) -> Services:
     return services
 
 
-ServicesDep = Annotated[Services, Depends(_services)]
+async def _services_dependency(request: Request) -> Services:
+    """:func:`_services` as a coroutine: FastAPI runs a plain function in a worker thread."""
+    return _services(request)
+
+
+ServicesDep = Annotated[Services, Depends(_services_dependency)]
 
 
 def _is_http_url(url: str) -> bool:

@@ -60,6 +60,14 @@ class Settings(BaseSettings):
         "`analysis_failed`. A request's `deadline` can only make it shorter.",
     )
 
+    progress_interval_seconds: float = Field(
+        0.5,
+        ge=0,
+        description="Least time between two progress webhooks of one analysis, the first "
+        "one this long after it starts: an analysis shorter than this sends only its "
+        "result; 0 reports every step.",
+    )
+
     max_concurrent_jobs: int = Field(4, ge=1, description="Analyses running at once.")
     max_pending_jobs: int = Field(
         100, ge=1, description="Accepted analyses (running or waiting) before answering 503."

@@ -116,12 +116,20 @@ class JobWebhooks:
     """The webhooks of one analysis run. ``silent`` sends none; ``twice`` delivers the
     final message twice, with the same id and body, as a redelivery would.
 
+    Progress is time-based: at most one progress message per ``interval`` seconds, the
+    first one ``interval`` after the run started, carrying the latest value reached. An
+    analysis shorter than ``interval`` sends only its result; a long one reports progress
+    every ``interval`` (docs/architecture.md §7: any number of progress webhooks). Each
+    progress webhook costs the receiving side an HTTP request, a signature check, a
+    Kafka event and a push to every stream of the job, so steps a person could not tell
+    apart are not sent (issue 21). ``interval`` 0 reports every step.
+
     :meth:`progress` does not wait for the receiver. One progress message is on its way
     at a time, in order; a newer value replaces one still waiting for its turn, so a
     receiver slower than the analysis gets fewer, later values instead of holding the
     analysis up. :meth:`finish` sends the final message after the progress on its way
-    and the latest one waiting, so the receiver sees the run's messages in order
-    (docs/architecture.md §7) and the last progress reached before the result.
+    and the latest one waiting, so the receiver sees the run's messages in order; a value
+    held back by the interval is dropped, as the result supersedes it.
     """
 
     def __init__(
@@ -131,15 +139,22 @@ class JobWebhooks:
         behaviour: Behaviour,
         record: JobRecord,
         log: JobLogger,
+        *,
+        interval: float = 0.0,
     ) -> None:
         self._sender = sender
         self._request = request
         self._behaviour = behaviour
         self._record = record
         self._log = log
+        self._interval = interval
         self._last_progress = -1
         self._waiting: AnalysisWebhook | None = None
         self._progress_task: asyncio.Task[None] | None = None
+        self._loop = asyncio.get_running_loop()
+        self._next_at = self._loop.time() + interval
+        self._held: AnalysisWebhook | None = None
+        self._timer: asyncio.Task[None] | None = None
 
     async def progress(self, value: int) -> None:
         """Report progress; values that would not increase it are skipped."""
@@ -150,11 +165,27 @@ class JobWebhooks:
         message = AnalysisWebhook(
             job_id=self._request.job_id, status=WebhookStatus.PROGRESS, progress=value
         )
+        if self._loop.time() < self._next_at:
+            self._held = message
+            if self._timer is None:
+                self._timer = asyncio.create_task(self._release_held())
+            return
+        self._post(message)
+
+    def _post(self, message: AnalysisWebhook) -> None:
+        self._next_at = self._loop.time() + self._interval
         if self._progress_task is None or self._progress_task.done():
             # Handed to the task, so it is sent even if the run finishes at once.
             self._progress_task = asyncio.create_task(self._send_progress(message))
         else:
             self._waiting = message
+
+    async def _release_held(self) -> None:
+        await asyncio.sleep(self._next_at - self._loop.time())
+        self._timer = None
+        message, self._held = self._held, None
+        if message is not None:
+            self._post(message)
 
     async def _send_progress(self, message: AnalysisWebhook | None) -> None:
         while message is not None:
@@ -165,7 +196,15 @@ class JobWebhooks:
                 self._log.exception("sending a progress webhook crashed")
             message, self._waiting = self._waiting, None
 
+    async def _stop_timer(self) -> None:
+        timer, self._timer, self._held = self._timer, None, None
+        if timer is not None:
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
+
     async def finish(self, message: AnalysisWebhook) -> None:
+        await self._stop_timer()
         if self._progress_task is not None:
             await self._progress_task
         msg_id = new_message_id()
@@ -176,6 +215,7 @@ class JobWebhooks:
 
     async def cancel(self) -> None:
         """Stop a progress message still on its way (the run was cancelled)."""
+        await self._stop_timer()
         task, self._progress_task = self._progress_task, None
         if task is not None and not task.done():
             task.cancel()

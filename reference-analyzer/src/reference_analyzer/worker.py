@@ -56,6 +56,7 @@ class Analyzer:
         temp_dir: Path | None = None,
         max_duration_seconds: float | None = None,
         max_analysis_seconds: float | None = None,
+        progress_interval_seconds: float = 0.0,
     ) -> None:
         self._downloader = downloader
         self._sender = sender
@@ -65,6 +66,7 @@ class Analyzer:
         self._temp_dir = temp_dir
         self._max_duration = max_duration_seconds
         self._max_analysis = max_analysis_seconds
+        self._progress_interval = progress_interval_seconds
         self._tasks: set[asyncio.Task[AnalysisWebhook | None]] = set()
 
     @property
@@ -104,7 +106,9 @@ class Analyzer:
         """One analysis run; returns its final message (sent or, if silent, not), or
         None when it was stopped at the request's deadline."""
         log = JobLogger(request.job_id)
-        webhooks = JobWebhooks(self._sender, request, behaviour, record, log)
+        webhooks = JobWebhooks(
+            self._sender, request, behaviour, record, log, interval=self._progress_interval
+        )
         final: AnalysisWebhook | None = None
         deadline = asyncio.timeout_at(_loop_time(request.deadline))
         try:

@@ -6,7 +6,7 @@ Every error answer, whatever raised it, has the body
 
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
@@ -65,11 +65,13 @@ def client_address(scope: Mapping[str, Any]) -> str:
     return str(address)
 
 
-def from_state(kind: type[T], name: str) -> Callable[[Request], T]:
+def from_state(kind: type[T], name: str) -> Callable[[Request], Coroutine[Any, Any, T]]:
     """A route dependency: ``app.state.<name>``, which the composition root (a service's
-    ``app.py``) set to the ``kind`` of object the route needs."""
+    ``app.py``) set to the ``kind`` of object the route needs. A coroutine function, as
+    every dependency should be: FastAPI runs a plain function in a worker thread, a
+    thread hop per dependency per request (issue 21)."""
 
-    def dependency(request: Request) -> T:
+    async def dependency(request: Request) -> T:
         value = getattr(request.app.state, name)
         assert isinstance(value, kind), f"app.state.{name} is not a {kind.__name__}"
         return value

@@ -16,6 +16,7 @@ from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 __all__ = [
     "SECRET_PARAMETERS",
@@ -31,14 +32,24 @@ __all__ = [
 
 
 def configure_tracing(service: str) -> None:
-    """Install a tracer provider once per process; exporting only when configured."""
+    """Install a tracer provider once per process; exporting only when configured.
+
+    Without an exporter nothing is recorded (the ``ALWAYS_OFF`` sampler): spans are
+    still made and their context still travels (``traceparent`` on every message and
+    request, the ``trace_id`` of every log line), but no attributes, events or timings
+    are kept for nobody to read. Recording every span cost each event's hop a few
+    percent of its CPU (issue 21, bench/results/profile-jobs.md). With an exporter the
+    standard ``OTEL_TRACES_SAMPLER`` applies (default: every trace)."""
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return
-    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    resource = Resource.create({"service.name": service})
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
+        provider = TracerProvider(resource=resource)
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    else:
+        provider = TracerProvider(resource=resource, sampler=ALWAYS_OFF)
     trace.set_tracer_provider(provider)
     # Outgoing calls (the analysis request, its webhooks) carry the trace context.
     instrument_httpx()

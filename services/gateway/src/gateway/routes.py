@@ -77,9 +77,9 @@ async def upload_audio(
         raise DependencyUnavailable("Kafka", detail="known down, refused before the body")
     client = client_key(request, owner)
     if tus.wants_tus(request):
-        return await tus.create(request, get_resumable(request), token_id, owner, client)
+        return await tus.create(request, await get_resumable(request), token_id, owner, client)
     if ietf.wants_ietf(request):
-        return await ietf.create(request, get_resumable(request), token_id, owner, client)
+        return await ietf.create(request, await get_resumable(request), token_id, owner, client)
     length = request.headers.get("content-length")
     declared = int(length) if length and length.isdigit() else None
     try:

@@ -41,7 +41,7 @@ class Services:
         self.fanout.close_all()
 
 
-def _services(request: Request) -> Services:
+async def _services(request: Request) -> Services:  # async: no worker thread per request
     services: Services = request.app.state.services
     return services
 

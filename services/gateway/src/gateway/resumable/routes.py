@@ -21,7 +21,7 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
-def get_resumable(request: Request) -> Resumable:
+async def get_resumable(request: Request) -> Resumable:
     resumable: Resumable | None = getattr(request.app.state, "resumable", None)
     if resumable is None:
         raise ApiError(503, "unavailable", "resumable uploads are not available")
