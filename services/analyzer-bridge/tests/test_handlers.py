@@ -17,7 +17,8 @@ from analyzer_bridge.app import Bridge, create_broker
 from analyzer_bridge.ports import DependencyUnavailable
 from analyzer_bridge.settings import Settings
 from contracts import CeType, JobStatus, JobStatusChanged, headers, topics
-from servicekit.kafka import ce_headers, publish_event, raw_body
+from servicekit.kafka import ce_headers, raw_body
+from tests.support.kafka import publish_event
 
 pytestmark = pytest.mark.unit
 

@@ -28,8 +28,7 @@ from pydantic import SecretStr
 
 from contracts import JobStatus, JobStatusChanged, topics
 from notifier.settings import Settings
-from servicekit.kafka import publish_event
-from tests.support.kafka import committed_offset, start_group_at_end
+from tests.support.kafka import committed_offset, publish_event, start_group_at_end
 from tests.support.processes import free_port
 from tests.support.tcp_proxy import TcpProxy, tcp_proxy
 from tests.support.waiting import eventually

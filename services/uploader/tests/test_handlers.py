@@ -11,7 +11,8 @@ from faststream.kafka.annotations import KafkaMessage
 from uploader_testing import FakeStore
 
 from contracts import AudioStored, CeType, UploadFinished, UploadStarted, headers, topics
-from servicekit.kafka import ce_headers, publish_event, raw_body
+from servicekit.kafka import ce_headers, raw_body
+from tests.support.kafka import publish_event
 from uploader.app import create_broker
 from uploader.ports import StorageError
 from uploader.settings import Settings

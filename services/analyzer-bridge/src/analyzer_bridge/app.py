@@ -26,7 +26,6 @@ from analyzer_bridge.ports import AnalysisServer, AnalysisStore, Presigner
 from analyzer_bridge.requesting import Requester
 from analyzer_bridge.routes import WebhookDeps
 from analyzer_bridge.settings import Settings
-from contracts import AnalysisCompleted, AnalysisFailed, JobStatusChanged
 from servicekit import http
 from servicekit.http import ReadinessCheck
 from servicekit.kafka import (
@@ -65,20 +64,12 @@ def create_broker(
     """The broker with the bridge's publishers and its ``audio.stored`` subscriber, and
     the rules wired to ``store``, ``server`` and ``presigner``."""
     broker = make_broker(settings, SERVICE, DESCRIPTION)
-    # Declared for the AsyncAPI document; events go out through the KafkaEventPublisher.
-    broker.publisher(
+    events = KafkaEventPublisher(
+        broker,
         settings.analysis_result_topic,
-        title=f"{settings.analysis_result_topic}:analyzer-bridge",
-        description="The analysis server's final answer for a job.",
-        schema=AnalysisCompleted | AnalysisFailed,
-    )
-    broker.publisher(
         settings.job_status_topic,
-        title=f"{settings.job_status_topic}:analyzer-bridge",
-        description="`analyzing` progress and the final `completed` or `failed`.",
-        schema=JobStatusChanged,
+        (settings.audio_stored_topic, settings.job_deleted_topic),
     )
-    events = KafkaEventPublisher(broker, settings.analysis_result_topic, settings.job_status_topic)
     finisher = Finisher(store, events)
     capabilities = Capabilities(
         settings.webhook_capability_secret.get_secret_value(),

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaRouter
 
-from contracts import JobStatusChanged, UploadAborted, UploadFinished, UploadStarted, topics
+from contracts import topics
 from gateway import handlers, routes
 from gateway.adapters.kafka import KafkaUploadSink, kafka_answers
 from gateway.adapters.postgres import PostgresUploadStore
@@ -28,6 +28,7 @@ from servicekit import http
 from servicekit.auth import owner_auth
 from servicekit.kafka import (
     ConsumingInBackground,
+    DeadLetters,
     make_broker,
     prepare_kafka,
     raw_body,
@@ -77,7 +78,9 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
 
 def subscribe_deletions(broker: KafkaBroker, settings: Settings, resumable: Resumable) -> None:
     """The ``job.deleted`` subscriber: a deleted job's resumable upload ends and is erased."""
-    broker.context.set_global("erasures", handlers.Erasures(resumable, broker))
+    broker.context.set_global(
+        "erasures", handlers.Erasures(resumable, DeadLetters(broker, (topics.JOB_DELETED,)))
+    )
     router = KafkaRouter()
     router.subscriber(
         topics.JOB_DELETED,
@@ -95,21 +98,13 @@ def subscribe_deletions(broker: KafkaBroker, settings: Settings, resumable: Resu
 
 
 def create_broker(settings: Settings) -> KafkaBroker:
-    """The broker with the gateway's publishers (for AsyncAPI)."""
+    """The broker of the gateway."""
     broker = make_broker(
         settings,
         SERVICE,
         "Accepts audio uploads and streams them into Kafka.",
         request_timeout_seconds=settings.kafka_timeout_seconds,
     )
-    broker.publisher(
-        topics.AUDIO_UPLOAD,
-        title="audio.upload",
-        description="UploadStarted, raw chunk messages (ce_sequence header), then "
-        "UploadFinished or UploadAborted; keyed by job id.",
-        schema=UploadStarted | UploadFinished | UploadAborted,
-    )
-    broker.publisher(topics.JOB_STATUS, description="`accepted`", schema=JobStatusChanged)
     return broker
 
 

@@ -12,17 +12,15 @@ import logging
 from dataclasses import dataclass
 from typing import Annotated
 
-from faststream.kafka import KafkaBroker
-
 from contracts import Erase, topics
 from gateway.ports import SinkError
 from gateway.resumable.uploads import Resumable
 from servicekit.http import DependencyUnavailable
 from servicekit.kafka import (
+    DeadLetters,
     InlineContext,
     MessageParam,
     PoisonMessage,
-    dead_letter,
     decode_job_deleted,
 )
 from servicekit.logs import job_id_var
@@ -36,7 +34,7 @@ RETRY_PAUSE_SECONDS = 1.0
 @dataclass
 class Erasures:
     resumable: Resumable
-    broker: KafkaBroker
+    dead_letters: DeadLetters
     """Where poison goes (``job.deleted.dlq``)."""
     retry_pause_seconds: float = RETRY_PAUSE_SECONDS
 
@@ -48,8 +46,8 @@ async def on_deleted(message: MessageParam, erasures: Annotated[Erasures, Inline
         event = decode_job_deleted(message.headers, message.body)
     except PoisonMessage as exc:
         key = raw.key if not isinstance(raw, tuple) else None
-        await dead_letter(
-            erasures.broker, topic, key, message.body, dict(message.headers), str(exc)
+        await erasures.dead_letters.dead_letter(
+            topic, key, message.body, dict(message.headers), str(exc)
         )
         return
     job_id_var.set(event.job_id)

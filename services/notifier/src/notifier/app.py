@@ -12,9 +12,9 @@ from fastapi import FastAPI
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaRouter
 
-from contracts import JobDeleted, topics
+from contracts import topics
 from notifier import gcpauses, handlers, progress, routes
-from notifier.adapters.kafka import KafkaDeadLetters, KafkaDeletions
+from notifier.adapters.kafka import KafkaDeletions
 from notifier.adapters.postgres import PostgresAppliedEvents, PostgresStore
 from notifier.deps import Services
 from notifier.fanout import FanOut
@@ -30,6 +30,7 @@ from servicekit import http
 from servicekit.auth import owner_auth
 from servicekit.kafka import (
     BATCH_TIMEOUT_MS,
+    DeadLetters,
     broker_connected,
     ensure_topics,
     make_broker,
@@ -62,7 +63,7 @@ def create_broker(
     broker = make_broker(
         settings, SERVICE, "Projects job status changes and serves them as SSE streams."
     )
-    dead_letters = KafkaDeadLetters(broker)
+    dead_letters = DeadLetters(broker, (topics.JOB_STATUS, topics.JOB_DELETED))
     statuses = Statuses(Projector(store), dead_letters)
     broker.context.set_global("statuses", statuses)
     erasures = Erasures(lifecycle, dead_letters)
@@ -103,14 +104,7 @@ def create_broker(
         "streams on every replica.",
     )(handlers.on_jobs_deleted)
     broker.include_router(router)
-    deleted = broker.publisher(
-        topics.JOB_DELETED,
-        title="job.deleted",
-        description="A job to erase everywhere: asked for by its holder or owner "
-        "(DELETE /jobs/{job_id}), or past the state's retention; keyed by job id.",
-        schema=JobDeleted,
-    )
-    deletions = KafkaDeletions(deleted, settings.kafka_timeout_seconds)
+    deletions = KafkaDeletions(broker, settings.kafka_timeout_seconds)
     return broker, Handled(statuses, erasures, deletions)
 
 

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.middlewares import AckPolicy
 
-from contracts import AudioStored, JobDeleted, JobStatusChanged, topics
+from contracts import topics
 from servicekit import http
 from servicekit.kafka import (
     broker_connected,
@@ -56,17 +56,6 @@ def create_broker(
     subscriber; also what the handler was given, for the app and for tests. Without
     ``chunks`` (unit tests) the memory budget is not enforced."""
     broker = make_broker(settings, SERVICE, "Streams uploads from Kafka into S3.")
-    broker.publisher(topics.AUDIO_STORED, schema=AudioStored, description="Audio is in S3.")
-    broker.publisher(
-        topics.JOB_STATUS, schema=JobStatusChanged, description="`uploading`, `uploaded`, `failed`."
-    )
-    broker.publisher(
-        topics.JOB_DELETED,
-        title="job.deleted",
-        schema=JobDeleted,
-        description="The audio's retention: a recording stored longer than "
-        "AUDIO_RETENTION_SECONDS ago is erased (reason `retention`, erase `audio`).",
-    )
     events = KafkaEventPublisher(broker)
     assembler = Assembler(
         store,
