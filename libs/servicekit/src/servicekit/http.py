@@ -26,6 +26,7 @@ __all__ = [
     "ApiError",
     "DependencyUnavailable",
     "ErrorBody",
+    "NotReady",
     "ReadinessCheck",
     "allow_origins",
     "client_address",
@@ -117,6 +118,12 @@ class DependencyUnavailable(ApiError):
 
     def __str__(self) -> str:
         return f"{self.dependency} is unavailable" + (f": {self.detail}" if self.detail else "")
+
+
+class NotReady(Exception):
+    """What a readiness check raises to say why the service is not ready: ``/readyz``
+    answers 503 with its message (e.g. ``waiting for PostgreSQL: connection refused
+    (attempt 4, next in 8 s)``) instead of naming the check."""
 
 
 class ErrorBody(BaseModel):
@@ -285,8 +292,11 @@ def create_app(
         """Readiness: every dependency this service needs answers."""
         checks: list[ReadinessCheck] = request.app.state.readiness
         for check in checks:
+            reason = f"{check.__name__} is not ready"
             try:
                 ok = await check()
+            except NotReady as exc:
+                reason, ok = str(exc), False
             except DependencyUnavailable as exc:
                 log.warning("readiness check %s: %s", check.__name__, exc)
                 ok = False
@@ -295,7 +305,7 @@ def create_app(
                 ok = False
             if not ok:
                 return JSONResponse(
-                    error_body("not_ready", f"{check.__name__} is not ready"),
+                    error_body("not_ready", reason),
                     status_code=503,
                     headers={"Retry-After": "5"},
                 )

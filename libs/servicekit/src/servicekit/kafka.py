@@ -296,19 +296,21 @@ async def prepare_kafka(
     *,
     configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> None:
-    """What a service's start does before its broker starts: wait until the cluster
-    answers, then create the topics ``names`` that are missing, with the partitions,
+    """One attempt at what a service's start does before its broker starts: the cluster
+    answers, and the topics ``names`` that are missing are created with the partitions,
     replicas and ``min.insync.replicas`` of the service's settings, and ``configs`` by
-    topic name (:func:`ensure_topics`)."""
-    await wait_for_kafka(settings.kafka_bootstrap_servers)
-    await ensure_topics(
-        settings.kafka_bootstrap_servers,
-        settings.kafka_topic_partitions,
-        names,
-        replication_factor=settings.kafka_replication_factor,
-        min_insync_replicas=settings.kafka_min_insync_replicas,
-        configs=configs,
-    )
+    topic name (:func:`ensure_topics`); bounded by ``KAFKA_WAIT_SECONDS`` (a cluster
+    that does not answer raises ``TimeoutError``). :class:`servicekit.service.Service`
+    tries again, with backoff, until it succeeds or the service is stopped."""
+    async with asyncio.timeout(settings.kafka_wait_seconds):
+        await ensure_topics(
+            settings.kafka_bootstrap_servers,
+            settings.kafka_topic_partitions,
+            names,
+            replication_factor=settings.kafka_replication_factor,
+            min_insync_replicas=settings.kafka_min_insync_replicas,
+            configs=configs,
+        )
 
 
 class ConsumingInBackground:

@@ -13,6 +13,7 @@ from servicekit.compat.uvicorn_protocols import (
     DetachingHttpToolsProtocol,
     InformationalHttpToolsProtocol,
 )
+from servicekit.service import shutdown_hook
 from servicekit.settings import ServiceSettings
 from servicekit.telemetry import configure_tracing
 
@@ -32,7 +33,8 @@ def server(
     overrides uvicorn options. ``informational`` lets the app send 1xx responses on
     HTTP/1.1 (:mod:`servicekit.informational`); the gateway's resumable uploads need it.
     ``detached`` lets it hand a response's body over to the protocol
-    (:mod:`servicekit.detached`); the notifier's streams need it."""
+    (:mod:`servicekit.detached`); the notifier's streams need it. ``on_shutdown`` is,
+    unless given, what the app's service asked for (``Service.on_shutdown``)."""
     if informational and detached:
         raise ValueError("one protocol extension per server: informational or detached")
     protocol = InformationalHttpToolsProtocol if informational else DetachingHttpToolsProtocol
@@ -48,7 +50,7 @@ def server(
         "timeout_graceful_shutdown": 10,
         **config,
     }
-    return Server(uvicorn.Config(app, **options), on_shutdown)
+    return Server(uvicorn.Config(app, **options), on_shutdown or shutdown_hook(app))
 
 
 def serve(
