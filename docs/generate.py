@@ -23,6 +23,8 @@ from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
+from servicekit.service import service_of
+
 DOCS = Path(__file__).resolve().parent
 KAFKA = "kafka:9092"
 """The broker address the documents name (the compose file's)."""
@@ -83,8 +85,8 @@ SERVICES = (
 
 
 def asyncapi_yaml(app: FastAPI, service: str) -> str:
-    broker = app.state.broker
-    assert isinstance(broker, KafkaBroker), f"{service} keeps no broker in app.state"
+    broker = service_of(app).broker if hasattr(app.state, "service") else app.state.broker
+    assert isinstance(broker, KafkaBroker), f"{service} has no broker"
     spec = AsyncAPI(
         broker, title=f"audiopipe {service}", version=VERSION, description=app.description
     )
