@@ -3,6 +3,7 @@ gateway's resumable uploads, the uploader's checkpoints), on the real database: 
 tables are made in, and read from, the configured schema and no other
 (``servicekit.postgres.create_schema``, docs/architecture.md §8)."""
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from contracts import UploadStarted
 from gateway.adapters.postgres import PostgresUploadStore
 from gateway.ports import State, UploadRecord
 from gateway.settings import Settings as GatewaySettings
+from tests.support.waiting import eventually
 from uploader.adapters.postgres import PostgresCheckpoints
 from uploader.ports import Checkpoint
 from uploader.settings import Settings as UploaderSettings
@@ -89,3 +91,53 @@ async def test_the_uploaders_checkpoints_live_in_the_configured_schema(
 def test_a_schema_that_is_not_a_plain_identifier_is_refused(settings: type) -> None:
     with pytest.raises(ValidationError, match="database_schema"):
         settings(database_schema='gateway"; DROP TABLE x; --')
+
+
+async def test_a_replica_starting_beside_running_ones_sets_its_schema_up_through_a_deadlock(
+    infra: dict[str, str], schema: str
+) -> None:
+    """A rolling deploy: a running replica holds a row lock that the starting replica's
+    idempotent DDL must wait for, while it waits for a table the DDL already locked.
+    PostgreSQL breaks the deadlock by aborting one side; the DDL is tried again."""
+    from servicekit.postgres import create_pool, create_schema
+
+    ddl = """
+    CREATE SCHEMA IF NOT EXISTS {schema};
+    CREATE TABLE IF NOT EXISTS {schema}.one (id int);
+    CREATE TABLE IF NOT EXISTS {schema}.two (id int);
+    ALTER TABLE {schema}.one ADD COLUMN IF NOT EXISTS added int;
+    CREATE INDEX IF NOT EXISTS two_id ON {schema}.two (id);
+    """
+    pool = await create_pool(infra["DATABASE_URL"], max_size=2, timeout_seconds=30)
+    running = await asyncpg.connect(infra["DATABASE_URL"])
+    try:
+        await create_schema(pool, schema, ddl)  # the running replica's start
+        transaction = running.transaction()
+        await transaction.start()
+        await running.execute(f"INSERT INTO {schema}.two VALUES (1)")  # holds `two`
+        starting = asyncio.create_task(create_schema(pool, schema, ddl))
+
+        async def ddl_waits_for_two() -> bool:
+            return bool(
+                await running.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = $1::regclass",
+                    f"{schema}.two",
+                )
+            )
+
+        await eventually(ddl_waits_for_two, within=10, what="the DDL to lock `one`, wait for `two`")
+        try:
+            # The running replica now needs `one`, which the DDL holds: a deadlock.
+            await running.execute(f"INSERT INTO {schema}.one VALUES (1)")
+            await transaction.commit()
+        except asyncpg.DeadlockDetectedError:
+            await transaction.rollback()  # it was the victim this time: it retries itself
+        await asyncio.wait_for(starting, 30)
+        assert await running.fetchval(
+            "SELECT count(*) FROM information_schema.columns "
+            "WHERE table_schema = $1 AND table_name = 'one' AND column_name = 'added'",
+            schema,
+        )
+    finally:
+        await running.close()
+        await pool.close()

@@ -49,5 +49,8 @@ async def serving(app: Any, sock: socket.socket, **options: Any) -> AsyncIterato
         yield url_of(sock)
     finally:
         server.should_exit = True
-        await task
-        sock.close()
+        try:
+            await task
+        finally:
+            # Also when the server failed to start (its task raises again here).
+            sock.close()

@@ -128,17 +128,18 @@ async def test_an_owner_lists_its_own_jobs_newest_first(served):
 
 
 @pytest.mark.parametrize(
-    ("query", "headers", "status", "code"),
+    ("query", "who", "status", "code"),
     [
-        ({}, {}, 401, "unauthorized"),
-        ({"limit": "0"}, owner("alice"), 422, "invalid_request"),
-        ({"limit": "101"}, owner("alice"), 422, "invalid_request"),
-        ({"cursor": "nope"}, owner("alice"), 422, "invalid_cursor"),
+        ({}, None, 401, "unauthorized"),
+        ({"limit": "0"}, "alice", 422, "invalid_request"),
+        ({"limit": "101"}, "alice", 422, "invalid_request"),
+        ({"cursor": "nope"}, "alice", 422, "invalid_cursor"),
     ],
 )
-async def test_a_list_request_that_cannot_be_answered_says_why(
-    served, query, headers, status, code
-):
+async def test_a_list_request_that_cannot_be_answered_says_why(served, query, who, status, code):
+    # The JWT is made as the test runs: one made when the suite was collected may have
+    # expired by now.
+    headers = owner(who) if who else {}
     answer = await served.http.get("/jobs", params=query, headers=headers)
     assert (answer.status_code, answer.json()["error"]["code"]) == (status, code)
 

@@ -9,7 +9,10 @@ outage raises into :class:`~servicekit.http.DependencyUnavailable` (a 503 with
 replaces broken connections by itself, so a service recovers when the server is back.
 """
 
+import asyncio
 import functools
+import logging
+import random
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
 from typing import Any, ClassVar, ParamSpec, TypeVar
@@ -31,6 +34,8 @@ __all__ = [
     "open_pool",
     "unavailable_on_outage",
 ]
+
+log = logging.getLogger(__name__)
 
 DEPENDENCY = "postgresql"
 RETRY_AFTER_SECONDS = 5
@@ -120,17 +125,33 @@ async def open_pool(
     return pool
 
 
-async def create_schema(pool: "asyncpg.Pool[asyncpg.Record]", schema: str, ddl: str) -> None:
+async def create_schema(
+    pool: "asyncpg.Pool[asyncpg.Record]", schema: str, ddl: str, *, attempts: int = 6
+) -> None:
     """Run a service's idempotent ``ddl``, its ``{schema}`` placeholders filled with
     ``schema`` (``database_schema``: one rule for every service, docs/architecture.md §8).
 
     The schema name is a plain lowercase identifier (``DatabaseSettings`` refuses any
     other), so it needs no quoting; it is interpolated because identifiers cannot be
     bind parameters. ``CREATE ... IF NOT EXISTS`` is not race-free between replicas
-    starting together, so an advisory lock on the schema's name serialises them."""
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"{schema}.schema")
-        await conn.execute(ddl.format(schema=schema))
+    starting together, so an advisory lock on the schema's name serialises them. A
+    replica starting beside running ones (a rolling deploy, a restart) can still meet
+    their row locks: ``CREATE INDEX IF NOT EXISTS`` and ``ALTER TABLE ... IF NOT EXISTS``
+    lock their table before they find nothing to do, and PostgreSQL breaks such a
+    deadlock by aborting one side. The DDL is idempotent, so it is tried again, a few
+    times, each wait for a lock bounded."""
+    for attempt in range(attempts):
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute("SET LOCAL lock_timeout = '10s'")
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"{schema}.schema")
+                await conn.execute(ddl.format(schema=schema))
+            return
+        except (asyncpg.DeadlockDetectedError, asyncpg.LockNotAvailableError) as exc:
+            if attempt == attempts - 1:
+                raise
+            log.info("schema %s: %s; trying again", schema, type(exc).__name__)
+            await asyncio.sleep(random.uniform(0.05, 0.2) * 2**attempt)
 
 
 class PostgresResource(Resource):
