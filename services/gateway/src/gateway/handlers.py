@@ -2,9 +2,9 @@
 upload (:meth:`gateway.resumable.uploads.Resumable.erase`, docs/architecture.md §8).
 
 :func:`on_deleted` is a plain function of the message and the gateway's dependencies
-(:class:`Erasures`, from the broker's context); :mod:`gateway.app` registers it with
-``NACK_ON_ERROR``: the offset is committed once the erasure is written, and an outage
-(the database, Kafka) makes the message come again.
+(:class:`Erasures`, provided by type: ``servicekit.service.Provided``);
+:mod:`gateway.app` registers it with ``NACK_ON_ERROR``: the offset is committed once the
+erasure is written, and an outage (the database, Kafka) makes the message come again.
 """
 
 import asyncio
@@ -16,14 +16,9 @@ from contracts import Erase, topics
 from gateway.ports import SinkError
 from gateway.resumable.uploads import Resumable
 from servicekit.http import DependencyUnavailable
-from servicekit.kafka import (
-    DeadLetters,
-    InlineContext,
-    MessageParam,
-    PoisonMessage,
-    decode_job_deleted,
-)
+from servicekit.kafka import DeadLetters, MessageParam, PoisonMessage, decode_job_deleted
 from servicekit.logs import job_id_var
+from servicekit.service import Provided
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +34,9 @@ class Erasures:
     retry_pause_seconds: float = RETRY_PAUSE_SECONDS
 
 
-async def on_deleted(message: MessageParam, erasures: Annotated[Erasures, InlineContext()]) -> None:
+async def on_deleted(
+    message: MessageParam, erasures: Annotated[Erasures, Provided(Erasures)]
+) -> None:
     raw = message.raw_message
     topic = raw.topic if not isinstance(raw, tuple) else topics.JOB_DELETED
     try:
