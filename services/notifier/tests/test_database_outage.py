@@ -23,6 +23,7 @@ from notifier_testing import (
     follow,
     history,
     running_server,
+    services_of,
 )
 from pydantic import SecretStr
 
@@ -98,7 +99,7 @@ def assert_unavailable(response: httpx.Response) -> None:
 async def test_with_the_database_down_every_route_that_needs_it_is_503_then_recovers(
     http, proxy, proxied, publish, job, auth
 ):
-    services = proxied[1].state.services
+    services = services_of(proxied[1])
     await publish(JobStatus.ACCEPTED, 0)
     await eventually(lambda: _status(http, f"/jobs/{job}", auth, 200))
     await proxy.cut()
@@ -186,7 +187,7 @@ async def test_a_stream_that_must_read_while_the_database_is_down_ends_cleanly(
         before = await asyncio.wait_for(follow(lines, Stream(), stop=1), 20)
         await proxy.cut()
         # What the listener does after a lost notification: re-read the history.
-        app.state.services.fanout.resync_all()
+        services_of(app).fanout.resync_all()
         stream = await asyncio.wait_for(follow(lines, before), 20)
     assert stream.ended  # a proper end of the chunked body: EventSource reconnects
     assert any("database" in comment for comment in stream.comments)
