@@ -1,7 +1,8 @@
 """The builder every service is wired with (servicekit.service), in memory: Kafka is
 FastStream's TestKafkaBroker and the topics' preparation a stand-in, the resources
-fakes. The same start against a real PostgreSQL that is down, then back, is
-tests/integration/test_start_while_down.py."""
+fakes. The same start against the real stack, with PostgreSQL or Kafka down and then
+back, is services/notifier/tests/test_database_outage.py and
+services/gateway/tests/test_kafka_outage.py (a service started while it is down)."""
 
 import asyncio
 import threading

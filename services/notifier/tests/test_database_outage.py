@@ -236,3 +236,52 @@ async def _event_source(
             assert stream.ended
             events += stream.events
     return events, connections
+
+
+async def test_a_notifier_started_while_the_database_is_down_waits_for_it_then_serves(
+    notifier_settings, publish, job, auth, caplog
+):
+    """PostgreSQL down at start (issue 23): the notifier does not exit. It is alive and
+    not ready, says what it waits for in /readyz and in its log, answers 503 where it
+    needs the database, and once the database answers it starts and projects what was
+    published meanwhile (servicekit.service, docs/architecture.md §15)."""
+    direct = urlsplit(notifier_settings.database_dsn)
+    run = uuid.uuid4().hex[:10]
+    async with tcp_proxy(direct.hostname or "127.0.0.1", direct.port or 5432) as database:
+        await database.cut()
+        netloc = direct.netloc.rsplit("@", 1)[0] + f"@127.0.0.1:{database.port}"
+        settings = notifier_settings.model_copy(
+            update={
+                "database_url": SecretStr(direct._replace(netloc=netloc).geturl()),
+                "database_schema": f"notifier_late_{run}",
+                "consumer_group": f"notifier-late-{run}",
+                "http_port": free_port(),
+                "start_retry_max_seconds": 1.0,
+            }
+        )
+        bootstrap = settings.kafka_bootstrap_servers
+        await start_group_at_end(bootstrap, settings.consumer_group, topics.JOB_STATUS)
+        try:
+            async with (
+                running_server(settings) as (url, _),
+                httpx.AsyncClient(base_url=url, timeout=20) as http,
+            ):
+                assert (await http.get("/healthz")).status_code == 200
+                waiting = await http.get("/readyz")
+                assert waiting.status_code == 503
+                assert waiting.json()["error"]["message"].startswith("waiting for PostgreSQL: ")
+                assert any(
+                    r.name == "servicekit.service" and "waiting for PostgreSQL" in r.getMessage()
+                    for r in caplog.records
+                )
+                refused = await http.get(f"/jobs/{job}", headers=auth)
+                assert refused.status_code == 503 and int(refused.headers["retry-after"]) > 0
+                assert refused.json()["error"]["code"] == "unavailable"
+                await publish(JobStatus.ACCEPTED, 0)  # waits in Kafka meanwhile
+
+                await database.restore()
+                await eventually(lambda: _ready(url), what="the notifier to start")
+                snapshot = await eventually(lambda: _status(http, f"/jobs/{job}", auth, 200))
+                assert snapshot.json()["status"] == "accepted"
+        finally:
+            await drop_schema(settings)
