@@ -8,7 +8,7 @@ import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -34,7 +34,6 @@ __all__ = [
     "describe_errors",
     "error_body",
     "error_response",
-    "from_state",
     "install_error_handlers",
     "unavailable_response",
 ]
@@ -42,7 +41,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
-T = TypeVar("T")
 
 
 def client_address(scope: Mapping[str, Any]) -> str:
@@ -64,18 +62,6 @@ def client_address(scope: Mapping[str, Any]) -> str:
             return str(address.ipv4_mapped)
         return str(ipaddress.ip_network(f"{address}/64", strict=False))
     return str(address)
-
-
-def from_state(kind: type[T], name: str) -> Callable[[Request], T]:
-    """A route dependency: ``app.state.<name>``, which the composition root (a service's
-    ``app.py``) set to the ``kind`` of object the route needs."""
-
-    def dependency(request: Request) -> T:
-        value = getattr(request.app.state, name)
-        assert isinstance(value, kind), f"app.state.{name} is not a {kind.__name__}"
-        return value
-
-    return dependency
 
 
 class ApiError(Exception):

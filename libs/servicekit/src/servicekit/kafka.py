@@ -39,7 +39,6 @@ __all__ = [
     "ConsumerParam",
     "ConsumingInBackground",
     "DeadLetters",
-    "InlineContext",
     "MessageParam",
     "PoisonMessage",
     "bootstrap_list",
