@@ -1,5 +1,5 @@
 """One way to wire a service: the builder a composition root (a service's ``app.py``)
-fills, then asks for its FastAPI app (docs/architecture.md, "Adding a service").
+fills, then asks for its FastAPI app (docs/architecture.md §15).
 
 What every service does the same lives here, once:
 

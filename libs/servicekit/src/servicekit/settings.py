@@ -116,8 +116,8 @@ class ServiceSettings(BaseSettings):
         gt=0,
         description="Longest pause between two attempts at start to reach a dependency "
         "that does not answer (PostgreSQL, Kafka, S3): the pauses double from 1 s up to "
-        "it, and the service waits, not ready, until it is stopped (docs/architecture.md, "
-        '"Adding a service").',
+        "it, and the service waits, not ready, until it is stopped (docs/architecture.md "
+        "§15).",
     )
 
     job_token_secret: SecretStr = SecretStr(DEV_JOB_TOKEN_SECRET)

@@ -1,5 +1,5 @@
 """The analyzer-bridge's composition root: its adapters, the rules around them, then the
-service wired with both (docs/architecture.md, "Adding a service")."""
+service wired with both (docs/architecture.md §15)."""
 
 from dataclasses import dataclass
 from typing import Literal
