@@ -433,7 +433,7 @@ async def warm_up(side: Side, producer: Any) -> None:
     """One event end to end, so that the server's consumer has caught up with the topic
     (a new consumer group starts from its beginning) before anything is measured."""
     from contracts import JobStatus, JobStatusChanged
-    from servicekit.kafka import publish_event
+    from tests.support.kafka import publish_event
 
     job = str(uuid.uuid4())
     arrived = asyncio.Event()
@@ -449,7 +449,7 @@ async def warm_up(side: Side, producer: Any) -> None:
 async def measure(side: Side, plan: Plan, producer: Any) -> tuple[dict[str, Any], list[SseClient]]:
     """The figures of one side, and its streams, still open."""
     from contracts import JobStatus, JobStatusChanged
-    from servicekit.kafka import publish_event
+    from tests.support.kafka import publish_event
 
     await warm_up(side, producer)
     jobs = [str(uuid.uuid4()) for _ in range(plan.jobs)]

@@ -51,8 +51,10 @@ def serve(port: int, out: Path) -> None:
     from pydantic import SecretStr
 
     from notifier.app import create_app
+    from notifier.deps import Services
     from notifier.settings import Settings
     from servicekit.serve import server
+    from servicekit.service import service_of
 
     tracemalloc.start(8)
     # One client opens every stream: its share per address (issue 19) is the process.
@@ -63,10 +65,8 @@ def serve(port: int, out: Path) -> None:
         sse_max_streams_per_client=1_000_000,
     )
     app = create_app(settings)
-    app.state.services.history = _History()
-    running = server(
-        app, settings, on_shutdown=app.state.services.drain, lifespan="off", detached=True
-    )
+    service_of(app).get(Services).history = _History()
+    running = server(app, settings, lifespan="off", detached=True)
     taken = 0
 
     def snapshot() -> None:

@@ -20,8 +20,9 @@ from typing import Any
 
 import yaml
 from fastapi import FastAPI
-from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
+
+from servicekit.service import service_of
 
 DOCS = Path(__file__).resolve().parent
 KAFKA = "kafka:9092"
@@ -83,8 +84,7 @@ SERVICES = (
 
 
 def asyncapi_yaml(app: FastAPI, service: str) -> str:
-    broker = app.state.broker
-    assert isinstance(broker, KafkaBroker), f"{service} keeps no broker in app.state"
+    broker = service_of(app).broker
     spec = AsyncAPI(
         broker, title=f"audiopipe {service}", version=VERSION, description=app.description
     )

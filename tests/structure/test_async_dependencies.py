@@ -1,6 +1,6 @@
 """Route dependencies are coroutine functions: FastAPI runs a plain function in a worker
 thread, one thread hop per dependency per request, which cost the gateway's upload
-route five hops for five objects read from ``app.state`` (issue 21)."""
+route five hops for its five dependencies (issue 21)."""
 
 import ast
 import inspect
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from servicekit.http import from_state
+from servicekit.service import provided
 
 pytestmark = pytest.mark.unit
 
@@ -43,5 +43,5 @@ def test_route_dependencies_are_coroutine_functions() -> None:
     assert plain_dependencies() == []
 
 
-def test_from_state_makes_a_coroutine_function() -> None:
-    assert inspect.iscoroutinefunction(from_state(object, "anything"))
+def test_provided_makes_a_coroutine_function() -> None:
+    assert inspect.iscoroutinefunction(provided(object))

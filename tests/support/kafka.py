@@ -1,6 +1,27 @@
 """Kafka helpers for tests on the shared broker."""
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.structs import RecordMetadata
+from faststream.kafka import KafkaBroker
+
+from contracts import CE_TYPE_OF, Event
+from servicekit.kafka import ce_headers
+
+
+async def publish_event(
+    broker: KafkaBroker, topic: str, event: Event, *, source: str, ce_id: str
+) -> RecordMetadata | None:
+    """Put ``event`` on ``topic`` as a service would (keyed by its job, CloudEvents
+    headers), from a test's own broker: a producer that is not a service, so it declares
+    no publisher (``servicekit.kafka.publish_event`` is the services' way). Where the
+    broker put it; nothing under FastStream's in-memory ``TestKafkaBroker``."""
+    result = await broker.publish(
+        event.model_dump_json().encode(),
+        topic,
+        key=event.job_id.encode(),
+        headers=ce_headers(CE_TYPE_OF[type(event)], ce_id, source, event.job_id),
+    )
+    return result if isinstance(result, RecordMetadata) else None
 
 
 async def partitions_of(bootstrap: str, topic: str) -> list[TopicPartition]:

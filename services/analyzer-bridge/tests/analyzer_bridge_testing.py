@@ -27,7 +27,7 @@ from reference_analyzer.app import create_app as create_reference_app
 from reference_analyzer.settings import Settings as ReferenceSettings
 from reference_analyzer.testing import encode, sine
 from servicekit import webhooks
-from servicekit.kafka import publish_event
+from tests.support.kafka import publish_event
 from tests.support.waiting import eventually
 
 # Real audio, so that the reference analysis server can check and decode it.

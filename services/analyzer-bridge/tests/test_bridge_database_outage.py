@@ -17,8 +17,7 @@ from aiokafka import TopicPartition
 from analyzer_bridge_testing import FakeAnalysisServer, stored, wait_until
 from fastapi import Request, Response
 
-from servicekit.kafka import publish_event
-from tests.support.kafka import committed_offset
+from tests.support.kafka import committed_offset, publish_event
 from tests.support.tcp_proxy import TcpProxy, tcp_proxy
 
 pytestmark = pytest.mark.integration

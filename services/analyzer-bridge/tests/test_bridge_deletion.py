@@ -14,7 +14,7 @@ from analyzer_bridge_testing import Bridge, wait_for
 
 from analyzer_bridge.adapters.postgres import PRUNE_BATCH, PostgresStore
 from contracts import DeletionReason, Erase, JobDeleted
-from servicekit.kafka import publish_event
+from tests.support.kafka import publish_event
 
 pytestmark = pytest.mark.integration
 

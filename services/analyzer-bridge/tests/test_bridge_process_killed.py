@@ -30,8 +30,8 @@ from analyzer_bridge_testing import (
 )
 
 from analyzer_bridge.settings import Settings
-from servicekit.kafka import publish_event
 from tests.support.inprocess import bound_socket, serving
+from tests.support.kafka import publish_event
 
 pytestmark = pytest.mark.integration
 

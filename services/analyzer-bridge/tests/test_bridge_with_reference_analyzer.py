@@ -107,7 +107,11 @@ async def test_rejecting_server_fails_the_job_with_analysis_rejected(start_bridg
         assert final["status"] == "failed"
         assert final["error"]["code"] == "analysis_rejected"
         assert "test mode: rejected" in final["error"]["message"]  # the server's message
-        result = bridge.events.of(job_id, bridge.result_topic)[0].value
+        # Sent beside the final status, on another topic: it may be seen after it.
+        (seen, *_) = await wait_until(
+            lambda: bridge.events.of(job_id, bridge.result_topic), what="analysis.result"
+        )
+        result = seen.value
         assert result["error"]["code"] == "analysis_rejected"
         assert (await reference.job(job_id))["requests"] == 1
 
@@ -231,7 +235,11 @@ async def test_audio_longer_than_the_server_analyses_fails_the_job_with_audio_to
 
         assert (final["status"], final["error"]["code"]) == ("failed", "audio_too_long")
         assert "0.25 s" in final["error"]["message"]
-        result = bridge.events.of(job_id, bridge.result_topic)[0].value
+        # Sent beside the final status, on another topic: it may be seen after it.
+        (seen, *_) = await wait_until(
+            lambda: bridge.events.of(job_id, bridge.result_topic), what="analysis.result"
+        )
+        result = seen.value
         assert result["error"]["code"] == "audio_too_long"
         row = await bridge.row(job_id)
         assert (row["state"], row["error_code"]) == ("failed", "audio_too_long")

@@ -13,11 +13,14 @@ from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from analyzer_bridge.analysis import State
-from analyzer_bridge.app import Bridge, create_broker
+from analyzer_bridge.app import Adapters, create_app
+from analyzer_bridge.handlers import Intake
 from analyzer_bridge.ports import DependencyUnavailable
 from analyzer_bridge.settings import Settings
 from contracts import CeType, JobStatus, JobStatusChanged, headers, topics
-from servicekit.kafka import ce_headers, publish_event, raw_body
+from servicekit.kafka import ce_headers, raw_body
+from servicekit.service import service_of
+from tests.support.kafka import publish_event
 
 pytestmark = pytest.mark.unit
 
@@ -42,7 +45,7 @@ class Seen:
 @dataclass
 class Rig:
     broker: KafkaBroker
-    bridge: Bridge
+    intake: Intake
     store: FakeStore
     server: FakeServer
     seen: Seen
@@ -50,8 +53,9 @@ class Rig:
 
 def rig() -> Rig:
     store, server = FakeStore(), FakeServer()
-    broker, bridge = create_broker(Settings(), store, server, FakePresigner())
-    bridge.intake.retry_pause_seconds = 0
+    svc = service_of(create_app(Settings(), Adapters(store, server, FakePresigner())))
+    broker, intake = svc.broker, svc.get(Intake)
+    intake.retry_pause_seconds = 0
     dead = topics.dead_letter(topics.AUDIO_STORED)
     seen = Seen(
         broker,
@@ -60,7 +64,7 @@ def rig() -> Rig:
         dead,
         topics.dead_letter(topics.JOB_DELETED),
     )
-    return Rig(broker, bridge, store, server, seen)
+    return Rig(broker, intake, store, server, seen)
 
 
 async def test_stored_audio_is_recorded_and_requested_once_even_when_redelivered():
@@ -70,7 +74,7 @@ async def test_stored_audio_is_recorded_and_requested_once_even_when_redelivered
             await publish_event(
                 test_broker, topics.AUDIO_STORED, stored(), source="/test", ce_id=f"{JOB}:stored"
             )
-            await r.bridge.requester.join()
+            await r.intake.requester.join()
     assert r.store.rows[JOB].state is State.REQUESTED
     assert len(r.server.requests) == 1
     ((status_headers, status),) = r.seen.of(topics.JOB_STATUS)
@@ -110,7 +114,7 @@ async def test_a_database_outage_fails_the_message_so_it_is_not_committed():
         assert r.store.rows == {}
         # Redelivered once the database is back: recorded and requested.
         await publish_event(test_broker, topics.AUDIO_STORED, stored(), source="/test", ce_id="s")
-        await r.bridge.requester.join()
+        await r.intake.requester.join()
     assert r.store.rows[JOB].state is State.REQUESTED
     assert topics.dead_letter(topics.AUDIO_STORED) not in r.seen.messages
 
@@ -123,14 +127,14 @@ async def test_a_deletion_erases_the_analysis_and_a_redelivered_audio_stored_sta
     audio_only = JobDeleted(job_id=JOB, reason=DeletionReason.RETENTION, erase=Erase.AUDIO)
     async with TestKafkaBroker(r.broker) as test_broker:
         await publish_event(test_broker, topics.AUDIO_STORED, stored(), source="/t", ce_id="s")
-        await r.bridge.requester.join()
+        await r.intake.requester.join()
         # The recording only: the bridge holds no copy of it, its analysis stays.
         await publish_event(test_broker, topics.JOB_DELETED, audio_only, source="/t", ce_id="a")
         assert JOB in r.store.rows
         for _ in range(2):  # twice is harmless
             await publish_event(test_broker, topics.JOB_DELETED, deleted, source="/t", ce_id="d")
         await publish_event(test_broker, topics.AUDIO_STORED, stored(), source="/t", ce_id="s")
-        await r.bridge.requester.join()
+        await r.intake.requester.join()
         not_a_job = deleted.model_copy(update={"job_id": "x"})
         await publish_event(test_broker, topics.JOB_DELETED, not_a_job, source="/t", ce_id="p")
     assert r.store.rows == {} and r.store.tombstones == {JOB}

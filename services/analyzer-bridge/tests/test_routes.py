@@ -7,29 +7,32 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from analyzer_bridge_fakes import JOB, SECRET, FakeEvents, FakeStore, rules, stored
+from analyzer_bridge_fakes import (
+    JOB,
+    SECRET,
+    FakeEvents,
+    FakePresigner,
+    FakeServer,
+    FakeStore,
+    rules,
+    stored,
+)
+from pydantic import SecretStr
 
-from analyzer_bridge import routes
 from analyzer_bridge.analysis import State
+from analyzer_bridge.app import Adapters, create_app
 from analyzer_bridge.capability import WEBHOOK_PATH, Capabilities
-from analyzer_bridge.routes import WebhookDeps
-from servicekit import http
+from analyzer_bridge.settings import Settings
 
 pytestmark = pytest.mark.unit
 
 RESULT = {"duration_seconds": 0.5, "sample_rate": 8000, "vendor.extra": [1, 2]}
 
 
-async def client_for(store: FakeStore, events: FakeEvents, finisher) -> httpx.AsyncClient:
-    app = http.create_app(title="t", description="t")
-    app.include_router(routes.router)
-    app.state.webhooks = WebhookDeps(
-        store=store,
-        finisher=finisher,
-        capabilities=Capabilities(SECRET, 3600),
-        signing_secret=None,
-        tolerance_seconds=300,
-    )
+async def client_for(store: FakeStore, events: FakeEvents) -> httpx.AsyncClient:
+    """The bridge's app over fakes of its ports (no lifespan: nothing to connect)."""
+    settings = Settings(webhook_capability_secret=SecretStr(SECRET))
+    app = create_app(settings, Adapters(store, FakeServer(), FakePresigner(), events))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://bridge")
 
 
@@ -42,7 +45,7 @@ async def started():
     r = rules()
     await r.store.insert_pending(stored(), 600)
     await r.store.mark_requested(JOB, 51)
-    return r, await client_for(r.store, r.events, r.finisher)
+    return r, await client_for(r.store, r.events)
 
 
 async def test_progress_then_the_result_publish_progress_once_and_one_final():

@@ -21,11 +21,11 @@ from contracts import CeType, DeletionReason, Erase, JobDeleted, headers, topics
 from gateway.adapters.postgres import PRUNE_BATCH, PostgresUploadStore
 from gateway.app import create_app
 from gateway.settings import Settings
-from servicekit.kafka import ensure_topics, make_broker, publish_event
+from servicekit.kafka import ensure_topics, make_broker
 from servicekit.settings import ServiceSettings
 from tests.support.audio import WAV_HEAD
 from tests.support.inprocess import bound_socket, serving
-from tests.support.kafka import partitions_of, start_group_at_end
+from tests.support.kafka import partitions_of, publish_event, start_group_at_end
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration

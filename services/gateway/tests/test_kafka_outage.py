@@ -192,3 +192,46 @@ async def test_an_upload_cut_off_by_a_sudden_outage_is_503_and_aborted_once_kafk
     chunks = [int(seq) for kind, seq in seen if kind == CeType.UPLOAD_CHUNK and seq]
     assert chunks == list(range(len(chunks)))
     assert kinds.count(CeType.UPLOAD_ABORTED) == 1
+
+
+async def test_a_gateway_started_while_kafka_is_down_waits_for_it_then_takes_uploads(
+    infra: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Kafka down at start (issue 23): the gateway does not exit. It is alive and not
+    ready, says what it waits for in /readyz and in its log, refuses uploads with 503,
+    and once the broker answers it starts and takes them (servicekit.service,
+    docs/architecture.md §15)."""
+    proxy = KafkaProxy(infra["KAFKA_BOOTSTRAP_SERVERS"])
+    settings = Settings(
+        kafka_bootstrap_servers=await proxy.start(),
+        database_url=infra["DATABASE_URL"],
+        chunk_bytes=CHUNK,
+        kafka_probe_interval_seconds=0.2,
+        kafka_wait_seconds=2,
+        start_retry_max_seconds=1,
+    )
+    await proxy.cut()
+    try:
+        async with (
+            serving(create_app(settings), bound_socket()) as url,
+            httpx.AsyncClient(base_url=url, timeout=20) as http,
+        ):
+            assert (await http.get("/healthz")).status_code == 200
+            waiting = await http.get("/readyz")
+            assert waiting.status_code == 503
+            assert waiting.json()["error"]["message"].startswith("waiting for Kafka: ")
+            assert any(
+                r.name == "servicekit.service" and "waiting for Kafka" in r.getMessage()
+                for r in caplog.records
+            )
+            refused = await upload(url)
+            assert refused.status_code == 503 and int(refused.headers["retry-after"]) > 0
+            assert refused.json()["error"]["code"] == "unavailable"
+
+            await proxy.restore()
+            await eventually(lambda: ready(url, 200), what="the gateway to start")
+            accepted = await upload(url)
+            assert accepted.status_code == 202, accepted.text
+            assert accepted.json()["size"] == len(WAV_HEAD) + 3 * CHUNK
+    finally:
+        await proxy.close()

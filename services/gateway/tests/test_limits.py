@@ -90,7 +90,7 @@ def test_limits_are_keyed_on_the_owner_else_the_client_address(
 
 
 def test_with_every_limit_off_the_gateway_asks_no_database() -> None:
-    from gateway.app import create_app
+    from gateway.app import Adapters
     from gateway.limits import NoQuota
     from gateway.settings import Settings
 
@@ -100,5 +100,5 @@ def test_with_every_limit_off_the_gateway_asks_no_database() -> None:
         "upload_bytes_per_day": 0,
         "upload_bytes_in_flight": 0,
     }
-    assert isinstance(create_app(Settings(**off)).state.quota, NoQuota)  # type: ignore[arg-type]
-    assert not isinstance(create_app(Settings()).state.quota, NoQuota)
+    assert isinstance(Adapters.real(Settings(**off)).quota, NoQuota)  # type: ignore[arg-type]
+    assert not isinstance(Adapters.real(Settings()).quota, NoQuota)

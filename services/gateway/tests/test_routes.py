@@ -9,9 +9,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from gateway_fakes import FakeQuota, FakeSink
+from gateway_fakes import FakeQuota, FakeSink, FakeUploadStore
 
-from gateway.app import create_app
+from gateway.app import Adapters, create_app
 from gateway.settings import Settings
 from servicekit.tokens import COOKIE_NAME, JobTokens
 from tests.support.audio import WAV_HEAD
@@ -37,7 +37,8 @@ JWT_ON = {
 
 def client(**settings: object) -> tuple[httpx.AsyncClient, FakeSink]:
     sink = FakeSink()
-    app = create_app(Settings(**settings), sink=sink, quota=FakeQuota())  # type: ignore[arg-type]
+    fakes = Adapters(FakeUploadStore(), FakeQuota(), sink)
+    app = create_app(Settings(**settings), fakes)  # type: ignore[arg-type]
     transport = httpx.ASGITransport(app=app)
     return httpx.AsyncClient(transport=transport, base_url="http://gateway"), sink
 
@@ -178,7 +179,7 @@ async def test_a_riff_wave_header_alone_is_422_and_nothing_is_sent() -> None:
 
 async def test_with_kafka_known_down_an_upload_is_503_before_its_body_is_read() -> None:
     sink = FakeSink(up=False)
-    app = create_app(Settings(), sink=sink, quota=FakeQuota())
+    app = create_app(Settings(), Adapters(FakeUploadStore(), FakeQuota(), sink))
     body_reads = 0
 
     async def receive() -> dict[str, Any]:
@@ -266,7 +267,7 @@ async def test_beyond_the_rate_an_upload_is_429_before_its_body_is_read() -> Non
     quota = FakeQuota(
         FairUse(rate_per_minute=1, burst=2, open_per_client=0, bytes_per_day=0, bytes_in_flight=0)
     )
-    app = create_app(Settings(), sink=sink, quota=quota)
+    app = create_app(Settings(), Adapters(FakeUploadStore(), quota, sink))
     transport = httpx.ASGITransport(app=app, client=("127.0.0.9", 4000))
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
         for _ in range(2):
@@ -290,7 +291,7 @@ async def test_each_client_address_has_its_own_share() -> None:
     quota = FakeQuota(
         FairUse(rate_per_minute=1, burst=1, open_per_client=0, bytes_per_day=0, bytes_in_flight=0)
     )
-    app = create_app(Settings(), sink=FakeSink(), quota=quota)
+    app = create_app(Settings(), Adapters(FakeUploadStore(), quota, FakeSink()))
     for host, expected in (("127.0.0.2", 202), ("127.0.0.2", 429), ("127.0.0.3", 202)):
         transport = httpx.ASGITransport(app=app, client=(host, 4000))
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
@@ -317,7 +318,8 @@ async def test_an_owners_limits_follow_the_owner_across_addresses() -> None:
     quota = FakeQuota(
         FairUse(rate_per_minute=1, burst=1, open_per_client=0, bytes_per_day=0, bytes_in_flight=0)
     )
-    app = create_app(Settings(**JWT_ON), sink=FakeSink(), quota=quota)  # type: ignore[arg-type]
+    fakes = Adapters(FakeUploadStore(), quota, FakeSink())
+    app = create_app(Settings(**JWT_ON), fakes)  # type: ignore[arg-type]
     answers = []
     for host, sub in (("127.0.0.2", "alice"), ("127.0.0.3", "alice"), ("127.0.0.3", "bob")):
         transport = httpx.ASGITransport(app=app, client=(host, 4000))

@@ -14,8 +14,9 @@ from pydantic import SecretStr
 
 from contracts import JobError, JobStatus, JobStatusChanged, topics
 from notifier.settings import Settings
-from servicekit.kafka import make_broker, publish_event
+from servicekit.kafka import make_broker
 from servicekit.tokens import COOKIE_NAME, JobTokens
+from tests.support.kafka import publish_event
 
 # pytest runs with --import-mode=importlib, which puts no test folder on sys.path.
 sys.path.insert(0, str(Path(__file__).parent))

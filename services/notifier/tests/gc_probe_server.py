@@ -24,9 +24,11 @@ from pydantic import SecretStr
 
 from contracts import JobStatus
 from notifier.app import create_app
+from notifier.deps import Services
 from notifier.projection import JobSnapshot
 from notifier.settings import Settings
 from servicekit.serve import server
+from servicekit.service import service_of
 
 SECRET = "notifier-gc-probe-secret-32-bytes-long"
 
@@ -52,9 +54,9 @@ def main(port: int, out: Path) -> None:
         job_token_secret=SecretStr(SECRET), http_port=port, sse_max_streams_per_client=10_000
     )
     app = create_app(settings)
-    services = app.state.services
+    services = service_of(app).get(Services)
     services.history = _History()
-    running = server(app, settings, on_shutdown=services.drain, lifespan="off", detached=True)
+    running = server(app, settings, lifespan="off", detached=True)
     probes = 0
 
     def probe() -> None:

@@ -18,12 +18,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from contracts import AudioFeatures, JobStatus
 from notifier import streams
 from notifier.app import create_app
+from notifier.deps import Services
 from notifier.fanout import FanOut
 from notifier.ports import History
 from notifier.projection import JobSnapshot
 from notifier.settings import Settings
 from notifier.slots import StreamSlots
 from servicekit.serve import server as build_server
+from servicekit.service import service_of
 from tests.support.waiting import eventually
 
 PROGRESS = "/tokens/analysis-progress/{}"
@@ -191,9 +193,7 @@ async def running_server(settings: Settings, **config) -> AsyncIterator[tuple[st
     """As :func:`running`, with the uvicorn server (its app: ``server.config.app``)."""
     app = create_app(settings)
     options: dict[str, Any] = {"ws": "none", "timeout_graceful_shutdown": 2} | config
-    server = build_server(
-        app, settings, on_shutdown=app.state.services.drain, detached=True, **options
-    )
+    server = build_server(app, settings, detached=True, **options)
     task = asyncio.create_task(server.serve())
     deadline = asyncio.get_running_loop().time() + 90
     while not server.started:
@@ -207,6 +207,11 @@ async def running_server(settings: Settings, **config) -> AsyncIterator[tuple[st
     finally:
         server.should_exit = True
         await task
+
+
+def services_of(app: Any) -> Services:
+    """What the notifier's routes and streams are given (``notifier.deps``)."""
+    return service_of(app).get(Services)
 
 
 async def drop_schema(settings: Settings) -> None:
@@ -244,10 +249,8 @@ async def serving_from_memory(settings: Settings) -> AsyncIterator[tuple[Any, Me
     sockets, the detached protocol) on ``settings.http_port``, its history in memory
     (no Kafka, no database: lifespan off); the uvicorn server and the history."""
     app = create_app(settings)
-    history = app.state.services.history = MemoryHistory()
-    server = build_server(
-        app, settings, on_shutdown=app.state.services.drain, detached=True, lifespan="off"
-    )
+    history = services_of(app).history = MemoryHistory()
+    server = build_server(app, settings, detached=True, lifespan="off")
     task = asyncio.create_task(server.serve())
     await eventually(lambda: server.started or task.done(), what="the notifier to start")
     assert server.started

@@ -23,13 +23,13 @@ from notifier_testing import (
     follow,
     history,
     running_server,
+    services_of,
 )
 from pydantic import SecretStr
 
 from contracts import JobStatus, JobStatusChanged, topics
 from notifier.settings import Settings
-from servicekit.kafka import publish_event
-from tests.support.kafka import committed_offset, start_group_at_end
+from tests.support.kafka import committed_offset, publish_event, start_group_at_end
 from tests.support.processes import free_port
 from tests.support.tcp_proxy import TcpProxy, tcp_proxy
 from tests.support.waiting import eventually
@@ -99,7 +99,7 @@ def assert_unavailable(response: httpx.Response) -> None:
 async def test_with_the_database_down_every_route_that_needs_it_is_503_then_recovers(
     http, proxy, proxied, publish, job, auth
 ):
-    services = proxied[1].state.services
+    services = services_of(proxied[1])
     await publish(JobStatus.ACCEPTED, 0)
     await eventually(lambda: _status(http, f"/jobs/{job}", auth, 200))
     await proxy.cut()
@@ -187,7 +187,7 @@ async def test_a_stream_that_must_read_while_the_database_is_down_ends_cleanly(
         before = await asyncio.wait_for(follow(lines, Stream(), stop=1), 20)
         await proxy.cut()
         # What the listener does after a lost notification: re-read the history.
-        app.state.services.fanout.resync_all()
+        services_of(app).fanout.resync_all()
         stream = await asyncio.wait_for(follow(lines, before), 20)
     assert stream.ended  # a proper end of the chunked body: EventSource reconnects
     assert any("database" in comment for comment in stream.comments)
@@ -236,3 +236,52 @@ async def _event_source(
             assert stream.ended
             events += stream.events
     return events, connections
+
+
+async def test_a_notifier_started_while_the_database_is_down_waits_for_it_then_serves(
+    notifier_settings, publish, job, auth, caplog
+):
+    """PostgreSQL down at start (issue 23): the notifier does not exit. It is alive and
+    not ready, says what it waits for in /readyz and in its log, answers 503 where it
+    needs the database, and once the database answers it starts and projects what was
+    published meanwhile (servicekit.service, docs/architecture.md §15)."""
+    direct = urlsplit(notifier_settings.database_dsn)
+    run = uuid.uuid4().hex[:10]
+    async with tcp_proxy(direct.hostname or "127.0.0.1", direct.port or 5432) as database:
+        await database.cut()
+        netloc = direct.netloc.rsplit("@", 1)[0] + f"@127.0.0.1:{database.port}"
+        settings = notifier_settings.model_copy(
+            update={
+                "database_url": SecretStr(direct._replace(netloc=netloc).geturl()),
+                "database_schema": f"notifier_late_{run}",
+                "consumer_group": f"notifier-late-{run}",
+                "http_port": free_port(),
+                "start_retry_max_seconds": 1.0,
+            }
+        )
+        bootstrap = settings.kafka_bootstrap_servers
+        await start_group_at_end(bootstrap, settings.consumer_group, topics.JOB_STATUS)
+        try:
+            async with (
+                running_server(settings) as (url, _),
+                httpx.AsyncClient(base_url=url, timeout=20) as http,
+            ):
+                assert (await http.get("/healthz")).status_code == 200
+                waiting = await http.get("/readyz")
+                assert waiting.status_code == 503
+                assert waiting.json()["error"]["message"].startswith("waiting for PostgreSQL: ")
+                assert any(
+                    r.name == "servicekit.service" and "waiting for PostgreSQL" in r.getMessage()
+                    for r in caplog.records
+                )
+                refused = await http.get(f"/jobs/{job}", headers=auth)
+                assert refused.status_code == 503 and int(refused.headers["retry-after"]) > 0
+                assert refused.json()["error"]["code"] == "unavailable"
+                await publish(JobStatus.ACCEPTED, 0)  # waits in Kafka meanwhile
+
+                await database.restore()
+                await eventually(lambda: _ready(url), what="the notifier to start")
+                snapshot = await eventually(lambda: _status(http, f"/jobs/{job}", auth, 200))
+                assert snapshot.json()["status"] == "accepted"
+        finally:
+            await drop_schema(settings)

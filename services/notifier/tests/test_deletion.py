@@ -26,8 +26,8 @@ from contracts import DeletionReason, Erase, JobDeleted, JobStatus, JobStatusCha
 from notifier.adapters.kafka import KafkaDeletions
 from notifier.adapters.postgres import PostgresStore
 from notifier.lifecycle import Retention
-from servicekit.kafka import make_broker, publish_event
-from tests.support.kafka import committed_offset, partitions_of
+from servicekit.kafka import make_broker
+from tests.support.kafka import committed_offset, partitions_of, publish_event
 from tests.support.processes import free_port
 from tests.support.waiting import eventually
 
@@ -294,7 +294,7 @@ async def test_two_sweepers_announce_each_expired_job_once_and_the_consumer_eras
 
     async with AsyncExitStack() as stack:
         broker = make_broker(settings, "notifier-sweep-tests", "two sweeping replicas")
-        deletions = KafkaDeletions(broker.publisher(topics.JOB_DELETED), 10)
+        deletions = KafkaDeletions(broker, 10)
         await broker.start()
         stack.push_async_callback(broker.stop)
         sweepers = []

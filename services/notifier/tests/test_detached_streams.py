@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from notifier_testing import MemoryHistory, serving_from_memory
+from notifier_testing import MemoryHistory, services_of, serving_from_memory
 from pydantic import SecretStr
 
 from contracts import JobStatus
@@ -101,7 +101,7 @@ async def test_a_slow_reader_gets_no_more_than_the_buffer_and_then_every_event_i
         final = event_id == count + 1
         event = snapshot(job, event_id, JobStatus.COMPLETED if final else JobStatus.UPLOADING, big)
         history.add(event)
-        server.config.app.state.services.fanout.publish(event)
+        services_of(server.config.app).fanout.publish(event)
 
     protocol, live = the_stream(server)
     assert protocol.detached is not None and protocol.detached.paused
@@ -115,7 +115,7 @@ async def test_a_slow_reader_gets_no_more_than_the_buffer_and_then_every_event_i
     body = await asyncio.wait_for(read_to_the_end(reader), 60)
     assert ids(body) == list(range(2, count + 2)), "every event once, in order"
     assert b'"status":"completed"' in body.rsplit(b"id: ", 1)[1]
-    services = server.config.app.state.services
+    services = services_of(server.config.app)
     assert services.slots.open == 0 and services.fanout.subscriber_count() == 0
     writer.close()
 
@@ -129,7 +129,7 @@ async def test_after_a_stream_ends_its_connection_serves_the_next_request(served
     await reader.readuntil(b"id: 1\n")
     final = snapshot(job, 2, JobStatus.COMPLETED)
     history.add(final)
-    server.config.app.state.services.fanout.publish(final)
+    services_of(server.config.app).fanout.publish(final)
     assert ids(await asyncio.wait_for(reader.readuntil(END), 30)) == [2]
     # The reconnect of an EventSource, on the same connection: the final was seen.
     writer.write(request(job).replace(b"Host: x", b"Host: x\r\nLast-Event-ID: 2"))
@@ -145,7 +145,7 @@ async def test_a_request_pipelined_behind_a_stream_is_answered_after_its_end(ser
     writer.write(request(job) + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
     head = await reader.readuntil(b"id: 1\n")
     assert head.count(b"HTTP/1.1 ") == 1
-    server.config.app.state.services.fanout.publish(snapshot(job, 2, JobStatus.FAILED))
+    services_of(server.config.app).fanout.publish(snapshot(job, 2, JobStatus.FAILED))
     rest = await asyncio.wait_for(reader.readuntil(END), 30)
     assert ids(rest) == [2] and b"HTTP/1.1 " not in rest, "nothing interleaved"
     assert await asyncio.wait_for(reader.readline(), 30) == b"HTTP/1.1 200 OK\r\n"
@@ -159,7 +159,7 @@ async def test_a_client_that_hangs_up_frees_its_stream(served) -> None:
     reader, writer = await connect(port)
     writer.write(request(job))
     await reader.readuntil(b"id: 1\n")
-    services = server.config.app.state.services
+    services = services_of(server.config.app)
     assert services.slots.open == 1
     writer.close()
     await eventually(lambda: services.slots.open == 0, what="the stream to be freed")
@@ -182,7 +182,7 @@ async def test_a_client_that_hangs_up_before_the_stream_began_leaves_nothing(ser
     history.current = slow_current
     _, writer = await connect(port)
     writer.write(request(job))
-    services = server.config.app.state.services
+    services = services_of(server.config.app)
     await eventually(lambda: services.fanout.subscriber_count() == 1, what="the request")
     writer.close()
     await eventually(lambda: not server.server_state.connections, what="the hang-up")

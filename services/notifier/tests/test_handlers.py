@@ -18,14 +18,15 @@ from contracts import (
     headers,
     topics,
 )
-from notifier.app import create_broker
-from notifier.handlers import parse
+from notifier.app import Adapters, create_app
+from notifier.handlers import Erasures, Statuses, parse
 from notifier.settings import Settings
 from servicekit.http import DependencyUnavailable
 from servicekit.kafka import PoisonMessage, ce_headers, raw_body
+from servicekit.service import service_of
 
 sys.path.insert(0, str(Path(__file__).parent))
-from notifier_fakes import FakeDeadLetters, FakeStore
+from notifier_fakes import FakeDeadLetters, FakeFeed, FakeStore
 
 pytestmark = pytest.mark.unit
 
@@ -82,9 +83,14 @@ class DeadLettered:
             self.reasons.append(message.headers[headers.DLQ_REASON])
 
 
+def built(store: FakeStore):
+    """The notifier's service, wired as it runs, over fakes of its database."""
+    return service_of(create_app(Settings(), Adapters(store, FakeFeed())))
+
+
 def rig(store: FakeStore):
-    broker, handled = create_broker(Settings(), store, store)
-    statuses = handled.statuses
+    svc = built(store)
+    broker, statuses = svc.broker, svc.get(Statuses)
     statuses.retry_delay_seconds = 0
     return broker, statuses, DeadLettered(broker)
 
@@ -183,10 +189,11 @@ async def send_deleted(broker, job_id: str, erase: Erase = Erase.JOB) -> None:
 
 
 def erasing_rig(store: FakeStore):
-    broker, handled = create_broker(Settings(), store, store)
-    handled.erasures.retry_delay_seconds = 0
-    handled.erasures.dead_letters = dead = FakeDeadLetters()
-    return broker, dead
+    svc = built(store)
+    erasures = svc.get(Erasures)
+    erasures.retry_delay_seconds = 0
+    erasures.dead_letters = dead = FakeDeadLetters()
+    return svc.broker, dead
 
 
 async def test_a_deleted_job_is_erased_and_a_redelivery_erases_nothing_more() -> None:

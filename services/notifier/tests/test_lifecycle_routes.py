@@ -10,13 +10,12 @@ import httpx
 import pytest
 
 from contracts import JobStatus, JobStatusChanged
-from notifier.app import create_app
-from notifier.lifecycle import Deleter
+from notifier.app import Adapters, create_app
 from notifier.settings import Settings
 from servicekit.tokens import COOKIE_NAME, JobTokens
 
 sys.path.insert(0, str(Path(__file__).parent))
-from notifier_fakes import FakeDeletions, FakeStore
+from notifier_fakes import FakeDeletions, FakeFeed, FakeStore
 from notifier_testing import OWNER_AUTH, owner
 
 pytestmark = pytest.mark.unit
@@ -37,11 +36,9 @@ class Served:
 
 
 async def serve(**settings: object) -> AsyncIterator[Served]:
-    app = create_app(Settings(job_token_secret=SECRET, **settings))  # type: ignore[arg-type]
     store, deletions = FakeStore(), FakeDeletions()
-    services = app.state.services
-    services.history = services.lifecycle = store
-    services.deleter = Deleter(store, deletions)
+    fakes = Adapters(store, FakeFeed(), deletions)
+    app = create_app(Settings(job_token_secret=SECRET, **settings), fakes)  # type: ignore[arg-type]
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://notifier") as http:
         yield Served(http, store, deletions)

@@ -5,7 +5,9 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from notifier.app import create_app
+from notifier.deps import Services
 from notifier.settings import Settings
+from servicekit.service import service_of
 from servicekit.tokens import JobTokens
 
 pytestmark = pytest.mark.unit
@@ -15,7 +17,7 @@ SECRET = "notifier-unit-test-secret-32-bytes-long"
 
 def test_a_draining_notifier_sends_new_streams_elsewhere():
     app = create_app(Settings(job_token_secret=SecretStr(SECRET)))
-    app.state.services.drain()
+    service_of(app).get(Services).drain()
     job = str(uuid.uuid4())
     # No lifespan: nothing is connected, and none of it is needed to refuse.
     token = JobTokens(SECRET, 60).issue(job)
@@ -25,4 +27,4 @@ def test_a_draining_notifier_sends_new_streams_elsewhere():
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
     assert response.json()["error"]["code"] == "shutting_down"
-    assert app.state.services.fanout.closed
+    assert service_of(app).get(Services).fanout.closed

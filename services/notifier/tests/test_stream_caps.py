@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from notifier_testing import PROGRESS, MemoryHistory, serving_from_memory
+from notifier_testing import PROGRESS, MemoryHistory, services_of, serving_from_memory
 from pydantic import SecretStr
 
 from contracts import JobStatus
@@ -32,7 +32,7 @@ A, STRANGER, THIRD = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 class Served:
     def __init__(self, url: str, server: Any, history: MemoryHistory) -> None:
         self.url = url
-        self.services = server.config.app.state.services
+        self.services = services_of(server.config.app)
         self.history = history
 
     def job(self) -> str:

@@ -18,6 +18,7 @@ from notifier_testing import (
     follow,
     projected,
     running_server,
+    services_of,
 )
 
 from contracts import JobStatus, topics
@@ -49,7 +50,7 @@ async def short_lived(notifier_settings) -> AsyncIterator[Any]:
     )
     try:
         async with running_server(settings) as (url, server):
-            yield url, server.config.app.state.services
+            yield url, services_of(server.config.app)
     finally:
         await drop_schema(settings)
 

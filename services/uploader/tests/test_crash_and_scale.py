@@ -13,7 +13,8 @@ from faststream.kafka import KafkaBroker
 from uploader_rig import PART_BYTES, UploadRig, audio_bytes, send_chunk
 
 from contracts import UploadFinished, UploadStarted, headers, topics
-from servicekit.kafka import ce_headers, publish_event
+from servicekit.kafka import ce_headers
+from tests.support.kafka import publish_event
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration

@@ -24,8 +24,7 @@ from contracts import (
     UploadStarted,
     topics,
 )
-from servicekit.kafka import publish_event
-from tests.support.kafka import read_topic
+from tests.support.kafka import publish_event, read_topic
 from tests.support.processes import ServiceProcess
 from tests.support.waiting import eventually
 

@@ -8,11 +8,14 @@ import json
 import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from uploader_testing import FakeStore
+from uploader_testing import FakeCheckpoints, FakeStore
 
 from contracts import AudioStored, CeType, UploadFinished, UploadStarted, headers, topics
-from servicekit.kafka import ce_headers, publish_event, raw_body
-from uploader.app import create_broker
+from servicekit.kafka import ce_headers, raw_body
+from servicekit.service import service_of
+from tests.support.kafka import publish_event
+from uploader.app import Adapters, create_app
+from uploader.handlers import Uploads
 from uploader.ports import StorageError
 from uploader.settings import Settings
 
@@ -54,8 +57,14 @@ class Seen:
         return [json.loads(body)["status"] for _, body in self.messages.get(topics.JOB_STATUS, [])]
 
 
+def built(store: FakeStore) -> tuple[KafkaBroker, Uploads]:
+    """The uploader's broker and handler state, wired as the service is, over fakes."""
+    svc = service_of(create_app(settings(), Adapters(store, FakeCheckpoints())))
+    return svc.broker, svc.get(Uploads)
+
+
 def rig(store: FakeStore) -> tuple[KafkaBroker, Seen]:
-    broker, uploads = create_broker(settings(), store)
+    broker, uploads = built(store)
     seen = Seen()
 
     async def commit(consumer, partition, offset: int) -> None:
@@ -157,7 +166,7 @@ async def test_a_storage_failure_fails_the_job_and_closes_it() -> None:
 
 async def test_after_a_commit_that_did_not_go_through_the_next_ones_wait_a_while() -> None:
     # A broker restart can leave commits hanging; each close must not wait on one.
-    broker, uploads = create_broker(settings(), FakeStore())
+    broker, uploads = built(FakeStore())
     tried: list[int] = []
 
     async def commit(consumer, partition, offset: int) -> bool:

@@ -1,6 +1,8 @@
 """Fakes of the uploader's ports (uploader.ports), for unit tests of its rules and
 handler. They keep what they were given in plain dicts and lists to assert on."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from contracts import AudioStored, JobDeleted, JobStatusChanged
@@ -98,6 +100,8 @@ class FakeEvents:
 
 
 class FakeCheckpoints:
+    """uploader.ports.Database in memory: checkpoints, tombstones, the sweep lock."""
+
     def __init__(self) -> None:
         from uploader.ports import Checkpoint
 
@@ -128,3 +132,7 @@ class FakeCheckpoints:
 
     async def prune(self, older_than_seconds: float) -> int:
         return 0
+
+    @asynccontextmanager
+    async def held(self, name: str) -> AsyncIterator[bool]:
+        yield True

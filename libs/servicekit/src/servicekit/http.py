@@ -6,9 +6,9 @@ Every error answer, whatever raised it, has the body
 
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,6 +26,7 @@ __all__ = [
     "ApiError",
     "DependencyUnavailable",
     "ErrorBody",
+    "NotReady",
     "ReadinessCheck",
     "allow_origins",
     "client_address",
@@ -33,7 +34,6 @@ __all__ = [
     "describe_errors",
     "error_body",
     "error_response",
-    "from_state",
     "install_error_handlers",
     "unavailable_response",
 ]
@@ -41,7 +41,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
-T = TypeVar("T")
 
 
 def client_address(scope: Mapping[str, Any]) -> str:
@@ -63,20 +62,6 @@ def client_address(scope: Mapping[str, Any]) -> str:
             return str(address.ipv4_mapped)
         return str(ipaddress.ip_network(f"{address}/64", strict=False))
     return str(address)
-
-
-def from_state(kind: type[T], name: str) -> Callable[[Request], Coroutine[Any, Any, T]]:
-    """A route dependency: ``app.state.<name>``, which the composition root (a service's
-    ``app.py``) set to the ``kind`` of object the route needs. A coroutine function, as
-    every dependency should be: FastAPI runs a plain function in a worker thread, a
-    thread hop per dependency per request (issue 21)."""
-
-    async def dependency(request: Request) -> T:
-        value = getattr(request.app.state, name)
-        assert isinstance(value, kind), f"app.state.{name} is not a {kind.__name__}"
-        return value
-
-    return dependency
 
 
 class ApiError(Exception):
@@ -119,6 +104,12 @@ class DependencyUnavailable(ApiError):
 
     def __str__(self) -> str:
         return f"{self.dependency} is unavailable" + (f": {self.detail}" if self.detail else "")
+
+
+class NotReady(Exception):
+    """What a readiness check raises to say why the service is not ready: ``/readyz``
+    answers 503 with its message (e.g. ``waiting for PostgreSQL: connection refused
+    (attempt 4, next in 8 s)``) instead of naming the check."""
 
 
 class ErrorBody(BaseModel):
@@ -287,8 +278,11 @@ def create_app(
         """Readiness: every dependency this service needs answers."""
         checks: list[ReadinessCheck] = request.app.state.readiness
         for check in checks:
+            reason = f"{check.__name__} is not ready"
             try:
                 ok = await check()
+            except NotReady as exc:
+                reason, ok = str(exc), False
             except DependencyUnavailable as exc:
                 log.warning("readiness check %s: %s", check.__name__, exc)
                 ok = False
@@ -297,7 +291,7 @@ def create_app(
                 ok = False
             if not ok:
                 return JSONResponse(
-                    error_body("not_ready", f"{check.__name__} is not ready"),
+                    error_body("not_ready", reason),
                     status_code=503,
                     headers={"Retry-After": "5"},
                 )

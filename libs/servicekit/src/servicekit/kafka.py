@@ -22,6 +22,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.kafka.publisher import DefaultPublisher
 from faststream.message import StreamMessage
 from pydantic import ValidationError
 
@@ -37,14 +38,13 @@ __all__ = [
     "TOPIC_MAX_MESSAGE_BYTES",
     "ConsumerParam",
     "ConsumingInBackground",
-    "InlineContext",
+    "DeadLetters",
     "MessageParam",
     "PoisonMessage",
     "bootstrap_list",
     "broker_connected",
     "ce_headers",
     "ce_source",
-    "dead_letter",
     "decode_event",
     "decode_job_deleted",
     "ensure_topics",
@@ -295,19 +295,21 @@ async def prepare_kafka(
     *,
     configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> None:
-    """What a service's start does before its broker starts: wait until the cluster
-    answers, then create the topics ``names`` that are missing, with the partitions,
+    """One attempt at what a service's start does before its broker starts: the cluster
+    answers, and the topics ``names`` that are missing are created with the partitions,
     replicas and ``min.insync.replicas`` of the service's settings, and ``configs`` by
-    topic name (:func:`ensure_topics`)."""
-    await wait_for_kafka(settings.kafka_bootstrap_servers)
-    await ensure_topics(
-        settings.kafka_bootstrap_servers,
-        settings.kafka_topic_partitions,
-        names,
-        replication_factor=settings.kafka_replication_factor,
-        min_insync_replicas=settings.kafka_min_insync_replicas,
-        configs=configs,
-    )
+    topic name (:func:`ensure_topics`); bounded by ``KAFKA_WAIT_SECONDS`` (a cluster
+    that does not answer raises ``TimeoutError``). :class:`servicekit.service.Service`
+    tries again, with backoff, until it succeeds or the service is stopped."""
+    async with asyncio.timeout(settings.kafka_wait_seconds):
+        await ensure_topics(
+            settings.kafka_bootstrap_servers,
+            settings.kafka_topic_partitions,
+            names,
+            replication_factor=settings.kafka_replication_factor,
+            min_insync_replicas=settings.kafka_min_insync_replicas,
+            configs=configs,
+        )
 
 
 class ConsumingInBackground:
@@ -371,16 +373,17 @@ def ce_headers(
 
 
 async def publish_event(
-    broker: KafkaBroker, topic: str, event: Event, *, source: str, ce_id: str
+    publisher: DefaultPublisher, event: Event, *, source: str, ce_id: str
 ) -> RecordMetadata | None:
-    """Publish ``event`` keyed by its job and wait for the acknowledgement.
+    """Publish ``event`` keyed by its job through ``publisher``, one the service declared
+    on its broker (so the AsyncAPI document names what is sent), and wait for the
+    acknowledgement.
 
     ``ce_id`` must be derived from what happened (e.g. ``"<job>:stored"``), not random,
     so that a redelivered input republishes the same id and readers can drop it.
     """
-    result = await broker.publish(
+    result = await publisher.publish(
         event.model_dump_json().encode(),
-        topic,
         key=event.job_id.encode(),
         headers=ce_headers(CE_TYPE_OF[type(event)], ce_id, source, event.job_id),
     )
@@ -425,20 +428,32 @@ def decode_job_deleted(message_headers: dict[str, Any], body: bytes) -> JobDelet
     return event if canonical == event.job_id else event.model_copy(update={"job_id": canonical})
 
 
-async def dead_letter(
-    broker: KafkaBroker,
-    topic: str,
-    key: bytes | None,
-    body: bytes,
-    message_headers: dict[str, str],
-    reason: str,
-) -> None:
-    """Park a poison message on ``<topic>.dlq`` with the reason, so it neither blocks
-    its partition nor vanishes (docs/architecture.md §4)."""
-    log.error("dead-lettering a message from %s: %s", topic, reason)
-    await broker.publish(
-        body,
-        topics.dead_letter(topic),
-        key=key,
-        headers={**message_headers, headers.DLQ_REASON: reason[:1000]},
-    )
+class DeadLetters:
+    """Where a service parks poison messages: ``<topic>.dlq`` of each topic it consumes,
+    with the reason, so that a message neither blocks its partition nor vanishes
+    (docs/architecture.md §4). Each dead-letter topic is a publisher declared on the
+    service's broker, so the AsyncAPI document lists it."""
+
+    def __init__(self, broker: KafkaBroker, consumed: Iterable[str]) -> None:
+        self._publishers = {
+            topic: broker.publisher(
+                topics.dead_letter(topic),
+                description=f"Messages of `{topic}` that no retry can process, as they "
+                f"came, with the reason in the `{headers.DLQ_REASON}` header.",
+            )
+            for topic in consumed
+        }
+
+    async def dead_letter(
+        self, topic: str, key: bytes | None, value: bytes, headers: dict[str, str], reason: str
+    ) -> None:
+        """Park a message of ``topic`` (one the service consumes) on its dead-letter
+        topic, its ``headers`` kept and the reason added."""
+        publisher = self._publishers.get(topic)
+        if publisher is None:
+            raise LookupError(f"{topic!r} is not a topic this service dead-letters")
+        log.error("dead-lettering a message from %s: %s", topic, reason)
+        await publisher.publish(value, key=key, headers={**headers, _DLQ_REASON: reason[:1000]})
+
+
+_DLQ_REASON = headers.DLQ_REASON

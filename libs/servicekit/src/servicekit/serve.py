@@ -8,22 +8,22 @@ import uvicorn
 from fastapi import FastAPI
 
 from servicekit import logs
-from servicekit.compat.uvicorn import STARTUP_FAILURE, Server, ShutdownHook, started
+from servicekit.compat.uvicorn import STARTUP_FAILURE, Server, started
 from servicekit.compat.uvicorn_protocols import (
     DetachingHttpToolsProtocol,
     InformationalHttpToolsProtocol,
 )
+from servicekit.service import shutdown_hook
 from servicekit.settings import ServiceSettings
 from servicekit.telemetry import configure_tracing
 
-__all__ = ["ShutdownHook", "serve", "server"]
+__all__ = ["serve", "server"]
 
 
 def server(
     app: FastAPI,
     settings: ServiceSettings,
     *,
-    on_shutdown: ShutdownHook | None = None,
     informational: bool = False,
     detached: bool = False,
     **config: Any,
@@ -32,7 +32,9 @@ def server(
     overrides uvicorn options. ``informational`` lets the app send 1xx responses on
     HTTP/1.1 (:mod:`servicekit.informational`); the gateway's resumable uploads need it.
     ``detached`` lets it hand a response's body over to the protocol
-    (:mod:`servicekit.detached`); the notifier's streams need it."""
+    (:mod:`servicekit.detached`); the notifier's streams need it. When the server starts
+    shutting down it first calls what the app's service asked for
+    (``servicekit.service.Service.on_shutdown``)."""
     if informational and detached:
         raise ValueError("one protocol extension per server: informational or detached")
     protocol = InformationalHttpToolsProtocol if informational else DetachingHttpToolsProtocol
@@ -48,7 +50,7 @@ def server(
         "timeout_graceful_shutdown": 10,
         **config,
     }
-    return Server(uvicorn.Config(app, **options), on_shutdown)
+    return Server(uvicorn.Config(app, **options), shutdown_hook(app))
 
 
 def serve(
@@ -56,15 +58,12 @@ def serve(
     settings: ServiceSettings,
     service: str,
     *,
-    on_shutdown: ShutdownHook | None = None,
     informational: bool = False,
     detached: bool = False,
 ) -> None:
     logs.configure(service, settings.log_level)
     configure_tracing(service)
-    running = server(
-        app, settings, on_shutdown=on_shutdown, informational=informational, detached=detached
-    )
+    running = server(app, settings, informational=informational, detached=detached)
     with contextlib.suppress(KeyboardInterrupt):
         running.run()
     if not started(running):

@@ -104,6 +104,21 @@ class ServiceSettings(BaseSettings):
         description="min.insync.replicas of the topics this service creates; unset: 2 with "
         "three replicas or more, else 1.",
     )
+    kafka_wait_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long one attempt to reach Kafka at start (the cluster answers, "
+        "the topics are there) may take; one that runs out counts as failed and is tried "
+        "again (`START_RETRY_MAX_SECONDS`).",
+    )
+    start_retry_max_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest pause between two attempts at start to reach a dependency "
+        "that does not answer (PostgreSQL, Kafka, S3): the pauses double from 1 s up to "
+        "it, and the service waits, not ready, until it is stopped (docs/architecture.md "
+        "§15).",
+    )
 
     job_token_secret: SecretStr = SecretStr(DEV_JOB_TOKEN_SECRET)
     job_token_ttl_seconds: int = 24 * 3600

@@ -2,12 +2,13 @@
 analysis) and ``job.deleted`` (abandon and erase it).
 
 :func:`on_audio_stored` and :func:`on_deleted` are plain functions of the message and
-the bridge's dependencies (:class:`Intake`, from the broker's context);
-:mod:`analyzer_bridge.app` registers them with an explicit ack policy: the offset is
-committed after the handler returns, i.e. after the ``pending`` row (or the erasure) is
-committed in PostgreSQL. That row, not the HTTP request, is the durable effect; a
-redelivered event finds it and requests nothing new (docs/architecture.md §5.3), and
-finds the tombstone of a deleted job and records nothing (§8).
+the bridge's dependencies (:class:`Intake`, provided by type:
+``servicekit.service.Provided``); :mod:`analyzer_bridge.app` registers them with an
+explicit ack policy: the offset is committed after the handler returns, i.e. after the
+``pending`` row (or the erasure) is committed in PostgreSQL. That row, not the HTTP
+request, is the durable effect; a redelivered event finds it and requests nothing new
+(docs/architecture.md §5.3), and finds the tombstone of a deleted job and records
+nothing (§8).
 """
 
 import asyncio
@@ -19,14 +20,9 @@ from analyzer_bridge import lifecycle
 from analyzer_bridge.ports import AnalysisStore, DependencyUnavailable, EventPublisher
 from analyzer_bridge.requesting import Requester
 from contracts import AudioStored, Erase
-from servicekit.kafka import (
-    InlineContext,
-    MessageParam,
-    PoisonMessage,
-    decode_event,
-    decode_job_deleted,
-)
+from servicekit.kafka import MessageParam, PoisonMessage, decode_event, decode_job_deleted
 from servicekit.logs import job_id_var
+from servicekit.service import Provided
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +43,7 @@ class Intake:
 
 
 async def on_audio_stored(
-    message: MessageParam, intake: Annotated[Intake, InlineContext()]
+    message: MessageParam, intake: Annotated[Intake, Provided(Intake)]
 ) -> None:
     raw = message.raw_message
     topic = raw.topic if not isinstance(raw, tuple) else ""
@@ -73,7 +69,7 @@ async def on_audio_stored(
         raise
 
 
-async def on_deleted(message: MessageParam, intake: Annotated[Intake, InlineContext()]) -> None:
+async def on_deleted(message: MessageParam, intake: Annotated[Intake, Provided(Intake)]) -> None:
     raw = message.raw_message
     topic = raw.topic if not isinstance(raw, tuple) else ""
     try:

@@ -13,18 +13,17 @@ once with ``analysis_invalid_result`` (see :mod:`analyzer_bridge.webhook_body`).
 import logging
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
 from analyzer_bridge.analysis import Outcome
-from analyzer_bridge.capability import WEBHOOK_PATH, Capabilities
+from analyzer_bridge.capability import WEBHOOK_PATH
 from analyzer_bridge.decisions import Verdict, job_progress, judge, outcome_of
-from analyzer_bridge.finishing import Finish, Finisher
-from analyzer_bridge.ports import AnalysisStore, PublishError
+from analyzer_bridge.deps import Deps, WebhookDeps
+from analyzer_bridge.finishing import Finish
+from analyzer_bridge.ports import PublishError
 from analyzer_bridge.webhook_body import (
-    MAX_BODY_BYTES,
     BodyTooLarge,
     InvalidBody,
     InvalidResult,
@@ -33,27 +32,12 @@ from analyzer_bridge.webhook_body import (
 )
 from contracts import AnalysisWebhook, ErrorCode
 from servicekit import webhooks
-from servicekit.http import ApiError, from_state
+from servicekit.http import ApiError
 from servicekit.metrics import WEBHOOKS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-
-@dataclass(frozen=True)
-class WebhookDeps:
-    """What the route needs; :mod:`analyzer_bridge.app` builds it and keeps it in
-    ``app.state.webhooks``."""
-
-    store: AnalysisStore
-    finisher: Finisher
-    capabilities: Capabilities
-    signing_secret: str | None
-    tolerance_seconds: int
-    max_body_bytes: int = MAX_BODY_BYTES
-
-
-Deps = Annotated[WebhookDeps, Depends(from_state(WebhookDeps, "webhooks"))]
 
 router = APIRouter(tags=["webhooks"])
 

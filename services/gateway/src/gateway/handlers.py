@@ -2,9 +2,9 @@
 upload (:meth:`gateway.resumable.uploads.Resumable.erase`, docs/architecture.md §8).
 
 :func:`on_deleted` is a plain function of the message and the gateway's dependencies
-(:class:`Erasures`, from the broker's context); :mod:`gateway.app` registers it with
-``NACK_ON_ERROR``: the offset is committed once the erasure is written, and an outage
-(the database, Kafka) makes the message come again.
+(:class:`Erasures`, provided by type: ``servicekit.service.Provided``);
+:mod:`gateway.app` registers it with ``NACK_ON_ERROR``: the offset is committed once the
+erasure is written, and an outage (the database, Kafka) makes the message come again.
 """
 
 import asyncio
@@ -12,20 +12,13 @@ import logging
 from dataclasses import dataclass
 from typing import Annotated
 
-from faststream.kafka import KafkaBroker
-
 from contracts import Erase, topics
 from gateway.ports import SinkError
 from gateway.resumable.uploads import Resumable
 from servicekit.http import DependencyUnavailable
-from servicekit.kafka import (
-    InlineContext,
-    MessageParam,
-    PoisonMessage,
-    dead_letter,
-    decode_job_deleted,
-)
+from servicekit.kafka import DeadLetters, MessageParam, PoisonMessage, decode_job_deleted
 from servicekit.logs import job_id_var
+from servicekit.service import Provided
 
 log = logging.getLogger(__name__)
 
@@ -36,20 +29,22 @@ RETRY_PAUSE_SECONDS = 1.0
 @dataclass
 class Erasures:
     resumable: Resumable
-    broker: KafkaBroker
+    dead_letters: DeadLetters
     """Where poison goes (``job.deleted.dlq``)."""
     retry_pause_seconds: float = RETRY_PAUSE_SECONDS
 
 
-async def on_deleted(message: MessageParam, erasures: Annotated[Erasures, InlineContext()]) -> None:
+async def on_deleted(
+    message: MessageParam, erasures: Annotated[Erasures, Provided(Erasures)]
+) -> None:
     raw = message.raw_message
     topic = raw.topic if not isinstance(raw, tuple) else topics.JOB_DELETED
     try:
         event = decode_job_deleted(message.headers, message.body)
     except PoisonMessage as exc:
         key = raw.key if not isinstance(raw, tuple) else None
-        await dead_letter(
-            erasures.broker, topic, key, message.body, dict(message.headers), str(exc)
+        await erasures.dead_letters.dead_letter(
+            topic, key, message.body, dict(message.headers), str(exc)
         )
         return
     job_id_var.set(event.job_id)

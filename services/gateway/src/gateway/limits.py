@@ -11,13 +11,18 @@ here, pure. A refusal is ``429`` with ``Retry-After``, decided before the body i
 and changes nothing.
 """
 
+import asyncio
+import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from starlette.requests import Request
 
+from gateway.ports import Quota
 from servicekit.http import ApiError, client_address
+
+log = logging.getLogger(__name__)
 
 RETRY_OPEN_SECONDS = 10
 """When to try again after a refusal that only the end of another upload lifts."""
@@ -173,3 +178,13 @@ class NoQuota:
 
     async def forget(self, job_id: str) -> None:
         pass
+
+
+async def renew_forever(quota: Quota, every_seconds: float) -> None:
+    """Keep this replica's uploads counted while they last (docs/architecture.md §6)."""
+    while True:
+        await asyncio.sleep(every_seconds)
+        try:
+            await quota.renew()
+        except Exception:
+            log.warning("could not renew the uploads' leases", exc_info=True)

@@ -29,7 +29,7 @@ class Reachability:
     def __init__(self, probe: Probe, interval_seconds: float) -> None:
         self._probe = probe
         self._interval = interval_seconds
-        # The service starts only once the broker answered (wait_for_kafka).
+        # The service starts only once the broker answered (servicekit.service).
         self._up = True
         self._went_down: asyncio.Future[None] | None = None
         self._running = False
@@ -63,8 +63,9 @@ class Reachability:
         return answered
 
     async def run(self) -> None:
-        """Probe until :meth:`stop` (a task the app's lifespan starts, stops and cancels;
-        the flag ends the loop even if a probe's library swallowed the cancellation)."""
+        """Probe until :meth:`stop` (a background task of the service, which stops,
+        cancels and awaits it; the flag ends the loop even if a probe's library swallowed
+        the cancellation)."""
         self._running = True
         while self._running:
             await self.check()

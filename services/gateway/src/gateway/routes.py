@@ -6,31 +6,19 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request, Response
 
 from gateway.accepted import JobGrant, UploadAccepted, accepted_body, set_progress_cookie
-from gateway.ingest import UploadLimits, checked_headers, ingest
+from gateway.deps import AuthDep, LimitsDep, QuotaDep, ResumableDep, SinkDep, TokensDep
+from gateway.ingest import checked_headers, ingest
 from gateway.limits import client_key
-from gateway.ports import Quota, UploadSink
 from gateway.resumable import ietf, tus
-from gateway.resumable.routes import get_resumable
-from servicekit.auth import OwnerAuth
-from servicekit.http import ApiError, DependencyUnavailable, ErrorBody, from_state
+from servicekit.http import ApiError, DependencyUnavailable, ErrorBody
 from servicekit.metrics import BYTES_INGESTED, UPLOADS
-from servicekit.tokens import JobTokens
 
 router = APIRouter()
 
 TOKEN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
 
-# What the route needs, built by gateway.app and kept on app.state.
-Sink = Annotated[UploadSink, Depends(from_state(UploadSink, "sink"))]
-Limits = Annotated[UploadLimits, Depends(from_state(UploadLimits, "limits"))]
-Tokens = Annotated[JobTokens, Depends(from_state(JobTokens, "tokens"))]
-QuotaDep = Annotated[Quota, Depends(from_state(Quota, "quota"))]
-
-
-async def _owner(
-    request: Request, auth: Annotated[OwnerAuth, Depends(from_state(OwnerAuth, "auth"))]
-) -> str | None:
+async def _owner(request: Request, auth: AuthDep) -> str | None:
     return await auth.owner(request)
 
 
@@ -58,10 +46,11 @@ async def upload_audio(
     request: Request,
     response: Response,
     token_id: Annotated[str, Path(description="The seed's token id.")],
-    sink: Sink,
-    limits: Limits,
-    tokens: Tokens,
+    sink: SinkDep,
+    limits: LimitsDep,
+    tokens: TokensDep,
     quota: QuotaDep,
+    resumable: ResumableDep,
     owner: Annotated[str | None, Depends(_owner)],
 ) -> UploadAccepted | Response:
     """Accept an audio file (multipart field `file`). Answers 202 once every byte is
@@ -77,9 +66,9 @@ async def upload_audio(
         raise DependencyUnavailable("Kafka", detail="known down, refused before the body")
     client = client_key(request, owner)
     if tus.wants_tus(request):
-        return await tus.create(request, await get_resumable(request), token_id, owner, client)
+        return await tus.create(request, resumable, token_id, owner, client)
     if ietf.wants_ietf(request):
-        return await ietf.create(request, await get_resumable(request), token_id, owner, client)
+        return await ietf.create(request, resumable, token_id, owner, client)
     length = request.headers.get("content-length")
     declared = int(length) if length and length.isdigit() else None
     try:

@@ -7,11 +7,9 @@ from servicekit.serve import serve
 
 def main() -> None:
     settings = Settings()
-    app = create_app(settings)
-    # Shutdown first ends the open streams, so their clients resume elsewhere by
-    # Last-Event-ID instead of holding the shutdown (docs/architecture.md §9).
-    # Streams are written by the protocol itself (servicekit.detached, issue 14).
-    serve(app, settings, SERVICE, on_shutdown=app.state.services.drain, detached=True)
+    # Streams are written by the protocol itself (servicekit.detached, issue 14); the
+    # shutdown ends them first (the service's shutdown hook, notifier.app).
+    serve(create_app(settings), settings, SERVICE, detached=True)
 
 
 if __name__ == "__main__":

@@ -1,73 +1,149 @@
-"""The notifier's composition root: every dependency is built here, then the handler
-and the routes are registered with them (docs/architecture.md, "Adding a service")."""
+"""The notifier's composition root: its adapters, the rules around them, then the
+service wired with both (docs/architecture.md §15)."""
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
 from fastapi import FastAPI
 from faststream import AckPolicy
-from faststream.kafka import KafkaBroker, KafkaRouter
+from faststream.kafka import KafkaRouter
 
-from contracts import JobDeleted, topics
+from contracts import topics
 from notifier import gcpauses, handlers, progress, routes
-from notifier.adapters.kafka import KafkaDeadLetters, KafkaDeletions
+from notifier.adapters.kafka import KafkaDeletions
 from notifier.adapters.postgres import PostgresAppliedEvents, PostgresStore
 from notifier.deps import Services
 from notifier.fanout import FanOut
 from notifier.handlers import Erasures, Statuses
 from notifier.lifecycle import Deleter, Retention
 from notifier.listener import Listener
-from notifier.ports import Deletions, JobStore, Lifecycle
+from notifier.ports import AppliedEvents, Database, Deletions
+from notifier.progress import ProgressStreams
 from notifier.projector import Projector
 from notifier.settings import Settings
 from notifier.slots import StreamSlots
 from notifier.streams import Heartbeats
 from servicekit import http
 from servicekit.auth import owner_auth
-from servicekit.kafka import (
-    BATCH_TIMEOUT_MS,
-    broker_connected,
-    ensure_topics,
-    make_broker,
-    raw_body,
-    stop_if_fetching_ends,
-    wait_for_kafka,
-)
+from servicekit.kafka import BATCH_TIMEOUT_MS, DeadLetters, broker_connected, raw_body
 from servicekit.metrics import watch_consumer_lag
 from servicekit.postgres import connect
+from servicekit.service import Service
 from servicekit.tokens import JobTokens
 
 SERVICE = "notifier"
+DESCRIPTION = "Job progress as Server-Sent Events, replayable from PostgreSQL."
 
 
 @dataclass(frozen=True)
-class Handled:
-    """What :func:`create_broker` built around the adapters, for the app and for tests."""
+class Adapters:
+    """The notifier's PostgreSQL: the projection and lifecycle (``database``) and the
+    feed of what was applied (``applied``); tests pass fakes. Without ``deletions`` the
+    notifier announces deletions on its broker (``adapters/kafka.py``)."""
 
-    statuses: Statuses
-    erasures: Erasures
-    deletions: Deletions
+    database: Database
+    applied: AppliedEvents
+    deletions: Deletions | None = None
+
+    @classmethod
+    def real(cls, settings: Settings) -> "Adapters":
+        timeout = settings.database_timeout_seconds
+        store = PostgresStore(
+            settings.database_dsn,
+            settings.database_schema,
+            pool_size=settings.database_pool_size,
+            timeout_seconds=timeout,
+        )
+        applied = PostgresAppliedEvents(
+            lambda: connect(settings.database_dsn, timeout_seconds=timeout),
+            store.channel,
+            check_seconds=settings.listen_check_seconds,
+        )
+        return cls(store, applied)
 
 
-def create_broker(
-    settings: Settings, store: JobStore, lifecycle: Lifecycle
-) -> tuple[KafkaBroker, Handled]:
-    """The broker with the notifier's ``job.status`` subscriber, projecting into
-    ``store``, its ``job.deleted`` subscriber, erasing from ``lifecycle``, and its
-    ``job.deleted`` publisher; also what the handlers were given, for tests."""
-    broker = make_broker(
-        settings, SERVICE, "Projects job status changes and serves them as SSE streams."
+def create_app(settings: Settings | None = None, adapters: Adapters | None = None) -> FastAPI:
+    settings = settings or Settings()
+    adapters = adapters or Adapters.real(settings)
+    database = adapters.database
+    gcpauses.watch()
+    svc = Service(
+        settings,
+        name=SERVICE,
+        description=DESCRIPTION,
+        topics=(topics.JOB_STATUS, topics.JOB_DELETED),
     )
-    dead_letters = KafkaDeadLetters(broker)
-    statuses = Statuses(Projector(store), dead_letters)
-    broker.context.set_global("statuses", statuses)
-    erasures = Erasures(lifecycle, dead_letters)
-    broker.context.set_global("erasures", erasures)
+    dead_letters = DeadLetters(svc.broker, (topics.JOB_STATUS, topics.JOB_DELETED))
+    deletions = adapters.deletions or KafkaDeletions(svc.broker, settings.kafka_timeout_seconds)
 
+    fanout = FanOut(settings.sse_queue_size)
+    listener = Listener(
+        adapters.applied,
+        database,
+        fanout,
+        reconnect_seconds=settings.listen_reconnect_seconds,
+    )
+    retention = Retention(
+        database,
+        deletions,
+        retention_seconds=settings.job_retention_seconds,
+        tombstone_seconds=settings.job_tombstone_seconds,
+        interval_seconds=settings.job_retention_sweep_seconds,
+    )
+    # The identity provider's keys (JWKS, discovery): small, rare requests, bounded as
+    # the gateway bounds them.
+    http_client = httpx.AsyncClient(timeout=settings.kafka_timeout_seconds)
+    services = Services(
+        settings=settings,
+        tokens=JobTokens(
+            settings.job_token_secret.get_secret_value(), settings.job_token_ttl_seconds
+        ),
+        fanout=fanout,
+        slots=StreamSlots(
+            settings.sse_max_streams,
+            per_job=settings.sse_max_streams_per_job,
+            per_client=settings.sse_max_streams_per_client,
+        ),
+        history=database,
+        heartbeats=Heartbeats(settings.sse_heartbeat_seconds, settings.sse_max_stream_seconds),
+        auth=owner_auth(settings, http_client),
+        lifecycle=database,
+        deleter=Deleter(database, deletions),
+    )
+
+    async def listening() -> bool:
+        return listener.connected
+
+    svc.provide(Statuses, Statuses(Projector(database), dead_letters))
+    svc.provide(Erasures, Erasures(database, dead_letters))
+    svc.provide(Services, services)
+    streams = svc.provide(ProgressStreams, ProgressStreams(services, SERVICE, svc.ensure_available))
+    subscribe(svc, settings)
+    svc.on_stop(http_client.aclose)
+    svc.resource(database, "PostgreSQL")
+    svc.background(listener.run, name="applied-events-listener", before_broker=True)
+    svc.background(lambda: watch_consumer_lag(svc.broker), name="consumer-lag")
+    svc.background(retention.run, name="job-retention")  # it publishes
+    svc.readiness(database.ping, broker_connected(svc.broker), listening)
+    svc.on_started(gcpauses.settle)
+    # Shutdown first ends the open streams, so their clients resume elsewhere by
+    # Last-Event-ID instead of holding the shutdown (docs/architecture.md §9).
+    svc.on_shutdown(services.drain)
+    app = svc.app(title="notifier")
+    # Last-Event-ID: EventSource sends it on a reconnect, so a cross-origin stream resumes.
+    http.allow_origins(
+        app,
+        settings.cors_allowed_origins,
+        methods=["GET", "DELETE"],
+        headers=["Authorization", "Last-Event-ID"],
+    )
+    app.include_router(routes.router)
+    progress.serve_first(app, streams)
+    return app
+
+
+def subscribe(svc: Service, settings: Settings) -> None:
+    """The subscribers: ``job.status`` projected, ``job.deleted`` erased; both in batches."""
     router = KafkaRouter()
     router.subscriber(
         topics.JOB_STATUS,
@@ -102,116 +178,4 @@ def create_broker(
         "its id stays, so that its late events change nothing) and ends its progress "
         "streams on every replica.",
     )(handlers.on_jobs_deleted)
-    broker.include_router(router)
-    deleted = broker.publisher(
-        topics.JOB_DELETED,
-        title="job.deleted",
-        description="A job to erase everywhere: asked for by its holder or owner "
-        "(DELETE /jobs/{job_id}), or past the state's retention; keyed by job id.",
-        schema=JobDeleted,
-    )
-    deletions = KafkaDeletions(deleted, settings.kafka_timeout_seconds)
-    return broker, Handled(statuses, erasures, deletions)
-
-
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
-    gcpauses.watch()
-    timeout = settings.database_timeout_seconds
-    store = PostgresStore(
-        settings.database_dsn,
-        settings.database_schema,
-        pool_size=settings.database_pool_size,
-        timeout_seconds=timeout,
-    )
-    fanout = FanOut(settings.sse_queue_size)
-    listener = Listener(
-        PostgresAppliedEvents(
-            lambda: connect(settings.database_dsn, timeout_seconds=timeout),
-            store.channel,
-            check_seconds=settings.listen_check_seconds,
-        ),
-        store,
-        fanout,
-        reconnect_seconds=settings.listen_reconnect_seconds,
-    )
-    broker, handled = create_broker(settings, store, store)
-    # The identity provider's keys (JWKS, discovery): small, rare requests, bounded as
-    # the gateway bounds them.
-    http_client = httpx.AsyncClient(timeout=settings.kafka_timeout_seconds)
-    retention = Retention(
-        store,
-        handled.deletions,
-        retention_seconds=settings.job_retention_seconds,
-        tombstone_seconds=settings.job_tombstone_seconds,
-        interval_seconds=settings.job_retention_sweep_seconds,
-    )
-    services = Services(
-        settings=settings,
-        tokens=JobTokens(
-            settings.job_token_secret.get_secret_value(), settings.job_token_ttl_seconds
-        ),
-        fanout=fanout,
-        slots=StreamSlots(
-            settings.sse_max_streams,
-            per_job=settings.sse_max_streams_per_job,
-            per_client=settings.sse_max_streams_per_client,
-        ),
-        history=store,
-        heartbeats=Heartbeats(settings.sse_heartbeat_seconds, settings.sse_max_stream_seconds),
-        auth=owner_auth(settings, http_client),
-        lifecycle=store,
-        deleter=Deleter(store, handled.deletions),
-    )
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await wait_for_kafka(settings.kafka_bootstrap_servers, settings.kafka_wait_seconds)
-        await ensure_topics(
-            settings.kafka_bootstrap_servers,
-            settings.kafka_topic_partitions,
-            [topics.JOB_STATUS, topics.JOB_DELETED],
-            replication_factor=settings.kafka_replication_factor,
-            min_insync_replicas=settings.kafka_min_insync_replicas,
-        )
-        async with AsyncExitStack() as stack:
-            stack.push_async_callback(http_client.aclose)
-            await stack.enter_async_context(store)
-            for work in (listener.run(), watch_consumer_lag(broker)):
-                stack.push_async_callback(_cancel, asyncio.create_task(work))
-            await broker.start()
-            stack.push_async_callback(broker.stop)
-            # It publishes: once the broker runs, and stopped before it.
-            stack.push_async_callback(_cancel, asyncio.create_task(retention.run()))
-            stop_if_fetching_ends(broker)
-            gcpauses.settle()
-            yield
-
-    async def listening() -> bool:
-        return listener.connected
-
-    app = http.create_app(
-        title="notifier",
-        service=SERVICE,
-        description="Job progress as Server-Sent Events, replayable from PostgreSQL.",
-        lifespan=lifespan,
-        readiness=[store.ping, broker_connected(broker), listening],
-    )
-    # Last-Event-ID: EventSource sends it on a reconnect, so a cross-origin stream resumes.
-    http.allow_origins(
-        app,
-        settings.cors_allowed_origins,
-        methods=["GET", "DELETE"],
-        headers=["Authorization", "Last-Event-ID"],
-    )
-    app.state.services = services
-    app.state.broker = broker
-    app.include_router(routes.router)
-    progress.serve_first(app, progress.ProgressStreams(services, SERVICE))
-    return app
-
-
-async def _cancel(task: "asyncio.Task[None]") -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    svc.broker.include_router(router)

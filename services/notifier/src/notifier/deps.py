@@ -1,10 +1,10 @@
-"""What the HTTP routes need, built once in :mod:`notifier.app` and handed to them as
-FastAPI dependencies (``ServicesDep``)."""
+"""What the HTTP routes take, built once in :mod:`notifier.app` and provided by type
+(``servicekit.service.provided``): one ``Annotated`` dependency, declared here once."""
 
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
 from notifier.fanout import FanOut
 from notifier.lifecycle import Deleter
@@ -13,6 +13,7 @@ from notifier.settings import Settings
 from notifier.slots import StreamSlots
 from notifier.streams import Heartbeats
 from servicekit.auth import OwnerAuth
+from servicekit.service import provided
 from servicekit.tokens import JobTokens
 
 
@@ -41,9 +42,4 @@ class Services:
         self.fanout.close_all()
 
 
-async def _services(request: Request) -> Services:  # async: no worker thread per request
-    services: Services = request.app.state.services
-    return services
-
-
-ServicesDep = Annotated[Services, Depends(_services)]
+ServicesDep = Annotated[Services, Depends(provided(Services))]

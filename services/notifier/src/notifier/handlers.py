@@ -2,8 +2,8 @@
 and batches of `job.deleted` erasures out of it.
 
 :func:`on_job_statuses` and :func:`on_jobs_deleted` are plain functions of the message
-and the notifier's dependencies (:class:`Statuses`, :class:`Erasures`, from the broker's
-context); :mod:`notifier.app` registers them as batch subscribers.
+and the notifier's dependencies (:class:`Statuses`, :class:`Erasures`, provided by type:
+``servicekit.service.Provided``); :mod:`notifier.app` registers them as batch subscribers.
 
 Messages come in batches (whatever has arrived, up to :data:`MAX_BATCH`) and each batch
 is recorded in one transaction, so the projection keeps up with bursts. Offsets are
@@ -27,13 +27,8 @@ from contracts import Erase, JobDeleted, JobStatusChanged, headers, topics
 from notifier.ports import DeadLetters, Lifecycle
 from notifier.projector import Projector
 from servicekit.http import DependencyUnavailable
-from servicekit.kafka import (
-    InlineContext,
-    MessageParam,
-    PoisonMessage,
-    decode_event,
-    decode_job_deleted,
-)
+from servicekit.kafka import MessageParam, PoisonMessage, decode_event, decode_job_deleted
+from servicekit.service import Provided
 
 log = logging.getLogger(__name__)
 _TRACER = trace.get_tracer(__name__)
@@ -71,7 +66,7 @@ def parse(message_headers: dict[str, Any], body: bytes) -> tuple[str, JobStatusC
 
 
 async def on_job_statuses(
-    message: MessageParam, statuses: Annotated[Statuses, InlineContext()]
+    message: MessageParam, statuses: Annotated[Statuses, Provided(Statuses)]
 ) -> None:
     # A batch subscriber: a tuple of records.
     records = cast("tuple[ConsumerRecord[bytes, bytes], ...]", message.raw_message)
@@ -129,7 +124,7 @@ class Erasures:
 
 
 async def on_jobs_deleted(
-    message: MessageParam, erasures: Annotated[Erasures, InlineContext()]
+    message: MessageParam, erasures: Annotated[Erasures, Provided(Erasures)]
 ) -> None:
     """Erase each deleted job's state and history, leaving its tombstone, in one
     transaction per batch; committed only once that is durable (docs/architecture.md

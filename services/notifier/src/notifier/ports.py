@@ -107,6 +107,10 @@ class Lifecycle(Protocol):
         """Forget tombstones older than that; how many."""
 
 
+class Database(JobStore, Lifecycle, Protocol):
+    """The notifier's PostgreSQL: the projection and the jobs' lifecycle, in its schema."""
+
+
 class Deletions(Protocol):
     """Where a deletion is announced: ``job.deleted``, which every service erases from."""
 

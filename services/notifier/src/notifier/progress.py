@@ -21,10 +21,11 @@ such requests back here.
 
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from typing import Annotated
 from urllib.parse import parse_qsl
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -44,6 +45,7 @@ from servicekit.http import (
     error_response,
 )
 from servicekit.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from servicekit.service import provided
 from servicekit.tokens import authorize, presented_tokens
 
 log = logging.getLogger(__name__)
@@ -89,9 +91,14 @@ class ProgressStreams:
     and uvicorn's request cycle end here: the open stream is its
     :class:`notifier.streams.Stream` record, written by the fan-out."""
 
-    def __init__(self, services: Services, service: str) -> None:
+    def __init__(
+        self, services: Services, service: str, available: Callable[[], None] = lambda: None
+    ) -> None:
         self.services = services
         self.service = service
+        self.available = available
+        """Raises ``DependencyUnavailable`` (a 503) while the service's start waits for a
+        dependency (``servicekit.service.Service.ensure_available``)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
@@ -135,6 +142,7 @@ class ProgressStreams:
         """The checks, and where the stream starts, all before any byte is sent (a
         database outage is a 503, not a broken 200); None when the client already has
         the final event. The stream's live subscription, holding its slots."""
+        self.available()
         services = self.services
         request = Request(scope)
         query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
@@ -187,6 +195,11 @@ class _FastPath:
         return self.app(scope, receive, send)
 
 
+ProgressDep = Annotated[ProgressStreams, Depends(provided(ProgressStreams))]
+"""The endpoint, for the route's declaration (declared here, not in :mod:`notifier.deps`,
+whose ``Services`` the endpoint itself takes)."""
+
+
 def serve_first(app: FastAPI, endpoint: ProgressStreams) -> None:
     """Answer the route's GETs with ``endpoint`` before ``app``'s middleware stack.
 
@@ -194,7 +207,6 @@ def serve_first(app: FastAPI, endpoint: ProgressStreams) -> None:
     (``servicekit.compat.starlette``), so the CORS settings the app has by that time
     (``servicekit.http.allow_origins``) apply to the stream too, in Starlette's own
     ``CORSMiddleware``."""
-    app.state.progress = endpoint
 
     def in_front(stack: ASGIApp) -> ASGIApp:
         front: ASGIApp = endpoint

@@ -10,7 +10,7 @@ from notifier import owners
 from notifier.access import deleting_owner, job_id_of
 from notifier.deps import Services, ServicesDep
 from notifier.lifecycle import Deletion
-from notifier.progress import EventStreamResponse
+from notifier.progress import EventStreamResponse, ProgressDep
 from servicekit.http import ApiError
 from servicekit.tokens import authorize, presented_tokens
 
@@ -55,7 +55,7 @@ def _authorized_job(services: Services, request: Request, raw_id: str, token: st
 )
 async def analysis_progress(
     job_id: str,
-    request: Request,
+    endpoint: ProgressDep,
     access_token: AccessToken = None,
     last_event_id: Annotated[
         str | None, Query(description="Resume after this event id (as `Last-Event-ID`).")
@@ -68,7 +68,7 @@ async def analysis_progress(
     410). Each event's `id` lets a reconnect resume exactly."""
     # Served by notifier.progress before FastAPI's routing (issue 14); this declaration
     # documents the route and hands back what reaches it (other methods, e.g. HEAD).
-    return EventStreamResponse(request.app.state.progress)
+    return EventStreamResponse(endpoint)
 
 
 @router.get("/jobs/{job_id}", responses={404: {"description": "No event yet."}, **_ERRORS})

@@ -22,9 +22,6 @@ class Settings(DatabaseSettings, OwnerAuthSettings):
         description="Kafka consumer group that writes the projection; its deletions are "
         "consumed in `<group>.deletions`.",
     )
-    kafka_wait_seconds: float = Field(
-        default=60.0, gt=0, description="How long to wait for Kafka at start."
-    )
     kafka_timeout_seconds: float = Field(
         default=5.0,
         gt=0,

@@ -1,26 +1,17 @@
-"""The uploader's composition root: every dependency is built here, then the handler
-and the routes are registered with them (docs/architecture.md, "Adding a service")."""
+"""The uploader's composition root: its adapters, the rules around them, then the
+service wired with both (docs/architecture.md §15)."""
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 
 from fastapi import FastAPI
-from faststream.kafka import KafkaBroker, KafkaRouter
+from faststream.kafka import KafkaRouter
 from faststream.middlewares import AckPolicy
 
-from contracts import AudioStored, JobDeleted, JobStatusChanged, topics
-from servicekit import http
-from servicekit.kafka import (
-    broker_connected,
-    make_broker,
-    prepare_kafka,
-    raw_body,
-    retention_configs,
-    stop_if_fetching_ends,
-)
+from contracts import topics
+from servicekit.kafka import broker_connected, raw_body, retention_configs
 from servicekit.metrics import watch_consumer_lag
+from servicekit.service import Service
 from uploader import handlers
 from uploader.adapters.kafka import KafkaEventPublisher
 from uploader.adapters.postgres import PostgresCheckpoints
@@ -29,12 +20,100 @@ from uploader.adapters.s3 import S3ObjectStore
 from uploader.assembly import Assembler
 from uploader.erasure import Erasure
 from uploader.handlers import Rebalance, Uploads
-from uploader.ports import CheckpointStore, ChunkSource, ObjectStore, Tombstones
+from uploader.ports import ChunkSource, Database, ObjectStore
 from uploader.retention import Retention
 from uploader.settings import Settings
 from uploader.sweeper import sweep_forever
 
 SERVICE = "uploader"
+DESCRIPTION = "Consumes audio.upload and writes each job's audio to S3."
+
+
+@dataclass(frozen=True)
+class Adapters:
+    """The uploader's systems besides Kafka; unit tests pass fakes. Without ``chunks``
+    the memory budget is not enforced (nothing can be read back)."""
+
+    store: ObjectStore
+    database: Database
+    chunks: ChunkSource | None = None
+
+    @classmethod
+    def real(cls, settings: Settings) -> "Adapters":
+        return cls(
+            S3ObjectStore(settings),
+            PostgresCheckpoints(settings),
+            KafkaChunkReader(settings, settings.reread_timeout_seconds),
+        )
+
+
+def create_app(settings: Settings | None = None, adapters: Adapters | None = None) -> FastAPI:
+    settings = settings or Settings()
+    adapters = adapters or Adapters.real(settings)
+    store, database = adapters.store, adapters.database
+    svc = Service(
+        settings, name=SERVICE, description=DESCRIPTION, topic_configs=topic_configs(settings)
+    )
+    events = KafkaEventPublisher(svc.broker)
+
+    assembler = Assembler(
+        store,
+        events,
+        settings.s3_bucket,
+        settings.key_prefix,
+        settings.part_bytes,
+        progress_interval=settings.progress_interval_seconds,
+        checkpoints=database,
+        budget=settings.memory_budget_bytes,
+        chunks=adapters.chunks,
+        tombstones=database,
+    )
+    uploads = Uploads(assembler, events)
+    erasure = Erasure(
+        assembler,
+        uploads.tracker,
+        uploads.lock,
+        database,
+        database,
+        store,
+        events,
+        settings.key_prefix,
+    )
+    retention = Retention(
+        store,
+        events,
+        database,
+        database,
+        prefix=settings.key_prefix,
+        audio_seconds=settings.audio_retention_seconds,
+        tombstone_seconds=settings.job_tombstone_seconds,
+        interval_seconds=settings.audio_retention_sweep_seconds,
+    )
+    stale = timedelta(seconds=settings.stale_upload_seconds)
+
+    async def sweep_stale_uploads() -> None:
+        await sweep_forever(
+            store,
+            settings.key_prefix,
+            stale,
+            settings.stale_sweep_interval_seconds,
+            assembler.owned_uploads,
+            assembler.checkpointed_uploads,
+            timedelta(seconds=settings.upload_max_age_seconds) + stale,
+            database.delete,
+        )
+
+    svc.provide(Uploads, uploads)
+    svc.provide(Erasure, erasure)
+    subscribe(svc, settings, uploads)
+    svc.resource(store, "S3")
+    svc.resource(database, "PostgreSQL")
+    svc.resource(adapters.chunks, "Kafka")
+    svc.background(sweep_stale_uploads, name="stale-uploads")
+    svc.background(retention.run, name="audio-retention")  # it publishes
+    svc.background(lambda: watch_consumer_lag(svc.broker), name="consumer-lag")
+    svc.readiness(broker_connected(svc.broker))
+    return svc.app(title="audiopipe uploader")
 
 
 def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
@@ -44,45 +123,8 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     return {topics.AUDIO_UPLOAD: kept, topics.dead_letter(topics.AUDIO_UPLOAD): kept}
 
 
-def create_broker(
-    settings: Settings,
-    store: ObjectStore,
-    checkpoints: CheckpointStore | None = None,
-    chunks: ChunkSource | None = None,
-    tombstones: Tombstones | None = None,
-) -> tuple[KafkaBroker, Uploads]:
-    """The broker with the uploader's publishers and its ``audio.upload`` subscriber,
-    wired to ``store``, and, given ``checkpoints`` and ``tombstones``, its ``job.deleted``
-    subscriber; also what the handler was given, for the app and for tests. Without
-    ``chunks`` (unit tests) the memory budget is not enforced."""
-    broker = make_broker(settings, SERVICE, "Streams uploads from Kafka into S3.")
-    broker.publisher(topics.AUDIO_STORED, schema=AudioStored, description="Audio is in S3.")
-    broker.publisher(
-        topics.JOB_STATUS, schema=JobStatusChanged, description="`uploading`, `uploaded`, `failed`."
-    )
-    broker.publisher(
-        topics.JOB_DELETED,
-        title="job.deleted",
-        schema=JobDeleted,
-        description="The audio's retention: a recording stored longer than "
-        "AUDIO_RETENTION_SECONDS ago is erased (reason `retention`, erase `audio`).",
-    )
-    events = KafkaEventPublisher(broker)
-    assembler = Assembler(
-        store,
-        events,
-        settings.s3_bucket,
-        settings.key_prefix,
-        settings.part_bytes,
-        progress_interval=settings.progress_interval_seconds,
-        checkpoints=checkpoints,
-        budget=settings.memory_budget_bytes,
-        chunks=chunks,
-        tombstones=tombstones,
-    )
-    uploads = Uploads(assembler, events)
-    broker.context.set_global("uploads", uploads)
-
+def subscribe(svc: Service, settings: Settings, uploads: Uploads) -> None:
+    """The subscribers: ``audio.upload`` into S3, ``job.deleted`` erased."""
     router = KafkaRouter()
     router.subscriber(
         topics.AUDIO_UPLOAD,
@@ -102,89 +144,17 @@ def create_broker(
         title="audio.upload",
         description="Reassembles uploads into S3 objects.",
     )(handlers.on_upload)
-    if checkpoints is not None and tombstones is not None:
-        erasure = Erasure(
-            assembler,
-            uploads.tracker,
-            uploads.lock,
-            tombstones,
-            checkpoints,
-            store,
-            events,
-            settings.key_prefix,
-        )
-        broker.context.set_global("erasure", erasure)
-        router.subscriber(
-            topics.JOB_DELETED,
-            # Its own group: erasures do not wait for uploads' commits, nor hold them.
-            group_id=settings.deletion_consumer_group,
-            auto_offset_reset="earliest",
-            # Committed once the erasure is done; on an error it comes again.
-            ack_policy=AckPolicy.NACK_ON_ERROR,
-            decoder=raw_body,
-            title="job.deleted:uploader",
-            description="Erases a deleted job's audio: no later message of it is stored (a "
-            "tombstone), its open upload is dropped, its multipart upload aborted, its "
-            "checkpoint and its object deleted.",
-        )(handlers.on_deleted)
-    broker.include_router(router)
-    return broker, uploads
-
-
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
-    store = S3ObjectStore(settings)
-    database = PostgresCheckpoints(settings)
-    chunks = KafkaChunkReader(settings, settings.reread_timeout_seconds)
-    broker, uploads = create_broker(settings, store, database, chunks, database)
-    retention = Retention(
-        store,
-        uploads.events,
-        database,
-        database,
-        prefix=settings.key_prefix,
-        audio_seconds=settings.audio_retention_seconds,
-        tombstone_seconds=settings.job_tombstone_seconds,
-        interval_seconds=settings.audio_retention_sweep_seconds,
-    )
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with AsyncExitStack() as stack:
-            await stack.enter_async_context(store)
-            await stack.enter_async_context(database)
-            await prepare_kafka(settings, configs=topic_configs(settings))
-            await stack.enter_async_context(chunks)
-            await broker.start()
-            stack.push_async_callback(broker.stop)
-            stop_if_fetching_ends(broker)
-            stale = timedelta(seconds=settings.stale_upload_seconds)
-            sweeper = asyncio.create_task(
-                sweep_forever(
-                    store,
-                    settings.key_prefix,
-                    stale,
-                    settings.stale_sweep_interval_seconds,
-                    uploads.assembler.owned_uploads,
-                    uploads.assembler.checkpointed_uploads,
-                    timedelta(seconds=settings.upload_max_age_seconds) + stale,
-                    database.delete,
-                )
-            )
-            stack.callback(sweeper.cancel)
-            # It publishes: once the broker runs, and stopped before it.
-            sweeping = asyncio.create_task(retention.run())
-            stack.callback(sweeping.cancel)
-            lag = asyncio.create_task(watch_consumer_lag(broker))
-            stack.callback(lag.cancel)
-            yield
-
-    app = http.create_app(
-        title="audiopipe uploader",
-        service=SERVICE,
-        description="Consumes audio.upload and writes each job's audio to S3.",
-        lifespan=lifespan,
-        readiness=[broker_connected(broker)],
-    )
-    app.state.broker = broker
-    return app
+    router.subscriber(
+        topics.JOB_DELETED,
+        # Its own group: erasures do not wait for uploads' commits, nor hold them.
+        group_id=settings.deletion_consumer_group,
+        auto_offset_reset="earliest",
+        # Committed once the erasure is done; on an error it comes again.
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=raw_body,
+        title="job.deleted:uploader",
+        description="Erases a deleted job's audio: no later message of it is stored (a "
+        "tombstone), its open upload is dropped, its multipart upload aborted, its "
+        "checkpoint and its object deleted.",
+    )(handlers.on_deleted)
+    svc.broker.include_router(router)

@@ -2,10 +2,11 @@
 what is durable) and ``job.deleted`` (erase the job).
 
 :func:`on_upload` and :func:`on_deleted` are plain functions of the message and the
-uploader's dependencies (:class:`Uploads`, :class:`uploader.erasure.Erasure`, from the
-broker's context); :mod:`uploader.app` registers them. Both consumers run on one event
-loop and share the open jobs: :attr:`Uploads.lock` lets an erasure drop a job only
-between two ``audio.upload`` messages, never in the middle of one.
+uploader's dependencies (:class:`Uploads`, :class:`uploader.erasure.Erasure`, provided
+by type: ``servicekit.service.Provided``); :mod:`uploader.app` registers them. Both
+consumers run on one event loop and share the open jobs: :attr:`Uploads.lock` lets an
+erasure drop a job only between two ``audio.upload`` messages, never in the middle of
+one.
 """
 
 import asyncio
@@ -24,13 +25,13 @@ from contracts import CeType, UploadAborted, UploadFinished, UploadStarted, head
 from servicekit.http import DependencyUnavailable
 from servicekit.kafka import (
     ConsumerParam,
-    InlineContext,
     MessageParam,
     PoisonMessage,
     decode_event,
     decode_job_deleted,
 )
 from servicekit.logs import job_id_var
+from servicekit.service import Provided
 from uploader.assembly import Assembler
 from uploader.erasure import Erasure
 from uploader.offsets import CommitTracker
@@ -102,7 +103,7 @@ class Rebalance(ConsumerRebalanceListener):
 
 
 async def on_upload(
-    message: MessageParam, consumer: ConsumerParam, uploads: Annotated[Uploads, InlineContext()]
+    message: MessageParam, consumer: ConsumerParam, uploads: Annotated[Uploads, Provided(Uploads)]
 ) -> None:
     # One record: a single (not batch) subscriber.
     record = cast("ConsumerRecord[bytes, bytes]", message.raw_message)
@@ -195,7 +196,7 @@ RETRY_PAUSE_SECONDS = 1.0
 """Pause before an erasure that failed comes again, so an outage is not a busy loop."""
 
 
-async def on_deleted(message: MessageParam, erasure: Annotated[Erasure, InlineContext()]) -> None:
+async def on_deleted(message: MessageParam, erasure: Annotated[Erasure, Provided(Erasure)]) -> None:
     """Erase the job (:mod:`uploader.erasure`); committed once that is durable (the
     subscriber's ``NACK_ON_ERROR``): an outage raises, and the message comes again."""
     raw = message.raw_message

@@ -143,6 +143,11 @@ class SweepLock(Protocol):
         ...
 
 
+class Database(CheckpointStore, Tombstones, SweepLock, Protocol):
+    """The uploader's PostgreSQL: checkpoints, tombstones and the sweep lock, in its
+    schema."""
+
+
 class ChunkSource(Protocol):
     """``audio.upload`` again, record by record: where the uploader reads back the part
     of a job it let go to stay within its memory budget (docs/architecture.md §12)."""

@@ -1,6 +1,9 @@
 """The Kafka producer adapter: :class:`gateway.ports.UploadSink` on the service's
 FastStream broker. Every aiokafka error (and a bounded wait that ran out) leaves it as
-:class:`gateway.ports.SinkError`, from a send and from its acknowledgement alike."""
+:class:`gateway.ports.SinkError`, from a send and from its acknowledgement alike.
+
+Each topic it writes is a publisher declared here, on the service's broker, and sent
+through: the AsyncAPI document (``make docs``) lists exactly what goes out."""
 
 import asyncio
 from collections.abc import Awaitable, Callable
@@ -9,7 +12,17 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aiokafka.structs import RecordMetadata
 from faststream.kafka import KafkaBroker
 
-from contracts import CE_TYPE_OF, CeType, Event, headers, topics
+from contracts import (
+    CE_TYPE_OF,
+    CeType,
+    Event,
+    JobStatusChanged,
+    UploadAborted,
+    UploadFinished,
+    UploadStarted,
+    headers,
+    topics,
+)
 from gateway.ports import Ack, SinkError
 from gateway.reachability import Reachability
 from servicekit.compat.faststream import admin_client
@@ -22,7 +35,18 @@ class KafkaUploadSink:
     def __init__(
         self, broker: KafkaBroker, reachability: Reachability, timeout_seconds: float
     ) -> None:
-        self._broker = broker
+        self._publishers = {
+            topics.AUDIO_UPLOAD: broker.publisher(
+                topics.AUDIO_UPLOAD,
+                title="audio.upload",
+                description="UploadStarted, raw chunk messages (ce_sequence header), then "
+                "UploadFinished or UploadAborted; keyed by job id.",
+                schema=UploadStarted | UploadFinished | UploadAborted,
+            ),
+            topics.JOB_STATUS: broker.publisher(
+                topics.JOB_STATUS, description="`accepted`", schema=JobStatusChanged
+            ),
+        }
         self._reachability = reachability
         self._timeout = timeout_seconds
 
@@ -56,8 +80,8 @@ class KafkaUploadSink:
         # instead of waiting one round trip each. The publish itself waits while the
         # partition's send buffer is full (the broker is not taking batches): bounded,
         # and a sign that the broker is down. Cancelling it drops the message unsent.
-        publish = self._broker.publish(
-            value, topic, key=job_id.encode(), headers=hdrs, no_confirm=True
+        publish = self._publishers[topic].publish(
+            value, key=job_id.encode(), headers=hdrs, no_confirm=True
         )
         try:
             future = await self._reachability.unless_down(publish, self._timeout)

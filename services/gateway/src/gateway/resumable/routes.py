@@ -5,12 +5,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
+from gateway.deps import AuthDep, ResumableDep
 from gateway.limits import client_key
 from gateway.ports import UploadRow
 from gateway.resumable import ietf, tus
-from gateway.resumable.uploads import Resumable
-from servicekit.auth import OwnerAuth
-from servicekit.http import ApiError, ErrorBody, from_state
+from servicekit.http import ErrorBody
 from servicekit.tokens import presented_tokens
 
 router = APIRouter()
@@ -21,15 +20,6 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
-async def get_resumable(request: Request) -> Resumable:
-    resumable: Resumable | None = getattr(request.app.state, "resumable", None)
-    if resumable is None:
-        raise ApiError(503, "unavailable", "resumable uploads are not available")
-    return resumable
-
-
-ResumableDep = Annotated[Resumable, Depends(get_resumable)]
-AuthDep = Annotated[OwnerAuth, Depends(from_state(OwnerAuth, "auth"))]
 JobId = Annotated[
     str, Path(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 ]

@@ -1,35 +1,33 @@
-"""The notifier's side of Kafka besides its subscribers: :class:`notifier.ports.DeadLetters`
-and :class:`notifier.ports.Deletions`."""
+"""The notifier's side of Kafka besides its subscribers: :class:`notifier.ports.Deletions`
+(its dead letters are ``servicekit.kafka.DeadLetters``).
+
+The topic it writes is a publisher declared here, on the service's broker, and sent
+through: the AsyncAPI document (``make docs``) lists exactly what goes out."""
 
 import asyncio
 
 from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
-from faststream.kafka.publisher import DefaultPublisher
 
-from contracts import CE_TYPE_OF, JobDeleted
+from contracts import CE_TYPE_OF, JobDeleted, topics
 from servicekit.http import DependencyUnavailable
-from servicekit.kafka import ce_headers, ce_source, dead_letter
+from servicekit.kafka import ce_headers, ce_source
 
 SOURCE = ce_source("notifier")
 
 
-class KafkaDeadLetters:
-    def __init__(self, broker: KafkaBroker) -> None:
-        self._broker = broker
-
-    async def dead_letter(
-        self, topic: str, key: bytes | None, value: bytes, headers: dict[str, str], reason: str
-    ) -> None:
-        await dead_letter(self._broker, topic, key, value, headers, reason)
-
-
 class KafkaDeletions:
-    """Publishes through the broker's declared ``job.deleted`` publisher, so that what
-    goes out is what the AsyncAPI document says."""
+    """Publishes ``job.deleted``, waiting at most ``timeout_seconds`` for the broker's
+    acknowledgement."""
 
-    def __init__(self, publisher: DefaultPublisher, timeout_seconds: float) -> None:
-        self._publisher = publisher
+    def __init__(self, broker: KafkaBroker, timeout_seconds: float) -> None:
+        self._publisher = broker.publisher(
+            topics.JOB_DELETED,
+            title="job.deleted",
+            description="A job to erase everywhere: asked for by its holder or owner "
+            "(DELETE /jobs/{job_id}), or past the state's retention; keyed by job id.",
+            schema=JobDeleted,
+        )
         self._timeout = timeout_seconds
 
     async def publish(self, event: JobDeleted) -> None:
