@@ -76,6 +76,26 @@ def test_decodes_every_format_at_its_own_rate_and_channels(tmp_path, format, sub
     assert len(features.envelope) >= 190  # a length hint even where none is announced
 
 
+def with_chunk_before_data(wav: bytes, chunk: bytes) -> bytes:
+    """A WAV with ``chunk`` between its ``fmt `` and ``data`` chunks, sizes kept right."""
+    at = wav.index(b"data")
+    body = wav[12:at] + chunk + wav[at:]
+    return b"RIFF" + struct.pack("<I", len(body) + 4) + b"WAVE" + body
+
+
+def test_a_wav_whose_data_starts_past_the_short_probe_decodes_whole(tmp_path):
+    """WAV and AIFF are probed over 32 KiB only (decode._HEADER_PROBE): metadata chunks
+    larger than that before the samples change nothing."""
+    wav = clip("WAV", "PCM_16")
+    metadata = b"LIST" + struct.pack("<I", 100_000) + b"INFO" + b"\0" * 99_996
+    path = tmp_path / "tagged"
+    path.write_bytes(with_chunk_before_data(wav, metadata))
+    features = decode_file(path)
+    assert (features.format, features.subtype) == ("WAV", "PCM_16")
+    assert (features.sample_rate, features.channels, features.frames) == (44_100, 2, 88_200)
+    assert features.rms_dbfs == pytest.approx(-9.03, abs=0.01)
+
+
 def test_mediarecorder_webm_announces_no_length_and_its_duration_is_what_decodes(tmp_path):
     import av
 

@@ -58,6 +58,10 @@ _OPEN_OPTIONS: Final = {
     "format_whitelist": "wav,aiff,flac,mp3,ogg,matroska,mov,aac",
     "protocol_whitelist": "file",
 }
+_HEADER_PROBE: Final = {"probesize": "32768"}
+"""For WAV and AIFF, whose header chunks say everything FFmpeg's probe would find: it
+otherwise reads up to 5 MB of packets first, 17 ms of CPU for a 3 s WAV against 2.5 ms
+(issue 21, bench/results/profile-jobs.md)."""
 # Containers whose announced length is exact (a header field, a sample table, the last
 # Ogg granule position); elsewhere it is an estimate from the bit rate. MP3 is exact only
 # with a Xing/Info/VBRI frame, decided from the file's head.
@@ -117,7 +121,8 @@ class AudioDecoder:
         if self._head.cut_off:  # known before decoding anything: say so at once
             raise _invalid(f"the file is cut off: {self._head.cut_off}")
         try:
-            self._container: InputContainer = av.open(str(path), options=_OPEN_OPTIONS)
+            options = _OPEN_OPTIONS | (_HEADER_PROBE if self._head.riff else {})
+            self._container: InputContainer = av.open(str(path), options=options)
         except av.error.FFmpegError as exc:
             raise _invalid(_open_problem(exc)) from None
         try:

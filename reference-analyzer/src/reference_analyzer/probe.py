@@ -59,6 +59,8 @@ class FileHead:
     """Why the file is evidently incomplete, or None."""
     flac_bits: int | None = None
     """Bits per sample of a FLAC file (its STREAMINFO block), e.g. 16 or 24."""
+    riff: bool = False
+    """A RIFF (WAV) or IFF (AIFF) file: its header chunk describes the stream entirely."""
 
 
 def read_head(path: Path) -> FileHead:
@@ -83,7 +85,12 @@ def read_head(path: Path) -> FileHead:
             cut_off = cut_off or _xing_cut_off(frame, size)
     webm = head.startswith(_EBML_MAGIC) and b"webm" in head[:64]
     return FileHead(
-        size=size, webm=webm, mp3_length=mp3_length, cut_off=cut_off, flac_bits=_flac_bits(head)
+        size=size,
+        webm=webm,
+        mp3_length=mp3_length,
+        cut_off=cut_off,
+        flac_bits=_flac_bits(head),
+        riff=head[:4] in (b"RIFF", b"FORM"),
     )
 
 
