@@ -85,8 +85,9 @@ async def test_a_job_moves_the_counters_of_every_service(
     # Downstream services may also be working through jobs that other tests left on the
     # shared topics: at least this job's share moved.
     assert moved("analyzer-bridge", "audiopipe_analysis_requests_total", outcome="accepted") >= 1
+    # Only the final webhook for certain: progress is reported by time, and this short
+    # analysis ends before the reference analyzer's first progress report is due.
     assert moved("analyzer-bridge", "audiopipe_webhooks_total", outcome="final") >= 1
-    assert moved("analyzer-bridge", "audiopipe_webhooks_total", outcome="progress") >= 1
     assert moved("notifier", "audiopipe_jobs_finished_total", status="completed") >= 1
     for service in ("uploader", "analyzer-bridge", "notifier"):
         assert moved(service, "faststream_received_messages_total") >= 1, service

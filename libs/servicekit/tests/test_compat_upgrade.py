@@ -290,6 +290,51 @@ async def test_faststream_kafka_subscriber_and_broker_keep_what_the_layer_reads(
         faststream.admin_client(broker)
 
 
+class _Consumer:
+    """An aiokafka consumer's ``getmany`` that answers from a list and notes each call."""
+
+    def __init__(self, *answers: dict[str, list[int]]) -> None:
+        self.answers = list(answers)
+        self.calls: list[dict[str, Any]] = []
+
+    async def getmany(self, **kwargs: Any) -> dict[str, list[int]]:
+        self.calls.append(kwargs)
+        return self.answers.pop(0)
+
+
+async def test_faststream_batch_subscriber_polls_as_the_prompt_one_replaces(monkeypatch) -> None:
+    from faststream.kafka.subscriber import usecase
+
+    broker = KafkaBroker()
+    batch = broker.subscriber("compat-batch", batch=True, batch_timeout_ms=321, max_records=7)
+    single = broker.subscriber("compat-single")
+    assert type(batch) is usecase.BatchSubscriber, reread(
+        "faststream", "faststream", "batch=True no longer makes a BatchSubscriber"
+    )
+    assert (batch.batch_timeout_ms, batch.max_records) == (321, 7), reread(
+        "faststream", "faststream", "BatchSubscriber.batch_timeout_ms / .max_records changed"
+    )
+    # FastStream's own: getmany with the subscriber's timeout, then a sleep when empty.
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(usecase.anyio, "sleep", sleep)
+    assert await batch.get_msg(_Consumer({})) == ()
+    assert slept == [0.321], reread(
+        "faststream",
+        "faststream",
+        "BatchSubscriber.get_msg no longer sleeps after an empty poll: prompt_batches may go",
+    )
+    assert faststream.prompt_batches(broker) == 1 and type(single) is not type(batch)
+    consumer = _Consumer({}, {"tp-0": [1, 2], "tp-1": [3]})
+    assert await batch.get_msg(consumer) == ()  # empty: straight back, no sleep
+    assert await batch.get_msg(consumer) == (1, 2, 3)
+    assert slept == [0.321]
+    assert consumer.calls == [{"timeout_ms": 321, "max_records": 7}] * 2
+
+
 # --- aiokafka (servicekit/compat/aiokafka.py) -----------------------------------------
 
 

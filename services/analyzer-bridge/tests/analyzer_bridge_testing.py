@@ -124,6 +124,7 @@ class ReferenceServer:
             "retry_max_delay_seconds": 0.5,
             "retry_after_seconds": 1,
             "block_frames": 4096,
+            "progress_interval_seconds": 0,  # every step: the tests follow its forwarding
             **settings,
         }
         self.settings = ReferenceSettings.model_validate(values)

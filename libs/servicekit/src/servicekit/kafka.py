@@ -69,15 +69,13 @@ TOPIC_MAX_MESSAGE_BYTES = MAX_MESSAGE_BYTES + 64 * 1024
 message with room for its headers (the broker default is 1 MiB)."""
 
 
-BATCH_TIMEOUT_MS = 20
-"""``batch_timeout_ms`` of batch subscribers. FastStream's batch subscriber waits that
-long in ``getmany`` and, when nothing came, sleeps as long again before it fetches anew
-(``faststream.kafka.subscriber.usecase.BatchSubscriber.get_msg``). A record that arrives
-during the wait is handed over at once; one that arrives during the sleep waits for its
-end. FastStream's 200 ms default put up to 200 ms on every hop into an idle batch
-consumer (bench/kafka_hop.py); 20 ms bounds that and still sleeps between empty polls.
-The price is the idle loop: about 25 empty polls a second, ~10 ms of CPU a second per
-idle consumer (measured from /proc on the devstack's notifiers)."""
+BATCH_TIMEOUT_MS = 500
+"""``batch_timeout_ms`` of batch subscribers: how long one poll waits for records. A
+record that arrives meanwhile is handed over at once (aiokafka's ``getmany`` returns
+then); servicekit's services drop FastStream's sleep after an empty poll
+(:func:`servicekit.compat.faststream.prompt_batches`, applied by
+:class:`servicekit.service.Service`), so an idle consumer wakes twice a second and a
+record never waits for a timer (bench/kafka_hop.py)."""
 
 
 MessageParam = Annotated[KafkaMessage, InlineContext("message")]

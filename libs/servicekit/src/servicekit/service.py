@@ -44,7 +44,7 @@ from fastapi import FastAPI, Request
 
 from contracts import topics as all_topics
 from servicekit import http
-from servicekit.compat.faststream import InlineContext
+from servicekit.compat.faststream import InlineContext, prompt_batches
 from servicekit.compat.uvicorn import ShutdownHook
 from servicekit.http import DependencyUnavailable, NotReady, ReadinessCheck
 from servicekit.kafka import (
@@ -388,6 +388,7 @@ class Service:
         await prepare_kafka(self.settings, self._topics, configs=self._topic_configs)
 
     async def _start_broker(self, stack: AsyncExitStack) -> None:
+        prompt_batches(self.broker)
         try:
             if self._consumers is None:
                 await self.broker.start()
