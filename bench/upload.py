@@ -20,6 +20,7 @@ compared side by side, in interleaved rounds of the same files at the same concu
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -35,7 +36,14 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.common import free_port, fresh_gateway, percentile, raise_upload_limits, rss_kib
+from bench.common import (
+    cpu_seconds,
+    free_port,
+    fresh_gateway,
+    percentile,
+    raise_upload_limits,
+    rss_kib,
+)
 from bench.report import load_average, write
 from bench.sse import server_process, wait_ready
 from contracts import topics
@@ -220,6 +228,15 @@ async def seed_round(base: str, files: list[bytes], concurrency: int) -> float:
     return sum(map(len, files)) / MiB / (end - start)
 
 
+@contextlib.asynccontextmanager
+async def counted(into: dict[str, float], pids: dict[str, int]) -> AsyncIterator[None]:
+    """Add the CPU-seconds each of ``pids`` (with its descendants) spent in the block."""
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    yield
+    for name, pid in pids.items():
+        into[name] = into.get(name, 0.0) + cpu_seconds(pid) - before[name]
+
+
 async def time_to_202(edge: str, count: int) -> list[float]:
     data = audio(MiB, 7)
     times = []
@@ -329,14 +346,21 @@ async def main() -> None:
         direct: list[float] = []
         signed: list[float] = []
         seed: list[float] = []
+        # CPU-seconds per process, summed over the rounds of each design (issue 21).
+        stack_pids = {s.name: s.pid for s in stack.status() if s.pid}
+        cpu: dict[str, dict[str, float]] = {d: {} for d in ("ours", "direct", "seed")}
         with server_process(seed_args, seed_env, signal.SIGKILL) as proc:
             await wait_ready(proc, seed_port, "/readyz")
             await seed_round(seed_base, files[:2], 2)  # warm up
+            seed_pids = {"seed": proc.pid, "s3": stack_pids["s3"]}
             for _ in range(rounds):  # interleaved, so that machine noise hits all alike
-                ours.append(await pipeline_round(edge, files, 4, watcher))
-                direct.append(await direct_round(s3, files, 4))
+                async with counted(cpu["ours"], stack_pids):
+                    ours.append(await pipeline_round(edge, files, 4, watcher))
+                async with counted(cpu["direct"], {"s3": stack_pids["s3"]}):
+                    direct.append(await direct_round(s3, files, 4))
                 signed.append(await direct_round(s3_signed, files, 4))
-                seed.append(await seed_round(seed_base, files, 4))
+                async with counted(cpu["seed"], seed_pids):
+                    seed.append(await seed_round(seed_base, files, 4))
         latencies = await time_to_202(edge, uploads_202)
         await watcher.stop()
     finally:
@@ -415,6 +439,23 @@ async def main() -> None:
             "rounds": 1,
         },
     ]
+    gib = rounds * sum(map(len, files)) / 1024**3
+    described = {
+        "ours": "ours (edge → gateway → Kafka → uploader → S3)",
+        "direct": "direct put_object (UNSIGNED-PAYLOAD), the S3 server",
+        "seed": "seed design",
+    }
+    for design, seconds in cpu.items():
+        for name, value in [*sorted(seconds.items()), ("total", sum(seconds.values()))]:
+            rows.append(
+                {
+                    "measure": f"CPU per GiB ingested, {described[design]}: {name}",
+                    "value": round(value / gib, 2),
+                    "unit": "CPU-s/GiB",
+                    "target": "",
+                    "rounds": rounds,
+                }
+            )
     for name, (idle, peak) in memory.items():
         rows.append(
             {
@@ -439,6 +480,9 @@ async def main() -> None:
             "called directly (it had no edge) and answers before anything is durable",
             f"load average at the end: {load_average()} (the machine's cores are shared "
             "with other work)",
+            "CPU per GiB: user + system CPU-seconds of each process (with its descendants, "
+            "/proc) over the throughput rounds of its design, divided by the GiB those "
+            "rounds ingested; the client's own CPU is not counted",
         ],
     )
 

@@ -263,6 +263,15 @@ class Kafka(Component):
             java_executable(),
             "-Xms256m",
             "-Xmx512m",
+            # A single-node broker sharing a small machine with everything else: the
+            # serial collector (no GC threads competing for its cores) and the C1
+            # compiler only. C2's compilations cost as much CPU per job as the broker's
+            # own request handling through the first minutes of load and never paid
+            # back at this load; with these, the broker's CPU per job halves and ingest
+            # through it is as fast (bench/results/throughput.md). A production broker
+            # is its operator's to tune.
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
             "-XX:+ExitOnOutOfMemoryError",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self.conf_dir / 'log4j2.properties'}",
