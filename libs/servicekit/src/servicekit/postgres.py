@@ -7,6 +7,15 @@ server gone, every request would hang that long before failing with a 500 (issue
 outage raises into :class:`~servicekit.http.DependencyUnavailable` (a 503 with
 ``Retry-After`` over HTTP, an uncommitted message in a Kafka handler). The pool
 replaces broken connections by itself, so a service recovers when the server is back.
+
+A connection goes back to the pool without asyncpg's reset query (``pg_advisory_unlock_all();
+CLOSE ALL; UNLISTEN *; RESET ALL``), one more round trip and four commands per
+statement run through the pool: a quarter of all the statements the stack ran per job
+(issue 21). asyncpg still rolls back a transaction left open and drops the listener
+callbacks; the rest is session state that the services' statements do not take, except
+where one says so with :func:`takes_session_state` (a session advisory lock, a
+``LISTEN``), and such a connection gets the full reset when it is released.
+``tests/structure/test_session_state.py`` keeps the two together.
 """
 
 import asyncio
@@ -32,6 +41,7 @@ __all__ = [
     "create_schema",
     "is_outage",
     "open_pool",
+    "takes_session_state",
     "unavailable_on_outage",
 ]
 
@@ -81,10 +91,30 @@ def unavailable_on_outage(
     return guarded
 
 
+_SESSION_STATE: set[int] = set()
+"""Backend pids of pooled connections that took session state (see the module)."""
+
+
+def takes_session_state(
+    conn: "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]",
+) -> None:
+    """Say that ``conn``, a pooled connection, takes session state (a session advisory
+    lock, ``LISTEN``, a plain ``SET``): its release resets it in full."""
+    _SESSION_STATE.add(conn.get_server_pid())
+
+
+async def _reset_if_needed(conn: "asyncpg.Connection[Any]") -> None:
+    pid = conn.get_server_pid()
+    if pid in _SESSION_STATE:
+        _SESSION_STATE.discard(pid)
+        await conn.execute(conn.get_reset_query())
+
+
 async def create_pool(
     dsn: str, *, max_size: int, timeout_seconds: float, min_size: int = 0
 ) -> "asyncpg.Pool[asyncpg.Record]":
-    """A pool whose connects and statements each give up after ``timeout_seconds``.
+    """A pool whose connects and statements each give up after ``timeout_seconds``, and
+    whose connections are reset on release only when they took session state.
 
     No connection floor by default: asyncpg would keep re-opening it through an outage,
     logging a traceback each time; connections are made on demand and kept anyway."""
@@ -94,6 +124,7 @@ async def create_pool(
         max_size=max_size,
         timeout=timeout_seconds,
         command_timeout=timeout_seconds,
+        reset=_reset_if_needed,
     )
     return pool
 

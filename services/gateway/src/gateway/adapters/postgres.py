@@ -24,7 +24,7 @@ from datetime import datetime
 import asyncpg
 
 from gateway.ports import LockBusy, State, UploadRecord, UploadRow
-from servicekit.postgres import PostgresResource, unavailable_on_outage
+from servicekit.postgres import PostgresResource, takes_session_state, unavailable_on_outage
 from servicekit.settings import DatabaseSettings
 
 _SCHEMA = """
@@ -200,6 +200,7 @@ class PostgresUploadStore(PostgresResource):
         """End any append in progress on ``job_id`` and hold the upload until exit."""
         key = _lock_key(job_id)
         async with self._pool.acquire() as conn:
+            takes_session_state(conn)  # its advisory lock and LISTEN outlive a statement
             generation = await conn.fetchval(
                 f"UPDATE {self._table} SET generation = generation + 1 WHERE job_id = $1 "
                 "RETURNING generation",

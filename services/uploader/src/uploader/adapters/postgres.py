@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 
 from contracts import UploadStarted
-from servicekit.postgres import PostgresResource, unavailable_on_outage
+from servicekit.postgres import PostgresResource, takes_session_state, unavailable_on_outage
 from servicekit.settings import DatabaseSettings
 from uploader.ports import Checkpoint, StorageError
 
@@ -159,6 +159,7 @@ class PostgresCheckpoints(PostgresResource):
         process's session ends, and its lock with it."""
         key = f"{self.schema}.{name}"
         async with self._pool.acquire() as conn:
+            takes_session_state(conn)  # the advisory lock outlives the statement
             got = bool(await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", key))
             try:
                 yield got
