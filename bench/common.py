@@ -27,6 +27,7 @@ __all__ = [
     "percentile",
     "raise_upload_limits",
     "rss_kib",
+    "without_retention",
 ]
 
 PERCENTILES = (
@@ -83,6 +84,14 @@ def raise_upload_limits() -> None:
     this benchmark starts: one client drives it, far faster than a person, as in the
     tests (``tests/support/limits.py``). The limits are still counted."""
     os.environ.update(TEST_UPLOAD_LIMITS)
+
+
+def without_retention() -> None:
+    """Keep what the stack this benchmark starts stores (``AUDIO_RETENTION_SECONDS`` and
+    ``JOB_RETENTION_SECONDS`` 0): otherwise the sweeps erase the jobs of runs some
+    minutes before (the devstack keeps audio 15 min) while this one runs, and their
+    deletions' work, a share that depends on what ran before, counts as this run's."""
+    os.environ.update({"AUDIO_RETENTION_SECONDS": "0", "JOB_RETENTION_SECONDS": "0"})
 
 
 def fresh_gateway(reused: Iterable[str]) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from bench.common import PERCENTILES, raise_upload_limits
+from bench.common import PERCENTILES, raise_upload_limits, without_retention
 from bench.profile_ingest import TICK, group_of, pyspy, summarise, thread_ticks
 from bench.report import RESULTS, load_average, machine
 from bench.time_to_result import full_stack, progress_url, run_clients
@@ -102,6 +102,7 @@ def render(runs: dict[str, Any], meta: dict[str, str]) -> str:
 
 def main() -> None:
     raise_upload_limits()
+    without_retention()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=20)

@@ -40,7 +40,14 @@ from typing import Any
 import httpx
 
 from bench import report
-from bench.common import cpu_seconds, free_port, fresh_gateway, percentile, raise_upload_limits
+from bench.common import (
+    cpu_seconds,
+    free_port,
+    fresh_gateway,
+    percentile,
+    raise_upload_limits,
+    without_retention,
+)
 from bench.sse import server_process, wait_ready
 from contracts import headers, topics
 from contracts.events import CeType
@@ -498,6 +505,7 @@ async def run(
 
 def main() -> None:
     raise_upload_limits()
+    without_retention()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=50, help="jobs at concurrency 1")
     parser.add_argument("--concurrent-jobs", type=int, default=200, help="jobs at concurrency 20")
@@ -526,6 +534,8 @@ def main() -> None:
         "reference analyzer) through the edge (Caddy); seed: the seed's design in a "
         "Starlette subprocess (dict + SSE polling once a second) against the same S3 and "
         "reference analyzer, without the edge.",
+        "Retention is off for the stack it starts (bench.common.without_retention): the "
+        "sweeps would otherwise erase earlier runs' jobs during this one.",
         f"Before measuring, {args.warmup} jobs at concurrency {WARMUP_CONCURRENCY} warm "
         "the stack: connections, caches and the broker's JIT, which compiles for its "
         "first tens of seconds under load.",
