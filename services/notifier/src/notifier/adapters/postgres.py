@@ -157,6 +157,11 @@ def _snapshot(row: asyncpg.Record) -> JobSnapshot:
     )
 
 
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as one list per column (``width`` of them), for ``unnest`` of arrays."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
+
+
 def _json_or_none(value: str | None) -> dict[str, Any] | None:
     if value is None:
         return None
@@ -253,21 +258,21 @@ class PostgresStore(Resource):
             # Every job of the batch, locked in one order, so replicas cannot deadlock.
             await conn.execute(_LOCK_JOBS, job_ids)
             # Under the jobs' locks nobody else writes their rows: no FOR UPDATE needed.
-            # Which events are recorded already, and which jobs deleted: one round trip.
-            known = await conn.fetchrow(
-                f"""SELECT
+            # Which events are recorded already, which jobs deleted, and their states: one
+            # round trip (a row per job of the batch).
+            rows = await conn.fetch(
+                f"""SELECT u.job_id AS key, d.job_id IS NOT NULL AS deleted,
                     ARRAY(SELECT ce_id FROM {s}.job_events WHERE ce_id = ANY($1::text[])) seen,
-                    ARRAY(SELECT job_id FROM {s}.deleted_jobs WHERE job_id = ANY($2::uuid[]))
-                        deleted""",
+                    {_JOB_COLUMNS}
+                FROM unnest($2::uuid[]) AS u(job_id)
+                LEFT JOIN {s}.deleted_jobs d ON d.job_id = u.job_id
+                LEFT JOIN {s}.jobs j ON j.job_id = u.job_id""",
                 [ce_id for ce_id, _ in events],
                 job_ids,
             )
-            assert known is not None
-            seen, deleted = set(known["seen"]), set(known["deleted"])
-            rows = await conn.fetch(
-                f"SELECT {_COLUMNS} FROM {s}.jobs WHERE job_id = ANY($1::uuid[])", job_ids
-            )
-            current = {r["job_id"]: _snapshot(r) for r in rows}
+            seen = set(rows[0]["seen"])
+            deleted = {r["key"] for r in rows if r["deleted"]}
+            current = {r["job_id"]: _snapshot(r) for r in rows if r["job_id"] is not None}
             # Only applied events take ids, so a job's last id is its current state's.
             last = {job_id: snap.event_id for job_id, snap in current.items()}
             decisions, history, notes = [], [], []
@@ -304,42 +309,54 @@ class PostgresStore(Resource):
                     current[job_id] = changed[job_id] = new
                     notes.append(f"{job_id} {new.event_id}")
             if history:
-                await conn.executemany(
-                    f"""INSERT INTO {s}.job_events ({_COLUMNS}, ce_id, reported_progress,
-                    outcome, reason, traceparent)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)""",
-                    history,
+                # The history, the states and the notifications: one statement.
+                states = [
+                    (job_id, n.event_id, n.status.value, n.progress, n.detail, _dumps(n.result),
+                     _dumps(n.error), n.time, created.get(job_id, n.time), owners.get(job_id))
+                    for job_id, n in changed.items()
+                ]  # fmt: skip
+                await conn.execute(
+                    f"""WITH history AS (
+                        INSERT INTO {s}.job_events ({_COLUMNS}, ce_id, reported_progress,
+                            outcome, reason, traceparent)
+                        SELECT {_COLUMNS}, ce_id, reported_progress, outcome, reason,
+                            traceparent
+                        FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::smallint[],
+                            $5::text[], $6::jsonb[], $7::jsonb[], $8::timestamptz[],
+                            $9::text[], $10::smallint[], $11::text[], $12::text[],
+                            $13::text[]) WITH ORDINALITY AS h({_COLUMNS}, ce_id,
+                            reported_progress, outcome, reason, traceparent, i)
+                        ORDER BY i  -- recorded (seq) in the batch's order
+                    ), states AS (
+                        INSERT INTO {s}.jobs ({_COLUMNS}, created_at, owner)
+                        SELECT * FROM unnest($14::uuid[], $15::bigint[], $16::text[],
+                            $17::smallint[], $18::text[], $19::jsonb[], $20::jsonb[],
+                            $21::timestamptz[], $22::timestamptz[], $23::text[])
+                        ON CONFLICT (job_id) DO UPDATE SET event_id = excluded.event_id,
+                            status = excluded.status, progress = excluded.progress,
+                            detail = excluded.detail, result = excluded.result,
+                            error = excluded.error, time = excluded.time,
+                            owner = coalesce({s}.jobs.owner, excluded.owner),
+                            updated_at = now()
+                    )
+                    -- Delivered on commit, in this order, to every listening replica.
+                    SELECT pg_notify($24, n) FROM unnest($25::text[]) WITH ORDINALITY AS t(n, i)
+                    ORDER BY i""",
+                    *_columns(history, 13),
+                    *_columns(states, 10),
+                    self.channel,
+                    notes,
                 )
-            if changed:
-                await conn.executemany(
-                    f"""INSERT INTO {s}.jobs ({_COLUMNS}, created_at)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                    ON CONFLICT (job_id) DO UPDATE SET event_id = excluded.event_id,
-                        status = excluded.status, progress = excluded.progress,
-                        detail = excluded.detail, result = excluded.result,
-                        error = excluded.error, time = excluded.time, updated_at = now()""",
-                    [
-                        (job_id, n.event_id, n.status.value, n.progress, n.detail,
-                         _dumps(n.result), _dumps(n.error), n.time, created.get(job_id, n.time))
-                        for job_id, n in changed.items()
-                    ],
-                )  # fmt: skip
-            if owners:
-                # A job's first event is always applied, so its row exists by now.
+            unchanged = {job_id: owner for job_id, owner in owners.items() if job_id not in changed}
+            if unchanged:
+                # An event naming the owner that did not apply (`accepted` after
+                # `uploading`): a job's first event always applies, so its row exists.
                 await conn.execute(
                     f"""UPDATE {s}.jobs j SET owner = o.owner
                     FROM unnest($1::uuid[], $2::text[]) AS o(job_id, owner)
                     WHERE j.job_id = o.job_id AND j.owner IS NULL""",
-                    list(owners),
-                    list(owners.values()),
-                )
-            if notes:
-                # Delivered on commit, in this order, to every listening replica.
-                await conn.execute(
-                    "SELECT pg_notify($1, n) FROM unnest($2::text[]) WITH ORDINALITY AS t(n, i)"
-                    " ORDER BY i",
-                    self.channel,
-                    notes,
+                    list(unchanged),
+                    list(unchanged.values()),
                 )
             return decisions
 
