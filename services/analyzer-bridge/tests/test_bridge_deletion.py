@@ -12,8 +12,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from analyzer_bridge_testing import Bridge, wait_for
 
-from analyzer_bridge.adapters.postgres import PRUNE_BATCH, PostgresStore
+from analyzer_bridge.adapters.postgres import PostgresStore
 from contracts import DeletionReason, Erase, JobDeleted
+from servicekit.postgres import PRUNE_BATCH
 from tests.support.kafka import publish_event
 
 pytestmark = pytest.mark.integration

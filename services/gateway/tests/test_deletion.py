@@ -18,10 +18,11 @@ from aiokafka import AIOKafkaConsumer
 from faststream.kafka import KafkaBroker
 
 from contracts import CeType, DeletionReason, Erase, JobDeleted, headers, topics
-from gateway.adapters.postgres import PRUNE_BATCH, PostgresUploadStore
+from gateway.adapters.postgres import PostgresUploadStore
 from gateway.app import create_app
 from gateway.settings import Settings
 from servicekit.kafka import ensure_topics, make_broker
+from servicekit.postgres import PRUNE_BATCH
 from servicekit.settings import ServiceSettings
 from tests.support.audio import WAV_HEAD
 from tests.support.inprocess import bound_socket, serving

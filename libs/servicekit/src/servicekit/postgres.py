@@ -34,11 +34,13 @@ from servicekit.settings import DatabaseSettings
 
 __all__ = [
     "DEPENDENCY",
+    "PRUNE_BATCH",
     "RETRY_AFTER_SECONDS",
     "PostgresResource",
     "connect",
     "create_pool",
     "create_schema",
+    "delete_older",
     "is_outage",
     "open_pool",
     "takes_session_state",
@@ -227,3 +229,37 @@ class PostgresResource(Resource):
     @unavailable_on_outage
     async def create_schema(self) -> None:
         await create_schema(self._pool, self.schema, self.ddl)
+
+
+PRUNE_BATCH = 1000
+"""Rows one :func:`delete_older` statement deletes at most."""
+
+
+async def delete_older(
+    pool: "asyncpg.Pool[asyncpg.Record]",
+    table: str,
+    column: str,
+    seconds: float,
+    *,
+    where: str = "TRUE",
+    key: str = "job_id",
+    batch: int = PRUNE_BATCH,
+) -> int:
+    """Delete the rows of ``table`` whose ``column`` is more than ``seconds`` old and that
+    match ``where``, a batch per statement until one is short; how many. Replicas that
+    sweep at once skip each other's rows (``SKIP LOCKED``) instead of waiting for them.
+    The locking select is a materialised CTE, evaluated once: as a subquery in ``IN`` it
+    may be evaluated again and lock more than a batch. ``table``, ``column``, ``where``
+    and ``key`` are the caller's SQL, never a user's."""
+    statement = f"""WITH old AS MATERIALIZED (
+            SELECT {key} FROM {table}
+            WHERE ({where}) AND {column} < now() - make_interval(secs => $1)
+            LIMIT $2 FOR UPDATE SKIP LOCKED)
+        DELETE FROM {table} t USING old WHERE t.{key} = old.{key}"""
+    deleted = 0
+    while True:
+        status = await pool.execute(statement, float(seconds), batch)
+        count = int(status.rsplit(" ", 1)[-1])  # "DELETE <n>"
+        deleted += count
+        if count < batch:
+            return deleted

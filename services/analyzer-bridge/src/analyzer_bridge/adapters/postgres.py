@@ -16,7 +16,7 @@ import asyncpg
 
 from analyzer_bridge.analysis import Analysis, Outcome, State
 from contracts import AudioFeatures, AudioStored
-from servicekit.postgres import PostgresResource, unavailable_on_outage
+from servicekit.postgres import PostgresResource, delete_older, unavailable_on_outage
 from servicekit.settings import DatabaseSettings
 
 
@@ -89,9 +89,6 @@ _OPEN = "state IN ('pending', 'requested')"
 
 _JOB_LOCK = "SELECT pg_advisory_xact_lock(hashtext($1))"
 
-PRUNE_BATCH = 1000
-"""Most rows erased in one statement of a sweep."""
-
 
 class PostgresStore(PostgresResource):
     ddl = _SCHEMA
@@ -155,33 +152,15 @@ class PostgresStore(PostgresResource):
         finished = 0
         if finished_seconds > 0:  # 0: finished analyses are kept
             # Only once their events are out: an unpublished final is republished first.
-            finished = await self._prune(
-                f"""DELETE FROM {self._t} WHERE job_id IN (
-                    SELECT job_id FROM {self._t}
-                    WHERE published_at IS NOT NULL AND state IN ('completed', 'failed')
-                      AND finished_at < now() - make_interval(secs => $1)
-                    LIMIT $2 FOR UPDATE SKIP LOCKED)""",
+            finished = await delete_older(
+                self._pool,
+                self._t,
+                "finished_at",
                 finished_seconds,
+                where="published_at IS NOT NULL AND state IN ('completed', 'failed')",
             )
-        tombstones = await self._prune(
-            f"""DELETE FROM {self._deleted} WHERE job_id IN (
-                SELECT job_id FROM {self._deleted}
-                WHERE deleted_at < now() - make_interval(secs => $1)
-                LIMIT $2 FOR UPDATE SKIP LOCKED)""",
-            tombstone_seconds,
-        )
+        tombstones = await delete_older(self._pool, self._deleted, "deleted_at", tombstone_seconds)
         return finished, tombstones
-
-    async def _prune(self, statement: str, seconds: float) -> int:
-        """Run a batched ``DELETE`` until a batch is short; replicas sweeping at once skip
-        each other's rows (``SKIP LOCKED``) instead of waiting for them."""
-        pruned = 0
-        while True:
-            status = await self._pool.execute(statement, float(seconds), PRUNE_BATCH)
-            count = int(status.rsplit(" ", 1)[-1])  # "DELETE <n>"
-            pruned += count
-            if count < PRUNE_BATCH:
-                return pruned
 
     @unavailable_on_outage
     async def get(self, job_id: str) -> Analysis | None:

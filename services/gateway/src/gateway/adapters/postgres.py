@@ -24,7 +24,12 @@ from datetime import datetime
 import asyncpg
 
 from gateway.ports import LockBusy, State, UploadRecord, UploadRow
-from servicekit.postgres import PostgresResource, takes_session_state, unavailable_on_outage
+from servicekit.postgres import (
+    PostgresResource,
+    delete_older,
+    takes_session_state,
+    unavailable_on_outage,
+)
 from servicekit.settings import DatabaseSettings
 
 _SCHEMA = """
@@ -60,9 +65,6 @@ CREATE TABLE IF NOT EXISTS {schema}.deleted_jobs (
 );
 CREATE INDEX IF NOT EXISTS deleted_jobs_by_age ON {schema}.deleted_jobs (deleted_at);
 """
-
-PRUNE_BATCH = 1000
-"""Most rows erased in one statement of a sweep."""
 
 
 _COLUMNS = (
@@ -273,30 +275,12 @@ class PostgresUploadStore(PostgresResource):
     async def prune(self, ended_seconds: float, tombstone_seconds: float) -> tuple[int, int]:
         ended = 0
         if ended_seconds > 0:  # 0: ended uploads are kept
-            ended = await self._prune(
-                f"""DELETE FROM {self._table} WHERE job_id IN (
-                SELECT job_id FROM {self._table}
-                WHERE state <> 'open'
-                  AND coalesce(ended_at, created_at) < now() - make_interval(secs => $1)
-                LIMIT $2 FOR UPDATE SKIP LOCKED)""",
+            ended = await delete_older(
+                self._pool,
+                self._table,
+                "coalesce(ended_at, created_at)",
                 ended_seconds,
+                where="state <> 'open'",
             )
-        tombstones = await self._prune(
-            f"""DELETE FROM {self._deleted} WHERE job_id IN (
-                SELECT job_id FROM {self._deleted}
-                WHERE deleted_at < now() - make_interval(secs => $1)
-                LIMIT $2 FOR UPDATE SKIP LOCKED)""",
-            tombstone_seconds,
-        )
+        tombstones = await delete_older(self._pool, self._deleted, "deleted_at", tombstone_seconds)
         return ended, tombstones
-
-    async def _prune(self, statement: str, seconds: float) -> int:
-        """Run a batched ``DELETE`` until a batch is short; replicas sweeping at once skip
-        each other's rows (``SKIP LOCKED``) instead of waiting for them."""
-        pruned = 0
-        while True:
-            status = await self._pool.execute(statement, float(seconds), PRUNE_BATCH)
-            count = int(status.rsplit(" ", 1)[-1])  # "DELETE <n>"
-            pruned += count
-            if count < PRUNE_BATCH:
-                return pruned

@@ -38,7 +38,13 @@ from contracts import JobStatus, JobStatusChanged
 from notifier.ports import JobGone, JobRecord, OnApplied, OnDeleted, OwnedJob, Position
 from notifier.projection import Decision, JobSnapshot, Outcome, decide
 from servicekit.http import DependencyUnavailable
-from servicekit.postgres import DEPENDENCY, create_pool, is_outage, unavailable_on_outage
+from servicekit.postgres import (
+    DEPENDENCY,
+    create_pool,
+    delete_older,
+    is_outage,
+    unavailable_on_outage,
+)
 from servicekit.resources import Resource
 
 log = logging.getLogger(__name__)
@@ -490,21 +496,13 @@ class PostgresStore(Resource):
 
     @unavailable_on_outage
     async def prune_tombstones(self, older_than_seconds: float) -> int:
-        pruned = 0
-        while True:
-            status = await self.pool.execute(
-                f"""WITH old AS MATERIALIZED (
-                    SELECT job_id FROM {self.schema}.deleted_jobs
-                    WHERE deleted_at < now() - make_interval(secs => $1)
-                    LIMIT $2 FOR UPDATE SKIP LOCKED)
-                DELETE FROM {self.schema}.deleted_jobs d USING old WHERE d.job_id = old.job_id""",
-                float(older_than_seconds),
-                _PRUNE_BATCH,
-            )
-            count = int(status.rsplit(" ", 1)[-1])  # "DELETE <n>"
-            pruned += count
-            if count < _PRUNE_BATCH:
-                return pruned
+        return await delete_older(
+            self.pool,
+            f"{self.schema}.deleted_jobs",
+            "deleted_at",
+            older_than_seconds,
+            batch=_PRUNE_BATCH,
+        )
 
 
 Connect = Callable[[], Awaitable["asyncpg.Connection[asyncpg.Record]"]]

@@ -14,7 +14,12 @@ from collections.abc import AsyncIterator
 import asyncpg
 
 from contracts import UploadStarted
-from servicekit.postgres import PostgresResource, takes_session_state, unavailable_on_outage
+from servicekit.postgres import (
+    PostgresResource,
+    delete_older,
+    takes_session_state,
+    unavailable_on_outage,
+)
 from servicekit.settings import DatabaseSettings
 from uploader.ports import Checkpoint, StorageError
 
@@ -39,9 +44,6 @@ CREATE TABLE IF NOT EXISTS {schema}.deleted_jobs (
 );
 CREATE INDEX IF NOT EXISTS deleted_jobs_by_age ON {schema}.deleted_jobs (deleted_at);
 """
-
-PRUNE_BATCH = 1000
-"""Most tombstones forgotten in one statement."""
 
 _ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
@@ -135,21 +137,7 @@ class PostgresCheckpoints(PostgresResource):
 
     @unavailable_on_outage
     async def prune(self, older_than_seconds: float) -> int:
-        pruned = 0
-        while True:
-            # Replicas pruning at once skip each other's rows instead of waiting for them.
-            status = await self._pool.execute(
-                f"""DELETE FROM {self._deleted} WHERE job_id IN (
-                    SELECT job_id FROM {self._deleted}
-                    WHERE deleted_at < now() - make_interval(secs => $1)
-                    LIMIT $2 FOR UPDATE SKIP LOCKED)""",
-                float(older_than_seconds),
-                PRUNE_BATCH,
-            )
-            count = int(status.rsplit(" ", 1)[-1])  # "DELETE <n>"
-            pruned += count
-            if count < PRUNE_BATCH:
-                return pruned
+        return await delete_older(self._pool, self._deleted, "deleted_at", older_than_seconds)
 
     # --- uploader.ports.SweepLock ------------------------------------------------------
 
