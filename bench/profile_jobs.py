@@ -68,6 +68,7 @@ def render(runs: dict[str, Any], meta: dict[str, str]) -> str:
         f"- machine: {meta['machine']}",
         f"- date: {meta['date']}",
         f"- command: `{meta['command']}`",
+        f"- percentiles: {meta['percentiles']} (none are used here: shares of samples)",
         "",
     ]
     for label, run in runs.items():

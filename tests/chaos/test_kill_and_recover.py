@@ -10,8 +10,8 @@ and sha256; no multipart upload is left open; the notifier serves the same final
 
 Then deletions (docs/architecture.md §8, issue 20 point 3): finished jobs and a
 resumable upload in progress are deleted through the edge (`DELETE /jobs/{id}`) and the
-uploader, the analyzer-bridge or the gateway is killed at once, as `job.deleted` reaches
-it; once it is back, nothing of those jobs is left in S3 (objects, multipart uploads)
+uploader, the analyzer-bridge, the gateway or a notifier replica is killed at once, as
+`job.deleted` reaches it; once it is back, nothing of those jobs is left in S3 (objects, multipart uploads)
 nor in the services' tables, and every job answers 410.
 """
 
@@ -169,7 +169,7 @@ async def test_a_kill_loses_duplicates_and_leaves_nothing(chaos_stack: Stack, ta
 
 # --- deletions -----------------------------------------------------------------------
 
-DELETION_TARGETS = ("uploader", "analyzer-bridge", "gateway")
+DELETION_TARGETS = ("uploader", "analyzer-bridge", "gateway", "notifier")
 FINISHED = 3  # jobs completed, then deleted
 PART = 8 * 1024 * 1024  # the uploader's PART_BYTES: an open upload with a part in S3
 
