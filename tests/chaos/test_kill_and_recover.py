@@ -11,8 +11,8 @@ and sha256; no multipart upload is left open; the notifier serves the same final
 Then deletions (docs/architecture.md §8, issue 20 point 3): finished jobs and a
 resumable upload in progress are deleted through the edge (`DELETE /jobs/{id}`) and the
 uploader, the analyzer-bridge, the gateway or a notifier replica is killed at once, as
-`job.deleted` reaches it; once it is back, nothing of those jobs is left in S3 (objects, multipart uploads)
-nor in the services' tables, and every job answers 410.
+`job.deleted` reaches it; once it is back, nothing of those jobs is left in S3 (objects,
+multipart uploads) nor in the services' tables, and every job answers 410.
 """
 
 import asyncio

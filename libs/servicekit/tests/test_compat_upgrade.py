@@ -302,12 +302,17 @@ class _Consumer:
         return self.answers.pop(0)
 
 
+def fake(*answers: dict[str, list[int]]) -> Any:
+    """A :class:`_Consumer`, typed as the aiokafka consumer it stands in for."""
+    return _Consumer(*answers)
+
+
 async def test_faststream_batch_subscriber_polls_as_the_prompt_one_replaces(monkeypatch) -> None:
     from faststream.kafka.subscriber import usecase
 
     broker = KafkaBroker()
     batch = broker.subscriber("compat-batch", batch=True, batch_timeout_ms=321, max_records=7)
-    single = broker.subscriber("compat-single")
+    single: Any = broker.subscriber("compat-single")
     assert type(batch) is usecase.BatchSubscriber, reread(
         "faststream", "faststream", "batch=True no longer makes a BatchSubscriber"
     )
@@ -320,17 +325,18 @@ async def test_faststream_batch_subscriber_polls_as_the_prompt_one_replaces(monk
     async def sleep(seconds: float) -> None:
         slept.append(seconds)
 
-    monkeypatch.setattr(usecase.anyio, "sleep", sleep)
-    assert await batch.get_msg(_Consumer({})) == ()
+    monkeypatch.setattr("anyio.sleep", sleep)  # what usecase calls as anyio.sleep
+    assert await batch.get_msg(fake({})) == ()
     assert slept == [0.321], reread(
         "faststream",
         "faststream",
         "BatchSubscriber.get_msg no longer sleeps after an empty poll: prompt_batches may go",
     )
     assert faststream.prompt_batches(broker) == 1 and type(single) is not type(batch)
-    consumer = _Consumer({}, {"tp-0": [1, 2], "tp-1": [3]})
+    consumer = fake({}, {"tp-0": [1, 2], "tp-1": [3]})
     assert await batch.get_msg(consumer) == ()  # empty: straight back, no sleep
-    assert await batch.get_msg(consumer) == (1, 2, 3)
+    flattened: tuple[Any, ...] = await batch.get_msg(consumer)
+    assert flattened == (1, 2, 3)  # the batches, in one tuple
     assert slept == [0.321]
     assert consumer.calls == [{"timeout_ms": 321, "max_records": 7}] * 2
 

@@ -32,9 +32,10 @@ def status(job_id: str, status: JobStatus, progress: int, at: int, **more) -> Jo
 
 
 async def owner_of(store: PostgresStore, job_id: str) -> str | None:
-    return await store.pool.fetchval(
+    owner: str | None = await store.pool.fetchval(
         f"SELECT owner FROM {store.schema}.jobs WHERE job_id = $1", uuid.UUID(job_id)
     )
+    return owner
 
 
 async def test_a_batch_of_several_jobs_is_recorded_in_order_with_its_states(store) -> None:
