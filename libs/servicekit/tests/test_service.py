@@ -191,7 +191,9 @@ async def test_a_stop_during_the_start_cancels_it_and_leaves_what_was_entered():
     assert journal.lines == ["enter postgresql", "leave postgresql"]
 
 
-async def test_a_background_task_that_fails_is_logged_and_the_service_is_not_ready(caplog):
+async def test_a_background_task_that_fails_is_logged_and_the_service_is_neither_ready_nor_alive(
+    caplog,
+):
     svc = build()
 
     async def broken() -> None:
@@ -206,6 +208,13 @@ async def test_a_background_task_that_fails_is_logged_and_the_service_is_not_rea
             return answer.json()["error"]["message"] if answer.status_code == 503 else None
 
         assert await eventually(not_ready) == "background tasks ended: retention"
+        # Nor alive: it is not restarted in the process, so the process must be.
+        dead = await http.get("/healthz")
+        assert dead.status_code == 503
+        assert dead.json()["error"] == {
+            "code": "not_alive",
+            "message": "background tasks ended: retention",
+        }
     (failed,) = [r for r in caplog.records if "background task retention failed" in r.message]
     assert failed.exc_info is not None and "a bug" in str(failed.exc_info[1])
 

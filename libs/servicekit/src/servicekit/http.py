@@ -242,6 +242,27 @@ def allow_origins(
     )
 
 
+async def _probe(checks: Sequence[ReadinessCheck], code: str, ok: dict[str, str]) -> JSONResponse:
+    """200 with ``ok`` when every check passes, else 503 naming the first that fails."""
+    for check in checks:
+        reason = f"{check.__name__} is not ready"
+        try:
+            passed = await check()
+        except NotReady as exc:
+            reason, passed = str(exc), False
+        except DependencyUnavailable as exc:
+            log.warning("check %s: %s", check.__name__, exc)
+            passed = False
+        except Exception:
+            log.warning("check %s raised", check.__name__, exc_info=True)
+            passed = False
+        if not passed:
+            return JSONResponse(
+                error_body(code, reason), status_code=503, headers={"Retry-After": "5"}
+            )
+    return JSONResponse(ok)
+
+
 def create_app(
     *,
     title: str,
@@ -249,6 +270,7 @@ def create_app(
     service: str | None = None,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
     readiness: Sequence[ReadinessCheck] = (),
+    liveness: Sequence[ReadinessCheck] = (),
 ) -> FastAPI:
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
     app.add_middleware(HttpMetrics, service=service or title)
@@ -262,6 +284,7 @@ def create_app(
     )
     install_error_handlers(app)
     app.state.readiness = list(readiness)
+    app.state.liveness = list(liveness)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
@@ -269,32 +292,14 @@ def create_app(
         return Response(generate_latest(registry()), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        """Liveness: the process answers."""
-        return {"status": "ok"}
+    async def healthz(request: Request) -> JSONResponse:
+        """Liveness: the process answers and nothing it runs has died (a 503 here is
+        for the orchestrator to restart it)."""
+        return await _probe(request.app.state.liveness, "not_alive", {"status": "ok"})
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> JSONResponse:
         """Readiness: every dependency this service needs answers."""
-        checks: list[ReadinessCheck] = request.app.state.readiness
-        for check in checks:
-            reason = f"{check.__name__} is not ready"
-            try:
-                ok = await check()
-            except NotReady as exc:
-                reason, ok = str(exc), False
-            except DependencyUnavailable as exc:
-                log.warning("readiness check %s: %s", check.__name__, exc)
-                ok = False
-            except Exception:
-                log.warning("readiness check %s raised", check.__name__, exc_info=True)
-                ok = False
-            if not ok:
-                return JSONResponse(
-                    error_body("not_ready", reason),
-                    status_code=503,
-                    headers={"Retry-After": "5"},
-                )
-        return JSONResponse({"status": "ready"})
+        return await _probe(request.app.state.readiness, "not_ready", {"status": "ready"})
 
     return app

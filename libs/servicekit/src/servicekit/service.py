@@ -26,7 +26,8 @@ route that takes a provided dependency answers 503 (``DependencyUnavailable``) u
 start is done. A stop meanwhile cancels the start and undoes what it had done.
 
 **A background task that fails** is logged where it fails, with its traceback, and the
-service is no longer ready (``/readyz`` names it); it is not restarted.
+service is neither ready nor alive (``/readyz`` and ``/healthz`` 503, naming it): it is
+not restarted in the process, so the orchestrator's liveness probe restarts the process.
 """
 
 import asyncio
@@ -285,6 +286,7 @@ class Service:
             service=self.name,
             lifespan=self._lifespan,
             readiness=checks,
+            liveness=[self._alive],
         )
         app.state.service = self
         self._app = app
@@ -307,6 +309,13 @@ class Service:
     def shutting_down(self) -> None:
         for hook in self._on_shutdown:
             hook()
+
+    async def _alive(self) -> bool:
+        """Liveness: no background task has died (it is not restarted in the process, so
+        the process should be)."""
+        if self._ended:
+            raise NotReady(f"background tasks ended: {', '.join(self._ended)}")
+        return True
 
     async def _started(self) -> bool:
         if self._phase is _Phase.STARTING and self._waiting is not None:
