@@ -11,9 +11,10 @@ two largest. Every results file names this definition (:data:`PERCENTILES`, writ
 ``bench.report.write``).
 """
 
+import contextlib
 import os
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from tests.support.limits import TEST_UPLOAD_LIMITS
@@ -22,6 +23,7 @@ from tests.support.processes import free_port
 __all__ = [
     "PERCENTILES",
     "cpu_seconds",
+    "cpu_spent",
     "free_port",
     "fresh_gateway",
     "percentile",
@@ -77,6 +79,16 @@ def cpu_seconds(pid: int) -> float:
         total += times.get(current, 0)
         todo += children.get(current, [])
     return total / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def cpu_spent(into: dict[str, float], pids: dict[str, int]) -> Iterator[None]:
+    """Add to ``into`` the CPU-seconds each of ``pids`` (with its descendants, as
+    :func:`cpu_seconds` counts) spent while the block ran."""
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    yield
+    for name, pid in pids.items():
+        into[name] = into.get(name, 0.0) + cpu_seconds(pid) - before[name]
 
 
 def raise_upload_limits() -> None:

@@ -41,7 +41,7 @@ import httpx
 
 from bench import report
 from bench.common import (
-    cpu_seconds,
+    cpu_spent,
     free_port,
     fresh_gateway,
     percentile,
@@ -399,10 +399,6 @@ def full_stack() -> Iterator[Any]:
         stack.down(only=started)
 
 
-def stack_cpu(pids: dict[str, int]) -> dict[str, float]:
-    return {name: cpu_seconds(pid) for name, pid in pids.items()}
-
-
 WARMUP_CONCURRENCY = 20
 ANALYSIS_SERVER = "reference-analyzer"
 CPU_COLUMNS = [
@@ -411,12 +407,11 @@ CPU_COLUMNS = [
 ]  # fmt: skip
 
 
-def cpu_row(
-    design: str, concurrency: int, before: dict[str, float], after: dict[str, float], jobs: int
-) -> dict[str, Any]:
-    """CPU ms per job by process; ``pipeline`` is every process but the analysis server
-    (the figure issue 21 bounds), ``total`` includes it."""
-    ms = {name: (after[name] - before[name]) * 1000 / jobs for name in after}
+def cpu_row(design: str, concurrency: int, spent: dict[str, float], jobs: int) -> dict[str, Any]:
+    """CPU ms per job by process, from the CPU-seconds ``spent`` over ``jobs``;
+    ``pipeline`` is every process but the analysis server (the figure issue 21 bounds),
+    ``total`` includes it."""
+    ms = {name: seconds * 1000 / jobs for name, seconds in spent.items()}
     return (
         {"design": design, "concurrency": concurrency}
         | {name: ms.get(name) for name in CPU_COLUMNS}
@@ -449,15 +444,15 @@ async def measure_audiopipe(
     # measured, not one just started.
     await run_clients(edge_url, path, progress_url, WARMUP_CONCURRENCY, warmup)
     for concurrency, jobs in plan:
+        spent: dict[str, float] = {}
         async with tap(bootstrap) as taps:
-            before = stack_cpu(pids)
-            started = time.perf_counter()
-            done = await run_clients(edge_url, path, progress_url, concurrency, jobs)
-            seconds = time.perf_counter() - started
-            after = stack_cpu(pids)
+            with cpu_spent(spent, pids):
+                started = time.perf_counter()
+                done = await run_clients(edge_url, path, progress_url, concurrency, jobs)
+                seconds = time.perf_counter() - started
         rows.append(summary("audiopipe (push)", concurrency, done, seconds))
         stages += breakdown(f"audiopipe, concurrency {concurrency}", done, taps)
-        cpu.append(cpu_row("audiopipe", concurrency, before, after, len(done)))
+        cpu.append(cpu_row("audiopipe", concurrency, spent, len(done)))
         print(rows[-1], flush=True)
     return rows, stages, cpu
 
@@ -478,13 +473,13 @@ async def measure_seed(
         await run_clients(base, path, progress_url, 1, 3)
         used = {"seed": proc.pid} | {n: pids[n] for n in ("s3", ANALYSIS_SERVER)}
         for concurrency, jobs in plan:
-            before = stack_cpu(used)
-            started = time.perf_counter()
-            done = await run_clients(base, path, progress_url, concurrency, jobs)
-            seconds = time.perf_counter() - started
-            after = stack_cpu(used)
+            spent: dict[str, float] = {}
+            with cpu_spent(spent, used):
+                started = time.perf_counter()
+                done = await run_clients(base, path, progress_url, concurrency, jobs)
+                seconds = time.perf_counter() - started
             rows.append(summary("seed (poll 1 s)", concurrency, done, seconds))
-            cpu.append(cpu_row("seed", concurrency, before, after, len(done)))
+            cpu.append(cpu_row("seed", concurrency, spent, len(done)))
             print(rows[-1], flush=True)
     return rows, cpu
 

@@ -20,7 +20,6 @@ compared side by side, in interleaved rounds of the same files at the same concu
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
 import json
 import os
@@ -37,7 +36,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.common import (
-    cpu_seconds,
+    cpu_spent,
     free_port,
     fresh_gateway,
     percentile,
@@ -228,15 +227,6 @@ async def seed_round(base: str, files: list[bytes], concurrency: int) -> float:
     return sum(map(len, files)) / MiB / (end - start)
 
 
-@contextlib.asynccontextmanager
-async def counted(into: dict[str, float], pids: dict[str, int]) -> AsyncIterator[None]:
-    """Add the CPU-seconds each of ``pids`` (with its descendants) spent in the block."""
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    yield
-    for name, pid in pids.items():
-        into[name] = into.get(name, 0.0) + cpu_seconds(pid) - before[name]
-
-
 async def time_to_202(edge: str, count: int) -> list[float]:
     data = audio(MiB, 7)
     times = []
@@ -354,12 +344,12 @@ async def main() -> None:
             await seed_round(seed_base, files[:2], 2)  # warm up
             seed_pids = {"seed": proc.pid, "s3": stack_pids["s3"]}
             for _ in range(rounds):  # interleaved, so that machine noise hits all alike
-                async with counted(cpu["ours"], stack_pids):
+                with cpu_spent(cpu["ours"], stack_pids):
                     ours.append(await pipeline_round(edge, files, 4, watcher))
-                async with counted(cpu["direct"], {"s3": stack_pids["s3"]}):
+                with cpu_spent(cpu["direct"], {"s3": stack_pids["s3"]}):
                     direct.append(await direct_round(s3, files, 4))
                 signed.append(await direct_round(s3_signed, files, 4))
-                async with counted(cpu["seed"], seed_pids):
+                with cpu_spent(cpu["seed"], seed_pids):
                     seed.append(await seed_round(seed_base, files, 4))
         latencies = await time_to_202(edge, uploads_202)
         await watcher.stop()
