@@ -47,7 +47,7 @@ async def test_chunks_become_one_verified_object_with_its_checksum() -> None:
     body, metadata = store.objects["audio/j1"]
     assert body == data
     assert metadata["sha256"] == hashlib.sha256(data).hexdigest()
-    assert outbox.statuses() == ["uploading", "uploaded"]
+    assert outbox.statuses() == ["uploaded"]
     assert a.jobs == {}
 
 
@@ -61,7 +61,7 @@ async def test_duplicate_chunks_and_markers_change_nothing() -> None:
     await a.finished(finished(data, n))
     await a.finished(finished(data, n))
     assert store.objects["audio/j1"][0] == data
-    assert outbox.statuses() == ["uploading", "uploaded"]
+    assert outbox.statuses() == ["uploaded"]
 
 
 async def test_a_replay_after_the_object_was_stored_only_reannounces_it() -> None:
@@ -118,7 +118,7 @@ async def test_a_file_within_one_part_is_one_put_with_its_metadata_and_no_multip
         "size": str(len(data)),
         "job-id": "j1",
     }
-    assert outbox.statuses() == ["uploading", "uploaded"]
+    assert outbox.statuses() == ["uploaded"]
 
 
 async def test_a_file_beyond_one_part_begins_the_multipart_upload_with_its_first_part() -> None:
@@ -168,10 +168,10 @@ async def test_an_abort_behind_a_stored_finished_marker_removes_the_object() -> 
     assert "audio/j1" in store.objects
     await a.aborted(UploadAborted(job_id="j1", reason="kafka_unavailable"))
     assert store.objects == {}
-    assert outbox.statuses() == ["uploading", "uploaded"]
+    assert outbox.statuses() == ["uploaded"]
     # A replay of the abort finds nothing more to do.
     await a.aborted(UploadAborted(job_id="j1", reason="kafka_unavailable"))
-    assert store.objects == {} and outbox.statuses() == ["uploading", "uploaded"]
+    assert store.objects == {} and outbox.statuses() == ["uploaded"]
 
 
 async def test_an_abort_for_an_unknown_job_changes_nothing() -> None:
@@ -219,6 +219,25 @@ async def test_a_short_upload_reports_no_progress_before_it_finishes() -> None:
     await a.started(sized())
     await feed(a, bytes(30))
     assert outbox.events == []
+
+
+async def test_only_an_upload_quiet_for_an_interval_says_its_audio_is_being_stored() -> None:
+    # Progress by time, not by step: a short upload goes from `accepted` to `uploaded`;
+    # one whose last word is an interval old says `uploading` first, then `uploaded`.
+    a, _, outbox, clock = slow_setup()
+    data = bytes(range(30))
+    await a.started(sized("quick"))
+    clock.now += 0.9
+    await a.finished(finished(data, await feed(a, data, "quick"), "quick"))
+    assert outbox.statuses() == ["uploaded"]
+
+    await a.started(sized("slow"))
+    n = await feed(a, data, "slow")
+    clock.now += 1.0
+    await a.finished(finished(data, n, "slow"))
+    assert outbox.statuses() == ["uploaded", "uploading", "uploaded"]
+    (storing,) = [e for _, e in outbox.events if getattr(e, "status", None) == "uploading"]
+    assert isinstance(storing, JobStatusChanged) and storing.detail == "storing the audio"
 
 
 async def test_an_aborted_upload_whose_progress_was_shown_ends_failed() -> None:
@@ -297,4 +316,4 @@ async def test_a_one_shot_upload_never_waits_for_the_checkpoint_database() -> No
     await a.finished(finished(data, n))
     await a.finished(finished(data, n))  # redelivered after the job was forgotten
     assert store.objects["audio/j1"][0] == data
-    assert outbox.statuses() == ["uploading", "uploaded"]
+    assert outbox.statuses() == ["uploaded"]

@@ -9,7 +9,6 @@ republishes such rows a few seconds later with the same deterministic ``ce_id``s
 delivery is at-least-once and readers drop duplicates.
 """
 
-import asyncio
 import logging
 from datetime import UTC, datetime
 from enum import Enum
@@ -18,6 +17,7 @@ from analyzer_bridge.analysis import Analysis, Outcome
 from analyzer_bridge.decisions import Verdict, judge_final
 from analyzer_bridge.ports import AnalysisStore, EventPublisher
 from contracts import AnalysisCompleted, AnalysisFailed, JobStatus, JobStatusChanged, stage_progress
+from servicekit.kafka import publish_together
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +68,10 @@ class Finisher:
         # issue 14). Topics are not ordered against each other (docs/architecture.md
         # §4); the row is marked published only once both are acknowledged, so if
         # either fails the sweeper republishes both with the same ids.
-        outcomes = await asyncio.gather(
+        await publish_together(
             self._events.result(analysis, analysis_id),
             self._events.status(status, status_id),
-            return_exceptions=True,
         )
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
         await self._store.mark_published(row.job_id)
 
     async def publish_analyzing(self, job_id: str, progress: int, detail: str) -> None:

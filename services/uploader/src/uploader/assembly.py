@@ -51,6 +51,7 @@ from contracts import (
 from servicekit.blocks import Blocks
 from servicekit.digest import Sha256
 from servicekit.http import DependencyUnavailable
+from servicekit.kafka import publish_together
 from servicekit.logs import job_id_var
 from servicekit.metrics import OBJECTS_STORED, S3_PARTS, UPLOADER_REREAD_BYTES
 from uploader.memory import MemoryBudget, Span
@@ -417,20 +418,24 @@ class Assembler:
         if problem:
             await self._fail(job, ErrorCode.CHECKSUM_MISMATCH, problem)
             return
-        await self._events.status(
-            JobStatusChanged(
-                job_id=event.job_id,
-                status=JobStatus.UPLOADING,
-                progress=progress_after(
-                    job.progress,
-                    stage_progress(
-                        JobStatus.UPLOADING, len(job.etags) * self._part_bytes / job.size
+        if self._clock() - job.reported_at >= self._progress_interval:
+            # Progress is by time, not by step (docs/architecture.md §3): an upload that
+            # has been quiet for an interval says that its audio is being stored; one
+            # that arrived within it goes straight to `uploaded`, an event fewer.
+            await self._events.status(
+                JobStatusChanged(
+                    job_id=event.job_id,
+                    status=JobStatus.UPLOADING,
+                    progress=progress_after(
+                        job.progress,
+                        stage_progress(
+                            JobStatus.UPLOADING, len(job.etags) * self._part_bytes / job.size
+                        ),
                     ),
+                    detail="storing the audio",
                 ),
-                detail="storing the audio",
-            ),
-            f"{event.job_id}:status:uploading",
-        )
+                f"{event.job_id}:status:uploading",
+            )
         metadata = {"sha256": event.sha256, "size": str(event.size), "job-id": event.job_id}
         rest = job.buffer.rest()
         if job.upload_id is None:
@@ -617,27 +622,28 @@ class Assembler:
 
     async def _announce(self, job: OpenJob, event: UploadFinished) -> None:
         job_id_var.set(event.job_id)
-        await self._events.stored(
-            AudioStored(
-                job_id=event.job_id,
-                bucket=self._bucket,
-                key=job.key,
-                size=event.size,
-                sha256=event.sha256,
-                content_type=job.started.content_type,
-                filename=job.started.filename,
-            )
+        stored = AudioStored(
+            job_id=event.job_id,
+            bucket=self._bucket,
+            key=job.key,
+            size=event.size,
+            sha256=event.sha256,
+            content_type=job.started.content_type,
+            filename=job.started.filename,
         )
-        await self._events.status(
-            JobStatusChanged(
-                job_id=event.job_id,
-                status=JobStatus.UPLOADED,
-                progress=stage_progress(JobStatus.UPLOADED),
-                detail="audio stored",
-                # The owner again: `accepted` is not waited for, and may be lost.
-                owner=job.started.owner,
-            ),
-            f"{event.job_id}:status:uploaded",
+        uploaded = JobStatusChanged(
+            job_id=event.job_id,
+            status=JobStatus.UPLOADED,
+            progress=stage_progress(JobStatus.UPLOADED),
+            detail="audio stored",
+            # The owner again: `accepted` is not waited for, and may be lost.
+            owner=job.started.owner,
+        )
+        # Two topics, no order between them to keep: sent together, they travel in one
+        # produce request; the handler returns (and commits) only once both are written.
+        await publish_together(
+            self._events.stored(stored),
+            self._events.status(uploaded, f"{event.job_id}:status:uploaded"),
         )
 
     async def _fail(self, job: OpenJob, code: ErrorCode, message: str) -> None:

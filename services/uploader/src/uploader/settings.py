@@ -68,7 +68,8 @@ class Settings(S3Settings, DatabaseSettings):
     progress_interval_seconds: float = Field(
         default=1.0,
         gt=0,
-        description="At most one `uploading` progress event per job per interval.",
+        description="At most one `uploading` progress event per job per interval; an "
+        "upload that arrives within one interval sends none (it goes to `uploaded`).",
     )
     database_schema: str = Field(
         default="uploader",
