@@ -15,6 +15,7 @@ import pytest
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
+from servicekit.settings import ServiceSettings
 from tests.deploy.kustomize import (
     edge_headers,
     edge_routes,
@@ -107,6 +108,15 @@ def test_every_edge_route_has_an_ingress_path_to_its_service_with_its_proxy_sett
         # Caddy streams request bodies and sets no size limit: the gateway enforces it.
         assert annotations.get("nginx.ingress.kubernetes.io/proxy-request-buffering") == "off"
         assert annotations.get("nginx.ingress.kubernetes.io/proxy-body-size") == "0"
+
+
+@pytest.mark.parametrize("route", edge_routes(), ids=lambda route: route.service)
+def test_the_edge_closes_idle_connections_to_a_service_before_the_service_does(route):
+    # A service that closes an idle keep-alive connection first races the edge's next
+    # request on it, which the edge then answers 502 (seen under load after a pause).
+    (keepalive,) = [o.split()[1] for o in route.options if o.startswith("keepalive ")]
+    assert keepalive.endswith("s"), keepalive
+    assert float(keepalive.removesuffix("s")) < ServiceSettings().http_keep_alive_seconds
 
 
 def test_the_resumable_upload_resource_is_routed_like_its_creation(rendered):

@@ -26,3 +26,11 @@ async def test_the_shutdown_hook_runs_once_when_the_server_stops() -> None:
     running.should_exit = True
     await task
     assert calls == [True]
+
+
+def test_idle_connections_are_kept_as_long_as_the_settings_say() -> None:
+    # Longer than the proxy in front keeps them (tests/deploy: the edge's keepalive).
+    settings = ServiceSettings(http_keep_alive_seconds=42.0)
+    svc = Service(settings, name="probe", description="a service under test")
+    assert server(svc.app(title="probe"), settings).config.timeout_keep_alive == 42.0
+    assert ServiceSettings().http_keep_alive_seconds > 60

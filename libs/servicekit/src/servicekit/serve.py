@@ -48,6 +48,7 @@ def server(
         "proxy_headers": True,
         "forwarded_allow_ips": settings.trusted_proxies,
         "timeout_graceful_shutdown": 10,
+        "timeout_keep_alive": settings.http_keep_alive_seconds,
         **config,
     }
     return Server(uvicorn.Config(app, **options), shutdown_hook(app))

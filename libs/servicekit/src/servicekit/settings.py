@@ -80,6 +80,15 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8100
     log_level: str = "INFO"
+    http_keep_alive_seconds: float = Field(
+        default=75.0,
+        gt=0,
+        description="How long an idle keep-alive connection stays open. Longer than the "
+        "proxy in front keeps its idle connections to this service (the edge: 60 s; "
+        "ingress-nginx: 60 s), so that the proxy closes them, not the service: a service "
+        "that closes one first races the proxy's next request on it, which the proxy "
+        "then answers 502.",
+    )
     trusted_proxies: str = Field(
         default="127.0.0.1,::1",
         description="Comma-separated addresses or networks (CIDR) of the proxies in front of "
