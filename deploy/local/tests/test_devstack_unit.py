@@ -212,6 +212,16 @@ def test_a_single_broker_keeps_its_standalone_quorum_and_one_replica(tmp_path: P
     assert props["default.replication.factor"] == props["min.insync.replicas"] == "1"
 
 
+def test_the_broker_logs_its_requests_only_when_asked(tmp_path: Path) -> None:
+    (quiet,) = kafka_nodes(_context(tmp_path, {}))
+    assert "kafka.request.logger" not in quiet.log_config()
+    (asked,) = kafka_nodes(_context(tmp_path, {"KAFKA_REQUEST_LOG": "1"}))
+    config = asked.log_config()
+    assert "logger.requests.name = kafka.request.logger" in config
+    assert "logger.requests.level = DEBUG" in config
+    assert f"fileName = {asked.ctx.paths.log('kafka-requests')}" in config
+
+
 @pytest.mark.parametrize("value", ["0", "ten", "10"])
 def test_a_wrong_broker_count_is_refused(value: str) -> None:
     with pytest.raises(StackError, match="KAFKA_BROKERS"):

@@ -38,6 +38,28 @@ logger.authorizer.name = kafka.authorizer.logger
 logger.authorizer.level = WARN
 """
 
+REQUEST_LOG = "KAFKA_REQUEST_LOG"
+"""Set to 1, the broker writes every request it completed (client id, API, ...) to
+``<logs>/<node>-requests.log``: what ``bench.round_trips`` counts. It costs the broker CPU,
+so it is off unless asked for."""
+
+
+def log4j2(request_log: Path | None) -> str:
+    """The broker's logging: the console, and its requests into ``request_log``."""
+    if request_log is None:
+        return LOG4J2
+    return LOG4J2 + (
+        "appender.requests.type = File\n"
+        "appender.requests.name = REQUESTS\n"
+        f"appender.requests.fileName = {request_log}\n"
+        "appender.requests.layout.type = PatternLayout\n"
+        "appender.requests.layout.pattern = %m%n\n"
+        "logger.requests.name = kafka.request.logger\n"
+        "logger.requests.level = DEBUG\n"
+        "logger.requests.additivity = false\n"
+        "logger.requests.appenderRef.requests.ref = REQUESTS\n"
+    )
+
 
 def pom_file(root: Path) -> Path:
     return root / "deploy" / "local" / "kafka" / "pom.xml"
@@ -198,12 +220,17 @@ class Kafka(Component):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         lines = [f"{k}={v}" for k, v in self.properties().items()]
         self.properties_file.write_text("\n".join(lines) + "\n")
-        (self.conf_dir / "log4j2.properties").write_text(LOG4J2)
+        (self.conf_dir / "log4j2.properties").write_text(self.log_config())
         if not (self.data_dir / "meta.properties").exists():
             self._format()
             self._formatted_for.write_text(f"{self.ctx.settings.kafka_brokers}\n")
         else:
             self._check_formatted_for()
+
+    def log_config(self) -> str:
+        """log4j2.properties: with the request log when ``KAFKA_REQUEST_LOG=1``."""
+        asked = self.ctx.environ.get(REQUEST_LOG) == "1"
+        return log4j2(self.ctx.paths.log(f"{self.name}-requests") if asked else None)
 
     @property
     def _formatted_for(self) -> Path:
