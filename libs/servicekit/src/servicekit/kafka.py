@@ -51,6 +51,7 @@ __all__ = [
     "make_broker",
     "prepare_kafka",
     "publish_event",
+    "publish_together",
     "raw_body",
     "replication_for",
     "retention_configs",

@@ -16,14 +16,19 @@ callbacks; the rest is session state that the services' statements do not take, 
 where one says so with :func:`takes_session_state` (a session advisory lock, a
 ``LISTEN``), and such a connection gets the full reset when it is released.
 ``tests/structure/test_session_state.py`` keeps the two together.
+
+A transaction that starts by taking advisory locks (one job's, a batch of jobs', the
+fair-use counters') begins and locks in one round trip (:func:`locked`), where
+``conn.transaction()`` and the lock statement took two.
 """
 
 import asyncio
+import contextlib
 import functools
 import logging
 import random
-from collections.abc import Awaitable, Callable, Coroutine
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, ClassVar, ParamSpec, TypeVar
 
 import asyncpg
@@ -42,6 +47,7 @@ __all__ = [
     "create_schema",
     "delete_older",
     "is_outage",
+    "locked",
     "open_pool",
     "takes_session_state",
     "unavailable_on_outage",
@@ -91,6 +97,39 @@ def unavailable_on_outage(
             raise
 
     return guarded
+
+
+def _literal(text: str) -> str:
+    """``text`` as an SQL string literal (``standard_conforming_strings``, on since
+    PostgreSQL 9.1: a quote is doubled, nothing else is special)."""
+    if "\x00" in text:
+        raise ValueError("a lock key cannot hold a NUL character")
+    return "'" + text.replace("'", "''") + "'"
+
+
+@asynccontextmanager
+async def locked(
+    conn: "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]",
+    keys: Iterable[str],
+) -> AsyncIterator[None]:
+    """A transaction that holds ``pg_advisory_xact_lock(hashtext(key))`` for each of
+    ``keys`` (taken in sorted order, so that two of them never wait on each other),
+    begun and locked in one round trip: the keys go in as literals, since a statement
+    with parameters cannot follow ``BEGIN`` in one message. Committed at the end of the
+    block, rolled back if it raises; the locks go with either."""
+    names = ", ".join(_literal(key) for key in sorted(set(keys)))
+    await conn.execute(
+        f"BEGIN; SELECT pg_advisory_xact_lock(hashtext(k)) FROM unnest(ARRAY[{names}]::text[]) k"
+    )
+    try:
+        yield
+    except BaseException:
+        # A broken connection cannot roll back; the pool closes it on release, and a
+        # live one it releases inside a transaction is rolled back by asyncpg anyway.
+        with contextlib.suppress(Exception):
+            await conn.execute("ROLLBACK")
+        raise
+    await conn.execute("COMMIT")
 
 
 _SESSION_STATE: set[int] = set()

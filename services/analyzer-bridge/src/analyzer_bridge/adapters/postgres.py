@@ -16,7 +16,7 @@ import asyncpg
 
 from analyzer_bridge.analysis import Analysis, Outcome, State
 from contracts import AudioFeatures, AudioStored
-from servicekit.postgres import PostgresResource, delete_older, unavailable_on_outage
+from servicekit.postgres import PostgresResource, delete_older, locked, unavailable_on_outage
 from servicekit.settings import DatabaseSettings
 
 
@@ -87,8 +87,6 @@ CREATE INDEX IF NOT EXISTS deleted_jobs_by_age ON {schema}.deleted_jobs (deleted
 
 _OPEN = "state IN ('pending', 'requested')"
 
-_JOB_LOCK = "SELECT pg_advisory_xact_lock(hashtext($1))"
-
 
 class PostgresStore(PostgresResource):
     ddl = _SCHEMA
@@ -110,9 +108,9 @@ class PostgresStore(PostgresResource):
     @unavailable_on_outage
     async def insert_pending(self, event: AudioStored, deadline_seconds: float) -> bool:
         """Record the job; False when it was already recorded (a redelivery) or deleted."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        lock = [self._lock_key(event.job_id)]
+        async with self._pool.acquire() as conn, locked(conn, lock):
             # After the lock, so that this statement sees a tombstone committed meanwhile.
-            await conn.execute(_JOB_LOCK, self._lock_key(event.job_id))
             status = await conn.execute(
                 f"""INSERT INTO {self._t}
                     (job_id, state, bucket, key, size, sha256, content_type, filename, deadline)
@@ -133,8 +131,7 @@ class PostgresStore(PostgresResource):
 
     @unavailable_on_outage
     async def erase(self, job_id: str) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(_JOB_LOCK, self._lock_key(job_id))
+        async with self._pool.acquire() as conn, locked(conn, [self._lock_key(job_id)]):
             await conn.execute(
                 f"INSERT INTO {self._deleted} (job_id) VALUES ($1) ON CONFLICT DO NOTHING", job_id
             )

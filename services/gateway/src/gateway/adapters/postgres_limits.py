@@ -26,7 +26,7 @@ from typing import TypeAlias
 import asyncpg
 
 from gateway.limits import FairUse, Refused, Usage, judge_bytes, judge_upload, next_rate_tat
-from servicekit.postgres import PostgresResource, unavailable_on_outage
+from servicekit.postgres import PostgresResource, locked, unavailable_on_outage
 from servicekit.settings import DatabaseSettings
 
 log = logging.getLogger(__name__)
@@ -58,9 +58,6 @@ CREATE INDEX IF NOT EXISTS upload_leases_job ON {schema}.upload_leases (job_id)
 """
 
 Connection: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
-
-# One lock for every admission: they are short, and the global bound needs them serial.
-_LOCK = "SELECT pg_advisory_xact_lock(hashtext($1))"
 
 _USAGE = """
 SELECT now() AS now,
@@ -139,8 +136,9 @@ class PostgresQuota(PostgresResource):
         resumable_job: str | None = None,
     ) -> str:
         body = body_bytes or 0
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(_LOCK, f"{self.schema}.limits")
+        # One lock for every admission: they are short, and the global bound needs them
+        # serial.
+        async with self._pool.acquire() as conn, locked(conn, [f"{self.schema}.limits"]):
             usage = await self._read(conn, client)
             refusal = judge_upload(self.rules, usage, size or body)
             if refusal is not None:
@@ -156,8 +154,9 @@ class PostgresQuota(PostgresResource):
     @unavailable_on_outage
     async def admit_append(self, job_id: str, client: str, body_bytes: int | None) -> str:
         body = body_bytes or 0
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(_LOCK, f"{self.schema}.limits")
+        # One lock for every admission: they are short, and the global bound needs them
+        # serial.
+        async with self._pool.acquire() as conn, locked(conn, [f"{self.schema}.limits"]):
             upload = await conn.fetchrow(
                 f"""SELECT client_key, reserved_bytes FROM {self.schema}.upload_leases
                     WHERE job_id = $1 AND kind = 'resumable'""",

@@ -43,6 +43,7 @@ from servicekit.postgres import (
     create_pool,
     delete_older,
     is_outage,
+    locked,
     unavailable_on_outage,
 )
 from servicekit.resources import Resource
@@ -142,7 +143,6 @@ _FINAL = ", ".join(f"'{status.value}'" for status in JobStatus if status.is_fina
 DELETED = "deleted"
 """The payload's second word when a job was erased (instead of an event id)."""
 
-_LOCK_JOBS = "SELECT pg_advisory_xact_lock(hashtext(j::text)) FROM unnest($1::uuid[]) j"
 """Each job's writer lock, taken in the order given (sorted, so replicas cannot deadlock)."""
 
 _PRUNE_BATCH = 10_000
@@ -260,9 +260,8 @@ class PostgresStore(Resource):
     ) -> list[Decision]:
         s = self.schema
         job_ids = sorted({uuid.UUID(event.job_id) for _, event in events})
-        async with self.pool.acquire() as conn, conn.transaction():
-            # Every job of the batch, locked in one order, so replicas cannot deadlock.
-            await conn.execute(_LOCK_JOBS, job_ids)
+        # Every job of the batch, locked in one order, so replicas cannot deadlock.
+        async with self.pool.acquire() as conn, locked(conn, map(str, job_ids)):
             # Under the jobs' locks nobody else writes their rows: no FOR UPDATE needed.
             # Which events are recorded already, which jobs deleted, and their states: one
             # round trip (a row per job of the batch).
@@ -436,10 +435,9 @@ class PostgresStore(Resource):
         ids = sorted({uuid.UUID(job_id) for job_id in job_ids})
         if not ids:
             return
-        async with self.pool.acquire() as conn, conn.transaction():
-            # The projection's lock: an event of the job is recorded before the erasure
-            # (and erased with the rest) or after it (and dropped for the tombstone).
-            await conn.execute(_LOCK_JOBS, ids)
+        # The projection's lock: an event of the job is recorded before the erasure
+        # (and erased with the rest) or after it (and dropped for the tombstone).
+        async with self.pool.acquire() as conn, locked(conn, map(str, ids)):
             await conn.execute(f"DELETE FROM {s}.job_events WHERE job_id = ANY($1::uuid[])", ids)
             await conn.execute(f"DELETE FROM {s}.jobs WHERE job_id = ANY($1::uuid[])", ids)
             await conn.execute(
