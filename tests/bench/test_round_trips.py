@@ -1,6 +1,8 @@
 """bench.round_trips reads PostgreSQL's statement log and the broker's request log: each
 statement is put to the service of its server process, each request to its client."""
 
+import json
+
 import pytest
 
 from bench.round_trips import requests, statements
@@ -18,11 +20,20 @@ POSTGRES_LOG = """\
 [404] LOG:  statement: SELECT 1
 """
 
-KAFKA_LOG = """\
-Completed request:{"isForwarded":false,"requestHeader":{"requestApiKey":8,"requestApiVersion":9,"correlationId":5,"clientId":"notifier","requestApiKeyName":"OFFSET_COMMIT"},"request":{}}
-Completed request:{"isForwarded":false,"requestHeader":{"requestApiKey":0,"requestApiVersion":11,"correlationId":6,"clientId":"gateway","requestApiKeyName":"PRODUCE"},"request":{}}
-Completed request:{"isForwarded":false,"requestHeader":{"requestApiKey":0,"requestApiVersion":11,"correlationId":7,"clientId":"gateway","requestApiKeyName":"PRODUCE"},"request":{}}
-"""
+
+def _completed(client: str, api: str) -> str:
+    """A line of the broker's request log, as its logger writes it."""
+    header = {"requestApiKey": 0, "clientId": client, "requestApiKeyName": api}
+    return "Completed request:" + json.dumps(
+        {"isForwarded": False, "requestHeader": header, "request": {}}, separators=(",", ":")
+    )
+
+
+KAFKA_LOG = [
+    _completed("notifier", "OFFSET_COMMIT"),
+    _completed("gateway", "PRODUCE"),
+    _completed("gateway", "PRODUCE"),
+]
 
 
 def test_each_statement_counts_for_the_service_of_its_server_process():
@@ -34,7 +45,7 @@ def test_each_statement_counts_for_the_service_of_its_server_process():
 
 
 def test_each_request_counts_for_its_client_and_api():
-    assert requests(KAFKA_LOG.splitlines()) == {
+    assert requests(KAFKA_LOG) == {
         "gateway PRODUCE": 2,
         "notifier OFFSET_COMMIT": 1,
     }

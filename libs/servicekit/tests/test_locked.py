@@ -80,18 +80,18 @@ async def test_a_second_holder_waits_for_the_first(infra) -> None:
     assert order == ["first in", "first out", "second in"]
 
 
-async def _fail_inside(conn) -> None:  # type: ignore[no-untyped-def]
+async def _fail_inside(conn) -> None:
     async with locked(conn, ["k"]):
         await conn.execute("INSERT INTO t VALUES (1)")
         raise RuntimeError("the block failed")
 
 
-async def _take(conn) -> None:  # type: ignore[no-untyped-def]
+async def _take(conn) -> None:
     async with locked(conn, ["shared"]):
         pass
 
 
-async def _waits_on_advisory_lock(pool) -> bool:  # type: ignore[no-untyped-def]
+async def _waits_on_advisory_lock(pool) -> bool:
     return bool(
         await pool.fetchval(
             "SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)"
