@@ -176,11 +176,12 @@ class FakeFeed:
         self._on_deleted(job_id)
         return True
 
-    def notify(self, job_id: str, event_id: int) -> bool:
-        """Deliver, if anyone listens; whether it was delivered."""
+    def notify(self, job_id: str, event_id: int, carried: JobSnapshot | None = None) -> bool:
+        """Deliver, if anyone listens; whether it was delivered. ``carried``: the event,
+        as a notification that carries it (else the listener reads it)."""
         if self._on_applied is None:
             return False
-        self._on_applied(job_id, event_id)
+        self._on_applied(job_id, event_id, carried)
         return True
 
     def lose(self) -> None:

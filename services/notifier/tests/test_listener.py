@@ -1,6 +1,7 @@
 """Live delivery through PostgreSQL LISTEN/NOTIFY, against the real database."""
 
 import asyncio
+import json
 import sys
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -15,11 +16,12 @@ from notifier import sse
 from notifier.adapters.postgres import PostgresAppliedEvents, PostgresStore
 from notifier.fanout import FanOut
 from notifier.listener import Listener
+from notifier.projection import JobSnapshot
 from tests.support.waiting import eventually
 
 sys.path.insert(0, str(Path(__file__).parent))
 from notifier_fakes import Waiting
-from notifier_testing import job_stream
+from notifier_testing import FEATURES, job_stream
 
 pytestmark = pytest.mark.integration
 
@@ -101,6 +103,54 @@ async def test_a_notified_event_reaches_the_streams_of_its_job_only(infra, store
             assert snapshot is not None
             assert (snapshot.job_id, snapshot.event_id) == (watched, 1)
             assert live.pending() == 0
+    finally:
+        listening.cancel()
+        await asyncio.gather(listening, return_exceptions=True)
+
+
+class Captured:
+    """What a feed delivers, as the listener would get it."""
+
+    def __init__(self) -> None:
+        self.applied: list[tuple[str, int, object]] = []
+        self.listening = asyncio.Event()
+
+    def on_applied(self, job_id: str, event_id: int, snapshot: object) -> None:
+        self.applied.append((job_id, event_id, snapshot))
+
+    def on_listening(self) -> None:
+        self.listening.set()
+
+
+@pytest.mark.parametrize("extra_bytes", [0, 9000], ids=["carried", "too-long-to-carry"])
+async def test_a_notification_carries_its_event_as_a_read_returns_it(infra, store, extra_bytes):
+    captured = Captured()
+    feed = PostgresAppliedEvents(lambda: asyncpg.connect(infra["DATABASE_URL"]), store.channel)
+    listening = asyncio.create_task(
+        feed.listen(captured.on_applied, captured.on_listening, lambda _: None)
+    )
+    job = str(uuid.uuid4())
+    # Keys in an order jsonb does not keep: the carried result must be the read one's.
+    features = FEATURES.model_copy(
+        update={"zeta": {"b": 1, "a": [1.5, None]}, "pad": "x" * extra_bytes}
+    )
+    try:
+        await asyncio.wait_for(captured.listening.wait(), 10)
+        for n, event in enumerate((
+            JobStatusChanged(job_id=job, status=JobStatus.ACCEPTED, progress=0, detail="a 'quote'"),
+            JobStatusChanged(job_id=job, status=JobStatus.COMPLETED, progress=100, result=features),
+        )):  # fmt: skip
+            await store.record(f"ce-{n}", event)
+        await eventually(lambda: len(captured.applied) == 2, what="two notifications")
+        read = await store.applied_events([(job, 1), (job, 2)])
+        accepted, completed = captured.applied
+        assert accepted == (job, 1, read[0])
+        if extra_bytes:
+            assert completed == (job, 2, None)  # named only: the listener reads it
+        else:
+            assert completed == (job, 2, read[1])
+            carried = cast(JobSnapshot, completed[2])
+            assert json.dumps(carried.result) == json.dumps(read[1].result)  # same order
     finally:
         listening.cancel()
         await asyncio.gather(listening, return_exceptions=True)

@@ -5,6 +5,7 @@ import asyncio
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from contracts import JobStatus, JobStatusChanged
 from notifier.fanout import FanOut
 from notifier.listener import Listener
+from notifier.projection import JobSnapshot
 from tests.support.waiting import eventually
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -62,3 +64,34 @@ async def test_an_erased_job_ends_its_streams_only(rig) -> None:
         assert feed.deleted(WATCHED)
         assert live.closed
         assert not other.closed
+
+
+def carried(job_id: str, event_id: int) -> JobSnapshot:
+    """An event as a notification carries it."""
+    return JobSnapshot(
+        job_id=job_id, event_id=event_id, status=JobStatus.UPLOADED, progress=50,
+        detail=None, result=None, error=None, time=datetime(2026, 1, 1, tzinfo=UTC),
+    )  # fmt: skip
+
+
+async def test_an_event_the_notification_carries_is_fanned_out_without_a_read(rig) -> None:
+    store, feed, fanout, _ = rig
+    store.down = True  # a read would fail: nothing is read
+    with fanout.subscribe(Waiting(WATCHED)) as live:
+        assert feed.notify(WATCHED, 1, carried(WATCHED, 1))
+        snapshot = await live.next(10)
+        assert snapshot == carried(WATCHED, 1) and not live.lagged
+
+
+async def test_a_failed_read_holds_back_the_later_events_of_its_job_only(rig) -> None:
+    store, feed, fanout, _ = rig
+    store.down = True
+    with fanout.subscribe(Waiting(WATCHED)) as live, fanout.subscribe(Waiting(OTHER)) as other:
+        # One batch: the first is not carried and cannot be read; the second of the same
+        # job must not go ahead of it; the other job's is delivered.
+        assert feed.notify(WATCHED, 1)
+        assert feed.notify(WATCHED, 2, carried(WATCHED, 2))
+        assert feed.notify(OTHER, 1, carried(OTHER, 1))
+        assert await other.next(10) == carried(OTHER, 1)
+        await eventually(lambda: live.lagged, what="the stream to re-read its history")
+        assert live.pending() == 0

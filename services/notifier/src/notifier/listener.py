@@ -5,10 +5,12 @@ The projection is written once per event, by the replica whose consumer owns the
 event's partition (the shared consumer group), and it notifies ``<schema>_applied``
 inside the recording transaction (:mod:`notifier.adapters.postgres`). PostgreSQL
 delivers that to every listening session after the commit, in commit order, so each
-replica learns of every applied event within milliseconds without polling. The replica
-then reads the recorded rows of the jobs it has streams for (one query per batch of
-notifications, never per client) and fans them out: the SSE ids are the projection's
-per-job ids, whichever replica wrote the event.
+replica learns of every applied event within milliseconds without polling. A
+notification carries its event (the recorded row, as JSON) when it fits PostgreSQL's
+8000 bytes, which all but a very large result do; the replica fans those out to the
+streams of their job as they come, and reads the others (one query per batch of
+notifications, never per client). The SSE ids are the projection's per-job ids,
+whichever replica wrote the event.
 
 A notification sent while this replica's LISTEN connection is down is lost to it, so
 after every (re)connect, once ``LISTEN`` is in place, every stream re-reads the history
@@ -27,6 +29,7 @@ import logging
 
 from notifier.fanout import FanOut
 from notifier.ports import AppliedEvents, JobStore
+from notifier.projection import JobSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,7 @@ class Listener:
         self._store = store
         self._fanout = fanout
         self._reconnect_seconds = reconnect_seconds
-        self._pending: list[tuple[str, int]] = []
+        self._pending: list[tuple[str, int, JobSnapshot | None]] = []
         self._arrived = asyncio.Event()
         self.connected = False
 
@@ -75,27 +78,38 @@ class Listener:
         # Whatever was committed while nobody listened: every stream re-reads it.
         self._fanout.resync_all()
 
-    def _on_applied(self, job_id: str, event_id: int) -> None:
+    def _on_applied(self, job_id: str, event_id: int, snapshot: JobSnapshot | None) -> None:
         if not self._fanout.has_subscribers(job_id):
             return
-        self._pending.append((job_id, event_id))
+        self._pending.append((job_id, event_id, snapshot))
         self._arrived.set()
 
     async def _pump(self) -> None:
-        """Read the notified rows in batches, in arrival order, and fan them out."""
+        """Fan the notified events out in arrival order, reading in batches those the
+        notifications did not carry."""
         while True:
             await self._arrived.wait()
             self._arrived.clear()
             pending, self._pending = self._pending, []
             for start in range(0, len(pending), BATCH):
-                batch = pending[start : start + BATCH]
-                try:
-                    snapshots = await self._store.applied_events(batch)
-                except Exception as exc:
-                    # Their streams re-read the history (and end, if the database is gone).
-                    log.warning("reading %d notified events failed: %s", len(batch), exc)
-                    for job_id in {job_id for job_id, _ in batch}:
-                        self._fanout.resync(job_id)
-                    continue
-                for snapshot in snapshots:
-                    self._fanout.publish(snapshot)
+                await self._deliver(pending[start : start + BATCH])
+
+    async def _deliver(self, batch: list[tuple[str, int, JobSnapshot | None]]) -> None:
+        missing = [(job_id, event_id) for job_id, event_id, carried in batch if carried is None]
+        read: dict[tuple[str, int], JobSnapshot] = {}
+        unread: set[str] = set()
+        if missing:
+            try:
+                found = await self._store.applied_events(missing)
+                read = {(s.job_id, s.event_id): s for s in found}
+            except Exception as exc:
+                # Their streams re-read the history (and end, if the database is gone);
+                # nothing later of those jobs goes ahead of what was not read.
+                log.warning("reading %d notified events failed: %s", len(missing), exc)
+                unread = {job_id for job_id, _ in missing}
+                for job_id in unread:
+                    self._fanout.resync(job_id)
+        for job_id, event_id, carried in batch:
+            snapshot = carried or read.get((job_id, event_id))
+            if snapshot is not None and job_id not in unread:
+                self._fanout.publish(snapshot)

@@ -120,8 +120,10 @@ class Deletions(Protocol):
         deleting twice is harmless)."""
 
 
-OnApplied = Callable[[str, int], None]
-"""Called with ``(job_id, event_id)`` of each applied event, in commit order."""
+OnApplied = Callable[[str, int, JobSnapshot | None], None]
+"""Called with ``(job_id, event_id, snapshot)`` of each applied event, in commit order;
+``snapshot`` is the event itself when the notification could carry it (most do), else
+None and the listener reads it."""
 
 OnDeleted = Callable[[str], None]
 """Called with the id of each job erased (:meth:`Lifecycle.erase`), in commit order."""

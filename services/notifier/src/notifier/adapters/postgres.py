@@ -143,7 +143,9 @@ _FINAL = ", ".join(f"'{status.value}'" for status in JobStatus if status.is_fina
 DELETED = "deleted"
 """The payload's second word when a job was erased (instead of an event id)."""
 
-"""Each job's writer lock, taken in the order given (sorted, so replicas cannot deadlock)."""
+_PAYLOAD_BYTES = 7900
+"""Most bytes of a notification that carries its event (PostgreSQL allows under 8000);
+a longer one names the event, and the listener reads it."""
 
 _PRUNE_BATCH = 10_000
 """Most tombstones forgotten in one statement."""
@@ -160,6 +162,23 @@ def _snapshot(row: asyncpg.Record) -> JobSnapshot:
         error=_json_or_none(row["error"]),
         time=row["time"],
         traceparent=row.get("traceparent"),
+    )
+
+
+def _carried(job_id: str, event_id: int, text: str) -> JobSnapshot:
+    """The event a notification carries (``json_build_object`` of its row: ``result``
+    and ``error`` as the row's jsonb, so the same as :func:`_snapshot` reads)."""
+    event = json.loads(text)
+    return JobSnapshot(
+        job_id=job_id,
+        event_id=event_id,
+        status=JobStatus(event["status"]),
+        progress=event["progress"],
+        detail=event["detail"],
+        result=event["result"],
+        error=event["error"],
+        time=datetime.fromisoformat(event["time"]),
+        traceparent=event["traceparent"],
     )
 
 
@@ -280,7 +299,7 @@ class PostgresStore(Resource):
             current = {r["job_id"]: _snapshot(r) for r in rows if r["job_id"] is not None}
             # Only applied events take ids, so a job's last id is its current state's.
             last = {job_id: snap.event_id for job_id, snap in current.items()}
-            decisions, history, notes = [], [], []
+            decisions, history = [], []
             changed: dict[uuid.UUID, JobSnapshot] = {}
             created: dict[uuid.UUID, datetime] = {}
             owners: dict[uuid.UUID, str] = {}
@@ -312,7 +331,6 @@ class PostgresStore(Resource):
                         created[job_id] = new.time
                     last[job_id] = new.event_id
                     current[job_id] = changed[job_id] = new
-                    notes.append(f"{job_id} {new.event_id}")
             if history:
                 # The history, the states and the notifications: one statement.
                 states = [
@@ -332,6 +350,7 @@ class PostgresStore(Resource):
                             $13::text[]) WITH ORDINALITY AS h({_COLUMNS}, ce_id,
                             reported_progress, outcome, reason, traceparent, i)
                         ORDER BY i  -- recorded (seq) in the batch's order
+                        RETURNING seq, outcome, {_EVENT_COLUMNS}
                     ), states AS (
                         INSERT INTO {s}.jobs ({_COLUMNS}, created_at, owner)
                         SELECT * FROM unnest($14::uuid[], $15::bigint[], $16::text[],
@@ -344,13 +363,21 @@ class PostgresStore(Resource):
                             owner = coalesce({s}.jobs.owner, excluded.owner),
                             updated_at = now()
                     )
-                    -- Delivered on commit, in this order, to every listening replica.
-                    SELECT pg_notify($24, n) FROM unnest($25::text[]) WITH ORDINALITY AS t(n, i)
-                    ORDER BY i""",
+                    -- Delivered on commit, in this order, to every listening replica:
+                    -- "<job> <event id> <the event as JSON>", or without the JSON when
+                    -- that would be too long for a notification.
+                    SELECT pg_notify($24, CASE WHEN octet_length(n.full) <= {_PAYLOAD_BYTES}
+                        THEN n.full ELSE n.name END)
+                    FROM (SELECT seq, job_id::text || ' ' || event_id AS name,
+                        job_id::text || ' ' || event_id || ' ' || json_build_object(
+                            'status', status, 'progress', progress, 'detail', detail,
+                            'result', result, 'error', error, 'time', time,
+                            'traceparent', traceparent)::text AS full
+                        FROM history WHERE outcome = 'applied') n
+                    ORDER BY n.seq""",
                     *_columns(history, 13),
                     *_columns(states, 10),
                     self.channel,
-                    notes,
                 )
             unchanged = {job_id: owner for job_id, owner in owners.items() if job_id not in changed}
             if unchanged:
@@ -533,16 +560,18 @@ class PostgresAppliedEvents:
         conn.add_termination_listener(lambda _: lost.set())
 
         def notified(_conn: Any, _pid: int, _channel: str, payload: object) -> None:
-            job_id, _, event_id = str(payload).partition(" ")
+            job_id, _, rest = str(payload).partition(" ")
+            event_id, _, carried = rest.partition(" ")
             if event_id == DELETED:
                 on_deleted(job_id)
                 return
             try:
                 number = int(event_id)
+                snapshot = _carried(job_id, number, carried) if carried else None
             except ValueError:
                 log.warning("ignored notification %r", payload)
                 return
-            on_applied(job_id, number)
+            on_applied(job_id, number, snapshot)
 
         try:
             await conn.add_listener(self._channel, notified)
