@@ -10,11 +10,11 @@ import logging
 import os
 import signal
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.structs import RecordMetadata
@@ -36,6 +36,7 @@ __all__ = [
     "BATCH_TIMEOUT_MS",
     "MAX_MESSAGE_BYTES",
     "TOPIC_MAX_MESSAGE_BYTES",
+    "CoalescedCommits",
     "ConsumerParam",
     "ConsumingInBackground",
     "DeadLetters",
@@ -406,6 +407,84 @@ async def raw_body(message: StreamMessage[Any]) -> bytes:
     ``ce_type``, :func:`decode_event`), so that a bad payload is dead-lettered; with
     FastStream's JSON decoding it would fail before the handler and be dropped."""
     return message.body
+
+
+class CoalescedCommits(ConsumerRebalanceListener):
+    """The offsets of handled messages, committed together at most once per
+    ``interval`` seconds instead of one commit round trip per message or batch (a write
+    to ``__consumer_offsets`` each; issue 21). For a subscriber with
+    ``AckPolicy.MANUAL`` whose handler calls :meth:`handled` when a message is done and
+    nacks it on an error; give it as the subscriber's ``listener`` and run :meth:`run`
+    as a background task of the service (stopped before the broker).
+
+    Delivery stays at least once: only handled messages are committed, so a crash
+    replays at most ``interval`` of them, which the handler must take twice as it takes
+    any redelivery; partitions being revoked, and a shutdown, commit what is pending
+    first, so a rebalance or a restart replays nothing. A commit that fails is logged
+    and its messages come again to whoever owns their partition next."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._pending: dict[TopicPartition, int] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._waiting = asyncio.Event()
+
+    def handled(self, message: KafkaMessage) -> None:
+        """``message`` (one record or a batch) is done: commit past it soon."""
+        raw = message.raw_message
+        for record in raw if isinstance(raw, tuple | list) else (raw,):  # a batch, or one
+            partition = TopicPartition(record.topic, record.partition)
+            self._pending[partition] = max(self._pending.get(partition, 0), record.offset + 1)
+        consumer = getattr(message, "consumer", None)
+        if not isinstance(consumer, AIOKafkaConsumer):
+            return  # FastStream's test client: there is no group to commit to
+        self._consumer = consumer
+        self._waiting.set()
+
+    async def run(self) -> None:
+        """Commit what is pending ``interval`` after a message is handled, until
+        cancelled; then once more (the stop: the consumer still runs)."""
+        try:
+            while True:
+                await self._waiting.wait()
+                await asyncio.sleep(self.interval)
+                self._waiting.clear()
+                await self.flush()
+        finally:
+            await self.flush()
+
+    async def flush(self, partitions: Collection[TopicPartition] | None = None) -> None:
+        """Commit what is pending now (of ``partitions`` only, when given). What could
+        not be committed stays pending for the next flush, unless its partition is no
+        longer this consumer's."""
+        consumer = self._consumer
+        chosen = {
+            tp: offset
+            for tp, offset in self._pending.items()
+            if partitions is None or tp in partitions
+        }
+        if consumer is None or not chosen:
+            return
+        assigned = consumer.assignment()
+        for tp in chosen.keys() - assigned:
+            del self._pending[tp]  # another member's now: it replays them
+        offsets = {tp: offset for tp, offset in chosen.items() if tp in assigned}
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except Exception as exc:  # not a member any more, the broker gone, ...
+            log.warning("offsets %s not committed yet (%r)", offsets, exc)
+            return
+        for tp, offset in offsets.items():
+            if self._pending.get(tp) == offset:  # not moved on meanwhile
+                del self._pending[tp]
+
+    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        await self.flush(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        pass
 
 
 class PoisonMessage(Exception):

@@ -25,7 +25,13 @@ from notifier.slots import StreamSlots
 from notifier.streams import Heartbeats
 from servicekit import http
 from servicekit.auth import owner_auth
-from servicekit.kafka import BATCH_TIMEOUT_MS, DeadLetters, broker_connected, raw_body
+from servicekit.kafka import (
+    BATCH_TIMEOUT_MS,
+    CoalescedCommits,
+    DeadLetters,
+    broker_connected,
+    raw_body,
+)
 from servicekit.metrics import watch_consumer_lag
 from servicekit.postgres import connect
 from servicekit.service import Service
@@ -114,15 +120,18 @@ def create_app(settings: Settings | None = None, adapters: Adapters | None = Non
     async def listening() -> bool:
         return listener.connected
 
-    svc.provide(Statuses, Statuses(Projector(database), dead_letters))
+    commits = CoalescedCommits(settings.kafka_commit_interval_seconds)
+    svc.provide(Statuses, Statuses(Projector(database), dead_letters, commits))
     svc.provide(Erasures, Erasures(database, dead_letters))
     svc.provide(Services, services)
     streams = svc.provide(ProgressStreams, ProgressStreams(services, SERVICE, svc.ensure_available))
-    subscribe(svc, settings)
+    subscribe(svc, settings, commits)
     svc.on_stop(http_client.aclose)
     svc.resource(database, "PostgreSQL")
     svc.background(listener.run, name="applied-events-listener", before_broker=True)
     svc.background(lambda: watch_consumer_lag(svc.broker), name="consumer-lag")
+    # Stopped before the broker: its last commit is made while the consumer still runs.
+    svc.background(commits.run, name="offset-commits")
     svc.background(retention.run, name="job-retention")  # it publishes
     svc.readiness(database.ping, broker_connected(svc.broker), listening)
     svc.on_started(gcpauses.settle)
@@ -142,7 +151,7 @@ def create_app(settings: Settings | None = None, adapters: Adapters | None = Non
     return app
 
 
-def subscribe(svc: Service, settings: Settings) -> None:
+def subscribe(svc: Service, settings: Settings, commits: CoalescedCommits) -> None:
     """The subscribers: ``job.status`` projected, ``job.deleted`` erased; both in batches."""
     router = KafkaRouter()
     router.subscriber(
@@ -150,8 +159,10 @@ def subscribe(svc: Service, settings: Settings) -> None:
         # A shared group: each event is projected once, by the replica owning its partition.
         group_id=settings.consumer_group,
         auto_offset_reset="earliest",
-        # Committed only after the batch is written; on an error it comes again.
-        ack_policy=AckPolicy.NACK_ON_ERROR,
+        # Committed only after the batch is written, several batches at once
+        # (CoalescedCommits); on an error it comes again (the handler seeks back).
+        ack_policy=AckPolicy.MANUAL,
+        listener=commits,
         batch=True,
         max_records=handlers.MAX_BATCH,
         batch_timeout_ms=BATCH_TIMEOUT_MS,

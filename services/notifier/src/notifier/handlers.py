@@ -7,16 +7,21 @@ and the notifier's dependencies (:class:`Statuses`, :class:`Erasures`, provided 
 
 Messages come in batches (whatever has arrived, up to :data:`MAX_BATCH`) and each batch
 is recorded in one transaction, so the projection keeps up with bursts. Offsets are
-committed only after the batch is written (``AckPolicy.NACK_ON_ERROR``: ack on success,
-seek back on an error so the events come again). Redelivery is harmless: the
-projection drops a ``ce_id`` it has already recorded (docs/architecture.md §5.3). Each event's
-recording is a span in its job's trace (the batch's own span only links to them).
+committed only after the batch is written: a `job.status` batch that fails is sought
+back so its events come again; one written is handed to
+:class:`servicekit.kafka.CoalescedCommits`, which commits the handled offsets of many
+batches at once (at this rate a batch holds about one event, and each commit is a round
+trip and a write to the broker). `job.deleted` batches are rare and committed each
+(``AckPolicy.NACK_ON_ERROR``). Redelivery is harmless: the projection drops a ``ce_id``
+it has already recorded (docs/architecture.md §5.3). Each event's recording is a span in
+its job's trace (the batch's own span only links to them).
 """
 
 import asyncio
+import contextlib
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, cast
 
 from aiokafka.structs import ConsumerRecord
@@ -27,7 +32,13 @@ from contracts import Erase, JobDeleted, JobStatusChanged, headers, topics
 from notifier.ports import DeadLetters, Lifecycle
 from notifier.projector import Projector
 from servicekit.http import DependencyUnavailable
-from servicekit.kafka import MessageParam, PoisonMessage, decode_event, decode_job_deleted
+from servicekit.kafka import (
+    CoalescedCommits,
+    MessageParam,
+    PoisonMessage,
+    decode_event,
+    decode_job_deleted,
+)
 from servicekit.service import Provided
 
 log = logging.getLogger(__name__)
@@ -43,10 +54,12 @@ RETRY_DELAY_SECONDS = 1.0
 
 @dataclass
 class Statuses:
-    """What the handler needs: the projection's writer and where poison goes."""
+    """What the handler needs: the projection's writer, where poison goes, and the
+    commits of the batches it wrote."""
 
     projector: Projector
     dead_letters: DeadLetters
+    commits: CoalescedCommits = field(default_factory=lambda: CoalescedCommits(1.0))
     retry_delay_seconds: float = RETRY_DELAY_SECONDS
 
 
@@ -68,6 +81,17 @@ def parse(message_headers: dict[str, Any], body: bytes) -> tuple[str, JobStatusC
 async def on_job_statuses(
     message: MessageParam, statuses: Annotated[Statuses, Provided(Statuses)]
 ) -> None:
+    try:
+        await _project(message, statuses)
+    except BaseException:
+        # Not committed: the batch comes again from its first offset (§5.3).
+        with contextlib.suppress(Exception):
+            await message.nack()
+        raise
+    statuses.commits.handled(message)
+
+
+async def _project(message: MessageParam, statuses: Statuses) -> None:
     # A batch subscriber: a tuple of records.
     records = cast("tuple[ConsumerRecord[bytes, bytes], ...]", message.raw_message)
     events = []
@@ -96,8 +120,6 @@ async def on_job_statuses(
             [hdrs.get(headers.TRACEPARENT) for _, _, hdrs in events],
         )
     except DependencyUnavailable as exc:
-        # Not committed: the batch comes again from its first offset
-        # (docs/architecture.md §5.3).
         log.warning("projecting %d events failed (%s); they come again", len(events), exc)
         await asyncio.sleep(statuses.retry_delay_seconds)
         raise

@@ -22,6 +22,14 @@ class Settings(DatabaseSettings, OwnerAuthSettings):
         description="Kafka consumer group that writes the projection; its deletions are "
         "consumed in `<group>.deletions`.",
     )
+    kafka_commit_interval_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often the projection's consumer commits the offsets of the "
+        "`job.status` batches it wrote (several at once: one round trip each otherwise). "
+        "A crash replays at most this much, which the projection drops by `ce_id`; a "
+        "rebalance or a shutdown commits first.",
+    )
     kafka_timeout_seconds: float = Field(
         default=5.0,
         gt=0,
