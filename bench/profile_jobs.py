@@ -21,15 +21,13 @@ profile before and one after it.
 
 import argparse
 import asyncio
-import json
-from datetime import UTC, datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from bench.common import PERCENTILES, raise_upload_limits, without_retention
+from bench.common import raise_upload_limits, without_retention
 from bench.profile_ingest import TICK, group_of, pyspy, summarise, thread_ticks
-from bench.report import RESULTS, load_average, machine
+from bench.report import load_average, write_labelled
 from bench.time_to_result import full_stack, progress_url, run_clients
 
 PYTHON = ("gateway", "uploader", "analyzer-bridge", "notifier", "notifier-2", "reference-analyzer")
@@ -115,21 +113,14 @@ def main() -> None:
         raw_dir = args.raw_dir or Path(scratch)
         raw_dir.mkdir(parents=True, exist_ok=True)
         figures = asyncio.run(measure(args.jobs, args.concurrency, args.warmup, raw_dir))
-    path = RESULTS / "profile-jobs.json"
-    saved = json.loads(path.read_text()) if path.exists() else {}
-    runs = saved.get("runs", {}) | {args.label: figures}
-    meta = {
-        "title": "Where a job's CPU goes: profiles at concurrency 20 (3 s WAV)",
-        "machine": machine(),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "uv run python -m bench.profile_jobs --label <label>",
-        "percentiles": PERCENTILES,
-    }
-    RESULTS.mkdir(exist_ok=True)
-    path.write_text(json.dumps({**meta, "runs": runs}, indent=2, ensure_ascii=False) + "\n")
-    markdown = render(runs, meta)
-    (RESULTS / "profile-jobs.md").write_text(markdown)
-    print(markdown)
+    write_labelled(
+        "profile-jobs",
+        "Where a job's CPU goes: profiles at concurrency 20 (3 s WAV)",
+        args.label,
+        figures,
+        render,
+        module="profile_jobs",
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import os
 import platform
 import shlex
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,37 @@ def write(
     path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return path
+
+
+def write_labelled(
+    name: str,
+    title: str,
+    label: str,
+    figures: dict[str, Any],
+    render: Callable[[dict[str, Any], dict[str, str]], str],
+    *,
+    module: str,
+) -> Path:
+    """Add ``figures`` under ``label`` to ``results/<name>.json``, keeping the other
+    labels (a before and an after, run apart), and rewrite ``results/<name>.md`` with
+    every label through ``render(runs, meta)``; return the markdown path."""
+    path = RESULTS / f"{name}.json"
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    runs = saved.get("runs", {}) | {label: figures}
+    meta = {
+        "title": title,
+        "machine": machine(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": f"uv run python -m bench.{module} --label <label>",
+        "percentiles": PERCENTILES,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    path.write_text(json.dumps({**meta, "runs": runs}, indent=2, ensure_ascii=False) + "\n")
+    markdown = render(runs, meta)
+    out = RESULTS / f"{name}.md"
+    out.write_text(markdown)
+    print(markdown)
+    return out
 
 
 def _cell(value: Any) -> str:

@@ -23,19 +23,17 @@ Each run adds its counts under ``--label`` to ``results/round_trips.json`` and r
 
 import argparse
 import asyncio
-import json
 import os
 import re
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import psutil
 
-from bench.common import PERCENTILES, raise_upload_limits, without_retention
-from bench.report import RESULTS, load_average, machine
+from bench.common import raise_upload_limits, without_retention
+from bench.report import load_average, write_labelled
 from bench.time_to_result import full_stack, progress_url, run_clients
 
 SERVICES = ("gateway", "uploader", "analyzer-bridge", "notifier", "notifier-2")
@@ -207,21 +205,14 @@ def main() -> None:
     parser.add_argument("--label", default="current", help="the section these counts fill")
     args = parser.parse_args()
     figures = asyncio.run(measure(args.jobs, args.concurrency, args.warmup))
-    path = RESULTS / "round_trips.json"
-    saved = json.loads(path.read_text()) if path.exists() else {}
-    runs = saved.get("runs", {}) | {args.label: figures}
-    meta = {
-        "title": "Round trips per job at concurrency 20 (3 s WAV)",
-        "machine": machine(),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "uv run python -m bench.round_trips --label <label>",
-        "percentiles": PERCENTILES,
-    }
-    RESULTS.mkdir(exist_ok=True)
-    path.write_text(json.dumps({**meta, "runs": runs}, indent=2, ensure_ascii=False) + "\n")
-    markdown = render(runs, meta)
-    (RESULTS / "round_trips.md").write_text(markdown)
-    print(markdown)
+    write_labelled(
+        "round_trips",
+        "Round trips per job at concurrency 20 (3 s WAV)",
+        args.label,
+        figures,
+        render,
+        module="round_trips",
+    )
 
 
 if __name__ == "__main__":
