@@ -27,7 +27,7 @@ from typing import Any
 
 from bench.common import raise_upload_limits, without_retention
 from bench.profile_ingest import TICK, group_of, pyspy, summarise, thread_ticks
-from bench.report import load_average, write_labelled
+from bench.report import header, load_average, write_labelled
 from bench.time_to_result import full_stack, progress_url, run_clients
 
 PYTHON = ("gateway", "uploader", "analyzer-bridge", "notifier", "notifier-2", "reference-analyzer")
@@ -61,13 +61,7 @@ async def measure(jobs: int, concurrency: int, warmup: int, raw_dir: Path) -> di
 
 def render(runs: dict[str, Any], meta: dict[str, str]) -> str:
     lines = [
-        f"# {meta['title']}",
-        "",
-        f"- machine: {meta['machine']}",
-        f"- date: {meta['date']}",
-        f"- command: `{meta['command']}`",
-        f"- percentiles: {meta['percentiles']} (none are used here: shares of samples)",
-        "",
+        *header(meta, " (none are used here: shares of samples)"),
     ]
     for label, run in runs.items():
         lines += [

@@ -61,13 +61,7 @@ def write(
     )
     columns = list(rows[0]) if rows else []
     lines = [
-        f"# {title}",
-        "",
-        f"- machine: {meta['machine']}",
-        f"- date: {meta['date']}",
-        f"- command: `{meta['command']}`",
-        f"- percentiles: {PERCENTILES}",
-        "",
+        *header(meta),
         "| " + " | ".join(columns) + " |",
         "| " + " | ".join("---" for _ in columns) + " |",
         *("| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in rows),
@@ -78,6 +72,20 @@ def write(
     path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return path
+
+
+def header(meta: dict[str, Any], percentiles_note: str = "") -> list[str]:
+    """A result's first lines: its title, machine, date, command and percentiles
+    (``percentiles_note`` says when a result uses none)."""
+    return [
+        f"# {meta['title']}",
+        "",
+        f"- machine: {meta['machine']}",
+        f"- date: {meta['date']}",
+        f"- command: `{meta['command']}`",
+        f"- percentiles: {meta['percentiles']}{percentiles_note}",
+        "",
+    ]
 
 
 def write_labelled(

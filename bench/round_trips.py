@@ -33,7 +33,7 @@ import asyncpg
 import psutil
 
 from bench.common import raise_upload_limits, without_retention
-from bench.report import load_average, write_labelled
+from bench.report import header, load_average, write_labelled
 from bench.time_to_result import full_stack, progress_url, run_clients
 
 SERVICES = ("gateway", "uploader", "analyzer-bridge", "notifier", "notifier-2")
@@ -155,13 +155,7 @@ async def measure(jobs: int, concurrency: int, warmup: int) -> dict[str, Any]:
 
 def render(runs: dict[str, Any], meta: dict[str, str]) -> str:
     lines = [
-        f"# {meta['title']}",
-        "",
-        f"- machine: {meta['machine']}",
-        f"- date: {meta['date']}",
-        f"- command: `{meta['command']}`",
-        f"- percentiles: {meta['percentiles']} (none are used here: counts per job)",
-        "",
+        *header(meta, " (none are used here: counts per job)"),
         "| run | jobs | statuses per job (SSE) | PostgreSQL statements per job | "
         "Kafka requests per job |",
         "| --- | --- | --- | --- | --- |",
