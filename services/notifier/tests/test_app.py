@@ -1,5 +1,6 @@
 import pytest
 
+from contracts import topics
 from notifier.app import create_app
 from notifier.settings import Settings
 
@@ -21,3 +22,29 @@ def test_schema_name_must_be_a_plain_identifier():
 def test_cors_origins_come_from_a_json_list_in_the_environment(monkeypatch):
     monkeypatch.setenv("CORS_ALLOWED_ORIGINS", '["http://app.example"]')
     assert Settings().cors_allowed_origins == ["http://app.example"]
+
+
+def _projection_fetch(settings: Settings) -> dict[str, int]:
+    """The projection consumer's fetch options, as the subscriber hands them to aiokafka
+    (FastStream keeps them in the undocumented ``_connection_args``)."""
+    from servicekit.service import service_of
+
+    (subscriber,) = [
+        s
+        for s in service_of(create_app(settings)).broker.subscribers
+        if topics.JOB_STATUS in s.topic_names_for_subscribe
+    ]
+    args = subscriber._connection_args
+    return {k: args[k] for k in ("fetch_min_bytes", "fetch_max_wait_ms")}
+
+
+def test_the_projection_lets_the_broker_gather_statuses_for_its_fetch_wait():
+    assert _projection_fetch(Settings(projection_fetch_wait_ms=40)) == {
+        "fetch_min_bytes": 256 * 1024,
+        "fetch_max_wait_ms": 40,
+    }
+
+
+def test_no_fetch_wait_takes_each_status_as_soon_as_it_is_there():
+    fetch = _projection_fetch(Settings(projection_fetch_wait_ms=0))
+    assert fetch["fetch_min_bytes"] == 1

@@ -30,6 +30,17 @@ class Settings(DatabaseSettings, OwnerAuthSettings):
         "A crash replays at most this much, which the projection drops by `ce_id`; a "
         "rebalance or a shutdown commits first.",
     )
+    projection_fetch_wait_ms: int = Field(
+        default=100,
+        ge=0,
+        le=500,
+        description="How long the broker may hold the projection's fetch for more "
+        "`job.status` events before answering with what it has: each fetch is projected "
+        "in one transaction (three PostgreSQL round trips and a Kafka request however "
+        "many events it holds), so under load fuller, fewer batches cost less CPU per "
+        "event; a status can reach its streams up to this much later. 0: every event "
+        "as soon as it is there (one batch each at moderate rates).",
+    )
     kafka_timeout_seconds: float = Field(
         default=5.0,
         gt=0,
