@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from aiokafka.partitioner import murmur2
 from faststream.kafka import KafkaBroker
 from uploader_rig import PART_BYTES, UploadRig, audio_bytes, send_chunk
 
 from contracts import UploadFinished, UploadStarted, headers, topics
 from servicekit.kafka import ce_headers
+from servicekit.s3 import ensure_bucket, s3_client
 from tests.support.kafka import publish_event
 from tests.support.waiting import eventually
 
@@ -105,6 +107,72 @@ async def test_chunks_and_finished_marker_delivered_twice_store_one_object(
         )
     await eventually(lambda: "uploaded" in rig.status.statuses(job_id), what="the upload stored")
     await assert_each_stored_once(rig, [{"job_id": job_id, "sha256": finished.sha256}])
+
+
+def job_on_partition(partition: int, partitions: int = 6) -> str:
+    """A job id that the producer's default partitioner puts on ``partition``."""
+    while True:
+        job_id = str(uuid.uuid4())
+        if (murmur2(job_id.encode()) & 0x7FFFFFFF) % partitions == partition:
+            return job_id
+
+
+async def publish_upload(producer: KafkaBroker, job_id: str, data: bytes) -> str:
+    """One upload of one chunk on ``audio.upload`` as the gateway sends it; its sha256."""
+    started = UploadStarted(
+        job_id=job_id, token_id="t", filename="a.wav", content_type="audio/wav", chunk_size=MiB
+    )
+    await publish_event(producer, topics.AUDIO_UPLOAD, started, source="t", ce_id=f"{job_id}:s")
+    await send_chunk(producer, job_id, 0, data)
+    sha256 = hashlib.sha256(data).hexdigest()
+    finished = UploadFinished(job_id=job_id, chunk_count=1, size=len(data), sha256=sha256)
+    await publish_event(producer, topics.AUDIO_UPLOAD, finished, source="t", ce_id=f"{job_id}:f")
+    return sha256
+
+
+async def put_decoy(rig: UploadRig, job_id: str, sha256: str) -> None:
+    """Another body at the job's key, recorded as if it were the job's bytes: what the
+    uploader finds when it asks S3 whether the job is stored already."""
+    async with s3_client(rig.s3_settings) as s3:
+        await ensure_bucket(s3, rig.bucket)
+        await s3.put_object(
+            Bucket=rig.bucket, Key=f"audio/{job_id}", Body=b"decoy", Metadata={"sha256": sha256}
+        )
+
+
+async def test_a_replayed_upload_found_in_s3_is_announced_not_stored_again(
+    rig: UploadRig, producer: KafkaBroker
+):
+    # Published before the uploader is assigned its partition: as after a crash between
+    # storing and committing, it may be stored already, so S3 is asked (and believed).
+    job_id = str(uuid.uuid4())
+    data = audio_bytes(MiB // 2)
+    await put_decoy(rig, job_id, hashlib.sha256(data).hexdigest())
+    await publish_upload(producer, job_id, data)
+    await rig.service("uploader")
+    await eventually(lambda: "uploaded" in rig.status.statuses(job_id), what="the announcement")
+    objects = await rig.objects()
+    assert objects[f"audio/{job_id}"][0] == hashlib.sha256(b"decoy").hexdigest()
+
+
+async def test_an_upload_appended_after_the_assignment_is_stored_without_asking_s3(
+    rig: UploadRig, producer: KafkaBroker
+):
+    # A first job on the partition shows the uploader the partition's end; a job
+    # appended after it cannot have been stored by anyone before, so it is stored
+    # without the look in S3 (a decoy there would otherwise be taken for it).
+    await rig.service("uploader")
+    first = job_on_partition(2)
+    await publish_upload(producer, first, audio_bytes(MiB // 2))
+    await eventually(lambda: "uploaded" in rig.status.statuses(first), what="the first job")
+    job_id = job_on_partition(2)
+    data = audio_bytes(MiB // 2)
+    sha256 = hashlib.sha256(data).hexdigest()
+    await put_decoy(rig, job_id, sha256)
+    await publish_upload(producer, job_id, data)
+    await eventually(lambda: "uploaded" in rig.status.statuses(job_id), what="the second job")
+    objects = await rig.objects()
+    assert objects[f"audio/{job_id}"] == (sha256, sha256)
 
 
 async def test_a_chunk_missing_before_the_marker_stores_nothing_one_part_or_many(

@@ -1,6 +1,6 @@
 import pytest
 
-from uploader.offsets import CommitTracker
+from uploader.offsets import AppendedSinceAssignment, CommitTracker
 
 pytestmark = pytest.mark.unit
 
@@ -46,3 +46,20 @@ def test_a_checkpointed_job_holds_only_its_unsaved_chunk_or_nothing() -> None:
     tracker.closed("p", "short")
     assert tracker.safe_offset("p", {"long": 12}) == 12
     assert tracker.safe_offset("p", {"long": None}) == 21
+
+
+def test_records_from_the_first_known_end_on_were_appended_since_the_assignment() -> None:
+    appended = AppendedSinceAssignment()
+    assert not appended.fresh("p0", 3, None)  # no fetch seen yet: may be a replay
+    assert not appended.fresh("p0", 7, 10)  # the first record handled: before the end
+    assert not appended.fresh("p0", 9, 12)  # still before the end first seen (10)
+    assert appended.fresh("p0", 10, 12)
+    assert not appended.fresh("p1", 10, 11)  # each partition its own
+
+
+def test_a_revoked_partition_starts_anew_at_its_next_assignment() -> None:
+    appended = AppendedSinceAssignment()
+    appended.fresh("p0", 7, 10)
+    appended.forget("p0")
+    assert not appended.fresh("p0", 10, 15)  # replayed by the new owner: looked up
+    assert appended.fresh("p0", 15, 15)

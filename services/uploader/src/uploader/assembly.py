@@ -193,9 +193,11 @@ class Assembler:
             log.warning("no checkpoint could be read for %s (%s)", job_id, exc)
             return None
 
-    async def started(self, event: UploadStarted) -> bool:
+    async def started(self, event: UploadStarted, *, stored_before: bool = True) -> bool:
         """Open the job; False when it was open already (a redelivered ``started``) or
-        was deleted."""
+        was deleted. ``stored_before``: whether an earlier owner of the partition may
+        have stored it already (a replay), so S3 is asked; not for a record appended
+        after the partition was assigned here (uploader.offsets)."""
         if event.job_id in self.jobs:
             return False
         if await self._deleted(event.job_id):
@@ -205,7 +207,7 @@ class Assembler:
         if event.resumable and await self._resume(event.job_id):
             return True  # replayed from before its checkpoint: continue it
         key = self._prefix + event.job_id
-        stored = await self._store.stored_sha256(key)
+        stored = await self._store.stored_sha256(key) if stored_before else None
         self.jobs[event.job_id] = OpenJob(
             event,
             key,

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, cast
 
-from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from faststream.kafka.annotations import Consumer
@@ -34,7 +34,7 @@ from servicekit.logs import job_id_var
 from servicekit.service import Provided
 from uploader.assembly import Assembler
 from uploader.erasure import Erasure
-from uploader.offsets import CommitTracker
+from uploader.offsets import AppendedSinceAssignment, CommitTracker
 from uploader.ports import EventPublisher, JobErased, StorageError
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,7 @@ class Uploads:
     assembler: Assembler
     events: EventPublisher
     tracker: CommitTracker = field(default_factory=CommitTracker)
+    appended: AppendedSinceAssignment = field(default_factory=AppendedSinceAssignment)
     commit: Commit = commit_offset
     since_commit: int = 0
     commits_paused_until: float = 0.0
@@ -91,6 +92,7 @@ class Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         for partition in revoked:
+            self.uploads.appended.forget(partition)
             dropped = self.uploads.tracker.forget(partition)
             if dropped:
                 log.info(
@@ -111,11 +113,14 @@ async def on_upload(
     job_id = (record.key or b"").decode(errors="replace")
     job_id_var.set(job_id)
     tracker = uploads.tracker
+    # FastStream's in-memory test broker hands over no aiokafka consumer.
+    highwater = consumer.highwater(partition) if isinstance(consumer, AIOKafkaConsumer) else None
+    fresh = uploads.appended.fresh(partition, record.offset, highwater)
     closing = False
     async with uploads.lock:
         try:
             closing = await _dispatch(
-                uploads.assembler, tracker, partition, record, message.headers
+                uploads.assembler, tracker, partition, record, message.headers, fresh=fresh
             )
         except PoisonMessage as exc:
             await uploads.events.dead_letter(
@@ -144,8 +149,11 @@ async def _dispatch(
     partition: TopicPartition,
     record: "ConsumerRecord[bytes, bytes]",
     message_headers: dict[str, str],
+    *,
+    fresh: bool = False,
 ) -> bool:
-    """Apply one message; True when it closed a job."""
+    """Apply one message; True when it closed a job. ``fresh``: the record was appended
+    after this consumer was assigned its partition (:class:`AppendedSinceAssignment`)."""
     ce_type = message_headers.get(headers.TYPE)
     if ce_type == CeType.UPLOAD_CHUNK:
         sequence = message_headers.get(headers.SEQUENCE, "")
@@ -169,7 +177,7 @@ async def _dispatch(
         return False
     event = decode_event(message_headers, record.value or b"")
     if isinstance(event, UploadStarted):
-        if await assembler.started(event):
+        if await assembler.started(event, stored_before=not fresh):
             tracker.opened(partition, event.job_id, record.offset)
         return False
     if isinstance(event, UploadFinished):

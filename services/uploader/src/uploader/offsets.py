@@ -12,6 +12,9 @@ would replay hours of other jobs after a crash. Once such a job has a durable
 checkpoint (its parts in S3, uploader.ports.Checkpoint), it holds only the first chunk
 whose bytes are not in a saved part, or nothing (``holds``, from the assembler), and is
 rebuilt from the checkpoint on replay (docs/architecture.md §12).
+
+Replayed jobs are recognised by their object in S3 (a ``HEAD``), which a job that
+nobody can have stored yet need not pay for: :class:`AppendedSinceAssignment`.
 """
 
 from collections import defaultdict
@@ -54,3 +57,34 @@ class CommitTracker:
         """Drop a revoked partition; the job ids that were open on it."""
         self._next.pop(partition, None)
         return list(self._open.pop(partition, {}))
+
+
+class AppendedSinceAssignment:
+    """Which records of a partition were appended after this consumer was assigned it.
+
+    The first record handled after an assignment came with the partition's end offset
+    as the broker saw it then (the consumer's ``highwater``, from a fetch made after the
+    assignment); every record at or past it was appended after the previous owner lost
+    the partition, so no owner before this one can have handled it: its ``started``
+    needs no look in S3 for an object stored already. Records before it may be a replay
+    (a crash between storing and committing) and are looked up. A process that still
+    holds the partition without knowing it lost it could store such a job at the same
+    time: the same bytes under the same key, and a second ``audio.stored`` that its
+    consumers take as a redelivery."""
+
+    def __init__(self) -> None:
+        self._start: dict[Hashable, int] = {}
+
+    def fresh(self, partition: Hashable, offset: int, highwater: int | None) -> bool:
+        """Whether the record at ``offset`` was appended after the assignment; the
+        partition's ``highwater`` is what the consumer knows of its end now."""
+        start = self._start.get(partition)
+        if start is None:
+            if highwater is None:
+                return False
+            start = self._start[partition] = highwater
+        return offset >= start
+
+    def forget(self, partition: Hashable) -> None:
+        """A revoked partition: its next assignment starts anew."""
+        self._start.pop(partition, None)
