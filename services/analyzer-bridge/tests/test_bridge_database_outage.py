@@ -88,7 +88,11 @@ async def test_audio_stored_while_the_database_is_down_is_not_committed_and_requ
     start_bridge, proxy, through, caplog
 ):
     async with start_bridge(**through) as bridge:
-        await bridge.accepted(str(uuid.uuid4()))  # the group has committed something
+        await bridge.accepted(str(uuid.uuid4()))
+        # The group has committed something (within KAFKA_COMMIT_INTERVAL_SECONDS).
+        only = TopicPartition(bridge.settings.audio_stored_topic, 0)  # one partition
+        bootstrap, group = bridge.settings.kafka_bootstrap_servers, bridge.settings.consumer_group
+        await wait_until(lambda: committed_offset(bootstrap, group, only), what="the first commit")
         await proxy.cut()
         job_id = str(uuid.uuid4())
         sent = await publish_event(

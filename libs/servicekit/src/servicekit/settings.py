@@ -23,6 +23,7 @@ __all__ = [
     "EXAMPLE_SECRETS",
     "MIN_SIGNING_SECRET_BYTES",
     "PLACEHOLDER",
+    "CoalescedCommitSettings",
     "DatabaseSettings",
     "OwnerAuthSettings",
     "S3Settings",
@@ -200,6 +201,21 @@ class DatabaseSettings(ServiceSettings):
     @property
     def database_dsn(self) -> str:
         return self.database_url.get_secret_value()
+
+
+class CoalescedCommitSettings(ServiceSettings):
+    """A consumer whose effects are idempotent commits its offsets together, once per
+    interval (``servicekit.kafka.CoalescedCommits``): the notifier's projection and the
+    bridge's ``audio.stored``."""
+
+    kafka_commit_interval_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often the consumer commits the offsets of the messages it handled "
+        "(several at once: a round trip and a write to the broker each otherwise). A crash "
+        "replays at most this much, which the service takes again without effect; a "
+        "rebalance or a shutdown commits first.",
+    )
 
 
 class OwnerAuthSettings(ServiceSettings):

@@ -23,7 +23,7 @@ from analyzer_bridge.ports import AnalysisServer, AnalysisStore, EventPublisher,
 from analyzer_bridge.requesting import Requester
 from analyzer_bridge.settings import Settings
 from servicekit.http import ReadinessCheck
-from servicekit.kafka import broker_connected, raw_body
+from servicekit.kafka import CoalescedCommits, broker_connected, raw_body
 from servicekit.metrics import watch_consumer_lag
 from servicekit.service import Service
 
@@ -124,7 +124,11 @@ def create_app(settings: Settings | None = None, adapters: Adapters | None = Non
     )
     signing = settings.webhook_signing_secret
 
-    svc.provide(Intake, Intake(store, requester, events, settings.analysis_deadline_seconds))
+    commits = CoalescedCommits(settings.kafka_commit_interval_seconds)
+    svc.provide(
+        Intake,
+        Intake(store, requester, events, settings.analysis_deadline_seconds, commits),
+    )
     svc.provide(
         WebhookDeps,
         WebhookDeps(
@@ -135,13 +139,15 @@ def create_app(settings: Settings | None = None, adapters: Adapters | None = Non
             tolerance_seconds=settings.webhook_tolerance_seconds,
         ),
     )
-    subscribe(svc, settings)
+    subscribe(svc, settings, commits)
     svc.resource(store, "PostgreSQL")  # the pool, and the schema
     svc.resource(adapters.presigner, "S3")
     svc.resource(adapters.server, "the analysis server")
     # Requests under way are cancelled once the broker stopped; their rows stay pending.
     svc.on_stop(requester.stop)
     svc.background(lambda: watch_consumer_lag(svc.broker), name="consumer-lag")
+    # Stopped before the broker: its last commit is made while the consumer still runs.
+    svc.background(commits.run, name="offset-commits")
     svc.background(sweeper.run, name="deadline-sweeper")
     svc.background(retention.run, name="retention")
     svc.readiness(_database(store), broker_connected(svc.broker))
@@ -150,7 +156,7 @@ def create_app(settings: Settings | None = None, adapters: Adapters | None = Non
     return app
 
 
-def subscribe(svc: Service, settings: Settings) -> None:
+def subscribe(svc: Service, settings: Settings, commits: CoalescedCommits) -> None:
     """The subscribers: ``audio.stored`` requested, ``job.deleted`` abandoned and erased."""
     offset_reset: Literal["latest", "earliest"] = (
         "latest" if settings.kafka_auto_offset_reset == "latest" else "earliest"
@@ -159,8 +165,11 @@ def subscribe(svc: Service, settings: Settings) -> None:
     router.subscriber(
         settings.audio_stored_topic,
         group_id=settings.consumer_group,
-        # Commit after the handler; on an exception rewind so the message comes again.
-        ack_policy=AckPolicy.NACK_ON_ERROR,
+        # Committed once the job is recorded, several at once (CoalescedCommits: a
+        # replay records nothing twice); on an error it comes again (the handler seeks
+        # back).
+        ack_policy=AckPolicy.MANUAL,
+        listener=commits,
         auto_offset_reset=offset_reset,
         decoder=raw_body,
         title=f"{settings.audio_stored_topic}:analyzer-bridge",

@@ -4,23 +4,31 @@ analysis) and ``job.deleted`` (abandon and erase it).
 :func:`on_audio_stored` and :func:`on_deleted` are plain functions of the message and
 the bridge's dependencies (:class:`Intake`, provided by type:
 ``servicekit.service.Provided``); :mod:`analyzer_bridge.app` registers them with an
-explicit ack policy: the offset is committed after the handler returns, i.e. after the
-``pending`` row (or the erasure) is committed in PostgreSQL. That row, not the HTTP
-request, is the durable effect; a redelivered event finds it and requests nothing new
-(docs/architecture.md §5.3), and finds the tombstone of a deleted job and records
-nothing (§8).
+explicit ack policy: an offset is committed only after its handler returned, i.e. after
+the ``pending`` row (or the erasure) is committed in PostgreSQL; ``audio.stored``'s
+offsets are committed together once a second (``servicekit.kafka.CoalescedCommits``,
+``KAFKA_COMMIT_INTERVAL_SECONDS``). That row, not the HTTP request, is the durable
+effect; a redelivered event finds it and requests nothing new (docs/architecture.md
+§5.3), and finds the tombstone of a deleted job and records nothing (§8).
 """
 
 import asyncio
+import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from analyzer_bridge import lifecycle
 from analyzer_bridge.ports import AnalysisStore, DependencyUnavailable, EventPublisher
 from analyzer_bridge.requesting import Requester
 from contracts import AudioStored, Erase
-from servicekit.kafka import MessageParam, PoisonMessage, decode_event, decode_job_deleted
+from servicekit.kafka import (
+    CoalescedCommits,
+    MessageParam,
+    PoisonMessage,
+    decode_event,
+    decode_job_deleted,
+)
 from servicekit.logs import job_id_var
 from servicekit.service import Provided
 
@@ -39,12 +47,24 @@ class Intake:
     requester: Requester
     events: EventPublisher
     deadline_seconds: float
+    commits: CoalescedCommits = field(default_factory=lambda: CoalescedCommits(1.0))
     retry_pause_seconds: float = RETRY_PAUSE_SECONDS
 
 
 async def on_audio_stored(
     message: MessageParam, intake: Annotated[Intake, Provided(Intake)]
 ) -> None:
+    try:
+        await _intake(message, intake)
+    except BaseException:
+        # Not committed: it comes again, from this offset.
+        with contextlib.suppress(Exception):
+            await message.nack()
+        raise
+    intake.commits.handled(message)
+
+
+async def _intake(message: MessageParam, intake: Intake) -> None:
     raw = message.raw_message
     topic = raw.topic if not isinstance(raw, tuple) else ""
     try:

@@ -6,6 +6,7 @@ from contracts import topics
 from servicekit.settings import (
     DEV_WEBHOOK_CAPABILITY_SECRET,
     MIN_SIGNING_SECRET_BYTES,
+    CoalescedCommitSettings,
     DatabaseSettings,
     S3Settings,
 )
@@ -14,7 +15,7 @@ from servicekit.webhooks import secret_key
 DAY = 24 * 3600.0
 
 
-class Settings(S3Settings, DatabaseSettings):
+class Settings(S3Settings, DatabaseSettings, CoalescedCommitSettings):
     http_port: int = 8103
     database_schema: str = Field(
         default="analyzer_bridge", description="PostgreSQL schema owned by this service."

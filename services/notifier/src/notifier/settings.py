@@ -2,12 +2,12 @@
 
 from pydantic import Field
 
-from servicekit.settings import DatabaseSettings, OwnerAuthSettings
+from servicekit.settings import CoalescedCommitSettings, DatabaseSettings, OwnerAuthSettings
 
 DAY = 24 * 3600.0
 
 
-class Settings(DatabaseSettings, OwnerAuthSettings):
+class Settings(DatabaseSettings, OwnerAuthSettings, CoalescedCommitSettings):
     """The notifier's settings. The owner's bearer JWTs (``UPLOAD_AUTH``,
     ``UPLOAD_JWT_*``: an owner lists and deletes its jobs) are the gateway's block, so
     both services must be given the same values (docs/architecture.md §6)."""
@@ -21,14 +21,6 @@ class Settings(DatabaseSettings, OwnerAuthSettings):
         default="notifier",
         description="Kafka consumer group that writes the projection; its deletions are "
         "consumed in `<group>.deletions`.",
-    )
-    kafka_commit_interval_seconds: float = Field(
-        default=1.0,
-        gt=0,
-        description="How often the projection's consumer commits the offsets of the "
-        "`job.status` batches it wrote (several at once: one round trip each otherwise). "
-        "A crash replays at most this much, which the projection drops by `ce_id`; a "
-        "rebalance or a shutdown commits first.",
     )
     projection_fetch_wait_ms: int = Field(
         default=100,
