@@ -72,6 +72,17 @@ async def committed_offset(bootstrap: str, group: str, partition: TopicPartition
         await consumer.stop()
 
 
+async def end_offset(bootstrap: str, partition: TopicPartition) -> int:
+    """The offset the next record appended to ``partition`` will get."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        ends: dict[TopicPartition, int] = await consumer.end_offsets([partition])
+        return ends[partition]
+    finally:
+        await consumer.stop()
+
+
 async def read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record of ``topic`` from the beginning to its current end."""
     partitions = await partitions_of(bootstrap, topic)

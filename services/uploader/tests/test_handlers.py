@@ -42,11 +42,15 @@ def finished(data: bytes, chunks: int) -> UploadFinished:
 
 
 class Seen:
-    """Every message the handler published, by topic, and every commit it made."""
+    """Every message the handler published, by topic, and the offsets it had committed."""
 
-    def __init__(self) -> None:
+    def __init__(self, uploads: Uploads) -> None:
         self.messages: dict[str, list[tuple[dict[str, str], bytes]]] = {}
-        self.commits: list[int] = []
+        self.uploads = uploads
+
+    @property
+    def commits(self) -> list[int]:
+        return list(self.uploads.commits.pending.values())
 
     def on(self, broker: KafkaBroker, topic: str) -> None:
         @broker.subscriber(topic, group_id=f"seen-{topic}", decoder=raw_body)
@@ -65,12 +69,7 @@ def built(store: FakeStore) -> tuple[KafkaBroker, Uploads]:
 
 def rig(store: FakeStore) -> tuple[KafkaBroker, Seen]:
     broker, uploads = built(store)
-    seen = Seen()
-
-    async def commit(consumer, partition, offset: int) -> None:
-        seen.commits.append(offset)
-
-    uploads.commit = commit
+    seen = Seen(uploads)
     for topic in (topics.JOB_STATUS, topics.AUDIO_STORED, topics.dead_letter(topics.AUDIO_UPLOAD)):
         seen.on(broker, topic)
     return broker, seen
@@ -162,23 +161,3 @@ async def test_a_storage_failure_fails_the_job_and_closes_it() -> None:
     assert not store.uploads and not store.objects, "nothing is left in the bucket"
     assert topics.AUDIO_STORED not in seen.messages
     assert seen.commits
-
-
-async def test_after_a_commit_that_did_not_go_through_the_next_ones_wait_a_while() -> None:
-    # A broker restart can leave commits hanging; each close must not wait on one.
-    broker, uploads = built(FakeStore())
-    tried: list[int] = []
-
-    async def commit(consumer, partition, offset: int) -> bool:
-        tried.append(offset)
-        return False
-
-    uploads.commit = commit
-    async with TestKafkaBroker(broker) as test_broker:
-        await upload(test_broker, bytes(64))
-        await publish_event(test_broker, topics.AUDIO_UPLOAD, started(), source="/t", ce_id="s2")
-        await publish_event(
-            test_broker, topics.AUDIO_UPLOAD, finished(bytes(64), 16), source="/t", ce_id="f2"
-        )
-    assert len(tried) == 1
-    assert uploads.commits_paused_until > 0

@@ -274,10 +274,11 @@ async def test_a_long_open_upload_does_not_hold_back_other_jobs_commits(rig: Upl
     a job that finished meanwhile on the same partition is not replayed, and the open
     upload continues from its checkpoint."""
     import asyncpg
+    from aiokafka import TopicPartition
     from aiokafka.partitioner import murmur2
 
     from contracts import topics
-    from tests.support.kafka import partitions_of
+    from tests.support.kafka import committed_offset, end_offset, partitions_of
 
     gateway = await rig.service("gateway")
     first = await rig.service("uploader", name="uploader-1")
@@ -316,6 +317,17 @@ async def test_a_long_open_upload_does_not_hold_back_other_jobs_commits(rig: Upl
     await eventually(
         lambda: "uploaded" in rig.status.statuses(neighbour), within=60, what="neighbour stored"
     )
+    # Committed past the neighbour (offsets go together once a second), though the
+    # resumable upload before it on the partition is still open.
+    bootstrap = rig.infra["KAFKA_BOOTSTRAP_SERVERS"]
+    shared = TopicPartition(topics.AUDIO_UPLOAD, partition(job_id))
+    end = await end_offset(bootstrap, shared)
+
+    async def committed_past_the_neighbour() -> bool:
+        committed = await committed_offset(bootstrap, rig.group, shared)
+        return committed is not None and committed >= end
+
+    await eventually(committed_past_the_neighbour, within=30, what="the neighbour committed")
     first.kill()
     await rig.service("uploader", name="uploader-2")
     done = await client.append(location, PART_BYTES, data[PART_BYTES:], complete=True)

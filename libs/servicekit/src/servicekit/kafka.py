@@ -420,14 +420,26 @@ class CoalescedCommits(ConsumerRebalanceListener):
     Delivery stays at least once: only handled messages are committed, so a crash
     replays at most ``interval`` of them, which the handler must take twice as it takes
     any redelivery; partitions being revoked, and a shutdown, commit what is pending
-    first, so a rebalance or a restart replays nothing. A commit that fails is logged
-    and its messages come again to whoever owns their partition next."""
+    first, so a rebalance or a restart replays nothing. A commit that fails, or takes
+    longer than ``timeout`` (after a broker restart aiokafka can wait long for a group
+    coordinator), is logged and tried again at the next flush; its messages come again
+    to whoever owns their partition next.
 
-    def __init__(self, interval: float) -> None:
+    A consumer whose safe offset is not simply past its last handled message (the
+    uploader's, held at its earliest unfinished job) gives that offset instead
+    (:meth:`commit_at`), from its handler or its own rebalance listener."""
+
+    def __init__(self, interval: float, timeout: float = 5.0) -> None:
         self.interval = interval
+        self.timeout = timeout
         self._pending: dict[TopicPartition, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._waiting = asyncio.Event()
+
+    @property
+    def pending(self) -> dict[TopicPartition, int]:
+        """The offsets to commit at the next flush, by partition."""
+        return dict(self._pending)
 
     def handled(self, message: KafkaMessage) -> None:
         """``message`` (one record or a batch) is done: commit past it soon."""
@@ -435,7 +447,15 @@ class CoalescedCommits(ConsumerRebalanceListener):
         for record in raw if isinstance(raw, tuple | list) else (raw,):  # a batch, or one
             partition = TopicPartition(record.topic, record.partition)
             self._pending[partition] = max(self._pending.get(partition, 0), record.offset + 1)
-        consumer = getattr(message, "consumer", None)
+        self._soon(getattr(message, "consumer", None))
+
+    def commit_at(self, consumer: object, partition: TopicPartition, offset: int) -> None:
+        """Commit ``partition`` at ``offset`` soon: an offset the caller knows to be safe,
+        which replaces the one pending (it may be below the last message handled)."""
+        self._pending[partition] = offset
+        self._soon(consumer)
+
+    def _soon(self, consumer: object) -> None:
         if not isinstance(consumer, AIOKafkaConsumer):
             return  # FastStream's test client: there is no group to commit to
         self._consumer = consumer
@@ -472,8 +492,9 @@ class CoalescedCommits(ConsumerRebalanceListener):
         if not offsets:
             return
         try:
-            await consumer.commit(offsets)
-        except Exception as exc:  # not a member any more, the broker gone, ...
+            async with asyncio.timeout(self.timeout):
+                await consumer.commit(offsets)
+        except Exception as exc:  # not a member any more, the broker gone, too slow, ...
             log.warning("offsets %s not committed yet (%r)", offsets, exc)
             return
         for tp, offset in offsets.items():

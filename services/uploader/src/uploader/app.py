@@ -9,7 +9,7 @@ from faststream.kafka import KafkaRouter
 from faststream.middlewares import AckPolicy
 
 from contracts import topics
-from servicekit.kafka import broker_connected, raw_body, retention_configs
+from servicekit.kafka import CoalescedCommits, broker_connected, raw_body, retention_configs
 from servicekit.metrics import watch_consumer_lag
 from servicekit.service import Service
 from uploader import handlers
@@ -68,7 +68,9 @@ def create_app(settings: Settings | None = None, adapters: Adapters | None = Non
         chunks=adapters.chunks,
         tombstones=database,
     )
-    uploads = Uploads(assembler, events)
+    uploads = Uploads(
+        assembler, events, commits=CoalescedCommits(settings.kafka_commit_interval_seconds)
+    )
     erasure = Erasure(
         assembler,
         uploads.tracker,
@@ -109,6 +111,8 @@ def create_app(settings: Settings | None = None, adapters: Adapters | None = Non
     svc.resource(store, "S3")
     svc.resource(database, "PostgreSQL")
     svc.resource(adapters.chunks, "Kafka")
+    # Stopped before the broker: its last commit is made while the consumer still runs.
+    svc.background(uploads.commits.run, name="offset-commits")
     svc.background(sweep_stale_uploads, name="stale-uploads")
     svc.background(retention.run, name="audio-retention")  # it publishes
     svc.background(lambda: watch_consumer_lag(svc.broker), name="consumer-lag")

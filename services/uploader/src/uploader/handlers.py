@@ -11,19 +11,16 @@ one.
 
 import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, cast
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
-from faststream.kafka.annotations import Consumer
 
 from contracts import CeType, UploadAborted, UploadFinished, UploadStarted, headers, topics
 from servicekit.http import DependencyUnavailable
 from servicekit.kafka import (
+    CoalescedCommits,
     ConsumerParam,
     MessageParam,
     PoisonMessage,
@@ -45,29 +42,6 @@ finished meanwhile are committed promptly. The committed offset still never pass
 first message of the earliest job not yet finished (offsets.CommitTracker), except that
 a checkpointed resumable upload holds only its bytes not yet in a saved part."""
 
-Commit = Callable[[Consumer, TopicPartition, int], Awaitable[bool | None]]
-
-
-COMMIT_TIMEOUT_SECONDS = 2.0
-COMMIT_PAUSE_SECONDS = 5.0
-"""After a commit that was not made, commits are not tried again for this long."""
-
-
-async def commit_offset(consumer: Consumer, partition: TopicPartition, offset: int) -> bool:
-    """Commit, bounded; whether it was made. After a broker restart aiokafka's commit
-    can wait for a group coordinator for a long time, and the handler with it, holding
-    the partition (seen in the chaos suite). A commit not made only means a longer
-    replay after a crash; a later one carries the offset forward."""
-    try:
-        async with asyncio.timeout(COMMIT_TIMEOUT_SECONDS):
-            await consumer.commit({partition: offset})
-    except (TimeoutError, KafkaError) as exc:
-        log.warning(
-            "commit of %s at %d not made (%r); a later one carries it", partition, offset, exc
-        )
-        return False
-    return True
-
 
 @dataclass
 class Uploads:
@@ -77,20 +51,27 @@ class Uploads:
     events: EventPublisher
     tracker: CommitTracker = field(default_factory=CommitTracker)
     appended: AppendedSinceAssignment = field(default_factory=AppendedSinceAssignment)
-    commit: Commit = commit_offset
+    commits: CoalescedCommits = field(default_factory=lambda: CoalescedCommits(1.0))
+    """The safe offsets, committed together once per interval (a round trip and a write
+    to the broker each otherwise), and before a partition is revoked."""
     since_commit: int = 0
-    commits_paused_until: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Held while a message is applied, and by an erasure while it drops a job."""
 
 
 class Rebalance(ConsumerRebalanceListener):
-    """A revoked partition's open jobs are dropped: its next owner redoes them."""
+    """A revoked partition's safe offset is committed, and its open jobs are dropped: its
+    next owner redoes them."""
 
     def __init__(self, uploads: Uploads) -> None:
         self.uploads = uploads
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        # What is safe to commit now goes before the partitions do: their next owner
+        # replays from there.
+        for partition in revoked:
+            _commit_soon(self.uploads, None, partition)
+        await self.uploads.commits.flush(set(revoked))
         for partition in revoked:
             self.uploads.appended.forget(partition)
             dropped = self.uploads.tracker.forget(partition)
@@ -138,9 +119,14 @@ async def on_upload(
     uploads.since_commit += 1
     if closing or uploads.since_commit >= COMMIT_EVERY:
         uploads.since_commit = 0
-        offset = tracker.safe_offset(partition, uploads.assembler.holds())
-        if offset is not None:
-            await _commit(uploads, consumer, partition, offset)
+        _commit_soon(uploads, consumer, partition)
+
+
+def _commit_soon(uploads: Uploads, consumer: object, partition: TopicPartition) -> None:
+    """Commit ``partition`` at its safe offset with the next flush."""
+    offset = uploads.tracker.safe_offset(partition, uploads.assembler.holds())
+    if offset is not None:
+        uploads.commits.commit_at(consumer, partition, offset)
 
 
 async def _dispatch(
@@ -188,16 +174,6 @@ async def _dispatch(
         raise PoisonMessage(f"{ce_type} does not belong on {topics.AUDIO_UPLOAD}")
     tracker.closed(partition, event.job_id)
     return True
-
-
-async def _commit(
-    uploads: Uploads, consumer: Consumer, partition: TopicPartition, offset: int
-) -> None:
-    # While commits do not get through, the handler does not wait on each one.
-    if time.monotonic() < uploads.commits_paused_until:
-        return
-    if await uploads.commit(consumer, partition, offset) is False:
-        uploads.commits_paused_until = time.monotonic() + COMMIT_PAUSE_SECONDS
 
 
 RETRY_PAUSE_SECONDS = 1.0

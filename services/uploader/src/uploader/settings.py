@@ -3,12 +3,12 @@ from typing import Self
 from pydantic import Field, model_validator
 
 from servicekit.kafka import MAX_MESSAGE_BYTES
-from servicekit.settings import DatabaseSettings, S3Settings
+from servicekit.settings import CoalescedCommitSettings, DatabaseSettings, S3Settings
 
 DAY = 24 * 3600.0
 
 
-class Settings(S3Settings, DatabaseSettings):
+class Settings(S3Settings, DatabaseSettings, CoalescedCommitSettings):
     http_port: int = 8102
     consumer_group: str = Field(
         default="uploader",
