@@ -137,3 +137,47 @@ async def test_the_stop_commits_what_is_pending(infra, topic) -> None:
         assert await committed_offset(bootstrap, group, partition) == records[-1].offset + 1
     finally:
         await consumer.stop()
+
+
+async def test_an_offset_given_by_the_consumer_replaces_the_one_pending(infra, topic) -> None:
+    # The uploader's way: the offset it knows to be safe (its earliest unfinished job),
+    # below the records it has handled.
+    bootstrap, group = infra["KAFKA_BOOTSTRAP_SERVERS"], f"g-{uuid.uuid4().hex[:8]}"
+    partition = TopicPartition(topic, 0)
+    commits = CoalescedCommits(3600)
+    consumer = await member(bootstrap, group, topic, commits)
+    try:
+        records = await records_of(consumer, 3)
+        handled(commits, consumer, records)
+        commits.commit_at(consumer, partition, records[1].offset)
+        assert commits.pending == {partition: records[1].offset}
+        await commits.flush()
+        assert await committed_offset(bootstrap, group, partition) == records[1].offset
+        assert commits.pending == {}
+    finally:
+        await consumer.stop()
+
+
+class HangingConsumer(AIOKafkaConsumer):
+    """A member whose commit never answers (aiokafka waiting for a group coordinator
+    after a broker restart)."""
+
+    def __init__(self, partition: TopicPartition) -> None:  # never started
+        self.partition = partition
+
+    def __del__(self, _warn: Any = None) -> None:
+        pass
+
+    def assignment(self) -> set[TopicPartition]:
+        return {self.partition}
+
+    async def commit(self, offsets: Any = None) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_a_commit_that_does_not_answer_is_given_up_and_kept_for_the_next() -> None:
+    partition = TopicPartition("t", 0)
+    commits = CoalescedCommits(3600, timeout=0.05)
+    commits.commit_at(HangingConsumer(partition), partition, 7)
+    await commits.flush()  # returns: bounded by the timeout
+    assert commits.pending == {partition: 7}

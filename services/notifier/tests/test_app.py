@@ -27,12 +27,14 @@ def test_cors_origins_come_from_a_json_list_in_the_environment(monkeypatch):
 def _projection_fetch(settings: Settings) -> dict[str, int]:
     """The projection consumer's fetch options, as the subscriber hands them to aiokafka
     (FastStream keeps them in the undocumented ``_connection_args``)."""
+    from faststream.kafka.subscriber.usecase import LogicSubscriber
+
     from servicekit.service import service_of
 
     (subscriber,) = [
         s
         for s in service_of(create_app(settings)).broker.subscribers
-        if topics.JOB_STATUS in s.topic_names_for_subscribe
+        if isinstance(s, LogicSubscriber) and topics.JOB_STATUS in s.topic_names_for_subscribe
     ]
     args = subscriber._connection_args
     return {k: args[k] for k in ("fetch_min_bytes", "fetch_max_wait_ms")}
