@@ -61,11 +61,20 @@ class FakeStore:
         self._call()
         return True
 
-    async def insert_pending(self, event: AudioStored, deadline_seconds: float) -> bool:
+    async def insert_pending(
+        self,
+        event: AudioStored,
+        deadline_seconds: float,
+        *,
+        owner: str | None = None,
+        lease_seconds: float = 0.0,
+    ) -> Analysis | None:
         self._call()
         if event.job_id in self.rows or event.job_id in self.tombstones:
-            return False
-        self.rows[event.job_id] = Analysis(
+            return None
+        if owner is not None:
+            self.leases[event.job_id] = (owner, now() + timedelta(seconds=lease_seconds))
+        row = self.rows[event.job_id] = Analysis(
             job_id=event.job_id,
             state=State.PENDING,
             bucket=event.bucket,
@@ -75,14 +84,14 @@ class FakeStore:
             content_type=event.content_type,
             filename=event.filename,
             deadline=now() + timedelta(seconds=deadline_seconds),
-            attempts=0,
+            attempts=0 if owner is None else 1,
             progress=0,
             outcome=None,
             final_webhook_id=None,
             finished_at=None,
             published_at=None,
         )
-        return True
+        return row
 
     async def get(self, job_id: str) -> Analysis | None:
         self._call()

@@ -40,6 +40,21 @@ async def test_an_accepted_request_marks_the_job_requested_and_publishes_analyzi
     assert request.deadline == r.store.rows[JOB].deadline
 
 
+async def test_a_job_recorded_with_its_lease_makes_its_first_attempt_on_that_lease():
+    r = rules(ServerAnswer(503), ServerAnswer(202))
+    leased = await r.store.insert_pending(
+        stored(), 600, owner=r.requester.owner, lease_seconds=r.requester.lease_seconds
+    )
+    assert leased is not None and leased.attempts == 1
+    assert r.store.leases[JOB][0] == r.requester.owner
+    # Another replica cannot take it meanwhile.
+    assert await r.store.take_attempt(JOB, "another-replica", 60) is None
+    await r.requester.request(JOB, leased)
+    assert len(r.server.requests) == 2
+    assert r.store.rows[JOB].attempts == 2  # the recorded one, then one retry taken
+    assert r.store.rows[JOB].state is State.REQUESTED
+
+
 async def test_transient_answers_are_retried_never_sooner_than_retry_after():
     r = rules(ServerAnswer(503, retry_after="7", message="busy"), None, ServerAnswer(202))
     await pending(r)

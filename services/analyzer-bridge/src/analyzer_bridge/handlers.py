@@ -112,11 +112,18 @@ async def on_deleted(message: MessageParam, intake: Annotated[Intake, Provided(I
 
 
 async def accept(intake: Intake, event: AudioStored) -> None:
-    if await intake.store.insert_pending(event, intake.deadline_seconds):
+    requester = intake.requester
+    # Recorded already leased to this process for its first attempt.
+    recorded = await intake.store.insert_pending(
+        event, intake.deadline_seconds, owner=requester.owner, lease_seconds=requester.lease_seconds
+    )
+    if recorded is not None:
         log.info("analysis pending", extra={"job_id": event.job_id})
-    elif await intake.store.deleted(event.job_id):
+        requester.submit(event.job_id, recorded)
+        return
+    if await intake.store.deleted(event.job_id):
         log.info("audio of a deleted job; nothing to analyse", extra={"job_id": event.job_id})
         return
     # Also for a redelivery: the request is a no-op unless the row is still pending
     # and nobody holds it (e.g. this process crashed before requesting).
-    intake.requester.submit(event.job_id)
+    requester.submit(event.job_id)

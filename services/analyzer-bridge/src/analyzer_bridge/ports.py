@@ -43,9 +43,17 @@ class AnalysisStore(Protocol):
     async def ping(self) -> bool:
         """Whether the database answers."""
 
-    async def insert_pending(self, event: AudioStored, deadline_seconds: float) -> bool:
-        """Record the job as ``pending``; False when it was already recorded, or was
-        deleted (it has a tombstone)."""
+    async def insert_pending(
+        self,
+        event: AudioStored,
+        deadline_seconds: float,
+        *,
+        owner: str | None = None,
+        lease_seconds: float = 0.0,
+    ) -> Analysis | None:
+        """Record the job as ``pending``: the new row, or None when it was already
+        recorded, or was deleted (it has a tombstone). With ``owner``, the row is leased
+        to it for its first request attempt (counted), as :meth:`take_attempt` would."""
 
     async def get(self, job_id: str) -> Analysis | None: ...
 

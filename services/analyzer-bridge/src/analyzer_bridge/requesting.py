@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 from urllib.parse import urlencode
 
-from analyzer_bridge.analysis import Outcome
+from analyzer_bridge.analysis import Analysis, Outcome
 from analyzer_bridge.capability import WEBHOOK_PATH, Capabilities
 from analyzer_bridge.finishing import ANALYZING_START, Finisher
 from analyzer_bridge.ports import (
@@ -112,11 +112,21 @@ class Requester:
         """The configured metadata, plus the upload's file name when it has one."""
         return {**self._metadata, "filename": filename} if filename else dict(self._metadata)
 
-    def submit(self, job_id: str) -> None:
-        """Request the analysis in the background, unless already under way here."""
+    @property
+    def owner(self) -> str:
+        """Whose leases this process's attempts hold."""
+        return self._owner
+
+    @property
+    def lease_seconds(self) -> float:
+        return self._lease_seconds
+
+    def submit(self, job_id: str, leased: Analysis | None = None) -> None:
+        """Request the analysis in the background, unless already under way here;
+        ``leased``: the row as recorded with its first attempt's lease (:attr:`owner`)."""
         if job_id in self._tasks:
             return
-        task = asyncio.create_task(self._run(job_id), name=f"analysis-request-{job_id}")
+        task = asyncio.create_task(self._run(job_id, leased), name=f"analysis-request-{job_id}")
         self._tasks[job_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(job_id, None))
 
@@ -140,10 +150,10 @@ class Requester:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._store.release_leases(self._owner)
 
-    async def _run(self, job_id: str) -> None:
+    async def _run(self, job_id: str, leased: Analysis | None) -> None:
         job_id_var.set(job_id)
         try:
-            await self.request(job_id)
+            await self.request(job_id, leased)
         except asyncio.CancelledError:
             raise
         except DependencyUnavailable as exc:
@@ -167,11 +177,16 @@ class Requester:
                 await self._sleep(delay)
                 delay = min(self._max_delay, delay * 2)
 
-    async def request(self, job_id: str) -> None:
+    async def request(self, job_id: str, leased: Analysis | None = None) -> None:
         """Attempt until the server accepts or rejects, the budget is spent, or the job
-        is no longer ours to request (not pending, leased elsewhere, past deadline)."""
+        is no longer ours to request (not pending, leased elsewhere, past deadline). The
+        first attempt is ``leased``'s when given: its lease and count were taken as the
+        job was recorded, so it costs no statement of its own."""
         while True:
-            row = await self._store.take_attempt(job_id, self._owner, self._lease_seconds)
+            row = leased
+            if row is None:
+                row = await self._store.take_attempt(job_id, self._owner, self._lease_seconds)
+            leased = None
             if row is None:
                 return
             request = AnalysisRequest(

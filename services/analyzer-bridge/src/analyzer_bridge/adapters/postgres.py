@@ -106,18 +106,31 @@ class PostgresStore(PostgresResource):
         return f"{self._t}:{job_id}"
 
     @unavailable_on_outage
-    async def insert_pending(self, event: AudioStored, deadline_seconds: float) -> bool:
-        """Record the job; False when it was already recorded (a redelivery) or deleted."""
+    async def insert_pending(
+        self,
+        event: AudioStored,
+        deadline_seconds: float,
+        *,
+        owner: str | None = None,
+        lease_seconds: float = 0.0,
+    ) -> Analysis | None:
+        """Record the job (leased to ``owner`` for its first attempt, when given); None
+        when it was already recorded (a redelivery) or deleted."""
         lock = [self._lock_key(event.job_id)]
         async with self._pool.acquire() as conn, locked(conn, lock):
             # After the lock, so that this statement sees a tombstone committed meanwhile.
-            status = await conn.execute(
+            r = await conn.fetchrow(
                 f"""INSERT INTO {self._t}
-                    (job_id, state, bucket, key, size, sha256, content_type, filename, deadline)
+                    (job_id, state, bucket, key, size, sha256, content_type, filename, deadline,
+                     attempts, lease_owner, lease_until)
                     SELECT $1, 'pending', $2, $3, $4, $5, $6, $7,
-                           now() + make_interval(secs => $8)
+                           now() + make_interval(secs => $8),
+                           CASE WHEN $9::text IS NULL THEN 0 ELSE 1 END, $9::text,
+                           CASE WHEN $9::text IS NULL THEN NULL
+                                ELSE now() + make_interval(secs => $10::float8) END
                     WHERE NOT EXISTS (SELECT FROM {self._deleted} WHERE job_id = $1)
-                    ON CONFLICT (job_id) DO NOTHING""",
+                    ON CONFLICT (job_id) DO NOTHING
+                    RETURNING *""",
                 event.job_id,
                 event.bucket,
                 event.key,
@@ -126,8 +139,10 @@ class PostgresStore(PostgresResource):
                 event.content_type,
                 event.filename,
                 deadline_seconds,
+                owner,
+                lease_seconds,
             )
-        return bool(status == "INSERT 0 1")
+        return _analysis(r) if r else None
 
     @unavailable_on_outage
     async def erase(self, job_id: str) -> None:
