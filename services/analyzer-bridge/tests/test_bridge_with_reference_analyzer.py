@@ -49,7 +49,9 @@ async def test_progress_is_forwarded_as_increasing_analyzing_then_one_result(sta
         await bridge.barrier()
         statuses = bridge.statuses(job_id)
         analyzing = [p for s, p in statuses[:-1] if s == "analyzing"]
-        assert len(analyzing) == len(statuses) - 1 >= 2  # 51 at the request, then webhooks
+        # The webhooks' progress (51 from the request too, unless progress came within
+        # ANALYZING_NOTICE_SECONDS), then the final status.
+        assert len(analyzing) == len(statuses) - 1 >= 1
         assert is_increasing(analyzing)
         assert statuses[-1] == ("completed", 100)
         results = bridge.events.of(job_id, bridge.result_topic)

@@ -1,13 +1,16 @@
 """The Finisher over fakes: one winner among racing finals, its events with stable
 ids, and the republish of a final whose events did not get out."""
 
+import asyncio
+
 import pytest
-from analyzer_bridge_fakes import JOB, rules, stored
+from analyzer_bridge_fakes import JOB, Rules, rules, stored
 
 from analyzer_bridge.analysis import Outcome, State
-from analyzer_bridge.finishing import Finish
+from analyzer_bridge.finishing import ANALYZING_START, Finish, Finisher
 from analyzer_bridge.ports import PublishError
 from contracts import AnalysisCompleted, AudioFeatures
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.unit
 
@@ -79,3 +82,40 @@ async def test_a_final_whose_publish_failed_stays_unpublished_and_is_republished
     assert [ce_id for ce_id, _ in r.events.results] == [f"{JOB}:analysis-result"]
     assert [ce_id for ce_id, _ in r.events.statuses] == [f"{JOB}:status:final"]
     assert r.store.rows[JOB].published_at is not None
+
+
+async def requested(notice_seconds: float) -> tuple[Rules, Finisher]:
+    """A job the analysis server accepted, with a Finisher whose `analyzing` waits."""
+    r = await started()
+    await r.store.mark_requested(JOB, ANALYZING_START)
+    finisher = Finisher(r.store, r.events, analyzing_notice_seconds=notice_seconds)
+    await finisher.requested(JOB)
+    return r, finisher
+
+
+async def test_analyzing_is_published_once_the_notice_delay_passed_with_no_news():
+    r, _finisher = await requested(0.05)
+    assert r.events.of(JOB) == []  # not yet
+    await eventually(lambda: r.events.of(JOB), what="the analyzing notice")
+    assert r.events.of(JOB) == [("analyzing", ANALYZING_START)]
+
+
+async def test_a_job_that_ends_within_the_notice_delay_goes_without_analyzing():
+    r, finisher = await requested(3600)
+    assert await finisher.finish(JOB, COMPLETED, "msg_1") is Finish.WON
+    await asyncio.wait_for(finisher.join(), 5)  # the notice was called off, not left waiting
+    assert [status for status, _ in r.events.of(JOB)] == ["completed"]
+
+
+async def test_progress_within_the_notice_delay_calls_the_notice_off():
+    r, finisher = await requested(3600)
+    await finisher.publish_analyzing(JOB, 75, "analyzing")
+    await asyncio.wait_for(finisher.join(), 5)
+    assert r.events.of(JOB) == [("analyzing", 75)]
+
+
+async def test_progress_another_replica_published_is_seen_in_the_row():
+    r, finisher = await requested(0.05)
+    assert await r.store.raise_progress(JOB, 75)  # published elsewhere
+    await finisher.join()
+    assert r.events.of(JOB) == []

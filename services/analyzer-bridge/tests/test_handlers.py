@@ -53,7 +53,9 @@ class Rig:
 
 def rig() -> Rig:
     store, server = FakeStore(), FakeServer()
-    svc = service_of(create_app(Settings(), Adapters(store, server, FakePresigner())))
+    # `analyzing` at once, as the tests below look for it (its delay: test_finishing.py).
+    settings = Settings(analyzing_notice_seconds=0)
+    svc = service_of(create_app(settings, Adapters(store, server, FakePresigner())))
     broker, intake = svc.broker, svc.get(Intake)
     intake.retry_pause_seconds = 0
     dead = topics.dead_letter(topics.AUDIO_STORED)

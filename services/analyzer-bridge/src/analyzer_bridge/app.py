@@ -90,7 +90,7 @@ def create_app(settings: Settings | None = None, adapters: Adapters | None = Non
         (settings.audio_stored_topic, settings.job_deleted_topic),
     )
 
-    finisher = Finisher(store, events)
+    finisher = Finisher(store, events, analyzing_notice_seconds=settings.analyzing_notice_seconds)
     capabilities = Capabilities(
         settings.webhook_capability_secret.get_secret_value(),
         # Valid past the deadline, so a late result still gets its 409, not a 401.
@@ -145,6 +145,7 @@ def create_app(settings: Settings | None = None, adapters: Adapters | None = Non
     svc.resource(adapters.server, "the analysis server")
     # Requests under way are cancelled once the broker stopped; their rows stay pending.
     svc.on_stop(requester.stop)
+    svc.on_stop(finisher.stop)
     svc.background(lambda: watch_consumer_lag(svc.broker), name="consumer-lag")
     # Stopped before the broker: its last commit is made while the consumer still runs.
     svc.background(commits.run, name="offset-commits")

@@ -7,13 +7,21 @@ both publish. The price is a window where the row is final but its events are no
 out yet (Kafka down, process killed): ``published_at`` stays NULL, and the sweeper
 republishes such rows a few seconds later with the same deterministic ``ce_id``s, so
 delivery is at-least-once and readers drop duplicates.
+
+``analyzing`` (51), the news that the analysis server accepted a job, waits
+``analyzing_notice_seconds`` (1 s) and is published only if the job has heard nothing
+since: a short analysis goes from ``uploaded`` to its final status without it, as a
+short upload skips ``uploading`` (docs/topics/job.status.md; issue 21: each status is a
+produce, a projection write and a push to every stream).
 """
 
+import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime
 from enum import Enum
 
-from analyzer_bridge.analysis import Analysis, Outcome
+from analyzer_bridge.analysis import Analysis, Outcome, State
 from analyzer_bridge.decisions import Verdict, judge_final
 from analyzer_bridge.ports import AnalysisStore, EventPublisher
 from contracts import AnalysisCompleted, AnalysisFailed, JobStatus, JobStatusChanged, stage_progress
@@ -32,11 +40,63 @@ class Finish(Enum):
 
 
 class Finisher:
-    def __init__(self, store: AnalysisStore, events: EventPublisher) -> None:
+    def __init__(
+        self, store: AnalysisStore, events: EventPublisher, analyzing_notice_seconds: float = 0.0
+    ) -> None:
         self._store = store
         self._events = events
+        self._notice_seconds = analyzing_notice_seconds
+        self._notices: dict[str, asyncio.Task[None]] = {}
+
+    async def requested(self, job_id: str) -> None:
+        """The analysis server accepted the job: ``analyzing`` (51) now, or once the
+        notice delay has passed with no other news of the job (this process cancels it
+        on the news it gets; another replica's is checked in the row)."""
+        if self._notice_seconds <= 0:
+            await self.publish_analyzing(job_id, ANALYZING_START, "analysis requested")
+            return
+        if job_id in self._notices:
+            return
+        notice = asyncio.create_task(self._notice(job_id), name=f"analyzing-notice-{job_id}")
+        self._notices[job_id] = notice
+        notice.add_done_callback(lambda done: self._forget(job_id, done))
+
+    async def _notice(self, job_id: str) -> None:
+        await asyncio.sleep(self._notice_seconds)
+        try:
+            row = await self._store.get(job_id)
+            # Still requested, and nothing beyond the request's progress published.
+            if row is not None and row.state is State.REQUESTED and row.progress <= ANALYZING_START:
+                await self.publish_analyzing(job_id, ANALYZING_START, "analysis requested")
+        except Exception as exc:  # advisory: a later status supersedes it
+            log.warning("`analyzing` was not published: %r", exc, extra={"job_id": job_id})
+
+    def _forget(self, job_id: str, notice: "asyncio.Task[None]") -> None:
+        if self._notices.get(job_id) is notice:
+            del self._notices[job_id]
+
+    def _news(self, job_id: str) -> None:
+        """The job has news of its own (progress, its end): no notice is due."""
+        notice = self._notices.pop(job_id, None)
+        if notice is not None:
+            notice.cancel()
+
+    async def join(self) -> None:
+        """Wait until the notices under way here have ended (published, found moot or
+        cancelled)."""
+        while self._notices:
+            await asyncio.gather(*self._notices.values(), return_exceptions=True)
+
+    async def stop(self) -> None:
+        """Cancel the notices not yet due (advisory: nothing is lost)."""
+        notices = list(self._notices.values())
+        for notice in notices:
+            notice.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*notices, return_exceptions=True)
 
     async def finish(self, job_id: str, outcome: Outcome, webhook_id: str | None = None) -> Finish:
+        self._news(job_id)
         row = await self._store.claim_final(job_id, outcome, webhook_id)
         if row is not None:
             log.info("job is %s", row.state.value, extra={"job_id": job_id})
@@ -75,6 +135,8 @@ class Finisher:
         await self._store.mark_published(row.job_id)
 
     async def publish_analyzing(self, job_id: str, progress: int, detail: str) -> None:
+        if progress > ANALYZING_START:
+            self._news(job_id)
         event, ce_id = analyzing(job_id, progress, detail)
         await self._events.status(event, ce_id)
 

@@ -211,9 +211,7 @@ class Requester:
                 )
                 log.info("analysis server accepted the job", extra={"job_id": job_id})
                 if before is not None and before < ANALYZING_START:
-                    await self._finisher.publish_analyzing(
-                        job_id, ANALYZING_START, "analysis requested"
-                    )
+                    await self._finisher.requested(job_id)
                 return
             if isinstance(verdict, Rejected):
                 log.warning("analysis server rejected the job: %s", verdict.message)

@@ -50,6 +50,15 @@ class Settings(S3Settings, DatabaseSettings, CoalescedCommitSettings):
     request_max_attempts: int = Field(default=8, ge=1, description="Retry budget per job.")
     retry_base_delay_seconds: float = Field(default=0.5, gt=0)
     retry_max_delay_seconds: float = Field(default=30.0, gt=0)
+    analyzing_notice_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="How long after the analysis server accepted a job `analyzing` (51) "
+        "waits: it is published only if the job has heard nothing since (no progress, no "
+        "result), so a short analysis goes from `uploaded` to its final status without it "
+        "(each status is a produce, a projection write and a push to every stream). "
+        "0: at once.",
+    )
 
     webhook_capability_secret: SecretStr = SecretStr(DEV_WEBHOOK_CAPABILITY_SECRET)
     webhook_signing_secret: SecretStr | None = Field(
