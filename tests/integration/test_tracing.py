@@ -18,10 +18,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from contracts import topics
 from servicekit.compat.uvicorn_protocols import DetachingHttpToolsProtocol
 from servicekit.kafka import ensure_topics
+from servicekit.settings import S3Settings
 from servicekit.telemetry import instrument_httpx
 from tests.support.audio import sine_wav
 from tests.support.inprocess import bound_socket, serving, url_of
 from tests.support.kafka import start_group_at_end
+from tests.support.s3 import drop_bucket
 from tests.support.sse import events
 
 pytestmark = pytest.mark.integration
@@ -98,7 +100,9 @@ async def test_one_jobs_spans_across_all_services_share_one_trace(
         ),
         "gateway": gateway_app(GatewaySettings(**common)),
     }
+    bucket = S3Settings.model_validate({**s3, "s3_bucket": f"trace-{tag}"})
     async with AsyncExitStack() as stack:
+        stack.push_async_callback(drop_bucket, bucket)  # after the services stopped
         for name, app in apps.items():
             # As servicekit.serve serves each (the notifier: detached=True).
             options = {"http": DetachingHttpToolsProtocol} if name == "notifier" else {}

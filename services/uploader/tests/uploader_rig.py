@@ -18,6 +18,7 @@ from servicekit.s3 import s3_client
 from servicekit.settings import S3Settings
 from tests.support.kafka import partitions_of
 from tests.support.processes import ServiceProcess
+from tests.support.s3 import drop_bucket
 
 WAV_HEADER = bytes.fromhex(
     "52494646ffffffff57415645666d74201000000001000100401f0000803e00000200100064617461ffffffff"
@@ -151,20 +152,7 @@ class UploadRig:
             ]
 
     async def drop_bucket(self) -> None:
-        """Empty the test's bucket and delete it: SeaweedFS gives every bucket volumes of
-        its own, and a server has only so many (a session of tests would run out)."""
-        async with s3_client(self.s3_settings) as s3:
-            try:
-                listing = await s3.list_multipart_uploads(Bucket=self.bucket)
-            except s3.exceptions.NoSuchBucket:
-                return
-            for upload in listing.get("Uploads", []):
-                await s3.abort_multipart_upload(
-                    Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
-                )
-            for key in await self.keys():
-                await s3.delete_object(Bucket=self.bucket, Key=key)
-            await s3.delete_bucket(Bucket=self.bucket)
+        await drop_bucket(self.s3_settings)
 
     async def multipart_uploads(self) -> list[str]:
         async with s3_client(self.s3_settings) as s3:
