@@ -16,13 +16,13 @@ produce, a projection write and a push to every stream).
 """
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 from enum import Enum
 
 from analyzer_bridge.analysis import Analysis, Outcome, State
 from analyzer_bridge.decisions import Verdict, judge_final
+from analyzer_bridge.jobtasks import JobTasks
 from analyzer_bridge.ports import AnalysisStore, EventPublisher
 from contracts import AnalysisCompleted, AnalysisFailed, JobStatus, JobStatusChanged, stage_progress
 from servicekit.kafka import publish_together
@@ -46,7 +46,7 @@ class Finisher:
         self._store = store
         self._events = events
         self._notice_seconds = analyzing_notice_seconds
-        self._notices: dict[str, asyncio.Task[None]] = {}
+        self._notices = JobTasks("analyzing-notice")
 
     async def requested(self, job_id: str) -> None:
         """The analysis server accepted the job: ``analyzing`` (51) now, or once the
@@ -55,11 +55,7 @@ class Finisher:
         if self._notice_seconds <= 0:
             await self.publish_analyzing(job_id, ANALYZING_START, "analysis requested")
             return
-        if job_id in self._notices:
-            return
-        notice = asyncio.create_task(self._notice(job_id), name=f"analyzing-notice-{job_id}")
-        self._notices[job_id] = notice
-        notice.add_done_callback(lambda done: self._forget(job_id, done))
+        self._notices.start(job_id, lambda: self._notice(job_id))
 
     async def _notice(self, job_id: str) -> None:
         await asyncio.sleep(self._notice_seconds)
@@ -71,29 +67,18 @@ class Finisher:
         except Exception as exc:  # advisory: a later status supersedes it
             log.warning("`analyzing` was not published: %r", exc, extra={"job_id": job_id})
 
-    def _forget(self, job_id: str, notice: "asyncio.Task[None]") -> None:
-        if self._notices.get(job_id) is notice:
-            del self._notices[job_id]
-
     def _news(self, job_id: str) -> None:
         """The job has news of its own (progress, its end): no notice is due."""
-        notice = self._notices.pop(job_id, None)
-        if notice is not None:
-            notice.cancel()
+        self._notices.cancel_soon(job_id)
 
     async def join(self) -> None:
         """Wait until the notices under way here have ended (published, found moot or
         cancelled)."""
-        while self._notices:
-            await asyncio.gather(*self._notices.values(), return_exceptions=True)
+        await self._notices.join()
 
     async def stop(self) -> None:
         """Cancel the notices not yet due (advisory: nothing is lost)."""
-        notices = list(self._notices.values())
-        for notice in notices:
-            notice.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*notices, return_exceptions=True)
+        await self._notices.cancel_all()
 
     async def finish(self, job_id: str, outcome: Outcome, webhook_id: str | None = None) -> Finish:
         self._news(job_id)

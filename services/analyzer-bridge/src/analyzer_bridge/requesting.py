@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 from analyzer_bridge.analysis import Analysis, Outcome
 from analyzer_bridge.capability import WEBHOOK_PATH, Capabilities
 from analyzer_bridge.finishing import ANALYZING_START, Finisher
+from analyzer_bridge.jobtasks import JobTasks
 from analyzer_bridge.ports import (
     AnalysisServer,
     AnalysisStore,
@@ -102,7 +103,7 @@ class Requester:
         self._jitter = jitter
         self._sleep = sleep
         self._owner = uuid.uuid4().hex
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks = JobTasks("analysis-request")
 
     def webhook_url(self, job_id: str) -> str:
         query = urlencode({"job_id": job_id, "token": self._capabilities.issue(job_id)})
@@ -124,30 +125,19 @@ class Requester:
     def submit(self, job_id: str, leased: Analysis | None = None) -> None:
         """Request the analysis in the background, unless already under way here;
         ``leased``: the row as recorded with its first attempt's lease (:attr:`owner`)."""
-        if job_id in self._tasks:
-            return
-        task = asyncio.create_task(self._run(job_id, leased), name=f"analysis-request-{job_id}")
-        self._tasks[job_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(job_id, None))
+        self._tasks.start(job_id, lambda: self._run(job_id, leased))
 
     async def abandon(self, job_id: str) -> None:
         """The job was deleted: cancel its request if it is under way here."""
-        task = self._tasks.get(job_id)
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self._tasks.cancel(job_id)
 
     async def join(self) -> None:
         """Wait until the requests under way here have ended (their tasks are done)."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await self._tasks.join()
 
     async def stop(self) -> None:
         """Cancel the requests under way; their rows stay pending for the next start."""
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.cancel_all()
         await self._store.release_leases(self._owner)
 
     async def _run(self, job_id: str, leased: Analysis | None) -> None:
