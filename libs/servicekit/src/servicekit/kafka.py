@@ -10,7 +10,7 @@ import logging
 import os
 import signal
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -413,9 +413,10 @@ class CoalescedCommits(ConsumerRebalanceListener):
     """The offsets of handled messages, committed together at most once per
     ``interval`` seconds instead of one commit round trip per message or batch (a write
     to ``__consumer_offsets`` each; issue 21). For a subscriber with
-    ``AckPolicy.MANUAL`` whose handler calls :meth:`handled` when a message is done and
-    nacks it on an error; give it as the subscriber's ``listener`` and run :meth:`run`
-    as a background task of the service (stopped before the broker).
+    ``AckPolicy.MANUAL`` whose handler does its work within :meth:`handling` (or calls
+    :meth:`handled` when a message is done and nacks it on an error); give it as the
+    subscriber's ``listener`` and run :meth:`run` as a background task of the service
+    (stopped before the broker).
 
     Delivery stays at least once: only handled messages are committed, so a crash
     replays at most ``interval`` of them, which the handler must take twice as it takes
@@ -448,6 +449,18 @@ class CoalescedCommits(ConsumerRebalanceListener):
             partition = TopicPartition(record.topic, record.partition)
             self._pending[partition] = max(self._pending.get(partition, 0), record.offset + 1)
         self._soon(getattr(message, "consumer", None))
+
+    @contextlib.asynccontextmanager
+    async def handling(self, message: KafkaMessage) -> AsyncIterator[None]:
+        """Around a handler's work on ``message``: done, it is :meth:`handled`; on an
+        error it is nacked (it comes again from its first offset) and the error goes on."""
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await message.nack()
+            raise
+        self.handled(message)
 
     def commit_at(self, consumer: object, partition: TopicPartition, offset: int) -> None:
         """Commit ``partition`` at ``offset`` soon: an offset the caller knows to be safe,

@@ -13,7 +13,6 @@ effect; a redelivered event finds it and requests nothing new (docs/architecture
 """
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -54,14 +53,9 @@ class Intake:
 async def on_audio_stored(
     message: MessageParam, intake: Annotated[Intake, Provided(Intake)]
 ) -> None:
-    try:
+    # Committed with the next flush; on an error it comes again, from this offset.
+    async with intake.commits.handling(message):
         await _intake(message, intake)
-    except BaseException:
-        # Not committed: it comes again, from this offset.
-        with contextlib.suppress(Exception):
-            await message.nack()
-        raise
-    intake.commits.handled(message)
 
 
 async def _intake(message: MessageParam, intake: Intake) -> None:

@@ -18,7 +18,6 @@ its job's trace (the batch's own span only links to them).
 """
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -81,14 +80,10 @@ def parse(message_headers: dict[str, Any], body: bytes) -> tuple[str, JobStatusC
 async def on_job_statuses(
     message: MessageParam, statuses: Annotated[Statuses, Provided(Statuses)]
 ) -> None:
-    try:
+    # Committed with the next flush; on an error the batch comes again from its first
+    # offset (§5.3).
+    async with statuses.commits.handling(message):
         await _project(message, statuses)
-    except BaseException:
-        # Not committed: the batch comes again from its first offset (§5.3).
-        with contextlib.suppress(Exception):
-            await message.nack()
-        raise
-    statuses.commits.handled(message)
 
 
 async def _project(message: MessageParam, statuses: Statuses) -> None:
