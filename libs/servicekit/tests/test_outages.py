@@ -52,6 +52,11 @@ def test_readiness_says_not_ready_when_a_check_finds_its_dependency_down():
         asyncpg.exceptions.AdminShutdownError("terminating connection"),
         asyncpg.exceptions.TooManyConnectionsError("too many clients"),
         asyncpg.InterfaceError("pool is closing"),
+        # A statement begun between the server's FATAL goodbye and the socket's end.
+        asyncpg.InternalClientError(
+            "cannot switch to state 12; another operation (2) is in progress"
+        ),
+        asyncpg.InternalClientError('cannot switch to state 15; protocol is in the "failed" state'),
     ],
 )
 def test_what_an_outage_raises_counts_as_one(exc):
@@ -64,6 +69,7 @@ def test_what_an_outage_raises_counts_as_one(exc):
         asyncpg.exceptions.UndefinedTableError("relation does not exist"),
         asyncpg.exceptions.DataError("value out of range"),
         asyncpg.InterfaceError("cannot perform operation: another operation is in progress"),
+        asyncpg.InternalClientError("PoolConnectionHolder.release() called on a free holder"),
         ValueError("a bug"),
     ],
 )

@@ -75,8 +75,14 @@ def is_outage(exc: BaseException) -> bool:
     if isinstance(exc, _OUTAGES):
         return True
     # A connection (or the pool) closed under a caller: asyncpg says so only in words.
-    return isinstance(exc, asyncpg.InterfaceError) and any(
-        word in str(exc) for word in ("closed", "closing")
+    if isinstance(exc, asyncpg.InterfaceError):
+        return any(word in str(exc) for word in ("closed", "closing"))
+    # A server going away sends its FATAL error before it closes the socket; a statement
+    # begun on the connection in between finds the protocol still consuming that error
+    # (or failed) and cannot start. Two statements at once on one connection, a bug, is
+    # the InterfaceError above ("another operation is in progress"), never this one.
+    return isinstance(exc, asyncpg.InternalClientError) and str(exc).startswith(
+        "cannot switch to state"
     )
 
 
