@@ -6,15 +6,18 @@ nothing, twice is harmless; and the retention sweep, two at once, erases each ol
 finished analysis and tombstone once."""
 
 import asyncio
+import contextlib
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
-from analyzer_bridge_testing import Bridge, wait_for
+from analyzer_bridge_testing import Bridge, stored, wait_for
 
 from analyzer_bridge.adapters.postgres import PostgresStore
+from analyzer_bridge.settings import Settings
 from contracts import DeletionReason, Erase, JobDeleted
-from servicekit.postgres import PRUNE_BATCH
+from servicekit.postgres import PRUNE_BATCH, locked
 from tests.support.kafka import publish_event
 
 pytestmark = pytest.mark.integration
@@ -81,6 +84,50 @@ async def test_a_deleted_jobs_analysis_is_abandoned_and_its_late_webhook_changes
         assert bridge.finals(job_id) == []
         assert bridge.events.of(job_id, bridge.result_topic) == []
         assert [s for s, _ in bridge.statuses(job_id)] == ["analyzing"]
+
+
+@pytest.mark.parametrize("erasure_commits", [True, False])
+async def test_a_job_is_never_recorded_after_its_erasure(
+    infra: dict[str, str], namespace, erasure_commits: bool
+) -> None:
+    """An erasure holding the job's lock when ``audio.stored`` is recorded: the record
+    waits for it, and sees its tombstone once it commits (records nothing) or records
+    the job if it rolled back."""
+    settings = Settings(database_url=infra["DATABASE_URL"], database_schema=namespace.name)
+    job_id = str(uuid.uuid4())
+    async with PostgresStore(settings) as store:
+        eraser = await asyncpg.connect(infra["DATABASE_URL"])
+        try:
+            with contextlib.suppress(Rollback):
+                async with locked(eraser, [f"{namespace.name}.analyses:{job_id}"]):
+                    await eraser.execute(
+                        f"INSERT INTO {namespace.name}.deleted_jobs (job_id) VALUES ($1)", job_id
+                    )
+                    recording = asyncio.create_task(store.insert_pending(stored(job_id), 600))
+
+                    async def waiting() -> bool:
+                        return bool(
+                            await eraser.fetchval(
+                                """SELECT EXISTS (SELECT FROM pg_locks w JOIN pg_locks mine
+                                    USING (locktype, classid, objid, objsubid)
+                                    WHERE w.locktype = 'advisory' AND NOT w.granted
+                                      AND mine.pid = pg_backend_pid())"""
+                            )
+                        )
+
+                    await wait_for(waiting, what="the record waiting for the erasure's lock")
+                    assert not recording.done()
+                    if not erasure_commits:
+                        raise Rollback
+        finally:
+            await eraser.close()
+        recorded = await recording
+        assert (recorded is None) is erasure_commits
+        assert (await store.get(job_id) is None) is erasure_commits
+
+
+class Rollback(Exception):
+    """Ends a test's transaction by rolling it back."""
 
 
 async def test_two_replicas_sweep_finished_analyses_and_old_tombstones_once(

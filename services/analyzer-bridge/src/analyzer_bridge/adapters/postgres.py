@@ -83,6 +83,32 @@ CREATE TABLE IF NOT EXISTS {schema}.deleted_jobs (
     deleted_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS deleted_jobs_by_age ON {schema}.deleted_jobs (deleted_at);
+-- Record a job (leased to p_owner for its first attempt, when given) unless it is
+-- recorded already or deleted: one round trip where a transaction would take three.
+-- The lock is the one an erasure takes (PostgresStore._lock_key); the insert is a
+-- statement of its own after it, and in a VOLATILE function each statement takes a
+-- fresh snapshot, so it sees a tombstone committed while the lock was awaited.
+CREATE OR REPLACE FUNCTION {schema}.record_analysis(
+    p_job_id text, p_bucket text, p_key text, p_size bigint, p_sha256 text,
+    p_content_type text, p_filename text, p_deadline_seconds float8,
+    p_owner text, p_lease_seconds float8
+) RETURNS SETOF {schema}.analyses LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('{schema}.analyses:' || p_job_id));
+    RETURN QUERY
+    INSERT INTO {schema}.analyses AS a
+        (job_id, state, bucket, key, size, sha256, content_type, filename, deadline,
+         attempts, lease_owner, lease_until)
+    SELECT p_job_id, 'pending', p_bucket, p_key, p_size, p_sha256, p_content_type,
+           p_filename, now() + make_interval(secs => p_deadline_seconds),
+           CASE WHEN p_owner IS NULL THEN 0 ELSE 1 END, p_owner,
+           CASE WHEN p_owner IS NULL THEN NULL
+                ELSE now() + make_interval(secs => p_lease_seconds) END
+    WHERE NOT EXISTS (SELECT FROM {schema}.deleted_jobs d WHERE d.job_id = p_job_id)
+    ON CONFLICT (job_id) DO NOTHING
+    RETURNING a.*;
+END
+$$;
 """
 
 _OPEN = "state IN ('pending', 'requested')"
@@ -115,33 +141,21 @@ class PostgresStore(PostgresResource):
         lease_seconds: float = 0.0,
     ) -> Analysis | None:
         """Record the job (leased to ``owner`` for its first attempt, when given); None
-        when it was already recorded (a redelivery) or deleted."""
-        lock = [self._lock_key(event.job_id)]
-        async with self._pool.acquire() as conn, locked(conn, lock):
-            # After the lock, so that this statement sees a tombstone committed meanwhile.
-            r = await conn.fetchrow(
-                f"""INSERT INTO {self._t}
-                    (job_id, state, bucket, key, size, sha256, content_type, filename, deadline,
-                     attempts, lease_owner, lease_until)
-                    SELECT $1, 'pending', $2, $3, $4, $5, $6, $7,
-                           now() + make_interval(secs => $8),
-                           CASE WHEN $9::text IS NULL THEN 0 ELSE 1 END, $9::text,
-                           CASE WHEN $9::text IS NULL THEN NULL
-                                ELSE now() + make_interval(secs => $10::float8) END
-                    WHERE NOT EXISTS (SELECT FROM {self._deleted} WHERE job_id = $1)
-                    ON CONFLICT (job_id) DO NOTHING
-                    RETURNING *""",
-                event.job_id,
-                event.bucket,
-                event.key,
-                event.size,
-                event.sha256,
-                event.content_type,
-                event.filename,
-                deadline_seconds,
-                owner,
-                lease_seconds,
-            )
+        when it was already recorded (a redelivery) or deleted. One statement, in its own
+        transaction: ``record_analysis`` takes the erasure's lock before it inserts."""
+        r = await self._pool.fetchrow(
+            f"SELECT * FROM {self.schema}.record_analysis($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            event.job_id,
+            event.bucket,
+            event.key,
+            event.size,
+            event.sha256,
+            event.content_type,
+            event.filename,
+            deadline_seconds,
+            owner,
+            lease_seconds,
+        )
         return _analysis(r) if r else None
 
     @unavailable_on_outage
