@@ -291,3 +291,15 @@ class OwnerAuthSettings(ServiceSettings):
                 # RFC 7518 §3.2: an HMAC key at least as long as the hash.
                 raise ValueError("an HS256 UPLOAD_JWT_KEY must be at least 32 bytes")
         return self
+
+    @model_validator(mode="after")
+    def _who_may_upload_is_chosen_in_production(self) -> "OwnerAuthSettings":
+        """A public upload route is the operator's explicit choice (issue 19), and the
+        notifier, which lets an owner list and delete its jobs, must make the same."""
+        if self.environment == "production" and not self.upload_auth_chosen:
+            raise ValueError(
+                "choose who may upload: UPLOAD_AUTH=jwt (with UPLOAD_JWT_ISSUER and "
+                "UPLOAD_JWT_AUDIENCE) or UPLOAD_AUTH=anonymous, the same for the gateway and "
+                "the notifier"
+            )
+        return self

@@ -149,13 +149,3 @@ class Settings(DatabaseSettings, OwnerAuthSettings):
                 "upload's bytes are read back from audio.upload"
             )
         return self
-
-    @model_validator(mode="after")
-    def _who_may_upload_is_chosen_in_production(self) -> "Settings":
-        """A public upload route is the operator's explicit choice (issue 19)."""
-        if self.environment == "production" and not self.upload_auth_chosen:
-            raise ValueError(
-                "choose who may upload: UPLOAD_AUTH=jwt (with UPLOAD_JWT_ISSUER and "
-                "UPLOAD_JWT_AUDIENCE) or UPLOAD_AUTH=anonymous"
-            )
-        return self
