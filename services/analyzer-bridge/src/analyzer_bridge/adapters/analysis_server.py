@@ -32,12 +32,14 @@ def message_id(job_id: str) -> str:
     return "msg_" + hashlib.sha256(f"analyze:{job_id}".encode()).hexdigest()[:32]
 
 
-_LIMITS = httpx.Limits(max_keepalive_connections=8)
+_LIMITS = httpx.Limits(max_keepalive_connections=8, keepalive_expiry=4.0)
 """Idle connections kept: fewer than httpx's 20, because its pool asks every idle
 connection whether the server closed it (a ``poll`` through anyio) before each request
 and after each answer. A burst of requests after a busy minute had left 20 idle ones
 costing about 0.4 ms of CPU per request more than 8 (issue 21); an analysis request
-is answered at once (202), so a few connections carry them."""
+is answered at once (202), so a few connections carry them. And each for 4 s, not
+httpx's 5: uvicorn (the reference server) closes an idle connection after 5 s, and a
+request sent on it just then was lost and retried."""
 
 
 class HttpAnalysisServer(Resource):
