@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 import pytest
 
 from analyzer_bridge.analysis import Analysis, Outcome, State
-from analyzer_bridge.decisions import Verdict, job_progress, judge, outcome_of
+from analyzer_bridge.decisions import Verdict, job_progress, judge_final, judge_progress, outcome_of
 from contracts import AnalysisWebhook, AudioFeatures, JobError
 
 pytestmark = pytest.mark.unit
@@ -60,36 +60,36 @@ def test_progress_maps_into_the_analyzing_span():
 
 @pytest.mark.parametrize("state", [State.PENDING, State.REQUESTED])
 def test_higher_progress_on_an_open_job_is_published(state):
-    assert judge(row(state, progress=51), progress(10), None) is Verdict.PROGRESS
+    assert judge_progress(row(state, progress=51), 10) is Verdict.PROGRESS
 
 
 def test_lower_or_equal_progress_is_ignored():
-    assert judge(row(State.REQUESTED, progress=75), progress(50), None) is Verdict.IGNORE
-    assert judge(row(State.REQUESTED, progress=75), progress(40), None) is Verdict.IGNORE
-
-
-@pytest.mark.parametrize("hook", [COMPLETED, FAILED])
-@pytest.mark.parametrize("state", [State.PENDING, State.REQUESTED])
-def test_final_on_an_open_job_finalizes(state, hook):
-    assert judge(row(state), hook, None) is Verdict.FINALIZE
+    assert judge_progress(row(State.REQUESTED, progress=75), 50) is Verdict.IGNORE
+    assert judge_progress(row(State.REQUESTED, progress=75), 40) is Verdict.IGNORE
 
 
 def test_progress_after_the_final_state_is_ignored():
-    assert judge(row(State.COMPLETED), progress(99), None) is Verdict.IGNORE
+    assert judge_progress(row(State.COMPLETED), 99) is Verdict.IGNORE
+
+
+def final(row: Analysis, hook: AnalysisWebhook, webhook_id: str | None) -> Verdict:
+    outcome = outcome_of(hook)
+    assert outcome is not None
+    return judge_final(row, outcome.state, webhook_id)
 
 
 def test_same_final_again_is_a_replay():
-    assert judge(row(State.COMPLETED), COMPLETED, None) is Verdict.REPLAY
-    assert judge(row(State.FAILED), FAILED, "other-id") is Verdict.REPLAY
+    assert final(row(State.COMPLETED), COMPLETED, None) is Verdict.REPLAY
+    assert final(row(State.FAILED), FAILED, "other-id") is Verdict.REPLAY
 
 
 def test_different_final_is_a_conflict():
-    assert judge(row(State.COMPLETED), FAILED, None) is Verdict.CONFLICT
-    assert judge(row(State.FAILED), COMPLETED, "new-id") is Verdict.CONFLICT
+    assert final(row(State.COMPLETED), FAILED, None) is Verdict.CONFLICT
+    assert final(row(State.FAILED), COMPLETED, "new-id") is Verdict.CONFLICT
 
 
 def test_same_webhook_id_as_the_accepted_final_is_a_replay():
-    assert judge(row(State.COMPLETED, webhook_id="msg_1"), FAILED, "msg_1") is Verdict.REPLAY
+    assert final(row(State.COMPLETED, webhook_id="msg_1"), FAILED, "msg_1") is Verdict.REPLAY
 
 
 def failed(code: str) -> AnalysisWebhook:

@@ -30,8 +30,6 @@ on the server (``analysis_rejected``, ``analysis_timeout``, ...) or other stages
 class Verdict(Enum):
     PROGRESS = "progress"
     """Publish the higher progress."""
-    FINALIZE = "finalize"
-    """Try to make the job final with this outcome."""
     IGNORE = "ignore"
     """Late or lower progress: answer 200, change nothing."""
     REPLAY = "replay"
@@ -64,20 +62,16 @@ def outcome_of(hook: AnalysisWebhook) -> Outcome | None:
 
 
 def judge_final(row: Analysis, state: State, webhook_id: str | None) -> Verdict:
-    """A final call for a job that is already final."""
+    """A final call for a job that is already final (a final call for an open job goes
+    straight to its conditional claim, analyzer_bridge.finishing)."""
     if webhook_id is not None and webhook_id == row.final_webhook_id:
         return Verdict.REPLAY
     return Verdict.REPLAY if state is row.state else Verdict.CONFLICT
 
 
-def judge(row: Analysis, hook: AnalysisWebhook, webhook_id: str | None) -> Verdict:
-    outcome = outcome_of(hook)
+def judge_progress(row: Analysis, progress: int) -> Verdict:
+    """A progress call (the server's 0-100): published if the job is open and it rises."""
     if row.state.is_final:
-        if outcome is None:
-            return Verdict.IGNORE
-        return judge_final(row, outcome.state, webhook_id)
-    if outcome is not None:
-        return Verdict.FINALIZE
-    assert hook.progress is not None
-    rises = progress_after(row.progress, job_progress(hook.progress)) != row.progress
+        return Verdict.IGNORE
+    rises = progress_after(row.progress, job_progress(progress)) != row.progress
     return Verdict.PROGRESS if rises else Verdict.IGNORE

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 
 from analyzer_bridge.analysis import Outcome
 from analyzer_bridge.capability import WEBHOOK_PATH
-from analyzer_bridge.decisions import Verdict, job_progress, judge, outcome_of
+from analyzer_bridge.decisions import Verdict, job_progress, judge_progress, outcome_of
 from analyzer_bridge.deps import Deps, WebhookDeps
 from analyzer_bridge.finishing import Finish
 from analyzer_bridge.ports import PublishError
@@ -141,9 +141,9 @@ async def handle(
     row = await deps.store.get(job_id)
     if row is None:
         raise await _missing(deps, job_id)
-    verdict = judge(row, hook, webhook_id)
+    assert hook.progress is not None  # not final: a progress call, which has one
+    verdict = judge_progress(row, hook.progress)
     if verdict is Verdict.PROGRESS:
-        assert hook.progress is not None
         progress = job_progress(hook.progress)
         if await deps.store.raise_progress(job_id, progress):
             # Progress is advisory: if this publish fails, the next one or the final
