@@ -152,3 +152,21 @@ def test_jwt_needs_issuer_and_audience_and_anonymous_takes_no_jwt_setting() -> N
         == "jwt"
     )
     assert OwnerAuthSettings().upload_auth == "anonymous"  # development's default
+
+
+def test_production_refuses_to_start_until_who_may_upload_is_chosen() -> None:
+    # The gateway's and the notifier's settings are OwnerAuthSettings: both refuse.
+    secret = "p" * 40  # a production secret, so that only the choice is missing
+    with pytest.raises(ValueError, match="choose who may upload"):
+        OwnerAuthSettings(environment="production", job_token_secret=secret)
+    chosen = OwnerAuthSettings(
+        environment="production", job_token_secret=secret, upload_auth="anonymous"
+    )
+    assert chosen.upload_auth == "anonymous"
+    implied = OwnerAuthSettings(
+        environment="production",
+        job_token_secret=secret,
+        upload_jwt_issuer=ISSUER,
+        upload_jwt_audience=AUDIENCE,
+    )
+    assert implied.upload_auth == "jwt"
