@@ -86,6 +86,10 @@ async def test_a_deleted_jobs_analysis_is_abandoned_and_its_late_webhook_changes
         assert [s for s, _ in bridge.statuses(job_id)] == ["analyzing"]
 
 
+class Rollback(Exception):
+    """Ends a test's transaction by rolling it back."""
+
+
 @pytest.mark.parametrize("erasure_commits", [True, False])
 async def test_a_job_is_never_recorded_after_its_erasure(
     infra: dict[str, str], namespace, erasure_commits: bool
@@ -124,10 +128,6 @@ async def test_a_job_is_never_recorded_after_its_erasure(
         recorded = await recording
         assert (recorded is None) is erasure_commits
         assert (await store.get(job_id) is None) is erasure_commits
-
-
-class Rollback(Exception):
-    """Ends a test's transaction by rolling it back."""
 
 
 async def test_two_replicas_sweep_finished_analyses_and_old_tombstones_once(

@@ -44,10 +44,6 @@ def row(state: State, progress: int = 51, webhook_id: str | None = None) -> Anal
     )
 
 
-def progress(p: int) -> AnalysisWebhook:
-    return AnalysisWebhook(job_id="j", status="progress", progress=p)
-
-
 COMPLETED = AnalysisWebhook(job_id="j", status="completed", result=FEATURES)
 FAILED = AnalysisWebhook(job_id="j", status="failed", error=JobError(code="x", message="y"))
 
