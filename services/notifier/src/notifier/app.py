@@ -176,7 +176,7 @@ def subscribe(svc: Service, settings: Settings, commits: CoalescedCommits) -> No
         fetch_min_bytes=FETCH_MIN_BYTES if settings.projection_fetch_wait_ms else 1,
         fetch_max_wait_ms=settings.projection_fetch_wait_ms or BATCH_TIMEOUT_MS,
         decoder=raw_body,
-        title="notifier:job.status",
+        title="job.status:notifier",
         description="Projects every job status change into PostgreSQL and pushes it "
         "to the job's live SSE streams.",
     )(handlers.on_job_statuses)
@@ -193,7 +193,7 @@ def subscribe(svc: Service, settings: Settings, commits: CoalescedCommits) -> No
         max_records=handlers.MAX_BATCH,
         batch_timeout_ms=BATCH_TIMEOUT_MS,
         decoder=raw_body,
-        title="notifier:job.deleted",
+        title="job.deleted:notifier",
         description="Erases each deleted job's state and event history (a tombstone of "
         "its id stays, so that its late events change nothing) and ends its progress "
         "streams on every replica.",

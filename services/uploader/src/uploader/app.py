@@ -145,7 +145,7 @@ def subscribe(svc: Service, settings: Settings, uploads: Uploads) -> None:
         check_crcs=False,
         listener=Rebalance(uploads),
         decoder=raw_body,
-        title="audio.upload",
+        title="audio.upload:uploader",
         description="Reassembles uploads into S3 objects.",
     )(handlers.on_upload)
     router.subscriber(
