@@ -103,7 +103,8 @@ async def test_a_job_is_never_recorded_after_its_erasure(
         eraser = await asyncpg.connect(infra["DATABASE_URL"])
         try:
             with contextlib.suppress(Rollback):
-                async with locked(eraser, [f"{namespace.name}.analyses:{job_id}"]):
+                # The key PostgresStore.erase locks: record_analysis must wait on it.
+                async with locked(eraser, [store._lock_key(job_id)]):
                     await eraser.execute(
                         f"INSERT INTO {namespace.name}.deleted_jobs (job_id) VALUES ($1)", job_id
                     )
