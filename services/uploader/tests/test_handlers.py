@@ -161,3 +161,27 @@ async def test_a_storage_failure_fails_the_job_and_closes_it() -> None:
     assert not store.uploads and not store.objects, "nothing is left in the bucket"
     assert topics.AUDIO_STORED not in seen.messages
     assert seen.commits
+
+
+class BuggyStore(FakeStore):
+    """A store whose code has a bug: an error no adapter turns into a StorageError."""
+
+    async def complete(self, key, upload_id, etags, metadata, content_type) -> None:
+        raise AttributeError("'NoneType' object has no attribute 'etag'")
+
+    async def put(self, key, data, metadata, content_type) -> None:
+        raise AttributeError("'NoneType' object has no attribute 'etag'")
+
+
+async def test_an_unexpected_error_fails_the_job_instead_of_leaving_it_open(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = BuggyStore()
+    broker, seen = rig(store)
+    async with TestKafkaBroker(broker) as test_broker:
+        await upload(test_broker, bytes(64))
+    failed = json.loads(seen.messages[topics.JOB_STATUS][-1][1])
+    assert (failed["status"], failed["error"]["code"]) == ("failed", "storage_failed")
+    assert not seen.uploads.assembler.jobs, "the job is closed, not left open"
+    assert seen.commits, "its partition is committed past it"
+    assert any(r.exc_info and "unexpected error" in r.getMessage() for r in caplog.records)

@@ -544,7 +544,9 @@ class Assembler:
             except StorageError:
                 log.warning("the multipart upload of a deleted job is left to the stale sweep")
 
-    async def fail_storage(self, job_id: str, exc: StorageError) -> None:
+    async def fail_storage(self, job_id: str, exc: Exception) -> None:
+        """The job, if open here, fails with ``storage_failed``: its storing met an error
+        that waiting does not mend (a :class:`StorageError`, or a bug)."""
         job = self.jobs.get(job_id)
         if job:
             log.error("storage failed: %r", exc)

@@ -115,6 +115,15 @@ async def on_upload(
             await uploads.assembler.fail_storage(job_id, exc)
             tracker.closed(partition, job_id)
             closing = True
+        except Exception as exc:
+            # A bug, not an outage (those are waited out where they happen): the job
+            # fails as a storage failure would, rather than staying open, unanswered and
+            # holding its partition's commits until a restart replays it into the same
+            # bug. A job not open here has nothing to fail; its message is passed.
+            log.exception("unexpected error on %s of job %s", record.topic, job_id)
+            await uploads.assembler.fail_storage(job_id, exc)
+            tracker.closed(partition, job_id)
+            closing = True
     tracker.processed(partition, record.offset)
     uploads.since_commit += 1
     if closing or uploads.since_commit >= COMMIT_EVERY:
