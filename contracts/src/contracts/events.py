@@ -49,7 +49,7 @@ class UploadStarted(Event):
         default=False,
         description="Created by a resumable protocol (IETF draft or tus): its chunks carry "
         "`ce_uploadoffset` and the uploader keeps checkpoints of it in PostgreSQL. A "
-        "one-shot upload never needs that database.",
+        "one-shot upload has no checkpoints.",
     )
     started_at: datetime = Field(default_factory=_now)
 
