@@ -185,3 +185,19 @@ async def test_an_unexpected_error_fails_the_job_instead_of_leaving_it_open(
     assert not seen.uploads.assembler.jobs, "the job is closed, not left open"
     assert seen.commits, "its partition is committed past it"
     assert any(r.exc_info and "unexpected error" in r.getMessage() for r in caplog.records)
+
+
+class UnreachableStore(FakeStore):
+    """A store whose connection broke in a way no adapter named: an outage all the same."""
+
+    async def put(self, key, data, metadata, content_type) -> None:
+        raise ConnectionResetError("connection reset by peer")
+
+
+async def test_an_outage_that_escapes_the_adapters_fails_nothing_and_commits_nothing() -> None:
+    broker, seen = rig(UnreachableStore())
+    async with TestKafkaBroker(broker) as test_broker:
+        with pytest.raises(ConnectionResetError):
+            await upload(test_broker, bytes(64))
+    assert "failed" not in seen.statuses()
+    assert not seen.commits, "the job's messages come again after a restart or rebalance"

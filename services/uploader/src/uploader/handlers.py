@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, cast
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from contracts import CeType, UploadAborted, UploadFinished, UploadStarted, headers, topics
@@ -115,11 +116,16 @@ async def on_upload(
             await uploads.assembler.fail_storage(job_id, exc)
             tracker.closed(partition, job_id)
             closing = True
+        except (KafkaError, DependencyUnavailable, OSError):
+            # An outage (a publish that timed out may even have been delivered): nothing
+            # is decided; the job stays open and uncommitted, and its messages come again
+            # after the rebalance or restart that a broker gone long brings.
+            raise
         except Exception as exc:
-            # A bug, not an outage (those are waited out where they happen): the job
-            # fails as a storage failure would, rather than staying open, unanswered and
-            # holding its partition's commits until a restart replays it into the same
-            # bug. A job not open here has nothing to fail; its message is passed.
+            # A bug: the job fails as a storage failure would, rather than staying open,
+            # unanswered and holding its partition's commits until a restart replays it
+            # into the same bug. A job not open here has nothing to fail; its message is
+            # passed.
             log.exception("unexpected error on %s of job %s", record.topic, job_id)
             await uploads.assembler.fail_storage(job_id, exc)
             tracker.closed(partition, job_id)
