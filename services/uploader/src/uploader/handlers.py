@@ -119,7 +119,7 @@ async def on_upload(
         except (KafkaError, DependencyUnavailable, OSError):
             # An outage (a publish that timed out may even have been delivered): nothing
             # is decided; the job stays open and uncommitted, and its messages come again
-            # after the rebalance or restart that a broker gone long brings.
+            # after a rebalance (a broker gone long brings one) or a restart.
             raise
         except Exception as exc:
             # A bug: the job fails as a storage failure would, rather than staying open,
