@@ -11,24 +11,32 @@ two largest. Every results file names this definition (:data:`PERCENTILES`, writ
 ``bench.report.write``).
 """
 
+import asyncio
 import contextlib
 import os
 import statistics
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.support.limits import TEST_UPLOAD_LIMITS
 from tests.support.processes import free_port
 
 __all__ = [
     "PERCENTILES",
+    "consumer_lag",
     "cpu_seconds",
     "cpu_spent",
+    "draining",
     "free_port",
     "fresh_gateway",
     "percentile",
     "raise_upload_limits",
     "rss_kib",
+    "settled",
     "without_retention",
 ]
 
@@ -114,3 +122,52 @@ def fresh_gateway(reused: Iterable[str]) -> None:
             "the local stack's gateway was already running, with its own fair-use limits; "
             "stop it (make stop) and run the benchmark again"
         )
+
+
+async def consumer_lag(bootstrap: str) -> dict[str, int]:
+    """Records not yet consumed, by consumer group: every group's committed offsets
+    against the ends of their partitions."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    ends = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await ends.start()
+        try:
+            lag: dict[str, int] = {}
+            for group, *_ in await admin.list_consumer_groups():
+                committed = await admin.list_consumer_group_offsets(group)
+                known = {tp: meta.offset for tp, meta in committed.items() if meta.offset >= 0}
+                if known:
+                    end = await ends.end_offsets(list(known))
+                    lag[group] = sum(max(end[tp] - offset, 0) for tp, offset in known.items())
+            return lag
+        finally:
+            await ends.stop()
+    finally:
+        await admin.close()
+
+
+def draining(before: dict[str, int], now: dict[str, int]) -> dict[str, int]:
+    """The groups whose lag fell between two looks: still working through records that
+    were there before (a group nobody consumes keeps its lag, and does not count)."""
+    return {group: lag for group, lag in now.items() if lag < before.get(group, lag)}
+
+
+async def settled(bootstrap: str, every: float = 5.0, give_up_after: float = 900.0) -> None:
+    """Return once no consumer group of the stack is still draining earlier records.
+
+    A stack started on an old run folder may spend minutes on work from before (a
+    retention sweep's deletions: some 30,000 once, which doubled a job's measured CPU);
+    a benchmark that starts meanwhile counts that work as its jobs'."""
+    before = await consumer_lag(bootstrap)
+    deadline = time.monotonic() + give_up_after
+    while True:
+        await asyncio.sleep(every)
+        now = await consumer_lag(bootstrap)
+        busy = draining(before, now)
+        if not busy:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the stack is still draining earlier records: {busy}")
+        print(f"waiting for the stack to finish earlier work (records left: {busy})", flush=True)
+        before = now

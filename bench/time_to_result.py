@@ -48,6 +48,7 @@ from bench.common import (
     fresh_gateway,
     percentile,
     raise_upload_limits,
+    settled,
     without_retention,
 )
 from bench.sse import server_process, wait_ready
@@ -491,6 +492,7 @@ async def run(
     with full_stack() as stack:
         pids = {c.name: c.pid for c in stack.components if c.pid is not None}
         bootstrap = stack.env["KAFKA_BOOTSTRAP_SERVERS"]
+        await settled(bootstrap)
         rows, stages, cpu = await measure_audiopipe(stack.edge_url, bootstrap, pids, plan, warmup)
         if seed:
             seed_rows, seed_cpu = await measure_seed(stack.env, pids, plan)
@@ -532,7 +534,9 @@ def main() -> None:
         "reference analyzer, without the edge.",
         "Retention is off for the stack it starts (bench.common.without_retention): the "
         "sweeps would otherwise erase earlier runs' jobs during this one.",
-        f"Before measuring, {args.warmup} jobs at concurrency {WARMUP_CONCURRENCY} warm "
+        "The run begins once no consumer group of the stack is still draining earlier "
+        "records (bench.common.settled), whose work would count as this run's. Then, "
+        f"before measuring, {args.warmup} jobs at concurrency {WARMUP_CONCURRENCY} warm "
         "the stack: connections, caches and the broker's JIT, which compiles for its "
         "first tens of seconds under load.",
         "Everything (Kafka, SeaweedFS, PostgreSQL, services, client) shares this machine's "

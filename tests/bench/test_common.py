@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 
-from bench.common import percentile
+from bench.common import draining, percentile
 
 pytestmark = pytest.mark.unit
 
@@ -26,3 +26,10 @@ def test_p99_interpolates_between_the_closest_ranks():
 def test_only_percentiles_between_1_and_99(q):
     with pytest.raises(ValueError, match="between 1 and 99"):
         percentile([1.0, 2.0], q)
+
+
+def test_only_a_group_whose_lag_falls_is_still_draining():
+    before = {"uploader.deletions": 30_000, "gone": 12, "idle": 0}
+    now = {"uploader.deletions": 29_000, "gone": 12, "idle": 0, "new": 5}
+    assert draining(before, now) == {"uploader.deletions": 29_000}
+    assert draining(now, now) == {}
