@@ -112,21 +112,18 @@ async def on_upload(
             await uploads.assembler.erased_meanwhile(job_id)
             tracker.closed(partition, job_id)
             closing = True
-        except StorageError as exc:
-            await uploads.assembler.fail_storage(job_id, exc)
-            tracker.closed(partition, job_id)
-            closing = True
         except (KafkaError, DependencyUnavailable, OSError):
             # An outage (a publish that timed out may even have been delivered): nothing
             # is decided; the job stays open and uncommitted, and its messages come again
             # after a rebalance (a broker gone long brings one) or a restart.
             raise
         except Exception as exc:
-            # A bug: the job fails as a storage failure would, rather than staying open,
-            # unanswered and holding its partition's commits until a restart replays it
-            # into the same bug. A job not open here has nothing to fail; its message is
-            # passed.
-            log.exception("unexpected error on %s of job %s", record.topic, job_id)
+            # A StorageError, or a bug: the job fails `storage_failed`, rather than (a
+            # bug) staying open, unanswered and holding its partition's commits until a
+            # restart replays it into the same bug. A job not open here has nothing to
+            # fail; its message is passed.
+            if not isinstance(exc, StorageError):
+                log.exception("unexpected error on %s of job %s", record.topic, job_id)
             await uploads.assembler.fail_storage(job_id, exc)
             tracker.closed(partition, job_id)
             closing = True
