@@ -10,15 +10,18 @@ their coordinator directly, so put only producers and admin clients behind it.
 
 Cutting closes every connection and stops listening, so clients see what a dead broker
 gives them (connection refused); the other tests keep using the broker itself.
+``requests`` counts what passed by API key (``PRODUCE_API_KEY``: produce requests).
 """
 
 import asyncio
+import collections
 import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.protocol import metadata
 
+PRODUCE_API_KEY = 0
 METADATA_API_KEY = 3
 _RESPONSES = {
     cls.API_VERSION: cls
@@ -49,6 +52,7 @@ class KafkaProxy:
         self._listeners: dict[tuple[str, int], _Listener] = {}
         self._cut = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self.requests: collections.Counter[int] = collections.Counter()
 
     @property
     def bootstrap(self) -> str:
@@ -139,6 +143,7 @@ class KafkaProxy:
             while True:
                 frame = await self._frame(reader)
                 api_key = int.from_bytes(frame[4:6], "big")
+                self.requests[api_key] += 1
                 if api_key == METADATA_API_KEY:
                     version = int.from_bytes(frame[6:8], "big")
                     pending[int.from_bytes(frame[8:12], "big")] = version

@@ -10,7 +10,16 @@ from typing import Any
 
 from contracts import CeType, Event, topics
 from gateway.limits import FairUse, Refused, Usage, judge_bytes, judge_upload, next_rate_tat
-from gateway.ports import Ack, LockBusy, SinkError, State, UploadRecord, UploadRow
+from gateway.ports import (
+    Ack,
+    ChunkMessage,
+    LockBusy,
+    Message,
+    SinkError,
+    State,
+    UploadRecord,
+    UploadRow,
+)
 
 
 class FakeSink:
@@ -18,6 +27,8 @@ class FakeSink:
 
     def __init__(self, fail_from: int | None = None, up: bool = True) -> None:
         self.messages: list[tuple[str, str, Any]] = []
+        self.sends: list[int] = []
+        """How many messages each ``send`` handed over together."""
         self.fail_from = fail_from
         self.up = up
 
@@ -31,6 +42,17 @@ class FakeSink:
         else:
             future.set_result(None)
         return future
+
+    async def send(self, *messages: Message) -> list[Ack]:
+        # One at a time, through the methods a test's fake may override.
+        acks = []
+        for m in messages:
+            if isinstance(m, ChunkMessage):
+                acks.append(await self.chunk(m.job_id, m.sequence, m.data, m.offset))
+            else:
+                acks.append(await self.event(m.topic, m.event, m.ce_id))
+        self.sends.append(len(messages))
+        return acks
 
     async def event(self, topic: str, event: Event, ce_id: str) -> Ack:
         ack = self._ack()

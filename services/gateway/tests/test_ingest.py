@@ -101,19 +101,36 @@ async def test_a_file_too_short_for_its_header_is_422_before_anything_is_sent(da
 
 @pytest.mark.parametrize("piece", [50, 4096])
 async def test_a_header_longer_than_the_sniff_window_is_checked_too(piece: int) -> None:
-    # An ID3 tag that announces 1000 bytes, in a file of 200: refused. Arriving whole, it
-    # is refused before anything is sent; in pieces, what was sent is aborted (the
-    # uploader then drops it).
+    # An ID3 tag that announces 1000 bytes, in a file of 200: refused, and, shorter than
+    # a chunk, before anything is sent, whether it arrives whole or in pieces.
     tag = b"ID3\x04\x00\x00\x00\x00\x07\x68"  # syncsafe 1000
     sink = FakeSink()
     with pytest.raises(ApiError) as caught:
         await run(stream(form(tag + b"\0" * 190), piece=piece), sink)
     assert (caught.value.status_code, caught.value.code) == (422, "truncated_audio")
-    assert "UploadFinished" not in sink.kinds()
-    if piece > 200:
-        assert sink.messages == []
-    else:
-        assert sink.kinds()[0] == "UploadStarted" and sink.kinds()[-1] == "UploadAborted"
+    assert sink.messages == []
+
+
+async def test_a_header_longer_than_what_was_sent_aborts_it() -> None:
+    # A tag that announces 4000 bytes, in a file of 2500: two chunks went out before
+    # the end showed it; they are aborted (the uploader then drops them).
+    tag = b"ID3\x04\x00\x00\x00\x00\x1f\x20"  # syncsafe 4000
+    sink = FakeSink()
+    with pytest.raises(ApiError) as caught:
+        await run(stream(form(tag + b"\0" * 2490), piece=50), sink)
+    assert (caught.value.status_code, caught.value.code) == (422, "truncated_audio")
+    assert sink.kinds() == ["UploadStarted", "chunk", "chunk", "UploadAborted"]
+
+
+async def test_one_chunk_goes_out_with_both_markers_and_a_longer_upload_with_one_each() -> None:
+    # One send (one record batch, one produce request) for started, the chunk and
+    # finished; for more, started rides with the first chunk and finished with the last.
+    one, sink = FakeSink(), FakeSink()
+    await run(stream(form(WAV_HEAD + b"\0" * 500)), one)
+    assert one.kinds() == ["UploadStarted", "chunk", "UploadFinished", "JobStatusChanged"]
+    assert one.sends == [3, 1]
+    await run(stream(form(WAV_HEAD + b"\0" * 2500)), sink)
+    assert sink.sends == [2, 1, 2, 1]
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""Kafka down, as an upload sees it (issue 11): a fast 503, and recovery without help.
+"""Kafka down, as an upload sees it (issue 11): a fast 503, and recovery without help;
+and what an upload costs it when it is up (issue 21): its produce requests.
 
 The gateway talks to the real broker through a proxy that the test cuts and restores,
 so the other tests keep their broker. Nothing here measures time: that the answer
@@ -22,7 +23,7 @@ from gateway.settings import Settings
 from tests.support.audio import WAV_HEAD, wav_form
 from tests.support.inprocess import bound_socket, serving
 from tests.support.kafka import partitions_of
-from tests.support.kafka_proxy import KafkaProxy
+from tests.support.kafka_proxy import PRODUCE_API_KEY, KafkaProxy
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -146,6 +147,40 @@ async def messages_of(
                 return seen
     finally:
         await consumer.stop()
+
+
+async def test_a_one_chunk_upload_is_one_produce_request_and_its_status_another(
+    gateway: Gateway,
+) -> None:
+    # UploadStarted, the chunk and UploadFinished go out as one record batch; the
+    # `accepted` status follows once it is acknowledged (docs/architecture.md §5.1).
+    partitions = await partitions_of(gateway.bootstrap, topics.AUDIO_UPLOAD)
+    consumer = AIOKafkaConsumer(bootstrap_servers=gateway.bootstrap)
+    await consumer.start()
+    try:
+        start = await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+    token_id = f"t-{uuid.uuid4().hex[:12]}"
+    assert (await upload(gateway.url)).status_code == 202  # metadata known, connected
+    before = gateway.proxy.requests[PRODUCE_API_KEY]
+    files = {"file": ("a.wav", WAV_HEAD + b"\0" * (CHUNK // 2), "audio/wav")}
+    async with httpx.AsyncClient(timeout=60) as http:
+        answer = await http.post(f"{gateway.url}/tokens/{token_id}/upload-audio", files=files)
+    assert answer.status_code == 202, answer.text
+    seen = await asyncio.wait_for(
+        messages_of(gateway.bootstrap, token_id, start, CeType.UPLOAD_FINISHED), 60
+    )
+    assert seen == [
+        (CeType.UPLOAD_STARTED, None),
+        (CeType.UPLOAD_CHUNK, "0"),
+        (CeType.UPLOAD_FINISHED, None),
+    ]
+    await eventually(
+        lambda: gateway.proxy.requests[PRODUCE_API_KEY] - before >= 2,
+        what="the accepted status's produce request",
+    )
+    assert gateway.proxy.requests[PRODUCE_API_KEY] - before == 2
 
 
 async def test_an_upload_cut_off_by_a_sudden_outage_is_503_and_aborted_once_kafka_returns(

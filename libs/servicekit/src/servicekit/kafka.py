@@ -99,6 +99,7 @@ def make_broker(
     description: str,
     *,
     request_timeout_seconds: float = 40.0,
+    max_batch_bytes: int = 16 * 1024,
 ) -> KafkaBroker:
     """A broker whose publishes are idempotent and acknowledged by all in-sync replicas,
     so an acknowledged message survives a broker crash (docs/architecture.md §5.1).
@@ -106,10 +107,19 @@ def make_broker(
     ``request_timeout_seconds`` bounds each request to the cluster and, in aiokafka, also
     a publish's wait for metadata and for a free slot in the send buffer (aiokafka's
     default is 40 s); a service that answers clients while Kafka is down lowers it.
+    ``max_batch_bytes`` is the size up to which records for one partition share a
+    record batch (aiokafka's ``max_batch_size``, whose default it keeps; a larger
+    record travels alone); at most :data:`MAX_MESSAGE_BYTES`, which the topics we
+    create take.
 
     Before any connection, aiokafka's connections of the whole process are guarded so
     that a connection the broker dropped cannot end a consumer's fetch task on uvloop
     (:func:`servicekit.compat.aiokafka.install_closed_transport_guard`)."""
+    if max_batch_bytes > MAX_MESSAGE_BYTES:
+        raise ValueError(
+            f"record batches of {max_batch_bytes} bytes: more than MAX_MESSAGE_BYTES "
+            f"({MAX_MESSAGE_BYTES}), which the topics take"
+        )
     install_closed_transport_guard()
     return KafkaBroker(
         bootstrap_list(settings.kafka_bootstrap_servers),
@@ -117,6 +127,7 @@ def make_broker(
         enable_idempotence=True,
         acks="all",
         max_request_size=MAX_MESSAGE_BYTES,
+        max_batch_size=max_batch_bytes,
         request_timeout_ms=round(request_timeout_seconds * 1000),
         description=description,
         logger=logging.getLogger(f"audiopipe.kafka.{service}"),

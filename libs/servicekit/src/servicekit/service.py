@@ -167,7 +167,8 @@ class Service:
     producer is connected and the subscribers join their groups meanwhile
     (:class:`servicekit.kafka.ConsumingInBackground`: a service that answers HTTP must
     not wait ~10 s for a dead member's session after a crash); otherwise the start waits
-    for them. ``request_timeout_seconds`` bounds each request to Kafka
+    for them. ``request_timeout_seconds`` bounds each request to Kafka and
+    ``max_batch_bytes`` sizes its producer's record batches
     (:func:`servicekit.kafka.make_broker`)."""
 
     def __init__(
@@ -180,12 +181,17 @@ class Service:
         topic_configs: Mapping[str, Mapping[str, str]] | None = None,
         consume_in_background: bool = False,
         request_timeout_seconds: float = 40.0,
+        max_batch_bytes: int = 16 * 1024,
     ) -> None:
         self.settings = settings
         self.name = name
         self.description = description
         self.broker = make_broker(
-            settings, name, description, request_timeout_seconds=request_timeout_seconds
+            settings,
+            name,
+            description,
+            request_timeout_seconds=request_timeout_seconds,
+            max_batch_bytes=max_batch_bytes,
         )
         self._topics = tuple(topics)
         self._topic_configs = topic_configs

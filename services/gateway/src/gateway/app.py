@@ -10,7 +10,7 @@ from faststream.kafka import KafkaRouter
 
 from contracts import topics
 from gateway import handlers, routes
-from gateway.adapters.kafka import KafkaUploadSink, kafka_answers
+from gateway.adapters.kafka import KafkaUploadSink, batch_bytes, kafka_answers
 from gateway.adapters.postgres import PostgresUploadStore
 from gateway.adapters.postgres_limits import PostgresQuota
 from gateway.handlers import Erasures
@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None, adapters: Adapters | None = Non
         # session to expire, ~10 s).
         consume_in_background=True,
         request_timeout_seconds=settings.kafka_timeout_seconds,
+        max_batch_bytes=batch_bytes(settings.chunk_bytes),
     )
     reachability = Reachability(
         kafka_answers(svc.broker, settings.kafka_timeout_seconds),

@@ -2,15 +2,18 @@
 
 The body is read as it arrives; the ``file`` field's bytes are cut into chunks and
 produced to ``audio.upload`` behind an ``UploadStarted``, with a bounded number of
-unacknowledged chunks in flight. Only after Kafka acknowledged every chunk, the
-``UploadFinished`` marker and the ``accepted`` status does the client get its 202.
-Anything that goes wrong after ``UploadStarted`` was sent is followed by
-``UploadAborted`` so that the uploader drops what it holds.
+unacknowledged chunks in flight. ``UploadStarted`` travels with the first chunk and
+``UploadFinished`` with the last, in their record batches, once every chunk before it
+is acknowledged: a recording of one chunk is one produce request. Only after Kafka
+acknowledged every chunk and the ``UploadFinished`` marker does the client get its
+202. Anything that goes wrong after the first of them was handed to the producer is
+followed by ``UploadAborted`` so that the uploader drops what it holds; an upload cut
+before that leaves nothing on Kafka.
 
 A body that goes quiet (less than ``body_min_bytes_per_second`` over
 ``body_idle_seconds`` of waiting for it, :func:`paced`) is cut: the upload is aborted,
-its job fails with ``upload_timeout`` and the client, if it is still there, gets 408
-(docs/architecture.md §5.2).
+its job fails with ``upload_timeout`` (if anything of it reached Kafka) and the
+client, if it is still there, gets 408 (docs/architecture.md §5.2).
 """
 
 import asyncio
@@ -33,7 +36,7 @@ from contracts import (
     topics,
 )
 from gateway.form import FileFieldReader, MalformedForm, NoFileField, NotAForm, boundary_of
-from gateway.ports import Ack, SinkError, UploadSink
+from gateway.ports import Ack, ChunkMessage, EventMessage, Message, SinkError, UploadSink
 from gateway.sniff import SNIFF_BYTES, header_bytes, sniff_audio
 from servicekit.blocks import Blocks
 from servicekit.digest import Sha256
@@ -154,6 +157,12 @@ class Acked:
 class ChunkPipeline:
     """One upload in progress: chunking, hashing and the acknowledgements in flight.
 
+    Events :meth:`hold` keeps go out with the next chunk, in its record batch: a
+    one-shot upload's ``UploadStarted`` waits for its first chunk, and :meth:`finish`
+    sends the last chunk and ``UploadFinished`` together, so an upload of one chunk is
+    one produce request (docs/architecture.md §5.1). ``handed_over`` tells whether
+    anything of it may be on Kafka, which an abort must then follow.
+
     A resumable append (gateway.resumable) continues an upload: it starts at the stored
     ``size``, ``sequence`` and digest, marks each chunk with its byte offset, and hears
     of every acknowledged chunk through ``on_acked`` to advance the stored offset."""
@@ -181,7 +190,13 @@ class ChunkPipeline:
         self.on_acked = on_acked
         self.buffer = Blocks(limits.chunk_bytes, bytes)
         self.in_flight: deque[tuple[Ack, Acked | None]] = deque()
+        self.held: list[EventMessage] = []
         self.started = False
+        self.handed_over = False
+
+    def hold(self, event: EventMessage) -> None:
+        """Send ``event`` with the next chunk, or with the end."""
+        self.held.append(event)
 
     async def add(self, piece: bytes) -> None:
         self.size += len(piece)
@@ -196,21 +211,52 @@ class ChunkPipeline:
         if self.buffer:
             await self._send_chunk(self.buffer.rest())
             self.buffer.clear()
-        while self.in_flight:
-            await self._await_first()
+        await self._await_all()
 
-    async def _send_chunk(self, data: bytes) -> None:
+    async def finish(self, finished: Callable[[], EventMessage]) -> None:
+        """Once every chunk sent so far is acknowledged, send the last one with the
+        message ``finished`` makes of the upload's state after it, and wait for both.
+
+        The marker goes only behind acknowledged chunks and in the last chunk's record
+        batch, which the broker takes or refuses whole: whatever fails, no marker is
+        stored without every chunk before it."""
+        await self._await_all()
+        if self.buffer:
+            await self._send_chunk(self.buffer.rest(), then=finished)
+            self.buffer.clear()
+        else:
+            await self._send((finished(), None))
+        await self._await_all()
+
+    async def _send_chunk(
+        self, data: bytes, then: Callable[[], EventMessage] | None = None
+    ) -> None:
         if len(self.in_flight) >= self.limits.max_chunks_in_flight:
             await self._await_first()
         # Hashed as it is sent, so that the state stored with an acknowledged chunk is
         # exactly that of the bytes up to its end.
         self.sha256.update(data)
-        offset = self.sent if self.offsets else None
-        ack = await self.sink.chunk(self.job_id, self.sequence, data, offset=offset)
-        self.sent += len(data)
-        self.sequence += 1
-        checkpoint = Acked(self.sent, self.sequence, self.sha256.state())
-        self.in_flight.append((ack, checkpoint))
+        chunk = ChunkMessage(
+            self.job_id, self.sequence, data, offset=self.sent if self.offsets else None
+        )
+        checkpoint = Acked(self.sent + len(data), self.sequence + 1, self.sha256.state())
+        self.sent, self.sequence = checkpoint.size, checkpoint.sequence
+        await self._send((chunk, checkpoint), *(((then(), None),) if then else ()))
+
+    async def _send(self, *messages: tuple[Message, Acked | None]) -> None:
+        """Hand the held events and ``messages`` to the producer together; each
+        acknowledgement joins the queue with its checkpoint."""
+        held, self.held = [(event, None) for event in self.held], []
+        sending = [*held, *messages]
+        self.handed_over = True  # a failed send may still have handed some over
+        acks = await self.sink.send(*(message for message, _ in sending))
+        self.in_flight.extend(
+            (ack, checkpoint) for ack, (_, checkpoint) in zip(acks, sending, strict=True)
+        )
+
+    async def _await_all(self) -> None:
+        while self.in_flight:
+            await self._await_first()
 
     async def _await_first(self) -> None:
         ack, checkpoint = self.in_flight[0]
@@ -231,7 +277,8 @@ class ChunkPipeline:
         event: UploadStarted | UploadFinished | UploadAborted | JobStatusChanged,
         ce_id: str,
     ) -> None:
-        await self.confirm(await self.sink.event(topic, event, ce_id))
+        (ack,) = await self.sink.send(EventMessage(topic, event, ce_id))
+        await self.confirm(ack)
 
 
 def checked_headers(
@@ -299,9 +346,8 @@ async def ingest(
             chunk_size=limits.chunk_bytes,
             size_hint=content_length,
         )
-        upload.in_flight.append(
-            (await upload.sink.event(topics.AUDIO_UPLOAD, started, f"{job_id}:started"), None)
-        )
+        # It goes out with the first chunk: an upload cut before that leaves nothing.
+        upload.hold(EventMessage(topics.AUDIO_UPLOAD, started, f"{job_id}:started"))
         upload.started = True
         await upload.add(bytes(head))
 
@@ -323,24 +369,25 @@ async def ingest(
             await start()
         if upload.size < header_needed:  # a header longer than the sniffed head
             raise _too_short(upload.size, media_type, header_needed)
-        await upload.flush()
-        await upload.send_and_wait(
-            topics.AUDIO_UPLOAD,
-            UploadFinished(
-                job_id=job_id,
-                chunk_count=upload.sequence,
-                size=upload.size,
-                sha256=upload.sha256.hexdigest(),
-            ),
-            f"{job_id}:finished",
+        await upload.finish(
+            lambda: EventMessage(
+                topics.AUDIO_UPLOAD,
+                UploadFinished(
+                    job_id=job_id,
+                    chunk_count=upload.sequence,
+                    size=upload.size,
+                    sha256=upload.sha256.hexdigest(),
+                ),
+                f"{job_id}:finished",
+            )
         )
     except BaseException as exc:
         kafka_failed = isinstance(exc, (SinkError, TimeoutError))
-        if upload.started:
+        if upload.handed_over:
             # With Kafka failing, the client is not kept waiting for the marker too.
             await abort(upload, _reason(exc), wait=not kafka_failed)
         if isinstance(exc, BodyQuiet):
-            if upload.started:
+            if upload.handed_over:
                 await _failed(upload, ErrorCode.UPLOAD_TIMEOUT, str(exc))
             raise body_timeout(exc) from exc
         if isinstance(exc, MalformedForm):
@@ -356,8 +403,8 @@ async def ingest(
     # nothing the 202 does not say: the answer does not wait a round trip for it, and if
     # it is lost, the uploader's statuses follow.
     try:
-        _acknowledge_later(
-            await sink.event(
+        (ack,) = await sink.send(
+            EventMessage(
                 topics.JOB_STATUS,
                 JobStatusChanged(
                     job_id=job_id,
@@ -369,6 +416,7 @@ async def ingest(
                 f"{job_id}:status:accepted",
             )
         )
+        _acknowledge_later(ack)
     except Exception as exc:
         log.warning("the accepted status was not published: %r", exc)
     log.info("accepted upload of %d bytes as %s", upload.size, media_type)
@@ -414,7 +462,7 @@ async def abort(upload: ChunkPipeline, reason: str, *, wait: bool = True) -> Non
         _keep(asyncio.create_task(_queue_abort(upload, marker)), "the abort marker")
         return
     try:
-        ack = await upload.sink.event(topics.AUDIO_UPLOAD, marker, f"{upload.job_id}:aborted")
+        (ack,) = await upload.sink.send(_aborted(upload, marker))
     except (SinkError, TimeoutError):
         # Not handed over: the broker is down. Keep trying in the background.
         _keep(asyncio.create_task(_queue_abort(upload, marker)), "the abort marker")
@@ -433,7 +481,7 @@ async def _queue_abort(upload: ChunkPipeline, marker: UploadAborted) -> None:
     deadline = loop.time() + ABORT_RETRY_SECONDS
     while True:
         try:
-            ack = await upload.sink.event(topics.AUDIO_UPLOAD, marker, f"{upload.job_id}:aborted")
+            (ack,) = await upload.sink.send(_aborted(upload, marker))
         except (SinkError, TimeoutError):
             if loop.time() > deadline:
                 # The uploader's stale-upload sweep is the safety net for this case.
@@ -443,6 +491,10 @@ async def _queue_abort(upload: ChunkPipeline, marker: UploadAborted) -> None:
             continue
         _keep(ack, "the abort marker")
         return
+
+
+def _aborted(upload: ChunkPipeline, marker: UploadAborted) -> EventMessage:
+    return EventMessage(topics.AUDIO_UPLOAD, marker, f"{upload.job_id}:aborted")
 
 
 async def _failed(upload: ChunkPipeline, code: ErrorCode, message: str) -> None:

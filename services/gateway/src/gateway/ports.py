@@ -27,6 +27,29 @@ class SinkError(Exception):
     not answer in time, or it refused the message."""
 
 
+@dataclass(frozen=True)
+class EventMessage:
+    """``event`` on ``topic``, with ``ce_id`` as its idempotency key."""
+
+    topic: str
+    event: Event
+    ce_id: str
+
+
+@dataclass(frozen=True)
+class ChunkMessage:
+    """Chunk ``sequence`` of a job's audio on ``audio.upload`` (at byte ``offset`` of a
+    resumable upload)."""
+
+    job_id: str
+    sequence: int
+    data: bytes
+    offset: int | None = None
+
+
+Message = EventMessage | ChunkMessage
+
+
 @runtime_checkable
 class UploadSink(Protocol):
     """Where an upload goes: the ``audio.upload`` topic (and ``job.status`` for the
@@ -36,15 +59,12 @@ class UploadSink(Protocol):
         """False when the broker is known to be down: refuse before reading a body."""
         ...
 
-    async def event(self, topic: str, event: Event, ce_id: str) -> Ack:
-        """Hand ``event`` to the producer; its acknowledgement."""
-        ...
-
-    async def chunk(
-        self, job_id: str, sequence: int, data: bytes, offset: int | None = None
-    ) -> Ack:
-        """Hand chunk ``sequence`` of the job (at byte ``offset`` of a resumable upload)
-        to the producer; its acknowledgement."""
+    async def send(self, *messages: Message) -> list[Ack]:
+        """Hand ``messages`` to the producer in this order, with no request to the
+        broker going out between them; their acknowledgements. Messages for one
+        partition then share a record batch where it has room, which the broker takes
+        or refuses whole (docs/architecture.md §5.1). Raises :class:`SinkError` if the
+        producer could not take them all; the ones before may have been taken."""
         ...
 
     async def confirmed(self, ack: Ack) -> None:

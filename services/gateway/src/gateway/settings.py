@@ -1,5 +1,6 @@
 from pydantic import Field, model_validator
 
+from servicekit.kafka import MAX_MESSAGE_BYTES
 from servicekit.settings import DatabaseSettings, OwnerAuthSettings
 
 DAY = 24 * 3600.0
@@ -14,7 +15,11 @@ class Settings(DatabaseSettings, OwnerAuthSettings):
     )
     max_upload_bytes: int = Field(default=2 * 1024**3, description="Largest accepted file.")
     chunk_bytes: int = Field(
-        default=512 * 1024, description="Size of the chunk messages on `audio.upload`."
+        default=512 * 1024,
+        gt=0,
+        le=MAX_MESSAGE_BYTES - 64 * 1024,
+        description="Size of the chunk messages on `audio.upload`; a chunk with the "
+        "markers around it is one record batch, within the topics' message size.",
     )
     max_chunks_in_flight: int = Field(
         default=8, description="Unacknowledged chunks per upload; bounds memory per upload."

@@ -15,7 +15,6 @@ from faststream.kafka import KafkaBroker
 from contracts import (
     CE_TYPE_OF,
     CeType,
-    Event,
     JobStatusChanged,
     UploadAborted,
     UploadFinished,
@@ -23,12 +22,24 @@ from contracts import (
     headers,
     topics,
 )
-from gateway.ports import Ack, SinkError
+from gateway.ports import Ack, EventMessage, Message, SinkError
 from gateway.reachability import Reachability
 from servicekit.compat.faststream import admin_client
-from servicekit.kafka import ce_headers, ce_source
+from servicekit.kafka import MAX_MESSAGE_BYTES, ce_headers, ce_source
 
 SOURCE = ce_source("gateway")
+
+MARKERS_ROOM = 64 * 1024
+"""Room in a record batch beside a chunk: the markers around it and every record's
+headers (``CHUNK_BYTES`` leaves as much below the topics' message size)."""
+
+
+def batch_bytes(chunk_bytes: int) -> int:
+    """The producer's record batch size: a whole chunk with ``UploadStarted`` before it
+    and ``UploadFinished`` after it, so that a one-shot upload of one chunk is one batch,
+    one produce request, which the broker takes or refuses whole (docs/architecture.md
+    §5.1); within what the topics take."""
+    return min(chunk_bytes + MARKERS_ROOM, MAX_MESSAGE_BYTES)
 
 
 class KafkaUploadSink:
@@ -53,42 +64,53 @@ class KafkaUploadSink:
     def available(self) -> bool:
         return self._reachability.up
 
-    async def event(self, topic: str, event: Event, ce_id: str) -> Ack:
-        return await self._send(
-            topic,
-            event.job_id,
-            event.model_dump_json().encode(),
-            ce_headers(CE_TYPE_OF[type(event)], ce_id, SOURCE, event.job_id),
-        )
+    async def send(self, *messages: Message) -> list[Ack]:
+        # no_confirm: the returned futures are the acknowledgements, so chunks are
+        # pipelined instead of waiting one round trip each. The publishes run in one
+        # task without yielding to the producer's sender in between, so those for one
+        # partition go into one record batch (when it has room: MAX_BATCH_BYTES), as one
+        # produce request. A publish waits only while the partition's send buffer is
+        # full (the broker is not taking batches): bounded, and a sign that the broker
+        # is down. Cancelling it drops the messages not yet handed over.
+        records = [self._record(message) for message in messages]
 
-    async def chunk(
-        self, job_id: str, sequence: int, data: bytes, offset: int | None = None
-    ) -> Ack:
-        # A resumable upload's chunks carry their byte offset: a resumed append may send
-        # bytes again that an interrupted one had put on Kafka (docs/architecture.md §12).
-        ce_id = f"{job_id}:chunk:{sequence}" + ("" if offset is None else f"@{offset}")
-        message_headers = ce_headers(
-            CeType.UPLOAD_CHUNK, ce_id, SOURCE, job_id, headers.OCTET_STREAM
-        )
-        message_headers[headers.SEQUENCE] = str(sequence)
-        if offset is not None:
-            message_headers[headers.UPLOAD_OFFSET] = str(offset)
-        return await self._send(topics.AUDIO_UPLOAD, job_id, data, message_headers)
+        async def publish_all() -> list[asyncio.Future[RecordMetadata]]:
+            futures = []
+            for topic, key, value, hdrs in records:
+                future = await self._publishers[topic].publish(
+                    value, key=key, headers=hdrs, no_confirm=True
+                )
+                assert isinstance(future, asyncio.Future)
+                futures.append(future)
+            return futures
 
-    async def _send(self, topic: str, job_id: str, value: bytes, hdrs: dict[str, str]) -> Ack:
-        # no_confirm: the returned future is the acknowledgement, so chunks are pipelined
-        # instead of waiting one round trip each. The publish itself waits while the
-        # partition's send buffer is full (the broker is not taking batches): bounded,
-        # and a sign that the broker is down. Cancelling it drops the message unsent.
-        publish = self._publishers[topic].publish(
-            value, key=job_id.encode(), headers=hdrs, no_confirm=True
-        )
         try:
-            future = await self._reachability.unless_down(publish, self._timeout)
+            futures = await self._reachability.unless_down(publish_all(), self._timeout)
         except (KafkaError, TimeoutError) as exc:
             raise self._failed(exc) from exc
-        assert isinstance(future, asyncio.Future)
-        return _translated(future)
+        return [_translated(future) for future in futures]
+
+    @staticmethod
+    def _record(message: Message) -> tuple[str, bytes, bytes, dict[str, str]]:
+        if isinstance(message, EventMessage):
+            job_id = message.event.job_id
+            return (
+                message.topic,
+                job_id.encode(),
+                message.event.model_dump_json().encode(),
+                ce_headers(CE_TYPE_OF[type(message.event)], message.ce_id, SOURCE, job_id),
+            )
+        # A resumable upload's chunks carry their byte offset: a resumed append may send
+        # bytes again that an interrupted one had put on Kafka (docs/architecture.md §12).
+        offset = message.offset
+        ce_id = f"{message.job_id}:chunk:{message.sequence}" + (
+            "" if offset is None else f"@{offset}"
+        )
+        hdrs = ce_headers(CeType.UPLOAD_CHUNK, ce_id, SOURCE, message.job_id, headers.OCTET_STREAM)
+        hdrs[headers.SEQUENCE] = str(message.sequence)
+        if offset is not None:
+            hdrs[headers.UPLOAD_OFFSET] = str(offset)
+        return topics.AUDIO_UPLOAD, message.job_id.encode(), message.data, hdrs
 
     async def confirmed(self, ack: Ack) -> None:
         # Cancelling the acknowledgement does not take the message back: the idempotent

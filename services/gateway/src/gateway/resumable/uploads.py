@@ -47,6 +47,7 @@ from contracts import (
 from gateway.accepted import JobGrant, accepted_body, set_progress_cookie
 from gateway.ingest import Acked, BodyQuiet, ChunkPipeline, UploadLimits, body_timeout, paced
 from gateway.ports import (
+    EventMessage,
     Lease,
     LockBusy,
     Quota,
@@ -418,9 +419,10 @@ class Resumable:
                 size_hint=total,
                 resumable=True,
             )
-            pipeline.in_flight.append(
-                (await self.sink.event(topics.AUDIO_UPLOAD, started, f"{job_id}:started"), None)
+            (ack,) = await self.sink.send(
+                EventMessage(topics.AUDIO_UPLOAD, started, f"{job_id}:started")
             )
+            pipeline.in_flight.append((ack, None))
             pipeline.started = True
             await pipeline.add(bytes(head))
             head.clear()
@@ -561,7 +563,7 @@ class Resumable:
     async def _status_on(
         self, topic: str, event: JobStatusChanged | UploadAborted, ce_id: str
     ) -> None:
-        ack = await self.sink.event(topic, event, ce_id)
+        (ack,) = await self.sink.send(EventMessage(topic, event, ce_id))
         await asyncio.wait_for(ack, self.limits.ack_timeout_seconds)
 
 
