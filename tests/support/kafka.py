@@ -83,6 +83,21 @@ async def end_offset(bootstrap: str, partition: TopicPartition) -> int:
         await consumer.stop()
 
 
+async def topic_ends(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
+    """The offset the next record appended to each partition of ``topic`` will get;
+    empty when the topic does not exist (yet)."""
+    partitions = await partitions_of(bootstrap, topic)
+    if not partitions:
+        return {}
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+        return ends
+    finally:
+        await consumer.stop()
+
+
 async def read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record of ``topic`` from the beginning to its current end."""
     partitions = await partitions_of(bootstrap, topic)

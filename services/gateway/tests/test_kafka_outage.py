@@ -15,14 +15,14 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contracts import CeType, headers, topics
 from gateway.app import create_app
 from gateway.settings import Settings
 from tests.support.audio import WAV_HEAD, wav_form
 from tests.support.inprocess import bound_socket, serving
-from tests.support.kafka import partitions_of
+from tests.support.kafka import topic_ends
 from tests.support.kafka_proxy import PRODUCE_API_KEY, KafkaProxy
 from tests.support.waiting import eventually
 
@@ -116,7 +116,7 @@ async def test_with_kafka_known_down_an_upload_is_refused_before_its_body_and_th
 
 
 async def messages_of(
-    bootstrap: str, token_id: str, start: dict[str, Any], wanted: str
+    bootstrap: str, token_id: str, start: dict[TopicPartition, int], wanted: str
 ) -> list[tuple[str, str | None]]:
     """(ce_type, ce_sequence) of the job started with ``token_id``, in partition order,
     once one of them is ``wanted``."""
@@ -154,13 +154,7 @@ async def test_a_one_chunk_upload_is_one_produce_request_and_its_status_another(
 ) -> None:
     # UploadStarted, the chunk and UploadFinished go out as one record batch; the
     # `accepted` status follows once it is acknowledged (docs/architecture.md §5.1).
-    partitions = await partitions_of(gateway.bootstrap, topics.AUDIO_UPLOAD)
-    consumer = AIOKafkaConsumer(bootstrap_servers=gateway.bootstrap)
-    await consumer.start()
-    try:
-        start = await consumer.end_offsets(partitions)
-    finally:
-        await consumer.stop()
+    start = await topic_ends(gateway.bootstrap, topics.AUDIO_UPLOAD)
     token_id = f"t-{uuid.uuid4().hex[:12]}"
     assert (await upload(gateway.url)).status_code == 202  # metadata known, connected
     before = gateway.proxy.requests[PRODUCE_API_KEY]
@@ -186,13 +180,7 @@ async def test_a_one_chunk_upload_is_one_produce_request_and_its_status_another(
 async def test_an_upload_cut_off_by_a_sudden_outage_is_503_and_aborted_once_kafka_returns(
     gateway: Gateway,
 ) -> None:
-    partitions = await partitions_of(gateway.bootstrap, topics.AUDIO_UPLOAD)
-    consumer = AIOKafkaConsumer(bootstrap_servers=gateway.bootstrap)
-    await consumer.start()
-    try:
-        start = await consumer.end_offsets(partitions)
-    finally:
-        await consumer.stop()
+    start = await topic_ends(gateway.bootstrap, topics.AUDIO_UPLOAD)
     token_id = f"t-{uuid.uuid4().hex[:12]}"
 
     body = form(64 * CHUNK)

@@ -8,13 +8,12 @@ import hashlib
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 from draft_client import INTEROP, DraftClient
 from uploader_rig import UploadRig, audio_bytes
 
 from contracts import topics
 from tests.support.audio import wav_form
-from tests.support.kafka import committed_offset, partitions_of
+from tests.support.kafka import committed_offset, topic_ends
 from tests.support.slow_client import SlowRequest
 from tests.support.waiting import eventually
 
@@ -40,15 +39,9 @@ async def committed_at_end(rig: UploadRig) -> bool:
     """The uploader's group has committed every partition of audio.upload to its end:
     no job holds its partition."""
     bootstrap = rig.infra["KAFKA_BOOTSTRAP_SERVERS"]
-    partitions = await partitions_of(bootstrap, topics.AUDIO_UPLOAD)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        ends = await consumer.end_offsets(partitions)
-    finally:
-        await consumer.stop()
-    for partition in partitions:
-        if await committed_offset(bootstrap, rig.group, partition) != ends[partition]:
+    ends = await topic_ends(bootstrap, topics.AUDIO_UPLOAD)
+    for partition, end in ends.items():
+        if await committed_offset(bootstrap, rig.group, partition) != end:
             return False
     return True
 
