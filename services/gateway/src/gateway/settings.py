@@ -5,6 +5,11 @@ from servicekit.settings import DatabaseSettings, OwnerAuthSettings
 
 DAY = 24 * 3600.0
 
+MARKERS_ROOM = 64 * 1024
+"""Room in a record batch beside a chunk: the markers around it and every record's
+headers. ``chunk_bytes`` leaves as much below the topics' message size, and the
+producer's batches are a chunk and this much (``gateway.adapters.kafka.batch_bytes``)."""
+
 
 class Settings(DatabaseSettings, OwnerAuthSettings):
     http_port: int = 8101
@@ -17,7 +22,7 @@ class Settings(DatabaseSettings, OwnerAuthSettings):
     chunk_bytes: int = Field(
         default=512 * 1024,
         gt=0,
-        le=MAX_MESSAGE_BYTES - 64 * 1024,
+        le=MAX_MESSAGE_BYTES - MARKERS_ROOM,
         description="Size of the chunk messages on `audio.upload`; a chunk with the "
         "markers around it is one record batch, within the topics' message size.",
     )

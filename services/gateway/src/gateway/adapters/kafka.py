@@ -24,14 +24,11 @@ from contracts import (
 )
 from gateway.ports import Ack, EventMessage, Message, SinkError
 from gateway.reachability import Reachability
+from gateway.settings import MARKERS_ROOM
 from servicekit.compat.faststream import admin_client
 from servicekit.kafka import MAX_MESSAGE_BYTES, ce_headers, ce_source
 
 SOURCE = ce_source("gateway")
-
-MARKERS_ROOM = 64 * 1024
-"""Room in a record batch beside a chunk: the markers around it and every record's
-headers (``CHUNK_BYTES`` leaves as much below the topics' message size)."""
 
 
 def batch_bytes(chunk_bytes: int) -> int:
@@ -68,7 +65,7 @@ class KafkaUploadSink:
         # no_confirm: the returned futures are the acknowledgements, so chunks are
         # pipelined instead of waiting one round trip each. The publishes run in one
         # task without yielding to the producer's sender in between, so those for one
-        # partition go into one record batch (when it has room: MAX_BATCH_BYTES), as one
+        # partition go into one record batch (when it has room: batch_bytes), as one
         # produce request. A publish waits only while the partition's send buffer is
         # full (the broker is not taking batches): bounded, and a sign that the broker
         # is down. Cancelling it drops the messages not yet handed over.
